@@ -1,0 +1,564 @@
+"""The reference profile: what the training data looked like, in a form a window can be
+tested against without the training data.
+
+Numeric columns get bin edges at reference quantiles. Bins are right-closed,
+``(e[i-1], e[i]]``, and every interior edge is a value that occurs in the reference, so no
+reference bin is empty by construction, whatever the ties (an integer column with five
+values gets five bins). Two extra bins hold values below the reference minimum and above
+its maximum; their reference count is zero by definition. Categorical columns keep the
+top-K categories by frequency, an "other" bucket for the reference's rarer categories and
+an "unseen" bucket for categories the reference never had.
+
+A profile is saved as one versioned JSON file (gzip when the name ends in ``.gz``) whose
+content hash is checked on load and becomes the ``reference`` label of the metrics.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from detectors.schema import Kind, Schema, SchemaError, as_float_array, infer_schema
+
+PROFILE_FORMAT = "driftline-profile"
+PROFILE_VERSION = 1
+
+DEFAULT_BINS = 100
+DEFAULT_TOP_K = 100
+DEFAULT_SAMPLE_ROWS = 5000
+# Categories remembered to tell "rare but seen" from "never seen"; more distinct values
+# than this and the rest of the tail counts as unseen.
+DEFAULT_MAX_KNOWN_CATEGORIES = 10_000
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class NumericProfile:
+    """Reference distribution of one numeric column.
+
+    ``edges`` are the right-closed bin edges passed to ``np.searchsorted(side="left")``:
+    ``edges[0]`` is just below the reference minimum and ``edges[-1]`` is the maximum, so
+    bin 0 holds values below the reference range and bin ``len(edges)`` values above it.
+    """
+
+    name: str
+    edges: np.ndarray
+    counts: np.ndarray
+    count: int
+    missing: int
+    non_finite: int
+    min: float
+    max: float
+    mean: float
+    std: float
+
+    @property
+    def bins(self) -> int:
+        return len(self.edges) + 1
+
+    @property
+    def rows(self) -> int:
+        return self.count + self.missing + self.non_finite
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "count": self.count,
+            "missing": self.missing,
+            "non_finite": self.non_finite,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NumericProfile:
+        return cls(
+            name=d["name"],
+            edges=np.asarray(d["edges"], dtype=np.float64),
+            counts=np.asarray(d["counts"], dtype=np.int64),
+            count=int(d["count"]),
+            missing=int(d["missing"]),
+            non_finite=int(d["non_finite"]),
+            min=float(d["min"]),
+            max=float(d["max"]),
+            mean=float(d["mean"]),
+            std=float(d["std"]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class CategoricalProfile:
+    """Reference distribution of one categorical column.
+
+    ``counts`` has ``len(vocabulary) + 2`` entries: one per top-K category, then "other"
+    (reference categories outside the top K) and "unseen" (zero in the reference).
+    """
+
+    name: str
+    vocabulary: tuple[str, ...]
+    counts: np.ndarray
+    known: tuple[str, ...]
+    count: int
+    missing: int
+
+    @property
+    def bins(self) -> int:
+        return len(self.vocabulary) + 2
+
+    @property
+    def rows(self) -> int:
+        return self.count + self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "vocabulary": list(self.vocabulary),
+            "counts": self.counts.tolist(),
+            "known": list(self.known),
+            "count": self.count,
+            "missing": self.missing,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CategoricalProfile:
+        return cls(
+            name=d["name"],
+            vocabulary=tuple(d["vocabulary"]),
+            counts=np.asarray(d["counts"], dtype=np.int64),
+            known=tuple(d["known"]),
+            count=int(d["count"]),
+            missing=int(d["missing"]),
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds measured on the reference itself for windows of about ``window_rows``.
+
+    ``thresholds[column][test]`` is the ``1 - false_alarm_rate`` quantile of the test's
+    statistic over reference chunks of the window's size compared with the rest.
+    """
+
+    window_rows: int
+    false_alarm_rate: float
+    draws: int
+    thresholds: dict[str, dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_rows": self.window_rows,
+            "false_alarm_rate": self.false_alarm_rate,
+            "draws": self.draws,
+            "thresholds": self.thresholds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        return cls(
+            window_rows=int(d["window_rows"]),
+            false_alarm_rate=float(d["false_alarm_rate"]),
+            draws=int(d["draws"]),
+            thresholds={
+                c: {t: float(v) for t, v in ts.items()} for c, ts in d["thresholds"].items()
+            },
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    """Everything the detectors need to know about the reference data."""
+
+    schema: Schema
+    numeric: dict[str, NumericProfile]
+    categorical: dict[str, CategoricalProfile]
+    rows: int
+    bins: int = DEFAULT_BINS
+    top_k: int = DEFAULT_TOP_K
+    # Row-aligned reference sample (same rows in every column) for exact-mode tests and,
+    # later, multivariate tests: numeric as float64 with NaN, categorical as str or None.
+    sample: dict[str, np.ndarray] = field(default_factory=dict)
+    inference: dict[str, str] = field(default_factory=dict)
+    calibrations: tuple[Calibration, ...] = ()
+
+    # -- stacked views for the vectorized tests ---------------------------------------
+
+    @cached_property
+    def numeric_names(self) -> list[str]:
+        return [c.name for c in self.schema.numeric()]
+
+    @cached_property
+    def categorical_names(self) -> list[str]:
+        return [c.name for c in self.schema.categorical()]
+
+    @cached_property
+    def numeric_width(self) -> int:
+        """Columns of the stacked numeric count matrix: the most bins of any feature."""
+        return max((p.bins for p in self.numeric.values()), default=1)
+
+    @cached_property
+    def categorical_width(self) -> int:
+        """Columns of the stacked categorical count matrix (vocabulary, other, unseen)."""
+        return max((p.bins for p in self.categorical.values()), default=2)
+
+    @cached_property
+    def numeric_counts(self) -> np.ndarray:
+        """Reference counts, (numeric features × bins), zero-padded on the right.
+
+        Padding after the last (above-range) bin changes no cumulative sum, so one
+        ``cumsum(axis=1)`` gives every feature's CDF at once.
+        """
+        out = np.zeros((len(self.numeric_names), self.numeric_width), dtype=np.int64)
+        for i, name in enumerate(self.numeric_names):
+            c = self.numeric[name].counts
+            out[i, : len(c)] = c
+        return out
+
+    @cached_property
+    def categorical_counts(self) -> np.ndarray:
+        """Reference counts, (categorical features × width): vocabulary, zero padding,
+        then "other" and "unseen" in the last two columns."""
+        out = np.zeros((len(self.categorical_names), self.categorical_width), dtype=np.int64)
+        for i, name in enumerate(self.categorical_names):
+            c = self.categorical[name].counts
+            out[i, : len(c) - 2] = c[:-2]
+            out[i, -2:] = c[-2:]
+        return out
+
+    # -- identity -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema.to_dict(),
+            "rows": self.rows,
+            "bins": self.bins,
+            "top_k": self.top_k,
+            "numeric": [self.numeric[n].to_dict() for n in self.numeric_names],
+            "categorical": [self.categorical[n].to_dict() for n in self.categorical_names],
+            "sample": {k: _array_to_json(v) for k, v in self.sample.items()},
+            "inference": self.inference,
+            "calibrations": [c.to_dict() for c in self.calibrations],
+        }
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 of the canonical serialisation; what metrics label the reference with."""
+        return hashlib.sha256(_canonical(self.to_dict())).hexdigest()
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Profile:
+        schema = Schema.from_dict(d["schema"])
+        numeric = {p["name"]: NumericProfile.from_dict(p) for p in d["numeric"]}
+        categorical = {p["name"]: CategoricalProfile.from_dict(p) for p in d["categorical"]}
+        kinds = {c.name: c.kind for c in schema.columns}
+        for name in numeric:
+            if kinds.get(name) is not Kind.NUMERIC:
+                raise ValueError(f"numeric profile for {name!r}, which the schema does not list")
+        for name in categorical:
+            if kinds.get(name) is not Kind.CATEGORICAL:
+                raise ValueError(f"categorical profile for {name!r} not in the schema")
+        sample = {
+            k: _array_from_json(v, kinds.get(k, Kind.CATEGORICAL)) for k, v in d["sample"].items()
+        }
+        return cls(
+            schema=schema,
+            numeric=numeric,
+            categorical=categorical,
+            rows=int(d["rows"]),
+            bins=int(d["bins"]),
+            top_k=int(d["top_k"]),
+            sample=sample,
+            inference=dict(d.get("inference", {})),
+            calibrations=tuple(Calibration.from_dict(c) for c in d.get("calibrations", [])),
+        )
+
+    def with_calibration(self, calibration: Calibration) -> Profile:
+        """A copy that also holds ``calibration`` (replacing one for the same window size)."""
+        kept = tuple(c for c in self.calibrations if c.window_rows != calibration.window_rows)
+        ordered = tuple(sorted((*kept, calibration), key=lambda c: c.window_rows))
+        return replace(self, calibrations=ordered)
+
+    def calibration_for(self, window_rows: int) -> Calibration | None:
+        """The calibration nearest to ``window_rows`` on a log scale, if any."""
+        if not self.calibrations or window_rows <= 0:
+            return None
+        return min(
+            self.calibrations,
+            key=lambda c: abs(math.log(c.window_rows) - math.log(window_rows)),
+        )
+
+    # -- file I/O -----------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the versioned profile file; gzip when the name ends in ``.gz``."""
+        path = Path(path)
+        body = self.to_dict()
+        envelope = {
+            "format": PROFILE_FORMAT,
+            "version": PROFILE_VERSION,
+            "sha256": self.content_hash,
+            "profile": body,
+        }
+        data = orjson.dumps(envelope, option=orjson.OPT_SERIALIZE_NUMPY)
+        if path.suffix == ".gz":
+            data = gzip.compress(data, mtime=0)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return path
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and verify a profile file; any problem raises ProfileError naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read reference profile: {exc.strerror}") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ProfileError(f"{path}: truncated or corrupt gzip data: {exc}") from exc
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProfileError(
+            f"{path}: not a driftline profile (truncated or corrupt JSON: {exc}); "
+            "rebuild it with `driftline reference build`"
+        ) from exc
+    if not isinstance(envelope, dict) or envelope.get("format") != PROFILE_FORMAT:
+        raise ProfileError(f"{path}: not a driftline profile (no '{PROFILE_FORMAT}' header)")
+    version = envelope.get("version")
+    if version != PROFILE_VERSION:
+        raise ProfileError(
+            f"{path}: profile format version {version!r} is not supported by this driftline "
+            f"(it reads version {PROFILE_VERSION}); rebuild it with `driftline reference build`"
+        )
+    try:
+        profile = Profile.from_dict(envelope["profile"])
+    except (KeyError, TypeError, ValueError, SchemaError) as exc:
+        raise ProfileError(f"{path}: profile content is incomplete or malformed: {exc!r}") from exc
+    expected = envelope.get("sha256")
+    if profile.content_hash != expected:
+        raise ProfileError(
+            f"{path}: content hash mismatch (file says {expected}, content is "
+            f"{profile.content_hash}); the file was altered or corrupted"
+        )
+    return profile
+
+
+# -- building --------------------------------------------------------------------------
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet, CSV or JSON-lines file into a DataFrame, by its extension."""
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if ".parquet" in suffixes or ".pq" in suffixes:
+            return pd.read_parquet(path)
+        if ".csv" in suffixes:
+            return pd.read_csv(path)
+        if ".jsonl" in suffixes or ".ndjson" in suffixes or ".json" in suffixes:
+            return pd.read_json(path, lines=True)
+    except FileNotFoundError as exc:
+        raise ProfileError(f"{path}: no such file") from exc
+    except (ValueError, OSError) as exc:
+        raise ProfileError(f"{path}: cannot read data: {exc}") from exc
+    raise ProfileError(f"{path}: unknown data format; use .parquet, .csv or .jsonl")
+
+
+def build_profile(
+    data: pd.DataFrame | str | Path,
+    schema: Schema | None = None,
+    *,
+    prediction: list[str] | None = None,
+    bins: int = DEFAULT_BINS,
+    top_k: int = DEFAULT_TOP_K,
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    max_known_categories: int = DEFAULT_MAX_KNOWN_CATEGORIES,
+    seed: int = 0,
+) -> Profile:
+    """Profile a reference frame (or a Parquet/CSV/JSONL file).
+
+    Without ``schema`` the kinds and roles are inferred (see ``infer_schema``) and the
+    reasons are kept in ``Profile.inference``.
+    """
+    frame = read_frame(data) if isinstance(data, (str, Path)) else data
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    inference: dict[str, str] = {}
+    if schema is None:
+        inferred = infer_schema(frame, prediction=prediction)
+        schema, inference = inferred.schema, inferred.reasons
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise SchemaError(f"schema columns {missing} are not in the reference data")
+    numeric = {
+        c.name: profile_numeric(c.name, frame[c.name].to_numpy(), bins) for c in schema.numeric()
+    }
+    categorical = {
+        c.name: profile_categorical(c.name, frame[c.name].to_numpy(), top_k, max_known_categories)
+        for c in schema.categorical()
+    }
+    rng = np.random.default_rng(seed)
+    n = len(frame)
+    take = np.sort(rng.choice(n, size=min(n, sample_rows), replace=False)) if n else np.arange(0)
+    sample: dict[str, np.ndarray] = {}
+    for c in schema.columns:
+        col = frame[c.name].to_numpy()[take]
+        if c.kind is Kind.NUMERIC:
+            sample[c.name] = as_float_array(col)
+        else:
+            strings, miss = category_strings(col)
+            sample[c.name] = np.where(miss, None, strings).astype(object)
+    return Profile(
+        schema=schema,
+        numeric=numeric,
+        categorical=categorical,
+        rows=n,
+        bins=bins,
+        top_k=top_k,
+        sample=sample,
+        inference=inference,
+    )
+
+
+def numeric_edges(finite: np.ndarray, bins: int) -> np.ndarray:
+    """Right-closed edges at reference quantiles, each one a value the data takes.
+
+    ``inverted_cdf`` quantiles are order statistics, so after ``unique`` every interior
+    bin ``(e[i-1], e[i]]`` holds at least the value ``e[i]``: heavy ties merge bins
+    instead of leaving empty ones.
+    """
+    lo, hi = float(finite.min()), float(finite.max())
+    qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    inner = np.unique(np.quantile(finite, qs, method="inverted_cdf")) if len(qs) else np.array([])
+    inner = inner[(inner >= lo) & (inner < hi)]
+    edges = np.concatenate([[np.nextafter(lo, -np.inf)], inner, [hi]])
+    return np.unique(edges)
+
+
+def profile_numeric(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> NumericProfile:
+    x = as_float_array(values)
+    missing = int(np.isnan(x).sum())
+    finite_mask = np.isfinite(x)
+    non_finite = int((~finite_mask).sum()) - missing
+    finite = x[finite_mask]
+    if len(finite) == 0:
+        raise SchemaError(f"numeric column {name!r} has no finite values in the reference")
+    edges = numeric_edges(finite, bins)
+    counts = np.bincount(np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1)
+    return NumericProfile(
+        name=name,
+        edges=edges,
+        counts=counts.astype(np.int64),
+        count=len(finite),
+        missing=missing,
+        non_finite=non_finite,
+        min=float(finite.min()),
+        max=float(finite.max()),
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=1)) if len(finite) > 1 else 0.0,
+    )
+
+
+def profile_categorical(
+    name: str,
+    values: np.ndarray,
+    top_k: int = DEFAULT_TOP_K,
+    max_known: int = DEFAULT_MAX_KNOWN_CATEGORIES,
+) -> CategoricalProfile:
+    strings, miss = category_strings(values)
+    present = pd.Series(strings[~miss])
+    freq = present.value_counts(sort=False)
+    # Most frequent first; ties broken by the category text so the profile is deterministic.
+    order = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
+    vocab = tuple(str(k) for k, _ in order[:top_k])
+    known = tuple(str(k) for k, _ in order[:max_known])
+    vocab_counts = [int(v) for _, v in order[:top_k]]
+    other = int(sum(v for _, v in order[top_k:]))
+    counts = np.array([*vocab_counts, other, 0], dtype=np.int64)
+    return CategoricalProfile(
+        name=name,
+        vocabulary=vocab,
+        counts=counts,
+        known=known,
+        count=int((~miss).sum()),
+        missing=int(miss.sum()),
+    )
+
+
+def category_strings(values: object) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise categorical values to text: returns (object array of str, missing mask).
+
+    Numbers become their text (integral floats without ``.0``, so a category read as 3 from
+    JSON and as 3.0 from a float column is the same), booleans ``True``/``False``.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind in "US":
+        strings = arr.astype(str).astype(object)
+        return strings, np.zeros(len(arr), dtype=bool)
+    if arr.dtype.kind == "b":
+        return arr.astype(str).astype(object), np.zeros(len(arr), dtype=bool)
+    if arr.dtype.kind in "iu":
+        return arr.astype(str).astype(object), np.zeros(len(arr), dtype=bool)
+    if arr.dtype.kind == "f":
+        miss = np.isnan(arr)
+        integral = np.isfinite(arr) & (arr == np.round(arr))
+        strings = np.where(
+            integral, np.where(miss, 0, arr).astype(np.int64).astype(str), arr.astype(str)
+        ).astype(object)
+        return strings, miss
+    series = pd.Series(arr, dtype=object)
+    miss = series.isna().to_numpy()
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "string":
+        return series.where(~miss, "").to_numpy(dtype=object), miss
+
+    def to_text(v: object) -> str:
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    strings = series.where(~miss, "").map(to_text).to_numpy(dtype=object)
+    return strings, miss
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _array_to_json(arr: np.ndarray) -> list[Any]:
+    if arr.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in arr.tolist()]
+    return [None if v is None else str(v) for v in arr.tolist()]
+
+
+def _array_from_json(values: list[Any], kind: Kind) -> np.ndarray:
+    if kind is Kind.NUMERIC:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=object)

@@ -1,0 +1,259 @@
+"""Typed results of the drift and quality tests, and the WindowReport that carries them.
+
+Every sink (log, Kafka topic, file, Prometheus, policies, HTML report) consumes the same
+``WindowReport``; its JSON form is versioned (``REPORT_VERSION``) so consumers can tell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+REPORT_VERSION = 1
+
+
+def _num(v: float | None) -> float | None:
+    """JSON has no NaN or infinity: undefined numbers serialise as null."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return float(v)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test of one column: what was measured and whether it crossed its threshold.
+
+    ``p_value`` is None for tests that define none (PSI, distances). ``error_bound`` is
+    set in binned mode where the statistic approximates its exact-mode value: the exact
+    statistic lies within ``statistic ± error_bound`` (for KS: in
+    ``[statistic, statistic + error_bound]``).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    feature: str
+    test: str
+    statistic: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    mode: str = "binned"
+    error_bound: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("statistic", "p_value", "threshold", "error_bound"):
+            d[k] = _num(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TestResult:
+        return cls(
+            feature=d["feature"],
+            test=d["test"],
+            statistic=float("nan") if d["statistic"] is None else float(d["statistic"]),
+            p_value=d.get("p_value"),
+            threshold=float("nan") if d["threshold"] is None else float(d["threshold"]),
+            drifted=bool(d["drifted"]),
+            mode=d.get("mode", "binned"),
+            error_bound=d.get("error_bound"),
+        )
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """A set of column tests and the verdict on the set (features, or predictions).
+
+    ``drifted`` is ``share >= share_threshold`` where ``share`` is the fraction of tested
+    columns flagged after the multiple-testing ``correction`` ("none", "bonferroni" or
+    "benjamini_hochberg"; corrections apply to p-value tests only).
+    """
+
+    share: float
+    drifted_count: int
+    tested_count: int
+    share_threshold: float
+    drifted: bool
+    correction: str
+    columns: tuple[TestResult, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "share": _num(self.share),
+            "drifted_count": self.drifted_count,
+            "tested_count": self.tested_count,
+            "share_threshold": self.share_threshold,
+            "drifted": self.drifted,
+            "correction": self.correction,
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DriftResult:
+        return cls(
+            share=float(d["share"] or 0.0),
+            drifted_count=int(d["drifted_count"]),
+            tested_count=int(d["tested_count"]),
+            share_threshold=float(d["share_threshold"]),
+            drifted=bool(d["drifted"]),
+            correction=d["correction"],
+            columns=tuple(TestResult.from_dict(c) for c in d["columns"]),
+        )
+
+    def column(self, name: str) -> TestResult:
+        for c in self.columns:
+            if c.feature == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """One data-quality rate of one column (or of the whole window for row-level checks).
+
+    ``check`` is one of "missing", "out_of_range", "non_finite", "type_error", "unseen".
+    ``breached`` is ``rate > reference_rate + threshold``.
+    """
+
+    feature: str
+    check: str
+    rate: float
+    reference_rate: float
+    threshold: float
+    breached: bool
+    count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("rate", "reference_rate", "threshold"):
+            d[k] = _num(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QualityCheck:
+        return cls(**{**d, "rate": d["rate"] or 0.0, "reference_rate": d["reference_rate"] or 0.0})
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """Data quality of one window against the reference."""
+
+    rows: int
+    checks: tuple[QualityCheck, ...] = ()
+    missing_columns: tuple[str, ...] = ()
+    extra_columns: tuple[str, ...] = ()
+
+    @property
+    def breached(self) -> bool:
+        return bool(self.missing_columns) or any(c.breached for c in self.checks)
+
+    @property
+    def breaches(self) -> tuple[QualityCheck, ...]:
+        return tuple(c for c in self.checks if c.breached)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "breached": self.breached,
+            "checks": [c.to_dict() for c in self.checks],
+            "missing_columns": list(self.missing_columns),
+            "extra_columns": list(self.extra_columns),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QualityResult:
+        return cls(
+            rows=int(d["rows"]),
+            checks=tuple(QualityCheck.from_dict(c) for c in d["checks"]),
+            missing_columns=tuple(d["missing_columns"]),
+            extra_columns=tuple(d["extra_columns"]),
+        )
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """Everything driftline concluded about one window of one model version.
+
+    ``window_start``/``window_end`` are event-time seconds since the epoch (half-open
+    ``[start, end)``); for row-count windows (replay without a time column) they are row
+    offsets and ``window_kind`` is "rows". ``baseline`` says what the window was compared
+    with: "reference", or "version:<v>" when a canary is compared with the stable version.
+    """
+
+    model: str
+    model_version: str
+    window_start: float
+    window_end: float
+    reference_hash: str
+    rows: int
+    drift: DriftResult
+    prediction_drift: DriftResult
+    quality: QualityResult
+    window_kind: str = "time"
+    baseline: str = "reference"
+    late_records: int = 0
+    duplicate_records: int = 0
+    evaluated_at: float | None = None
+    exemplar_trace_ids: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = REPORT_VERSION
+
+    @property
+    def drifted(self) -> bool:
+        return self.drift.drifted or self.prediction_drift.drifted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "model": self.model,
+            "model_version": self.model_version,
+            "window": {
+                "kind": self.window_kind,
+                "start": self.window_start,
+                "end": self.window_end,
+            },
+            "baseline": self.baseline,
+            "reference_hash": self.reference_hash,
+            "rows": self.rows,
+            "late_records": self.late_records,
+            "duplicate_records": self.duplicate_records,
+            "evaluated_at": self.evaluated_at,
+            "drift": self.drift.to_dict(),
+            "prediction_drift": self.prediction_drift.to_dict(),
+            "quality": self.quality.to_dict(),
+            "exemplar_trace_ids": list(self.exemplar_trace_ids),
+            "extra": self.extra,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WindowReport:
+        if d.get("version") != REPORT_VERSION:
+            raise ValueError(f"unsupported WindowReport version {d.get('version')!r}")
+        return cls(
+            model=d["model"],
+            model_version=d["model_version"],
+            window_start=d["window"]["start"],
+            window_end=d["window"]["end"],
+            window_kind=d["window"]["kind"],
+            baseline=d["baseline"],
+            reference_hash=d["reference_hash"],
+            rows=int(d["rows"]),
+            late_records=int(d.get("late_records", 0)),
+            duplicate_records=int(d.get("duplicate_records", 0)),
+            evaluated_at=d.get("evaluated_at"),
+            drift=DriftResult.from_dict(d["drift"]),
+            prediction_drift=DriftResult.from_dict(d["prediction_drift"]),
+            quality=QualityResult.from_dict(d["quality"]),
+            exemplar_trace_ids=tuple(d.get("exemplar_trace_ids", ())),
+            extra=dict(d.get("extra", {})),
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> WindowReport:
+        return cls.from_dict(orjson.loads(data))

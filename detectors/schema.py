@@ -1,0 +1,189 @@
+"""Which columns a model's traffic has, and what each one is.
+
+A schema names the numeric and categorical features and the prediction column(s). It is
+given by the user or inferred from a reference frame; inference says what it decided so
+nobody has to guess why a column was treated as categorical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+
+class Kind(StrEnum):
+    """How a column's values are compared: on quantile bins or on category counts."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+
+
+class Role(StrEnum):
+    """Whether a column is a model input or a model output."""
+
+    FEATURE = "feature"
+    PREDICTION = "prediction"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    role: Role = Role.FEATURE
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "kind": self.kind.value, "role": self.role.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Column:
+        return cls(name=data["name"], kind=Kind(data["kind"]), role=Role(data["role"]))
+
+
+class SchemaError(ValueError):
+    """A schema that cannot describe the data it is applied to."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The ordered columns a profile and its window sketches track."""
+
+    columns: tuple[Column, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SchemaError(f"schema names these columns twice: {dupes}")
+        if not self.columns:
+            raise SchemaError("schema has no columns: name at least one feature")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def numeric(self) -> list[Column]:
+        return [c for c in self.columns if c.kind is Kind.NUMERIC]
+
+    def categorical(self) -> list[Column]:
+        return [c for c in self.columns if c.kind is Kind.CATEGORICAL]
+
+    def features(self) -> list[Column]:
+        return [c for c in self.columns if c.role is Role.FEATURE]
+
+    def predictions(self) -> list[Column]:
+        return [c for c in self.columns if c.role is Role.PREDICTION]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @classmethod
+    def build(
+        cls,
+        numeric: list[str] | tuple[str, ...] = (),
+        categorical: list[str] | tuple[str, ...] = (),
+        prediction_numeric: list[str] | tuple[str, ...] = (),
+        prediction_categorical: list[str] | tuple[str, ...] = (),
+    ) -> Schema:
+        cols = [Column(n, Kind.NUMERIC) for n in numeric]
+        cols += [Column(n, Kind.CATEGORICAL) for n in categorical]
+        cols += [Column(n, Kind.NUMERIC, Role.PREDICTION) for n in prediction_numeric]
+        cols += [Column(n, Kind.CATEGORICAL, Role.PREDICTION) for n in prediction_categorical]
+        return cls(tuple(cols))
+
+    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+        return {"columns": [c.to_dict() for c in self.columns]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Schema:
+        try:
+            return cls(tuple(Column.from_dict(c) for c in data["columns"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"malformed schema: {exc!r}") from exc
+
+
+# A numeric-typed column with at most this many distinct values and only integers is a code,
+# not a measurement, when its name gives no other hint: treated as categorical.
+CATEGORICAL_MAX_DISTINCT_INTEGERS = 10
+
+PREDICTION_NAME_HINTS = ("prediction", "predicted", "pred", "score", "y_pred", "output")
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The schema inferred from a frame, with one human-readable reason per column."""
+
+    schema: Schema
+    reasons: dict[str, str]
+
+    def describe(self) -> str:
+        return "\n".join(f"{name}: {why}" for name, why in self.reasons.items())
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    prediction: list[str] | tuple[str, ...] | None = None,
+    ignore: list[str] | tuple[str, ...] = (),
+) -> Inference:
+    """Infer kinds and roles from a reference frame.
+
+    Floats are numeric; strings, booleans and categoricals are categorical; integer columns
+    with at most ``CATEGORICAL_MAX_DISTINCT_INTEGERS`` distinct values are categorical codes.
+    Prediction columns are the ones named in ``prediction``, or else those whose name is a
+    common prediction name (``prediction``, ``score``...).
+    """
+    reasons: dict[str, str] = {}
+    cols: list[Column] = []
+    if prediction is not None:
+        missing = [p for p in prediction if p not in frame.columns]
+        if missing:
+            raise SchemaError(f"prediction column(s) {missing} are not in the data")
+    for name in frame.columns:
+        name = str(name)
+        if name in ignore:
+            continue
+        series = frame[name]
+        if prediction is not None:
+            role = Role.PREDICTION if name in prediction else Role.FEATURE
+            role_why = "named as prediction" if role is Role.PREDICTION else ""
+        else:
+            is_pred = name.lower() in PREDICTION_NAME_HINTS
+            role = Role.PREDICTION if is_pred else Role.FEATURE
+            role_why = "prediction by its name" if is_pred else ""
+        kind, kind_why = _infer_kind(series)
+        cols.append(Column(name, kind, role))
+        reasons[name] = "; ".join(w for w in (kind_why, role_why) if w)
+    return Inference(Schema(tuple(cols)), reasons)
+
+
+def _infer_kind(series: pd.Series) -> tuple[Kind, str]:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return Kind.CATEGORICAL, "categorical: boolean"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return Kind.CATEGORICAL, "categorical: pandas category dtype"
+    if pd.api.types.is_integer_dtype(dtype):
+        distinct = series.nunique(dropna=True)
+        if distinct <= CATEGORICAL_MAX_DISTINCT_INTEGERS:
+            return Kind.CATEGORICAL, f"categorical: integer with {distinct} distinct values"
+        return Kind.NUMERIC, f"numeric: integer with {distinct} distinct values"
+    if pd.api.types.is_float_dtype(dtype):
+        return Kind.NUMERIC, "numeric: float"
+    # Object columns: numeric only if every non-missing value parses as a number.
+    values = series.dropna()
+    if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
+        return Kind.NUMERIC, "numeric: object column whose values all parse as numbers"
+    return Kind.CATEGORICAL, "categorical: text values"
+
+
+def as_float_array(values: object) -> np.ndarray:
+    """Coerce a column to float64, with NaN where a value is missing or not a number."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(np.float64, copy=False)
+    return pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce").to_numpy(np.float64)

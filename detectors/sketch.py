@@ -1,0 +1,402 @@
+"""The window sketch: a bounded, exactly mergeable summary of one window's rows.
+
+Numeric columns are counted into the profile's bins, with count, missing, type errors
+(a string in a numeric column), non-finite values, min, max, sum and sum of squares.
+Categorical columns are counted over the profile's vocabulary plus "other" and "unseen".
+A bottom-k reservoir keeps a uniform sample of whole rows for the tests that need rows.
+
+Memory is O(features × bins + reservoir) whatever the traffic, and
+``merge(sketch(A), sketch(B)) == sketch(A ∪ B)``: counts add, min/max combine, and the
+reservoir keeps the k smallest row keys of both sides — with keys derived from row ids
+(``row_keys``) the merged reservoir is the very sample the union would have produced, and
+with random keys it is a uniform sample of the union (Efraimidis and Spirakis, 2006).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors.profile import Profile, category_strings
+
+DEFAULT_RESERVOIR_SIZE = 1024
+# Extra columns not in the schema are counted by name, up to this many names.
+MAX_EXTRA_COLUMNS = 64
+
+Batch = Mapping[str, Any] | pd.DataFrame
+
+
+class SketchMismatchError(ValueError):
+    """Two sketches (or a sketch and a checkpoint) built on different profiles or sizes."""
+
+
+class WindowSketch:
+    """Counts, bins and a row sample of one window, over one reference profile."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
+        seed: int | None = None,
+    ) -> None:
+        if reservoir_size < 0:
+            raise ValueError(f"reservoir_size must be >= 0, got {reservoir_size}")
+        self.profile = profile
+        self.reservoir_size = reservoir_size
+        self._rng = np.random.default_rng(seed)
+        nn, nc = len(profile.numeric_names), len(profile.categorical_names)
+        self.rows = 0
+        # numeric, one entry per feature in profile.numeric_names order
+        self.num_counts = np.zeros((nn, profile.numeric_width), dtype=np.int64)
+        self.num_missing = np.zeros(nn, dtype=np.int64)
+        self.num_type_error = np.zeros(nn, dtype=np.int64)
+        self.num_non_finite = np.zeros(nn, dtype=np.int64)
+        self.num_min = np.full(nn, np.inf)
+        self.num_max = np.full(nn, -np.inf)
+        self.num_sum = np.zeros(nn)
+        self.num_sumsq = np.zeros(nn)
+        # categorical, in profile.categorical_names order; last two columns other, unseen
+        self.cat_counts = np.zeros((nc, profile.categorical_width), dtype=np.int64)
+        self.cat_missing = np.zeros(nc, dtype=np.int64)
+        # rows in which a schema column was absent altogether (also counted as missing)
+        self.absent = np.zeros(len(profile.schema.columns), dtype=np.int64)
+        self.extra_columns: dict[str, int] = {}
+        # bottom-k reservoir: keys in [0, 1) and the row values they belong to
+        self.res_keys = np.empty(0, dtype=np.float64)
+        self.res_numeric = np.empty((0, nn), dtype=np.float64)
+        self.res_categorical = np.empty((0, nc), dtype=object)
+
+    # -- derived counts -------------------------------------------------------------------
+
+    @property
+    def num_count(self) -> np.ndarray:
+        """Finite values per numeric feature (those in the histogram)."""
+        return self.num_counts.sum(axis=1)
+
+    @property
+    def num_below(self) -> np.ndarray:
+        """Values below the reference minimum, per numeric feature (bin 0)."""
+        return self.num_counts[:, 0].copy()
+
+    @property
+    def num_above(self) -> np.ndarray:
+        """Values above the reference maximum, per numeric feature (each one's last bin)."""
+        last = np.array([self.profile.numeric[n].bins - 1 for n in self.profile.numeric_names])
+        return self.num_counts[np.arange(len(last)), last] if len(last) else np.zeros(0, np.int64)
+
+    @property
+    def cat_count(self) -> np.ndarray:
+        return self.cat_counts.sum(axis=1)
+
+    @property
+    def cat_unseen(self) -> np.ndarray:
+        return self.cat_counts[:, -1].copy()
+
+    @property
+    def complete(self) -> bool:
+        """True when the reservoir holds every row of the window (exact tests possible)."""
+        return self.rows <= self.reservoir_size
+
+    def mean(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.num_sum / self.num_count
+
+    def std(self) -> np.ndarray:
+        """Sample standard deviation from the power sums (NaN with fewer than two values)."""
+        n = self.num_count.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (self.num_sumsq - self.num_sum**2 / n) / (n - 1)
+        return np.sqrt(np.maximum(var, 0.0))
+
+    # -- update ---------------------------------------------------------------------------
+
+    def update(self, batch: Batch, row_keys: np.ndarray | None = None) -> int:
+        """Add a columnar batch; returns its row count.
+
+        ``batch`` maps column names to equal-length arrays (or is a DataFrame). A schema
+        column absent from the batch counts as missing in every row. ``row_keys`` are
+        optional uint64 hashes of row identities (request ids): with them the reservoir
+        is a deterministic function of the set of rows seen.
+        """
+        columns = _columns(batch)
+        n = _batch_len(columns)
+        if n == 0:
+            return 0
+        if row_keys is not None and len(row_keys) != n:
+            raise ValueError(f"row_keys has {len(row_keys)} entries for a batch of {n} rows")
+        prof = self.profile
+        self.rows += n
+        for i, col in enumerate(prof.schema.columns):
+            if col.name not in columns:
+                self.absent[i] += n
+        for name in columns:
+            if name not in prof.schema.names and (
+                name in self.extra_columns or len(self.extra_columns) < MAX_EXTRA_COLUMNS
+            ):
+                self.extra_columns[name] = self.extra_columns.get(name, 0) + n
+
+        candidates = self._reservoir_candidates(n, row_keys)
+        num = self._update_numeric(columns, n, candidates[0])
+        cat = self._update_categorical(columns, n, candidates[0])
+        if self.reservoir_size:
+            self._keep_smallest(
+                np.concatenate([self.res_keys, candidates[1]]),
+                np.concatenate([self.res_numeric, num]),
+                np.concatenate([self.res_categorical, cat]),
+            )
+        return n
+
+    def _reservoir_candidates(
+        self, n: int, row_keys: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the batch whose keys could enter the reservoir, and those keys."""
+        if not self.reservoir_size:
+            return np.empty(0, dtype=np.intp), np.empty(0)
+        if row_keys is None:
+            keys = self._rng.random(n)
+        else:
+            keys = (np.asarray(row_keys, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) * (
+                1.0 / (1 << 53)
+            )
+        k = self.reservoir_size
+        combined = np.concatenate([self.res_keys, keys])
+        if len(combined) <= k:
+            return np.arange(n), keys
+        cutoff = np.partition(combined, k - 1)[k - 1]
+        idx = np.flatnonzero(keys <= cutoff)
+        return idx, keys[idx]
+
+    def _update_numeric(self, columns: Mapping[str, Any], n: int, rows: np.ndarray) -> np.ndarray:
+        """Histogram every numeric feature from one row-wise sort of the batch.
+
+        Sorting each feature's values and searching the few bin edges in them is several
+        times faster than searching every value among the edges.
+        """
+        prof = self.profile
+        names = prof.numeric_names
+        if not names:
+            return np.empty((len(rows), 0))
+        x = np.full((len(names), n), np.nan)
+        type_errors = np.zeros(len(names), dtype=np.int64)
+        for j, name in enumerate(names):
+            raw = columns.get(name)
+            if raw is not None:
+                x[j], type_errors[j] = _numeric_values(raw)
+        nan = np.isnan(x).sum(axis=1)
+        self.num_type_error += type_errors
+        self.num_missing += nan - type_errors
+        finite_mask = np.isfinite(x)
+        finite_n = finite_mask.sum(axis=1)
+        self.num_non_finite += n - nan - finite_n
+        x0 = np.where(finite_mask, x, 0.0)
+        self.num_sum += x0.sum(axis=1)
+        self.num_sumsq += np.einsum("ij,ij->i", x0, x0)
+        ordered = np.sort(x, axis=1)  # -inf first, then finite values, +inf, NaN last
+        for j, name in enumerate(names):
+            if not finite_n[j]:
+                continue
+            valid = ordered[j, : n - nan[j]]
+            lo = int(np.searchsorted(valid, -np.inf, side="right"))
+            finite = valid[lo : lo + finite_n[j]]
+            self.num_min[j] = min(self.num_min[j], finite[0])
+            self.num_max[j] = max(self.num_max[j], finite[-1])
+            edges = prof.numeric[name].edges
+            at_or_below = np.searchsorted(finite, edges, side="right")
+            counts = np.diff(at_or_below, prepend=0, append=len(finite))
+            self.num_counts[j, : len(counts)] += counts
+        return x[:, rows].T
+
+    def _update_categorical(
+        self, columns: Mapping[str, Any], n: int, rows: np.ndarray
+    ) -> np.ndarray:
+        prof = self.profile
+        names = prof.categorical_names
+        values = np.full((len(rows), len(names)), None, dtype=object)
+        width = prof.categorical_width
+        for j, name in enumerate(names):
+            raw = columns.get(name)
+            if raw is None:
+                self.cat_missing[j] += n
+                continue
+            strings, miss = category_strings(raw)
+            values[:, j] = np.where(miss[rows], None, strings[rows])
+            self.cat_missing[j] += int(miss.sum())
+            idx = _category_index(prof, name).get_indexer(strings[~miss])
+            k = len(prof.categorical[name].vocabulary)
+            slot = np.where(idx < 0, width - 1, np.where(idx < k, idx, width - 2))
+            self.cat_counts[j] += np.bincount(slot, minlength=width)
+        return values
+
+    def _keep_smallest(self, keys: np.ndarray, num: np.ndarray, cat: np.ndarray) -> None:
+        k = self.reservoir_size
+        idx = np.argpartition(keys, k - 1)[:k] if len(keys) > k else np.arange(len(keys))
+        idx = idx[np.argsort(keys[idx], kind="stable")]
+        self.res_keys, self.res_numeric, self.res_categorical = keys[idx], num[idx], cat[idx]
+
+    # -- merge ----------------------------------------------------------------------------
+
+    def merge(self, other: WindowSketch) -> WindowSketch:
+        """A new sketch of both windows' rows; neither input changes."""
+        self._check_compatible(other)
+        out = WindowSketch(self.profile, self.reservoir_size)
+        out._rng = np.random.default_rng(self._rng.integers(0, 2**63))
+        out.rows = self.rows + other.rows
+        for attr in (
+            "num_counts",
+            "num_missing",
+            "num_type_error",
+            "num_non_finite",
+            "num_sum",
+            "num_sumsq",
+            "cat_counts",
+            "cat_missing",
+            "absent",
+        ):
+            setattr(out, attr, getattr(self, attr) + getattr(other, attr))
+        out.num_min = np.minimum(self.num_min, other.num_min)
+        out.num_max = np.maximum(self.num_max, other.num_max)
+        extra = dict(self.extra_columns)
+        for name, count in other.extra_columns.items():
+            if name in extra or len(extra) < MAX_EXTRA_COLUMNS:
+                extra[name] = extra.get(name, 0) + count
+        out.extra_columns = extra
+        out._keep_smallest(
+            np.concatenate([self.res_keys, other.res_keys]),
+            np.concatenate([self.res_numeric, other.res_numeric]),
+            np.concatenate([self.res_categorical, other.res_categorical]),
+        )
+        return out
+
+    def _check_compatible(self, other: WindowSketch) -> None:
+        if other.profile.content_hash != self.profile.content_hash:
+            raise SketchMismatchError("cannot merge sketches built on different profiles")
+        if other.reservoir_size != self.reservoir_size:
+            raise SketchMismatchError(
+                f"cannot merge reservoirs of size {self.reservoir_size} and {other.reservoir_size}"
+            )
+
+    def reservoir_frame(self) -> pd.DataFrame:
+        """The reservoir's rows as a DataFrame with the schema's columns."""
+        data: dict[str, Any] = {}
+        for j, name in enumerate(self.profile.numeric_names):
+            data[name] = self.res_numeric[:, j]
+        for j, name in enumerate(self.profile.categorical_names):
+            data[name] = self.res_categorical[:, j]
+        return pd.DataFrame(data, columns=self.profile.schema.names)
+
+    # -- serialisation --------------------------------------------------------------------
+
+    _ARRAYS = (
+        "num_counts",
+        "num_missing",
+        "num_type_error",
+        "num_non_finite",
+        "num_min",
+        "num_max",
+        "num_sum",
+        "num_sumsq",
+        "cat_counts",
+        "cat_missing",
+        "absent",
+        "res_keys",
+        "res_numeric",
+    )
+
+    def to_bytes(self) -> bytes:
+        """Serialise exactly (for checkpoints): an .npz without pickles."""
+        meta = {
+            "profile": self.profile.content_hash,
+            "reservoir_size": self.reservoir_size,
+            "rows": self.rows,
+            "extra_columns": self.extra_columns,
+            "rng": self._rng.bit_generator.state,
+            "res_categorical": [
+                [None if v is None else str(v) for v in row]
+                for row in self.res_categorical.tolist()
+            ],
+        }
+        buf = io.BytesIO()
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, profile: Profile, data: bytes) -> WindowSketch:
+        """Restore a sketch saved by ``to_bytes`` against the same profile."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                meta = json.loads(npz["meta"].tobytes())
+                arrays = {name: npz[name] for name in cls._ARRAYS}
+        except (ValueError, KeyError, OSError, EOFError) as exc:
+            raise ValueError(f"corrupt window sketch: {exc}") from exc
+        if meta["profile"] != profile.content_hash:
+            raise SketchMismatchError(
+                f"sketch was built on reference {meta['profile'][:12]}, not {profile.short_hash}"
+            )
+        out = cls(profile, int(meta["reservoir_size"]))
+        out.rows = int(meta["rows"])
+        out.extra_columns = {str(k): int(v) for k, v in meta["extra_columns"].items()}
+        out._rng.bit_generator.state = meta["rng"]
+        for name, arr in arrays.items():
+            setattr(out, name, arr)
+        nc = len(profile.categorical_names)
+        out.res_categorical = np.array(meta["res_categorical"], dtype=object).reshape(-1, nc)
+        return out
+
+    def state_equal(self, other: WindowSketch) -> bool:
+        """Exact equality of every count, extreme, sum and the reservoir."""
+        if self.rows != other.rows or self.extra_columns != other.extra_columns:
+            return False
+        for name in self._ARRAYS:
+            if not np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True):
+                return False
+        return bool(
+            self.res_categorical.shape == other.res_categorical.shape
+            and (self.res_categorical == other.res_categorical).all()
+        )
+
+
+def _columns(batch: Batch) -> Mapping[str, Any]:
+    if isinstance(batch, pd.DataFrame):
+        return {str(c): batch[c].to_numpy() for c in batch.columns}
+    return batch
+
+
+def _batch_len(columns: Mapping[str, Any]) -> int:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"batch columns have different lengths: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def _numeric_values(raw: Any) -> tuple[np.ndarray, int]:
+    """float64 values with NaN for missing, and the number of values of the wrong type."""
+    arr = np.asarray(raw)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(np.float64, copy=False), 0
+    series = pd.Series(arr, dtype=object)
+    x = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+    type_errors = int((np.isnan(x) & series.notna().to_numpy()).sum())
+    return x, type_errors
+
+
+_INDEX_CACHE: dict[tuple[str, str], pd.Index] = {}
+
+
+def _category_index(profile: Profile, name: str) -> pd.Index:
+    """A hash index over a column's known categories, vocabulary first (cached)."""
+    key = (profile.content_hash, name)
+    idx = _INDEX_CACHE.get(key)
+    if idx is None:
+        cp = profile.categorical[name]
+        rest = [c for c in cp.known if c not in set(cp.vocabulary)]
+        idx = pd.Index([*cp.vocabulary, *rest], dtype=object)
+        if len(_INDEX_CACHE) > 4096:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = idx
+    return idx
