@@ -92,9 +92,7 @@ class DriftSettings:
 
 @dataclass(frozen=True)
 class QualitySettings:
-    thresholds: dict[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_QUALITY_THRESHOLDS)
-    )
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY_THRESHOLDS))
     # per column, per check overrides of the threshold
     columns: dict[str, dict[str, float]] = field(default_factory=dict)
     # Windows with fewer rows than this report rates but never breach: two bad rows out

@@ -1,0 +1,1 @@
+"""Real-service helpers shared by the integration tests and `driftline demo`."""
