@@ -1,0 +1,92 @@
+"""The values that flow between the agent's stages: raw messages from a source, the
+columnar batch the decoder makes of them, and the records it had to set aside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One message as a source delivers it (Kafka record, or a line of a replay file)."""
+
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """A record set aside: why (a short, fixed reason label) and where it came from.
+
+    ``reason`` is one of the labels in ``monitor.records.FAILURE_REASONS``; ``detail`` is
+    a human message that never contains the payload.
+    """
+
+    reason: str
+    detail: str
+    message: RawMessage
+
+
+@dataclass
+class DecodedBatch:
+    """Predictions decoded into columns, one entry per prediction row.
+
+    ``columns`` maps schema column names to arrays (float64 for numeric with NaN where
+    missing, object arrays for categorical and for values of the wrong type);
+    a column absent from every record is absent from the dict. ``event_time`` is seconds
+    since the epoch (float64). ``request_id`` holds the ids as str (None where absent),
+    ``row_key`` their 64-bit hashes (used for dedupe and for the sketches' reservoirs),
+    ``model_version`` the version per row (str), ``trace_id`` the W3C trace id per row
+    where the message carried a ``traceparent`` header (else None). ``partition`` and
+    ``offset`` say which source message each row came from (a message can hold several
+    rows), so the agent can tell when a message's contribution is checkpointed.
+    """
+
+    columns: dict[str, np.ndarray]
+    event_time: np.ndarray
+    request_id: np.ndarray
+    row_key: np.ndarray
+    model_version: np.ndarray
+    trace_id: np.ndarray
+    partition: np.ndarray
+    offset: np.ndarray
+    failures: list[DecodeFailure] = field(default_factory=list)
+    messages: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.event_time)
+
+    def take(self, idx: np.ndarray) -> DecodedBatch:
+        """The rows at ``idx`` (a boolean mask or integer indices), without failures."""
+        return DecodedBatch(
+            columns={k: v[idx] for k, v in self.columns.items()},
+            event_time=self.event_time[idx],
+            request_id=self.request_id[idx],
+            row_key=self.row_key[idx],
+            model_version=self.model_version[idx],
+            trace_id=self.trace_id[idx],
+            partition=self.partition[idx],
+            offset=self.offset[idx],
+        )
+
+    @classmethod
+    def empty(cls) -> DecodedBatch:
+        obj = np.empty(0, dtype=object)
+        return cls(
+            columns={},
+            event_time=np.empty(0),
+            request_id=obj,
+            row_key=np.empty(0, dtype=np.uint64),
+            model_version=obj,
+            trace_id=obj,
+            partition=np.empty(0, dtype=np.int32),
+            offset=np.empty(0, dtype=np.int64),
+        )
