@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -338,7 +339,7 @@ def load_profile(path: str | Path) -> Profile:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ProfileError(f"{path}: truncated or corrupt gzip data: {exc}") from exc
     try:
         envelope = orjson.loads(raw)
@@ -378,10 +379,12 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
             return pd.read_parquet(path)
+        # Both text readers default to a fast float parser that can be off in the last
+        # digit; the profile of a CSV must equal the profile of the frame it was written from.
         if ".csv" in suffixes:
-            return pd.read_csv(path)
+            return pd.read_csv(path, float_precision="round_trip")
         if ".jsonl" in suffixes or ".ndjson" in suffixes or ".json" in suffixes:
-            return pd.read_json(path, lines=True)
+            return pd.read_json(path, lines=True, precise_float=True)
     except FileNotFoundError as exc:
         raise ProfileError(f"{path}: no such file") from exc
     except (ValueError, OSError) as exc:
@@ -528,10 +531,15 @@ def category_strings(values: object) -> tuple[np.ndarray, np.ndarray]:
         return arr.astype(str).astype(object), np.zeros(len(arr), dtype=bool)
     if arr.dtype.kind == "f":
         miss = np.isnan(arr)
-        integral = np.isfinite(arr) & (arr == np.round(arr))
+        # Integral floats outside int64 would wrap around in the cast (1e20 and 2e20 becoming
+        # the same category); those few take the same text path as object columns.
+        integral = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)
         strings = np.where(
-            integral, np.where(miss, 0, arr).astype(np.int64).astype(str), arr.astype(str)
+            integral, np.where(integral, arr, 0).astype(np.int64).astype(str), arr.astype(str)
         ).astype(object)
+        big = np.isfinite(arr) & ~integral & (arr == np.round(arr))
+        if big.any():
+            strings[big] = [str(int(v)) for v in arr[big].tolist()]
         return strings, miss
     series = pd.Series(arr, dtype=object)
     miss = series.isna().to_numpy()

@@ -134,8 +134,9 @@ def infer_schema(
 
     Floats are numeric; strings, booleans and categoricals are categorical; integer columns
     with at most ``CATEGORICAL_MAX_DISTINCT_INTEGERS`` distinct values are categorical codes.
-    Prediction columns are the ones named in ``prediction``, or else those whose name is a
-    common prediction name (``prediction``, ``score``...).
+    Dates and times (an event time, most often) are left out, with the reason. Prediction
+    columns are the ones named in ``prediction``, or else those whose name is a common
+    prediction name (``prediction``, ``score``...).
     """
     reasons: dict[str, str] = {}
     cols: list[Column] = []
@@ -148,6 +149,9 @@ def infer_schema(
         if name in ignore:
             continue
         series = frame[name]
+        if _is_temporal(series):
+            reasons[name] = "left out: dates or times are not compared as a feature"
+            continue
         if prediction is not None:
             role = Role.PREDICTION if name in prediction else Role.FEATURE
             role_why = "named as prediction" if role is Role.PREDICTION else ""
@@ -176,9 +180,25 @@ def _infer_kind(series: pd.Series) -> tuple[Kind, str]:
         return Kind.NUMERIC, "numeric: float"
     # Object columns: numeric only if every non-missing value parses as a number.
     values = series.dropna()
+    if len(values) and pd.api.types.infer_dtype(values, skipna=True) == "boolean":
+        # Booleans with missing values come as objects; to_numeric would take them as 0/1.
+        return Kind.CATEGORICAL, "categorical: boolean"
     if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
         return Kind.NUMERIC, "numeric: object column whose values all parse as numbers"
     return Kind.CATEGORICAL, "categorical: text values"
+
+
+def _is_temporal(series: pd.Series) -> bool:
+    """Datetime or timedelta values, by dtype or (object columns) by content."""
+    dtype = series.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return True
+    if isinstance(dtype, pd.PeriodDtype):
+        return True
+    if pd.api.types.is_object_dtype(dtype):
+        kind = pd.api.types.infer_dtype(series, skipna=True)
+        return kind in ("datetime", "datetime64", "date", "time", "timedelta", "period")
+    return False
 
 
 def as_float_array(values: object) -> np.ndarray:

@@ -14,8 +14,10 @@ with random keys it is a uniform sample of the union (Efraimidis and Spirakis, 2
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -244,7 +246,10 @@ class WindowSketch:
         """A new sketch of both windows' rows; neither input changes."""
         self._check_compatible(other)
         out = WindowSketch(self.profile, self.reservoir_size)
-        out._rng = np.random.default_rng(self._rng.integers(0, 2**63))
+        # Seeded from copies of both generators, so merging advances neither input and
+        # merge(a, b) and merge(b, a) continue with the same random stream.
+        draws = sorted(int(copy.deepcopy(sk._rng).integers(0, 2**63)) for sk in (self, other))
+        out._rng = np.random.default_rng(draws)
         out.rows = self.rows + other.rows
         for attr in (
             "num_counts",
@@ -332,20 +337,41 @@ class WindowSketch:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 meta = json.loads(npz["meta"].tobytes())
                 arrays = {name: npz[name] for name in cls._ARRAYS}
-        except (ValueError, KeyError, OSError, EOFError) as exc:
+            built_on = str(meta["profile"])
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as exc:
+            raise ValueError(f"corrupt window sketch: {exc!r}") from exc
+        except zipfile.BadZipFile as exc:  # truncated or altered bytes
             raise ValueError(f"corrupt window sketch: {exc}") from exc
-        if meta["profile"] != profile.content_hash:
+        if built_on != profile.content_hash:
             raise SketchMismatchError(
-                f"sketch was built on reference {meta['profile'][:12]}, not {profile.short_hash}"
+                f"sketch was built on reference {built_on[:12]}, not {profile.short_hash}"
             )
-        out = cls(profile, int(meta["reservoir_size"]))
-        out.rows = int(meta["rows"])
-        out.extra_columns = {str(k): int(v) for k, v in meta["extra_columns"].items()}
-        out._rng.bit_generator.state = meta["rng"]
-        for name, arr in arrays.items():
-            setattr(out, name, arr)
-        nc = len(profile.categorical_names)
-        out.res_categorical = np.array(meta["res_categorical"], dtype=object).reshape(-1, nc)
+        try:
+            out = cls(profile, int(meta["reservoir_size"]))
+            out.rows = int(meta["rows"])
+            out.extra_columns = {str(k): int(v) for k, v in meta["extra_columns"].items()}
+            out._rng.bit_generator.state = meta["rng"]
+            for name, arr in arrays.items():
+                expected = getattr(out, name)
+                if name.startswith("res_"):
+                    ok = arr.ndim == expected.ndim and arr.shape[1:] == expected.shape[1:]
+                else:
+                    ok = arr.shape == expected.shape
+                if not ok or arr.dtype != expected.dtype:
+                    raise ValueError(f"{name} has shape {arr.shape}, not {expected.shape}")
+                setattr(out, name, arr)
+            kept = len(out.res_keys)
+            rows = meta["res_categorical"]
+            # Filled cell by cell: np.array() cannot shape a list of empty rows (no
+            # categorical columns) and would split a row of equal-length strings.
+            res_categorical = np.empty((kept, len(profile.categorical_names)), dtype=object)
+            if len(rows) != kept or len(out.res_numeric) != kept or kept > out.reservoir_size:
+                raise ValueError(f"reservoir of {kept} keys and {len(rows)} rows")
+            for i, row in enumerate(rows):
+                res_categorical[i, :] = row
+            out.res_categorical = res_categorical
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"corrupt window sketch: {exc!r}") from exc
         return out
 
     def state_equal(self, other: WindowSketch) -> bool:

@@ -10,11 +10,11 @@ aiokafka 0.14 and confluent-kafka 2.16 (``tests/integration/test_broker.py`` pin
 the agent relies on):
 
 * Listeners: pass both ``--listener-url`` and ``--advertised-listener-url``; the defaults
-  are ``tcp://0.0.0.0:9092`` and ``tcp://localhost:9092``. The flags override Tansu's
-  environment variables (``LISTENER_URL``, ``STORAGE_ENGINE``, ...), and those we do not
-  pass (``SCHEMA_REGISTRY``, ``OTEL_EXPORTER_OTLP_ENDPOINT``) are removed from the child's
-  environment. Startup is fast: the port opens within ~10 ms and the first metadata
-  request succeeds right after.
+  are ``tcp://0.0.0.0:9092`` and ``tcp://localhost:9092``. Tansu also reads its settings
+  from environment variables (``LISTENER_URL``, ``SCHEMA_REGISTRY``,
+  ``OTEL_EXPORTER_OTLP_ENDPOINT``, ...); the child gets an environment without them.
+  Startup is fast: the port opens within ~10 ms, and start() returns (metadata request
+  included) in under 0.1 s.
 * Storage is memory only (``dynostore`` is the only engine compiled in): a restart loses
   topics, records, groups and committed offsets. aiokafka producers and group consumers
   reconnect and rejoin by themselves once the broker is back on the same port.
@@ -38,8 +38,11 @@ the agent relies on):
 * A group join takes about half the session timeout plus 0.5 s: 5 s with aiokafka's
   defaults, 23 s with librdkafka's. :data:`AIOKAFKA_FAST_GROUP` and
   :data:`LIBRDKAFKA_FAST_GROUP` (3 s sessions) bring it to ~2 s.
-* Any metadata request naming a missing topic (a producer's first send, a consumer's
-  subscription) auto-creates it with 4 partitions: create topics explicitly first.
+* A metadata request that names a missing topic and allows auto-creation creates it with
+  4 partitions. aiokafka always allows it (a producer's first send, a consumer's
+  subscription), librdkafka producers do by default: create topics explicitly first.
+* After a restart the group is gone: an existing aiokafka member's next commit fails with
+  ``CommitFailedError`` (unknown member id); it rejoins, and a retried commit succeeds.
 """
 
 from __future__ import annotations
@@ -182,7 +185,8 @@ async def _create_topic(
             existed = True
         elif code != 0:
             error = for_code(code).__name__
-            raise BrokerError(f"cannot create topic {topic!r}: {error} {message}")
+            detail = f": {message[0]}" if message and message[0] else ""
+            raise BrokerError(f"cannot create topic {topic!r}: {error}{detail}")
 
     deadline = time.monotonic() + timeout
     while True:
@@ -285,7 +289,7 @@ class TansuBroker:
                 self._spawn()
                 self._wait_ready()
                 return self
-            except BrokerError:
+            except (BrokerError, OSError):
                 exited = self._proc is not None and self._proc.poll() is not None
                 self.stop()
                 # A free_port() race: someone took the port before Tansu bound it.

@@ -1,0 +1,398 @@
+"""Judge one window: every column's drift test, the verdict on the set, and data quality.
+
+Per column the test is, in order of precedence:
+
+1. the column's override (``drift.columns[name].test`` / ``.threshold``);
+2. by kind and window size: ``rows <= small_window_rows`` gets a p-value test (KS for
+   numeric, chi-square for categorical), a larger window an effect size (Wasserstein
+   normalised by the reference standard deviation, Jensen–Shannon distance), because on
+   large windows every p-value is tiny;
+3. the threshold is the column's override, else a calibrated threshold measured on the
+   reference for windows of about this size (``mode="calibrated"``: drifted when
+   ``statistic > threshold``), else ``drift.thresholds[test]``.
+
+All columns that share a kind, a test and a mode are tested by one call of the test's
+vectorized function on the stacked (columns × bins) counts, never one call per column.
+Exact mode runs the test on the raw rows (window reservoir against the profile's sample)
+when the reservoir holds the whole window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import TypeVar
+
+import numpy as np
+
+from detectors.multiple_testing import correct
+from detectors.profile import Calibration, Profile
+from detectors.quality import assess_quality
+from detectors.results import DriftResult, QualityResult, TestResult
+from detectors.schema import Column, Kind, Role
+from detectors.settings import DEFAULT_THRESHOLDS, DriftSettings, QualitySettings
+from detectors.sketch import SketchMismatchError, WindowSketch
+from detectors.stats import CategoricalBins, NumericBins, Stats
+from detectors.tests_registry import TESTS, TestSpec
+
+MODE_BINNED = "binned"
+MODE_EXACT = "exact"
+# A binned statistic compared with a threshold calibrated on the reference.
+MODE_CALIBRATED = "calibrated"
+
+# A calibration measured for w rows serves windows of w / 2 to 2 w rows. A statistic's
+# spread under no drift shrinks like 1/sqrt(rows): a threshold calibrated on much larger
+# windows would raise false alarms on small ones, so outside this range the configured
+# thresholds apply.
+CALIBRATION_MAX_RATIO = 2.0
+
+_DEFAULT_DRIFT = DriftSettings()
+_DEFAULT_QUALITY = QualitySettings()
+
+BinsT = TypeVar("BinsT", NumericBins, CategoricalBins)
+
+
+def take_rows(bins: BinsT, rows: np.ndarray | Sequence[int]) -> BinsT:
+    """The same comparison restricted to some columns (rows of every per-column array)."""
+    idx = np.asarray(rows, dtype=np.intp)
+    changes: dict[str, object] = {}
+    for f in fields(bins):
+        value = getattr(bins, f.name)
+        if f.name == "names":
+            changes[f.name] = tuple(value[i] for i in idx)
+        elif isinstance(value, np.ndarray):
+            changes[f.name] = value[idx]
+    return replace(bins, **changes)
+
+
+def calibration_in_range(calibration: Calibration | None, rows: int) -> Calibration | None:
+    """``calibration`` if it was measured for windows near ``rows`` in size, else None."""
+    if calibration is None or rows <= 0:
+        return None
+    ratio = max(rows / calibration.window_rows, calibration.window_rows / rows)
+    return calibration if ratio <= CALIBRATION_MAX_RATIO else None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The test and threshold chosen for one column of one window."""
+
+    test: str
+    threshold: float
+    calibrated: bool
+
+
+def choose_test(
+    name: str,
+    kind: Kind,
+    rows: int,
+    drift: DriftSettings,
+    calibration: Calibration | None = None,
+) -> Choice:
+    """Which test and threshold judge column ``name`` in a window of ``rows`` rows."""
+    override = drift.columns.get(name)
+    test = override.test if override is not None and override.test else None
+    if test is None:
+        small = rows <= drift.small_window_rows
+        if kind is Kind.NUMERIC:
+            test = drift.numeric_small if small else drift.numeric_large
+        else:
+            test = drift.categorical_small if small else drift.categorical_large
+    spec = TESTS.get(test)
+    if spec is None or kind not in spec.kinds:
+        usable = sorted(t for t, s in TESTS.items() if kind in s.kinds)
+        raise ValueError(f"column {name!r}: test {test!r} cannot test a {kind} column; use {usable}")
+    if override is not None and override.threshold is not None:
+        return Choice(test, float(override.threshold), calibrated=False)
+    if calibration is not None:
+        measured = calibration.thresholds.get(name, {}).get(test)
+        if measured is not None and math.isfinite(measured):
+            return Choice(test, float(measured), calibrated=True)
+    return Choice(test, float(drift.thresholds.get(test, DEFAULT_THRESHOLDS[test])), False)
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """What a set of columns is tested on: binned counts of both sides and, when exact
+    mode applies, their raw rows (numeric: columns × rows float with NaN for missing or
+    non-finite; categorical: one object array of strings per column, None for missing)."""
+
+    numeric: NumericBins
+    categorical: CategoricalBins
+    rows: int
+    exact: bool = False
+    # per column: whether both raw sides have a value (exact mode needs them)
+    exact_numeric_ok: np.ndarray | None = None
+    exact_categorical_ok: np.ndarray | None = None
+    ref_numeric: np.ndarray | None = None
+    cur_numeric: np.ndarray | None = None
+    ref_categorical: tuple[np.ndarray, ...] = ()
+    cur_categorical: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    column: Column
+    index: int  # row in the kind's stacked bins
+    choice: Choice
+    exact: bool
+
+
+def _exact_allowed(drift: DriftSettings, complete: bool, rows: int) -> bool:
+    if drift.exact == "never" or not complete or rows == 0:
+        return False
+    return drift.exact == "always" or rows <= drift.exact_max_rows
+
+
+def _finite_or_nan(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(np.isfinite(x), x, np.nan)
+
+
+def _has_exact(spec: TestSpec, kind: Kind) -> bool:
+    fn = spec.exact_numeric if kind is Kind.NUMERIC else spec.exact_categorical
+    return fn is not None
+
+
+def _exact_ok(sides: _Sides, kind: Kind) -> np.ndarray:
+    ok = sides.exact_numeric_ok if kind is Kind.NUMERIC else sides.exact_categorical_ok
+    return ok if ok is not None else np.zeros(0, dtype=bool)
+
+
+def _with_raw(
+    sides: _Sides,
+    ref_numeric: np.ndarray,
+    cur_numeric: np.ndarray,
+    ref_categorical: tuple[np.ndarray, ...],
+    cur_categorical: tuple[np.ndarray, ...],
+) -> _Sides:
+    """``sides`` with the raw rows for exact mode, noting which columns have values."""
+
+    def any_value(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
+        return np.array([any(v is not None for v in a) for a in arrays], dtype=bool)
+
+    return replace(
+        sides,
+        exact=True,
+        exact_numeric_ok=(~np.isnan(ref_numeric)).any(axis=1) & (~np.isnan(cur_numeric)).any(axis=1),
+        exact_categorical_ok=any_value(ref_categorical) & any_value(cur_categorical),
+        ref_numeric=ref_numeric,
+        cur_numeric=cur_numeric,
+        ref_categorical=ref_categorical,
+        cur_categorical=cur_categorical,
+    )
+
+
+def _testable(bins: NumericBins | CategoricalBins) -> np.ndarray:
+    """Columns with values on both sides; the others cannot be tested this window."""
+    return (bins.ref.sum(axis=1) > 0) & (bins.cur.sum(axis=1) > 0)
+
+
+def _run_group(
+    spec: TestSpec, kind: Kind, idx: np.ndarray, exact: bool, sides: _Sides, epsilon: float
+) -> Stats:
+    """One vectorized call of ``spec`` on the columns ``idx`` of one kind."""
+    if exact and kind is Kind.NUMERIC:
+        assert spec.exact_numeric is not None and sides.ref_numeric is not None
+        assert sides.cur_numeric is not None
+        return spec.exact_numeric(sides.ref_numeric[idx], sides.cur_numeric[idx])
+    if exact:
+        assert spec.exact_categorical is not None
+        return spec.exact_categorical(
+            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
+        )
+    bins = sides.numeric if kind is Kind.NUMERIC else sides.categorical
+    return spec.binned(take_rows(bins, idx), epsilon=epsilon)
+
+
+def _column_index(sides: _Sides) -> dict[str, tuple[Kind, int]]:
+    index = {n: (Kind.NUMERIC, i) for i, n in enumerate(sides.numeric.names)}
+    index.update({n: (Kind.CATEGORICAL, i) for i, n in enumerate(sides.categorical.names)})
+    return index
+
+
+def _evaluate_set(
+    columns: Sequence[Column],
+    sides: _Sides,
+    drift: DriftSettings,
+    calibration: Calibration | None,
+) -> DriftResult:
+    """Test ``columns`` and give the verdict on them as a set."""
+    where = _column_index(sides)
+    ok = {
+        Kind.NUMERIC: _testable(sides.numeric),
+        Kind.CATEGORICAL: _testable(sides.categorical),
+    }
+    plans: list[_Plan] = []
+    for col in columns:
+        kind, i = where[col.name]
+        choice = choose_test(col.name, kind, sides.rows, drift, calibration)
+        spec = TESTS[choice.test]
+        exact = (
+            sides.exact
+            and not choice.calibrated
+            and _has_exact(spec, kind)
+            and bool(_exact_ok(sides, kind)[i])
+        )
+        plans.append(_Plan(col, i, choice, exact))
+
+    # One call per (kind, test, mode) on the testable columns of the group.
+    groups: dict[tuple[Kind, str, bool], list[int]] = {}
+    for p, plan in enumerate(plans):
+        kind = plan.column.kind
+        if ok[kind][plan.index]:
+            groups.setdefault((kind, plan.choice.test, plan.exact), []).append(p)
+    n = len(plans)
+    statistic = np.full(n, np.nan)
+    p_value = np.full(n, np.nan)
+    bound = np.full(n, np.nan)
+    for (kind, test, exact), members in groups.items():
+        idx = np.array([plans[p].index for p in members], dtype=np.intp)
+        stats = _run_group(TESTS[test], kind, idx, exact, sides, drift.psi_epsilon)
+        statistic[members] = np.asarray(stats.statistic, dtype=np.float64)
+        if stats.p_value is not None:
+            p_value[members] = np.asarray(stats.p_value, dtype=np.float64)
+        if stats.error_bound is not None and not exact:
+            bound[members] = np.asarray(stats.error_bound, dtype=np.float64)
+
+    thresholds = np.array([plan.choice.threshold for plan in plans], dtype=np.float64)
+    has_p = np.array([TESTS[plan.choice.test].has_p_value for plan in plans], dtype=bool)
+    calibrated = np.array([plan.choice.calibrated for plan in plans], dtype=bool)
+    tested = np.isfinite(statistic) & (~has_p | calibrated | np.isfinite(p_value))
+    drifted = np.zeros(n, dtype=bool)
+    # Calibrated: the statistic against the measured quantile of its no-drift spread.
+    cal = tested & calibrated
+    drifted[cal] = statistic[cal] > thresholds[cal]
+    # Distances: the effect size against its threshold.
+    dist = tested & ~calibrated & ~has_p
+    drifted[dist] = statistic[dist] >= thresholds[dist]
+    # p-values: one family per set, corrected for multiple testing.
+    family = np.flatnonzero(tested & ~calibrated & has_p)
+    if len(family):
+        corrected = correct(p_value[family], thresholds[family], drift.correction)
+        thresholds[family] = corrected.thresholds
+        drifted[family] = corrected.rejected
+
+    results = tuple(
+        TestResult(
+            feature=plan.column.name,
+            test=plan.choice.test,
+            statistic=float(statistic[p]),
+            p_value=float(p_value[p]) if has_p[p] and np.isfinite(p_value[p]) else None,
+            threshold=float(thresholds[p]),
+            drifted=bool(drifted[p]),
+            mode=MODE_CALIBRATED
+            if plan.choice.calibrated
+            else (MODE_EXACT if plan.exact else MODE_BINNED),
+            error_bound=float(bound[p]) if np.isfinite(bound[p]) else None,
+        )
+        for p, plan in enumerate(plans)
+    )
+    tested_count = int(tested.sum())
+    drifted_count = int(drifted.sum())
+    share = drifted_count / tested_count if tested_count else 0.0
+    return DriftResult(
+        share=share,
+        drifted_count=drifted_count,
+        tested_count=tested_count,
+        share_threshold=drift.share_threshold,
+        drifted=bool(tested_count) and share >= drift.share_threshold,
+        correction=drift.correction,
+        columns=results,
+    )
+
+
+def _roles(profile: Profile) -> tuple[list[Column], list[Column]]:
+    return profile.schema.features(), profile.schema.predictions()
+
+
+def evaluate_window(
+    profile: Profile,
+    sketch: WindowSketch,
+    drift: DriftSettings = _DEFAULT_DRIFT,
+    quality: QualitySettings = _DEFAULT_QUALITY,
+) -> tuple[DriftResult, DriftResult, QualityResult]:
+    """Feature drift, prediction drift and data quality of a window against the reference.
+
+    >>> import numpy as np, pandas as pd
+    >>> from detectors.profile import build_profile
+    >>> rng = np.random.default_rng(0)
+    >>> ref = pd.DataFrame({"x": rng.normal(size=5000), "prediction": rng.random(5000)})
+    >>> profile = build_profile(ref, prediction=["prediction"])
+    >>> sketch = WindowSketch(profile)
+    >>> _ = sketch.update({"x": rng.normal(1.0, size=500), "prediction": rng.random(500)})
+    >>> features, predictions, _ = evaluate_window(profile, sketch)
+    >>> features.column("x").test, features.drifted, predictions.drifted
+    ('ks', True, False)
+    """
+    if sketch.profile.content_hash != profile.content_hash:
+        raise SketchMismatchError("the window was sketched on a different reference profile")
+    exact = _exact_allowed(drift, sketch.complete, sketch.rows)
+    sides = _Sides(
+        numeric=NumericBins.from_profile(profile, sketch),
+        categorical=CategoricalBins.from_profile(profile, sketch),
+        rows=sketch.rows,
+    )
+    if exact and _sample_covers(profile):
+        num, cat = profile.numeric_names, profile.categorical_names
+        sides = _with_raw(
+            sides,
+            _stack_numeric([profile.sample[c] for c in num]),
+            _finite_or_nan(sketch.res_numeric.T),
+            tuple(profile.sample[c] for c in cat),
+            tuple(sketch.res_categorical[:, j] for j in range(len(cat))),
+        )
+    calibration = (
+        calibration_in_range(profile.calibration_for(sketch.rows), sketch.rows)
+        if drift.use_calibration
+        else None
+    )
+    features, predictions = _roles(profile)
+    return (
+        _evaluate_set(features, sides, drift, calibration),
+        _evaluate_set(predictions, sides, drift, calibration),
+        assess_quality(profile, sketch, quality),
+    )
+
+
+def compare_windows(
+    baseline: WindowSketch,
+    current: WindowSketch,
+    drift: DriftSettings = _DEFAULT_DRIFT,
+) -> tuple[DriftResult, DriftResult]:
+    """Feature and prediction drift of a window (a canary version's) against another
+    window (the stable version's) of the same period. Reference calibrations do not apply:
+    the baseline is a window, not the reference."""
+    if baseline.profile.content_hash != current.profile.content_hash:
+        raise SketchMismatchError("the two windows were sketched on different profiles")
+    rows = max(baseline.rows, current.rows)
+    exact = _exact_allowed(drift, baseline.complete and current.complete, rows)
+    sides = _Sides(
+        numeric=NumericBins.from_sketches(baseline, current),
+        categorical=CategoricalBins.from_sketches(baseline, current),
+        rows=current.rows,
+    )
+    if exact and baseline.rows and current.rows:
+        nc = len(baseline.profile.categorical_names)
+        sides = _with_raw(
+            sides,
+            _finite_or_nan(baseline.res_numeric.T),
+            _finite_or_nan(current.res_numeric.T),
+            tuple(baseline.res_categorical[:, j] for j in range(nc)),
+            tuple(current.res_categorical[:, j] for j in range(nc)),
+        )
+    features, predictions = _roles(baseline.profile)
+    return (
+        _evaluate_set(features, sides, drift, None),
+        _evaluate_set(predictions, sides, drift, None),
+    )
+
+
+def _sample_covers(profile: Profile) -> bool:
+    """The profile keeps a non-empty row sample of every column (exact mode needs it)."""
+    return all(len(profile.sample.get(c, ())) > 0 for c in profile.schema.names)
+
+
+def _stack_numeric(columns: list[np.ndarray]) -> np.ndarray:
+    return _finite_or_nan(np.stack(columns)) if columns else np.empty((0, 0))

@@ -1,0 +1,285 @@
+"""The agent: Kafka in, window reports and metrics out, with at-least-once checkpoints.
+
+One asyncio loop consumes, decodes and updates the sketches inline (fast enough, decision
+6); the tests of each closed window run in a worker thread so consumption continues.
+The delivery protocol (decision 7):
+
+1. a batch's rows go into the open windows' sketches;
+2. every ``state.checkpoint_interval`` the agent waits for the reports of windows closed
+   so far to be written, then writes a checkpoint (window state + next offset per
+   partition) to the state directory, atomically;
+3. only then it commits those offsets to the consumer group.
+
+After a crash the agent restores the checkpoint and resumes each partition at the
+checkpoint's offsets, so every record counts exactly once in the windows (reports of
+windows that closed after the last checkpoint are written again: sinks are
+at-least-once). SIGTERM drains: pending evaluations finish, a final checkpoint is
+written and committed, then the agent exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from detectors.profile import Profile, load_profile
+from detectors.results import WindowReport
+from monitor.batch import DecodeFailure
+from monitor.checkpoint import Checkpoint, CheckpointError, CheckpointStore
+from monitor.config import MonitorConfig
+from monitor.evaluation import EvaluatedWindow
+from monitor.exporter import Exporter
+from monitor.pipeline import Pipeline, window_label
+from monitor.server import AgentServer
+from monitor.sinks import FileSink, KafkaSink, ReportSink, StreamSink
+from monitor.sources.kafka import KafkaPublisher, KafkaSource
+from monitor.telemetry import Telemetry
+from monitor.windows import ClosedWindow, WindowManager
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_REASON_HEADER = "x-driftline-reason"
+
+
+@dataclass
+class Health:
+    """What /healthz and /readyz answer from."""
+
+    reference_loaded: bool = False
+    consuming: bool = False
+    last_tick: float = field(default_factory=time.monotonic)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.reference_loaded:
+            return False, "reference profile not loaded"
+        if not self.consuming:
+            return False, "source not consuming"
+        return True, "ok"
+
+
+class Agent:
+    """One model's monitor: ``await Agent(config).run(stop_event)``."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        profile: Profile | None = None,
+        sinks: Sequence[ReportSink] | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        if config.source.kind != "kafka" or config.source.kafka is None:
+            raise ValueError("source.kind: the agent needs a kafka source; use `driftline replay` for files")
+        self.config = config
+        self.kafka_cfg = config.source.kafka
+        self.profile = profile or load_profile(config.reference)
+        config.check_against_profile(self.profile)
+        self.health = Health(reference_loaded=True)
+        self.exporter = Exporter(
+            model=config.model,
+            window_label=window_label(config),
+            reference_hash=self.profile.short_hash,
+            exemplars=config.exporter.exemplars,
+        )
+        self.exporter.set_reference(self.profile.short_hash, self.profile.rows)
+        self.telemetry = Telemetry.from_config(config.exporter, config.model, self.exporter)
+        self.pipeline = Pipeline(config, self.profile, self.exporter, on_failure=self._dead_letter)
+        self.sinks: list[ReportSink] = list(sinks) if sinks is not None else self._default_sinks()
+        self.store = CheckpointStore(config.state.dir)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.latest: dict[str, WindowReport] = {}
+        self.publisher: KafkaPublisher | None = None
+        self.source: KafkaSource | None = None
+        self.server: AgentServer | None = None
+        self._serve_http = serve_http
+        self._evaluations: set[asyncio.Task[None]] = set()
+        self._last_checkpoint = time.monotonic()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _default_sinks(self) -> list[ReportSink]:
+        sinks: list[ReportSink] = []
+        if self.config.reports.log:
+            sinks.append(StreamSink())
+        if self.config.reports.file is not None:
+            sinks.append(FileSink(self.config.reports.file))
+        return sinks
+
+    def _restore(self) -> dict[tuple[str, int], int]:
+        try:
+            checkpoint = self.store.load()
+        except CheckpointError as exc:
+            log.warning("starting without a checkpoint: %s", exc)
+            return {}
+        if checkpoint is None:
+            return {}
+        if checkpoint.reference_hash != self.profile.content_hash:
+            log.warning("checkpoint was built on another reference; starting windows afresh")
+            return {}
+        self.pipeline.windows = WindowManager.restore(
+            self.profile, checkpoint.windows, config=self.config.windows
+        )
+        log.info("restored checkpoint from %.0f with %d partitions",
+                 checkpoint.created_at, len(checkpoint.offsets))
+        self.offsets = dict(checkpoint.offsets)
+        return dict(checkpoint.offsets)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        start_offsets = self._restore()
+        if self._serve_http:
+            self.server = AgentServer(
+                host=self.config.exporter.host,
+                port=self.config.exporter.port,
+                registry=self.exporter.registry,
+                ready=self.health.ready,
+                last_tick=lambda: self.health.last_tick,
+                latest_reports=lambda: dict(self.latest),
+            )
+            self.server.start()
+            log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
+        needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
+        self.source = KafkaSource(self.kafka_cfg, start_offsets, on_revoke=self._on_revoke)
+        self.exporter.set_source_up(False)
+        try:
+            if not await self.source.start(stop):
+                return
+            if needs_publisher:
+                self.publisher = KafkaPublisher(self.kafka_cfg)
+                await self.publisher.start()
+                if self.config.reports.kafka_topic:
+                    self.sinks.append(KafkaSink(self.config.reports.kafka_topic, self.publisher.send))
+            await self._consume(stop)
+        finally:
+            await self._shutdown()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        assert self.source is not None
+        interval = self.config.state.checkpoint_interval
+        while not stop.is_set():
+            messages = await self.source.poll(timeout_ms=200)
+            now = time.time()
+            self.health.last_tick = time.monotonic()
+            self.health.consuming = self.source.up
+            self.exporter.set_source_up(self.source.up)
+            if messages:
+                closed = self.pipeline.ingest_messages(messages, now)
+                for m in messages:
+                    key = (m.topic, m.partition)
+                    self.offsets[key] = max(self.offsets.get(key, 0), m.offset + 1)
+                self._submit(closed)
+            self._submit(self.pipeline.windows.tick(now))
+            for (topic, partition), lag in self.source.lag().items():
+                self.exporter.set_lag(topic, partition, lag)
+            if time.monotonic() - self._last_checkpoint >= interval:
+                await self.checkpoint()
+
+    def _submit(self, closed: list[ClosedWindow]) -> None:
+        if not closed:
+            return
+        task = asyncio.create_task(self._evaluate(closed))
+        self._evaluations.add(task)
+        task.add_done_callback(self._evaluations.discard)
+
+    async def _evaluate(self, closed: list[ClosedWindow]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self.executor, self.pipeline.evaluator.evaluate, closed)
+        except Exception:
+            log.exception("window evaluation failed for %d windows", len(closed))
+            return
+        for result in results:
+            self._publish(result)
+
+    def _publish(self, result: EvaluatedWindow) -> None:
+        report = result.report
+        self.exporter.observe_report(report, result.seconds)
+        self.telemetry.window_evaluated(report, result.seconds)
+        if report.baseline == "reference":
+            self.latest[report.model_version] = report
+        for sink in self.sinks:
+            try:
+                sink.write(report)
+            except Exception:
+                log.exception("report sink %s failed", type(sink).__name__)
+
+    async def drain(self) -> None:
+        """Wait until every closed window's report is written."""
+        while self._evaluations:
+            await asyncio.gather(*list(self._evaluations), return_exceptions=True)
+
+    async def checkpoint(self) -> None:
+        """Reports first, then durable state, then the offsets commit."""
+        await self.drain()
+        snapshot = Checkpoint(
+            offsets=self._durable_offsets(),
+            windows=self.pipeline.windows.snapshot(),
+            reference_hash=self.profile.content_hash,
+            created_at=time.time(),
+        )
+        await asyncio.to_thread(self.store.save, snapshot)
+        self._last_checkpoint = time.monotonic()
+        self.exporter.set_checkpoint(snapshot.created_at)
+        if self.source is not None:
+            await self.source.commit(snapshot.offsets)
+
+    def _durable_offsets(self) -> dict[tuple[str, int], int]:
+        """Next offsets whose records are all in the window state.
+
+        A message the decoder still holds (half of a request/response pair) is not in
+        the windows yet: its partition's offset stays at it until it is.
+        """
+        offsets = dict(self.offsets)
+        for key, held in self.pipeline.decoder.pending_offsets().items():
+            if key in offsets:
+                offsets[key] = min(offsets[key], held)
+        return offsets
+
+    async def _on_revoke(self, partitions: set[tuple[str, int]]) -> None:
+        # The next owner resumes from the committed offsets: make them match our state.
+        await self.checkpoint()
+
+    def _dead_letter(self, failure: DecodeFailure) -> None:
+        topic = self.kafka_cfg.dead_letter_topic
+        if topic and self.publisher is not None:
+            m = failure.message
+            headers = [*list(m.headers), (DEAD_LETTER_REASON_HEADER, failure.reason.encode())]
+            self.publisher.send(topic, m.key, m.value, headers)
+
+    async def _shutdown(self) -> None:
+        try:
+            if self.source is not None and self.source.consumer is not None:
+                await self.checkpoint()
+        except Exception:
+            log.exception("final checkpoint failed")
+        if self.source is not None:
+            await self.source.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        for sink in self.sinks:
+            sink.close()
+        self.telemetry.shutdown()
+        if self.server is not None:
+            self.server.stop()
+        self.executor.shutdown(wait=True)
+
+
+def run_agent(config: MonitorConfig) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Agent(config).run(stop)
+
+    asyncio.run(main())
+    return 0

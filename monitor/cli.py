@@ -1,0 +1,283 @@
+"""``driftline``: one console script for the agent and its offline tools.
+
+Commands print machine-readable results on stdout (JSON lines for reports) and progress
+and diagnostics on stderr, so ``driftline replay ... > reports.jsonl`` just works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import monitor
+
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def cmd_reference_build(args: argparse.Namespace) -> int:
+    from detectors.calibration import calibrate
+    from detectors.profile import ProfileError, build_profile, read_frame
+    from detectors.schema import Schema, SchemaError
+
+    steps = 2 + len(args.calibrate_window)
+    with _progress() as progress:
+        task = progress.add_task("reading data", total=steps)
+        frame = read_frame(args.data)
+        progress.update(task, advance=1, description=f"profiling {len(frame):,} rows")
+        schema = None
+        if args.schema:
+            schema = _load_schema(Path(args.schema))
+        prediction = args.prediction.split(",") if args.prediction else None
+        try:
+            profile = build_profile(
+                frame,
+                schema,
+                prediction=prediction,
+                bins=args.bins,
+                top_k=args.top_k,
+                sample_rows=args.sample_rows,
+            )
+        except (SchemaError, ValueError) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
+        progress.update(task, advance=1)
+        for rows in args.calibrate_window:
+            progress.update(task, description=f"calibrating thresholds for {rows:,}-row windows")
+            try:
+                cal = calibrate(
+                    profile, frame, rows, false_alarm_rate=args.false_alarm_rate, draws=args.draws
+                )
+            except ValueError as exc:
+                err.print(f"[red]error:[/] {exc}")
+                return 2
+            profile = profile.with_calibration(cal)
+            progress.update(task, advance=1)
+    if profile.inference:
+        err.print("[bold]schema inferred[/] (pass --schema to fix it):")
+        for name, why in profile.inference.items():
+            err.print(f"  {name}: {why}")
+    try:
+        out = profile.save(args.output)
+    except OSError as exc:
+        raise ProfileError(f"{args.output}: cannot write profile: {exc.strerror}") from exc
+    err.print(
+        f"wrote {out} ({len(profile.schema.columns)} columns, {profile.rows:,} rows, "
+        f"reference {profile.short_hash})"
+    )
+    _ = Schema  # schema files are parsed by _load_schema
+    return 0
+
+
+def _load_schema(path: Path):  # noqa: ANN202 - returns detectors.schema.Schema
+    import yaml
+
+    from detectors.schema import Schema, SchemaError
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"error: {path}: cannot read schema: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SystemExit(f"error: {path}: a schema is a mapping with numeric/categorical/prediction")
+    unknown = set(data) - {"numeric", "categorical", "prediction", "prediction_categorical"}
+    if unknown:
+        raise SystemExit(
+            f"error: {path}: unknown schema keys {sorted(unknown)}; use numeric, categorical, "
+            "prediction (numeric predictions) and prediction_categorical"
+        )
+    try:
+        return Schema.build(
+            numeric=data.get("numeric", []),
+            categorical=data.get("categorical", []),
+            prediction_numeric=data.get("prediction", []),
+            prediction_categorical=data.get("prediction_categorical", []),
+        )
+    except SchemaError as exc:
+        raise SystemExit(f"error: {path}: {exc}") from exc
+
+
+def _config_for(args: argparse.Namespace):  # noqa: ANN202 - returns MonitorConfig
+    from monitor.config import ConfigError, MonitorConfig, load_config
+
+    try:
+        if args.config:
+            cfg = load_config(args.config)
+            updates = {}
+            if getattr(args, "reference", None):
+                updates["reference"] = Path(args.reference)
+            if getattr(args, "window", None):
+                updates["windows"] = cfg.windows.model_copy(update={"rows": args.window})
+            return cfg.model_copy(update=updates) if updates else cfg
+        if not getattr(args, "reference", None):
+            raise SystemExit("error: --reference is required without -c/--config")
+        return MonitorConfig.for_replay(
+            reference=Path(args.reference), input_path=Path(args.input), window_rows=args.window
+        )
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from detectors.profile import ProfileError, load_profile
+    from monitor.config import ConfigError
+    from monitor.replay import replay
+
+    cfg = _config_for(args)
+    try:
+        profile = load_profile(cfg.reference)
+        cfg.check_against_profile(profile)
+    except (ProfileError, ConfigError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    path = Path(args.input)
+    if not path.exists():
+        err.print(f"[red]error:[/] {path}: no such file")
+        return 2
+    out = sys.stdout.buffer
+    windows = drifted = 0
+    with _progress() as progress:
+        task = progress.add_task(f"replaying {path.name}", total=None)
+        try:
+            for report in replay(cfg, profile, path, progress=lambda n: progress.advance(task, n)):
+                out.write(report.to_json() + b"\n")
+                out.flush()
+                windows += 1
+                drifted += report.drifted
+        except ValueError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
+    err.print(f"{windows} windows, {drifted} with drift")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from detectors.profile import ProfileError
+    from monitor.agent import run_agent
+    from monitor.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    try:
+        return run_agent(cfg)
+    except (ProfileError, ConfigError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from detectors.profile import ProfileError, load_profile
+    from monitor.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    if not args.no_reference:
+        try:
+            cfg.check_against_profile(load_profile(cfg.reference))
+        except (ProfileError, ConfigError) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
+    sys.stdout.write(cfg.effective_yaml())
+    err.print(f"{args.config}: ok")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(duration=args.duration, rate=args.rate, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftline", description="Streaming drift and data-quality monitoring for ML models."
+    )
+    parser.add_argument("--version", action="version", version=f"driftline {monitor.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ref = sub.add_parser("reference", help="reference profiles").add_subparsers(
+        dest="reference_command", required=True
+    )
+    build = ref.add_parser("build", help="profile a training/validation set")
+    build.add_argument("--data", required=True, help="Parquet, CSV or JSONL file")
+    build.add_argument("--schema", help="YAML with numeric/categorical/prediction lists")
+    build.add_argument("--prediction", help="comma-separated prediction columns (when inferring)")
+    build.add_argument("-o", "--output", required=True, help="profile file (.json or .json.gz)")
+    build.add_argument("--bins", type=int, default=100, help="quantile bins per numeric column")
+    build.add_argument("--top-k", type=int, default=100, help="categories kept per column")
+    build.add_argument("--sample-rows", type=int, default=5000, help="rows kept for exact tests")
+    build.add_argument(
+        "--calibrate-window",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ROWS",
+        help="calibrate thresholds for windows of ROWS rows (repeatable)",
+    )
+    build.add_argument("--false-alarm-rate", type=float, default=0.01)
+    build.add_argument("--draws", type=int, default=200, help="reference chunks per calibration")
+    build.set_defaults(func=cmd_reference_build)
+
+    rep = sub.add_parser("replay", help="window reports for a file, offline")
+    rep.add_argument("-c", "--config", help="monitor.yaml (optional)")
+    rep.add_argument("--reference", help="reference profile (overrides the config's)")
+    rep.add_argument("--input", required=True, help="JSONL records, or a Parquet/CSV/JSONL table")
+    rep.add_argument("--window", type=int, help="row-count windows of N rows")
+    rep.set_defaults(func=cmd_replay)
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("-c", "--config", required=True)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="embedded broker + drifting synthetic model + agent, live")
+    demo.add_argument("--duration", type=float, default=90.0, help="seconds to run")
+    demo.add_argument("--rate", type=int, default=2000, help="predictions per second")
+    demo.add_argument("--port", type=int, default=9108, help="/metrics port (0: any free port)")
+    demo.set_defaults(func=cmd_demo)
+
+    config = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="config_command", required=True
+    )
+    check = config.add_parser("check", help="validate and print the effective config")
+    check.add_argument("-c", "--config", required=True)
+    check.add_argument("--no-reference", action="store_true", help="skip loading the profile")
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""``driftline demo``: the embedded broker, a synthetic model whose traffic drifts, and the
+agent, with a live view of the windows it closes and what it finds in them.
+
+Everything runs in this process except the broker (the Tansu binary from the ``demo``
+extra), on 127.0.0.1. At the end the demo says, for each injected drift, in which window
+the agent found it and how long after the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from detectors.profile import build_profile
+from detectors.results import WindowReport
+from monitor import synthetic
+from monitor.agent import Agent
+from monitor.config import MonitorConfig
+from monitor.testing.broker import TansuBroker, free_port
+
+log = logging.getLogger(__name__)
+
+MODEL = "credit-scorer"
+VERSION = "v1"
+TOPIC = "predictions"
+
+
+@dataclass
+class Finding:
+    drift: synthetic.Drift
+    window_start: float | None = None
+    window_end: float | None = None
+    latency: float | None = None
+
+
+@dataclass
+class DemoState:
+    started: float = field(default_factory=time.time)
+    produced: int = 0
+    reports: list[WindowReport] = field(default_factory=list)
+
+
+class _ListSink:
+    def __init__(self, state: DemoState) -> None:
+        self.state = state
+
+    def write(self, report: WindowReport) -> None:
+        self.state.reports.append(report)
+
+    def close(self) -> None:
+        return None
+
+
+def found(report: WindowReport, drift: synthetic.Drift) -> bool:
+    """Whether a window report shows the injected drift."""
+    if drift.kind == "mean_shift":
+        return any(c.feature == drift.feature and c.drifted for c in report.drift.columns)
+    if drift.kind == "new_category":
+        unseen = any(
+            q.feature == drift.feature and q.check == "unseen" and q.breached
+            for q in report.quality.checks
+        )
+        drifted = any(c.feature == drift.feature and c.drifted for c in report.drift.columns)
+        return unseen or drifted
+    if drift.kind == "missing_spike":
+        return any(
+            q.feature == drift.feature and q.check == "missing" and q.breached
+            for q in report.quality.checks
+        )
+    return False
+
+
+def findings(state: DemoState, schedule: tuple[synthetic.Drift, ...]) -> list[Finding]:
+    out = []
+    for drift in schedule:
+        injected_at = state.started + drift.at
+        f = Finding(drift)
+        for r in sorted(state.reports, key=lambda r: r.window_start):
+            if r.window_end > injected_at and found(r, drift):
+                f.window_start, f.window_end = r.window_start, r.window_end
+                f.latency = r.evaluated_at - injected_at if r.evaluated_at else None
+                break
+        out.append(f)
+    return out
+
+
+def demo_config(bootstrap: str, reference: Path, state_dir: Path, port: int,
+                window_seconds: float) -> MonitorConfig:
+    return MonitorConfig.model_validate(
+        {
+            "model": MODEL,
+            "reference": str(reference),
+            "source": {
+                "kind": "kafka",
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "topics": [TOPIC],
+                    "group_id": "driftline-demo",
+                    "start": "earliest",
+                    "session_timeout_ms": 3000,
+                    "heartbeat_interval_ms": 300,
+                    "rebalance_timeout_ms": 3000,
+                },
+            },
+            "windows": {
+                "size": window_seconds,
+                "allowed_lateness": 1.0,
+                "idle_timeout": max(2.0, window_seconds),
+            },
+            "exporter": {"host": "127.0.0.1", "port": port},
+            "reports": {"log": False},
+            "state": {"dir": str(state_dir), "checkpoint_interval": 2.0},
+        }
+    )
+
+
+async def produce(bootstrap: str, state: DemoState, rate: int, duration: float,
+                  schedule: tuple[synthetic.Drift, ...], stop: asyncio.Event) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    await producer.start()
+    rng = np.random.default_rng(7)
+    tick = 0.1
+    try:
+        while not stop.is_set():
+            elapsed = time.time() - state.started
+            if elapsed >= duration:
+                break
+            n = max(1, int(rate * tick))
+            active = synthetic.active_drifts(schedule, elapsed)
+            frame = synthetic.features(n, rng, active)
+            now = time.time()
+            times = now - rng.uniform(0, tick, n)
+            for rec in synthetic.records(frame, times, MODEL, VERSION, rng):
+                await producer.send(TOPIC, orjson.dumps(rec), key=str(rec["request_id"]).encode())
+            state.produced += n
+            await asyncio.sleep(max(0.0, tick - (time.time() - now)))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def render(state: DemoState, schedule: tuple[synthetic.Drift, ...], metrics_url: str,
+           duration: float) -> Group:
+    elapsed = time.time() - state.started
+    active = synthetic.active_drifts(schedule, elapsed)
+    header = Table.grid(padding=(0, 2))
+    header.add_row("metrics", metrics_url)
+    header.add_row("elapsed", f"{elapsed:5.1f} s of {duration:.0f} s")
+    header.add_row("produced", f"{state.produced:,} predictions")
+    upcoming = [f"{d.at:.0f}s {d.description}" for d in schedule if d not in active]
+    header.add_row("injected", "; ".join(d.description for d in active) or "nothing yet")
+    header.add_row("upcoming", "; ".join(upcoming) or "-")
+    table = Table(title="closed windows", expand=True)
+    for col in ("window", "rows", "drift share", "drifted columns", "quality breaches", "verdict"):
+        table.add_column(col)
+    for r in sorted(state.reports, key=lambda r: r.window_start)[-12:]:
+        drifted = [c.feature for c in (*r.drift.columns, *r.prediction_drift.columns) if c.drifted]
+        breaches = [f"{q.feature}:{q.check}" for q in r.quality.breaches]
+        verdict = "[red]DRIFT[/]" if r.drifted else (
+            "[yellow]QUALITY[/]" if r.quality.breached else "[green]ok[/]"
+        )
+        table.add_row(
+            f"+{r.window_start - state.started:5.1f}s",
+            f"{r.rows:,}",
+            f"{r.drift.share:.2f}",
+            ", ".join(drifted) or "-",
+            ", ".join(breaches) or "-",
+            verdict,
+        )
+    return Group(Panel(header, title="driftline demo"), table)
+
+
+async def _demo(duration: float, rate: int, port: int, window_seconds: float,
+                schedule: tuple[synthetic.Drift, ...], console: Console, live: bool) -> DemoState:
+    workdir = Path(tempfile.mkdtemp(prefix="driftline-demo-"))
+    console.print("building the reference profile from 50,000 synthetic training rows…")
+    reference = build_profile(synthetic.reference_frame(50_000), prediction=["prediction"])
+    ref_path = reference.save(workdir / "reference.json.gz")
+    port = port or free_port()
+    with TansuBroker(log_dir=workdir) as broker:
+        broker.create_topic(TOPIC, partitions=2)
+        console.print(f"broker up on {broker.bootstrap}; agent metrics on http://127.0.0.1:{port}/metrics")
+        config = demo_config(broker.bootstrap, ref_path, workdir / "state", port, window_seconds)
+        state = DemoState()
+        agent = Agent(config, profile=reference, sinks=[_ListSink(state)])
+        stop_agent = asyncio.Event()
+        stop_producer = asyncio.Event()
+        agent_task = asyncio.create_task(agent.run(stop_agent))
+        producer_task = asyncio.create_task(
+            produce(broker.bootstrap, state, rate, duration, schedule, stop_producer)
+        )
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        seen = 0
+        try:
+            if live:
+                with Live(render(state, schedule, metrics_url, duration), console=console,
+                          refresh_per_second=4) as view:
+                    while not producer_task.done():
+                        await asyncio.sleep(0.25)
+                        view.update(render(state, schedule, metrics_url, duration))
+                    await _settle(state, window_seconds, config.windows.idle_timeout)
+                    view.update(render(state, schedule, metrics_url, duration))
+            else:
+                while not producer_task.done():
+                    await asyncio.sleep(0.5)
+                    seen = _print_new(console, state, seen)
+                await _settle(state, window_seconds, config.windows.idle_timeout)
+                _print_new(console, state, seen)
+            await producer_task
+        finally:
+            stop_producer.set()
+            stop_agent.set()
+            await agent_task
+    return state
+
+
+async def _settle(state: DemoState, window_seconds: float, idle_timeout: float) -> None:
+    """Give the last windows time to close (watermark or idle timeout) and be tested."""
+    deadline = time.time() + window_seconds + idle_timeout + 5.0
+    count = len(state.reports)
+    while time.time() < deadline:
+        await asyncio.sleep(0.5)
+        if len(state.reports) != count:
+            count = len(state.reports)
+            deadline = max(deadline, time.time() + 2.0)
+
+
+def _print_new(console: Console, state: DemoState, seen: int) -> int:
+    for r in sorted(state.reports, key=lambda r: r.window_start)[seen:]:
+        drifted = [c.feature for c in r.drift.columns if c.drifted]
+        breaches = [f"{q.feature}:{q.check}" for q in r.quality.breaches]
+        console.print(
+            f"window +{r.window_start - state.started:5.1f}s rows={r.rows} "
+            f"share={r.drift.share:.2f} drifted={drifted or '-'} breaches={breaches or '-'}"
+        )
+    return len(state.reports)
+
+
+def run_demo(
+    duration: float = 90.0,
+    rate: int = 2000,
+    port: int = 9108,
+    window_seconds: float = 5.0,
+    schedule: tuple[synthetic.Drift, ...] = synthetic.DEFAULT_SCHEDULE,
+    console: Console | None = None,
+) -> int:
+    """Run the demo; returns 0 when every injected drift was found, 1 otherwise."""
+    console = console or Console()
+    logging.getLogger("monitor").setLevel(logging.WARNING)
+    state = asyncio.run(
+        _demo(duration, rate, port, window_seconds, schedule, console, live=console.is_terminal)
+    )
+    table = Table(title="what the agent found")
+    for col in ("injected", "at", "found in window", "after"):
+        table.add_column(col)
+    ok = True
+    for f in findings(state, schedule):
+        if f.window_start is None:
+            ok = False
+            table.add_row(f.drift.description, f"+{f.drift.at:.0f}s", "[red]not found[/]", "-")
+        else:
+            table.add_row(
+                f.drift.description,
+                f"+{f.drift.at:.0f}s",
+                f"+{f.window_start - state.started:.0f}s … +{f.window_end - state.started:.0f}s",
+                f"{f.latency:.1f} s" if f.latency is not None else "-",
+            )
+    console.print(table)
+    console.print(f"{len(state.reports)} windows, {state.produced:,} predictions")
+    return 0 if ok else 1

@@ -1,0 +1,89 @@
+"""Turns closed windows into WindowReports: the detectors against the reference and, for a
+canary, against the stable version's window of the same bounds.
+
+Pure computation on sketches, so the agent runs it in a worker thread (decision 6) and
+replay runs it inline: both produce the same reports from the same windows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detectors.evaluate import compare_windows, evaluate_window
+from detectors.profile import Profile
+from detectors.results import WindowReport
+from detectors.settings import DriftSettings, QualitySettings
+from monitor.windows import ClosedWindow
+
+
+@dataclass(frozen=True)
+class EvaluatedWindow:
+    report: WindowReport
+    seconds: float
+
+
+class WindowEvaluator:
+    """Everything needed to judge a window, fixed at start-up."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        model: str,
+        drift: DriftSettings,
+        quality: QualitySettings,
+        stable_version: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.model = model
+        self.drift = drift
+        self.quality = quality
+        self.stable_version = stable_version
+
+    def evaluate(self, closed: Sequence[ClosedWindow]) -> list[EvaluatedWindow]:
+        """Reports for a set of windows closed together, canary comparisons included."""
+        out = [self._against_reference(w) for w in closed]
+        if self.stable_version is not None:
+            stable = {(w.start, w.end): w for w in closed if w.model_version == self.stable_version}
+            for w in closed:
+                base = stable.get((w.start, w.end))
+                if base is not None and w.model_version != self.stable_version and w.rows:
+                    out.append(self._against_version(w, base))
+        return out
+
+    def _against_reference(self, w: ClosedWindow) -> EvaluatedWindow:
+        started = time.perf_counter()
+        drift, prediction, quality = evaluate_window(self.profile, w.sketch, self.drift, self.quality)
+        return EvaluatedWindow(
+            self._report(w, drift, prediction, quality, "reference"),
+            time.perf_counter() - started,
+        )
+
+    def _against_version(self, w: ClosedWindow, base: ClosedWindow) -> EvaluatedWindow:
+        started = time.perf_counter()
+        drift, prediction = compare_windows(base.sketch, w.sketch, self.drift)
+        _, _, quality = evaluate_window(self.profile, w.sketch, self.drift, self.quality)
+        return EvaluatedWindow(
+            self._report(w, drift, prediction, quality, f"version:{base.model_version}"),
+            time.perf_counter() - started,
+        )
+
+    def _report(self, w, drift, prediction, quality, baseline: str) -> WindowReport:  # noqa: ANN001
+        return WindowReport(
+            model=self.model,
+            model_version=w.model_version,
+            window_start=w.start,
+            window_end=w.end,
+            window_kind=w.kind,
+            baseline=baseline,
+            reference_hash=self.profile.content_hash,
+            rows=w.rows,
+            late_records=w.late,
+            duplicate_records=w.duplicates,
+            evaluated_at=time.time(),
+            drift=drift,
+            prediction_drift=prediction,
+            quality=quality,
+            exemplar_trace_ids=tuple(w.trace_ids),
+        )

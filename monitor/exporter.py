@@ -1,0 +1,356 @@
+"""Turns what the agent observes into Prometheus metrics (and, through telemetry, OTLP).
+
+Every family comes from :mod:`monitor.metrics`; this module only decides which values go
+into which series. One :class:`Exporter` serves one model.
+
+Stale series. A gauge that described the previous window but has nothing to say about the
+current one is *removed*, not set to NaN: when a column is untestable in a window (absent,
+too few values, a statistic that is not finite), its statistic, p-value, threshold and
+drifted series disappear from the exposition until a later window tests it again. A
+missing series is what PromQL and alert rules handle well (``absent()``, no false
+"drifted=1" left over from an hour ago); a NaN would be carried through every
+aggregation. The same rule drops the p-value series of tests that define none, and the
+share and verdict of a set with no tested column.
+
+Counting records. ``driftline_records_total{outcome}`` counts every record once;
+failures go through :meth:`Exporter.count_failures`, which counts them both there
+(``outcome="failed"``) and by reason in ``driftline_records_failed_total``, so the two
+always agree. The exporter never derives record counts from a WindowReport (whose late
+and duplicate counts the agent has already reported as they happened).
+
+Windows compared with another version (``report.baseline == "version:<v>"``, canary
+analysis) export their drift families under their own ``baseline`` label; rows, quality
+and the windows-closed counter come from the reference comparison only, so a window is
+never counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from detectors.results import DriftResult, WindowReport
+from monitor import __version__
+from monitor import metrics as m
+
+if TYPE_CHECKING:
+    from monitor.telemetry import Telemetry
+
+# Exemplar label sets are limited to 128 characters; a W3C trace id is 32 hex digits.
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_REFERENCE_SHORT = 12
+
+LabelValues = tuple[str, ...]
+
+__all__ = ["Exporter", "new_registry"]
+
+# Silence the "imported but unused" lint without importing the default-registry
+# collectors for their side effect: they are referenced so the intent is explicit.
+_DEFAULT_COLLECTORS = (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR)
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry of the agent's own, with the standard process, platform and GC families.
+
+    The process-wide default registry is not used: tests (and a process running several
+    exporters) would collide on metric names there.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def _build(defn: m.MetricDef, registry: CollectorRegistry) -> Counter | Gauge | Histogram | Info:
+    if defn.kind == "counter":
+        return Counter(defn.name, defn.help, defn.labels, registry=registry)
+    if defn.kind == "gauge":
+        return Gauge(defn.name, defn.help, defn.labels, registry=registry, unit=defn.unit)
+    if defn.kind == "histogram":
+        return Histogram(
+            defn.name,
+            defn.help,
+            defn.labels,
+            registry=registry,
+            unit=defn.unit,
+            buckets=defn.buckets or Histogram.DEFAULT_BUCKETS,
+        )
+    # info: the labels are the info's keys, replaced as a whole on every update
+    return Info(defn.family, defn.help, registry=registry)
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+class Exporter:
+    """The Prometheus side of the agent: one object per model, safe to call from threads.
+
+    ``window_label`` is the value of the ``window`` label (the window length, "60s");
+    ``reference_hash`` the profile's hash (its first 12 characters become the
+    ``reference`` label). When ``telemetry`` is given, every observation is mirrored
+    into its OpenTelemetry instruments and each window evaluation becomes a span.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        window_label: str,
+        reference_hash: str,
+        registry: CollectorRegistry | None = None,
+        exemplars: bool = True,
+        *,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.model = model
+        self.window_label = window_label
+        self.exemplars = exemplars
+        self.registry = registry if registry is not None else new_registry()
+        self.telemetry = telemetry
+        self._lock = threading.Lock()
+        self._metrics = {d.name: _build(d, self.registry) for d in m.ALL_METRICS}
+        # (model_version, baseline) -> family name -> label values exported for it
+        self._live: dict[tuple[str, str], dict[str, set[LabelValues]]] = {}
+        self.reference_hash = ""
+        self._info(m.BUILD_INFO, {"version": __version__, "python": platform.python_version()})
+        self._set(m.SOURCE_UP, {"model": model}, 0.0)
+        self.set_reference(reference_hash, None)
+
+    # -- the agent's calls ------------------------------------------------------------------
+    def observe_report(
+        self,
+        report: WindowReport,
+        evaluation_seconds: float,
+        traceparents: Sequence[str] = (),
+    ) -> None:
+        """Export a closed window's results; ``evaluation_seconds`` is how long its tests took.
+
+        ``traceparents`` are W3C ``traceparent`` values of some of the window's records:
+        the OpenTelemetry span of this evaluation links to them.
+        """
+        mv, baseline = report.model_version, report.baseline
+        base = {"model": self.model, "model_version": mv, "window": self.window_label}
+        values: dict[str, dict[LabelValues, float]] = {}
+
+        def put(defn: m.MetricDef, value: float | None, **labels: str) -> None:
+            if not _finite(value):
+                return
+            merged = {**base, "baseline": baseline, **labels}
+            key = tuple(merged[name] for name in defn.labels)
+            values.setdefault(defn.name, {})[key] = float(value)  # type: ignore[arg-type]
+
+        self._put_set(
+            put,
+            report.drift,
+            (
+                m.FEATURE_DRIFT_STATISTIC,
+                m.FEATURE_DRIFT_P_VALUE,
+                m.FEATURE_DRIFT_THRESHOLD,
+                m.FEATURE_DRIFTED,
+            ),
+            (m.DATASET_DRIFT_SHARE, m.DATASET_DRIFT_VERDICT),
+        )
+        self._put_set(
+            put,
+            report.prediction_drift,
+            (
+                m.PREDICTION_DRIFT_STATISTIC,
+                m.PREDICTION_DRIFT_P_VALUE,
+                m.PREDICTION_DRIFT_THRESHOLD,
+                m.PREDICTION_DRIFTED,
+            ),
+            (m.PREDICTION_DRIFT_SHARE, m.PREDICTION_DRIFT_VERDICT),
+        )
+        primary = baseline == "reference"
+        closed_at = report.evaluated_at if report.evaluated_at is not None else time.time()
+        if primary:
+            for q in report.quality.checks:
+                put(m.QUALITY_RATIO, q.rate, feature=q.feature, check=q.check)
+                put(m.QUALITY_BREACHED, float(q.breached), feature=q.feature, check=q.check)
+            put(m.WINDOW_QUALITY_BREACHED, float(report.quality.breached))
+            put(m.WINDOW_ROWS, float(report.rows))
+            put(m.LAST_WINDOW_CLOSE, closed_at)
+            if report.window_kind == "time":
+                put(m.LAST_WINDOW_END, report.window_end)
+
+        with self._lock:
+            previous = self._live.get((mv, baseline), {})
+            for name, series in previous.items():
+                gone = series - values.get(name, {}).keys()
+                for key in gone:
+                    self._remove(m.BY_NAME[name], key)
+            for name, series_values in values.items():
+                defn = m.BY_NAME[name]
+                for key, value in series_values.items():
+                    self._set(defn, dict(zip(defn.labels, key, strict=True)), value)
+            self._live[(mv, baseline)] = {name: set(s) for name, s in values.items()}
+
+        exemplar = self._exemplar(report)
+        self._observe(
+            m.WINDOW_EVALUATION_SECONDS,
+            {"model": self.model, "window": self.window_label},
+            evaluation_seconds,
+            exemplar,
+        )
+        if primary:
+            self._inc(m.WINDOWS_CLOSED, base, 1.0, exemplar)
+        if self.telemetry is not None:
+            self.telemetry.window_span(report, evaluation_seconds, traceparents)
+
+    def count_records(self, outcome: str, n: int, model_version: str | None = None) -> None:
+        """Count ``n`` records that were decoded, late or duplicate (failures: count_failures).
+
+        ``model_version`` is empty in the label when the records could not be attributed
+        to a version.
+        """
+        if outcome not in m.RECORD_OUTCOMES:
+            raise ValueError(f"outcome {outcome!r} is not one of {m.RECORD_OUTCOMES}")
+        if outcome == "failed":
+            raise ValueError("count failed records with count_failures(reason, n)")
+        self._count_records(outcome, n, model_version or "")
+
+    def count_failures(self, reason: str, n: int) -> None:
+        """Count ``n`` records set aside for ``reason`` (also in records_total, outcome=failed)."""
+        self._inc(m.RECORDS_FAILED, {"model": self.model, "reason": reason}, float(n))
+        self._count_records("failed", n, "")
+
+    def set_lag(self, topic: str, partition: int, lag: int | None) -> None:
+        """The partition's consumer lag in records; ``None`` drops the series (revoked)."""
+        labels = {"model": self.model, "topic": topic, "partition": str(partition)}
+        if lag is None:
+            self._remove(m.CONSUMER_LAG, tuple(labels[k] for k in m.CONSUMER_LAG.labels))
+        else:
+            self._set(m.CONSUMER_LAG, labels, float(max(lag, 0)))
+
+    def set_source_up(self, up: bool) -> None:
+        self._set(m.SOURCE_UP, {"model": self.model}, 1.0 if up else 0.0)
+
+    def set_checkpoint(self, ts: float) -> None:
+        """The Unix time of the last durable checkpoint."""
+        self._set(m.LAST_CHECKPOINT, {"model": self.model}, float(ts))
+
+    def set_reference(self, reference_hash: str, rows: int | None) -> None:
+        """The reference profile in use (its info series is replaced, never duplicated)."""
+        self.reference_hash = reference_hash
+        self._info(
+            m.REFERENCE_INFO,
+            {"model": self.model, "reference": reference_hash[:_REFERENCE_SHORT]},
+        )
+        if rows is not None:
+            self._set(m.REFERENCE_ROWS, {"model": self.model}, float(rows))
+
+    def count_rollback(self, model_version: str, action: str, outcome: str) -> None:
+        labels = {
+            "model": self.model,
+            "model_version": model_version,
+            "action": action,
+            "outcome": outcome,
+        }
+        self._inc(m.ROLLBACK_DECISIONS, labels, 1.0)
+
+    # -- internals --------------------------------------------------------------------------
+    @staticmethod
+    def _put_set(
+        put: object,
+        result: DriftResult,
+        column_defs: tuple[m.MetricDef, m.MetricDef, m.MetricDef, m.MetricDef],
+        set_defs: tuple[m.MetricDef, m.MetricDef],
+    ) -> None:
+        statistic, p_value, threshold, drifted = column_defs
+        for c in result.columns:
+            if not _finite(c.statistic):
+                continue  # untestable in this window: its series go away
+            labels = {"feature": c.feature, "detector": c.test}
+            put(statistic, c.statistic, **labels)  # type: ignore[operator]
+            put(p_value, c.p_value, **labels)  # type: ignore[operator]
+            put(threshold, c.threshold, **labels)  # type: ignore[operator]
+            put(drifted, float(c.drifted), **labels)  # type: ignore[operator]
+        if result.tested_count > 0:
+            share, verdict = set_defs
+            put(share, result.share)  # type: ignore[operator]
+            put(verdict, float(result.drifted))  # type: ignore[operator]
+
+    def _exemplar(self, report: WindowReport) -> dict[str, str] | None:
+        if not self.exemplars:
+            return None
+        for trace_id in report.exemplar_trace_ids:
+            tid = trace_id.lower()
+            if _TRACE_ID.match(tid) and tid != "0" * 32:
+                return {"trace_id": tid}
+        return None
+
+    def _count_records(self, outcome: str, n: int, model_version: str) -> None:
+        labels = {"model": self.model, "model_version": model_version, "outcome": outcome}
+        self._inc(m.RECORDS, labels, float(n))
+
+    def _set(self, defn: m.MetricDef, labels: Mapping[str, str], value: float) -> None:
+        gauge = self._metrics[defn.name]
+        assert isinstance(gauge, Gauge)
+        gauge.labels(**labels).set(value)
+        if self.telemetry is not None:
+            self.telemetry.set_gauge(defn, labels, value)
+
+    def _remove(self, defn: m.MetricDef, key: LabelValues) -> None:
+        gauge = self._metrics[defn.name]
+        assert isinstance(gauge, Gauge)
+        try:
+            gauge.remove(*key)
+        except KeyError:
+            pass  # never set (or already gone)
+        if self.telemetry is not None:
+            self.telemetry.remove_gauge(defn, dict(zip(defn.labels, key, strict=True)))
+
+    def _inc(
+        self,
+        defn: m.MetricDef,
+        labels: Mapping[str, str],
+        n: float,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        if n < 0:
+            raise ValueError(f"{defn.name}: counts only go up (got {n})")
+        counter = self._metrics[defn.name]
+        assert isinstance(counter, Counter)
+        counter.labels(**labels).inc(n, exemplar=exemplar)
+        if self.telemetry is not None:
+            self.telemetry.add(defn, labels, n)
+
+    def _observe(
+        self,
+        defn: m.MetricDef,
+        labels: Mapping[str, str],
+        value: float,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        histogram = self._metrics[defn.name]
+        assert isinstance(histogram, Histogram)
+        histogram.labels(**labels).observe(value, exemplar=exemplar)
+        if self.telemetry is not None:
+            self.telemetry.record(defn, labels, value)
+
+    def _info(self, defn: m.MetricDef, labels: Mapping[str, str]) -> None:
+        info = self._metrics[defn.name]
+        assert isinstance(info, Info)
+        info.info(dict(labels))
+        if self.telemetry is not None:
+            self.telemetry.set_info(defn, labels)

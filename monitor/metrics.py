@@ -1,0 +1,417 @@
+"""Every metric driftline exports, defined once.
+
+The exporter (Prometheus and OTLP), the Grafana dashboards and the alert rules read names
+and labels from the constants here, so renaming a metric renames it everywhere and a
+dashboard or rule can never point at a series that no longer exists.
+
+Conventions (Prometheus, decision 9 of the design): the ``driftline_`` prefix; base units
+(seconds, ratios in 0..1) named as the last word of the name (``_seconds``, ``_ratio``);
+``_total`` on counters and nowhere else; ``_info`` on info metrics. Labels come from
+:data:`LABELS`, which has no room for a feature value or a request id, so the cardinality
+of every family is bounded by the schema, the model versions and the partitions.
+
+``python -m monitor.metrics --write docs/metrics.md`` regenerates the reference table in
+the docs; a unit test fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Kind = Literal["counter", "gauge", "histogram", "info"]
+KINDS: tuple[str, ...] = ("counter", "gauge", "histogram", "info")
+
+PREFIX = "driftline_"
+
+# Every label any family may carry, with what its values are. Nothing here can hold a
+# feature value, a request id or any other per-record value.
+LABELS: dict[str, str] = {
+    "model": "model name from monitor.yaml",
+    "model_version": "model version of the window's records (empty when unknown)",
+    "feature": "schema column name (a feature, or a prediction column)",
+    "detector": "drift test name: ks, psi, jensen_shannon, wasserstein, chi_square, ...",
+    "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
+    "baseline": 'what the window was compared with: "reference" or "version:<v>"',
+    "reason": "why a record was set aside (monitor.records failure reasons)",
+    "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
+    "outcome": "what happened to a record, or to a rollback decision",
+    "action": "rollback action name",
+    "topic": "Kafka topic",
+    "partition": "Kafka partition number",
+    "reference": "short hash of the reference profile",
+    "version": "driftline version",
+    "python": "Python version",
+}
+FORBIDDEN_LABELS: frozenset[str] = frozenset(
+    {"value", "request_id", "trace_id", "span_id", "id", "row", "offset", "key"}
+)
+
+# Base units and the OpenTelemetry (UCUM) unit each maps to.
+UNITS: dict[str, str] = {"": "", "seconds": "s", "ratio": "1", "records": "{record}"}
+
+RECORD_OUTCOMES: tuple[str, ...] = ("decoded", "failed", "late", "duplicate")
+
+EVALUATION_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One metric family: its full exposition name, type, help text, labels and unit.
+
+    ``name`` is what a PromQL query uses: counters include ``_total``, info metrics
+    ``_info``. ``unit`` is one of :data:`UNITS` and, when set, is the name's last word.
+    """
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    unit: str = ""
+    buckets: tuple[float, ...] | None = None
+
+    @property
+    def family(self) -> str:
+        """The OpenMetrics family name: the name without ``_total`` / ``_info``."""
+        if self.kind == "counter":
+            return self.name.removesuffix("_total")
+        if self.kind == "info":
+            return self.name.removesuffix("_info")
+        return self.name
+
+    @property
+    def otel_name(self) -> str:
+        """The OpenTelemetry instrument name.
+
+        A collector's Prometheus exporter adds ``_total`` to monotonic sums, so counters
+        go out under their family name; everything else keeps its exposition name.
+        """
+        return self.family if self.kind == "counter" else self.name
+
+    @property
+    def otel_unit(self) -> str:
+        return UNITS[self.unit]
+
+
+_DRIFT_LABELS = ("model", "model_version", "feature", "detector", "window", "baseline")
+_SET_LABELS = ("model", "model_version", "window", "baseline")
+_WINDOW_LABELS = ("model", "model_version", "window")
+_QUALITY_LABELS = ("model", "model_version", "feature", "check", "window")
+
+# -- per-feature drift ---------------------------------------------------------------------
+FEATURE_DRIFT_STATISTIC = MetricDef(
+    "driftline_feature_drift_statistic",
+    "gauge",
+    "Drift test statistic of a feature in the last closed window (its scale depends on the "
+    "detector).",
+    _DRIFT_LABELS,
+)
+FEATURE_DRIFT_P_VALUE = MetricDef(
+    "driftline_feature_drift_p_value",
+    "gauge",
+    "p-value of the feature's drift test in the last closed window; absent for tests that "
+    "define none (distances, PSI).",
+    _DRIFT_LABELS,
+)
+FEATURE_DRIFT_THRESHOLD = MetricDef(
+    "driftline_feature_drift_threshold",
+    "gauge",
+    "Threshold the feature's drift test was judged against (a p-value for ks, chi_square "
+    "and cramer_von_mises, else a distance).",
+    _DRIFT_LABELS,
+)
+FEATURE_DRIFTED = MetricDef(
+    "driftline_feature_drifted",
+    "gauge",
+    "1 when the feature drifted in the last closed window, else 0.",
+    _DRIFT_LABELS,
+)
+
+# -- dataset verdict -----------------------------------------------------------------------
+DATASET_DRIFT_SHARE = MetricDef(
+    "driftline_dataset_drift_share_ratio",
+    "gauge",
+    "Fraction of tested features that drifted in the last closed window.",
+    _SET_LABELS,
+    unit="ratio",
+)
+DATASET_DRIFT_VERDICT = MetricDef(
+    "driftline_dataset_drift_verdict",
+    "gauge",
+    "1 when the window's drift share reached the share threshold, else 0.",
+    _SET_LABELS,
+)
+
+# -- prediction drift ----------------------------------------------------------------------
+PREDICTION_DRIFT_STATISTIC = MetricDef(
+    "driftline_prediction_drift_statistic",
+    "gauge",
+    "Drift test statistic of a prediction column (label feature) in the last closed window.",
+    _DRIFT_LABELS,
+)
+PREDICTION_DRIFT_P_VALUE = MetricDef(
+    "driftline_prediction_drift_p_value",
+    "gauge",
+    "p-value of the prediction column's drift test; absent for tests that define none.",
+    _DRIFT_LABELS,
+)
+PREDICTION_DRIFT_THRESHOLD = MetricDef(
+    "driftline_prediction_drift_threshold",
+    "gauge",
+    "Threshold the prediction column's drift test was judged against.",
+    _DRIFT_LABELS,
+)
+PREDICTION_DRIFTED = MetricDef(
+    "driftline_prediction_drifted",
+    "gauge",
+    "1 when the prediction column drifted in the last closed window, else 0.",
+    _DRIFT_LABELS,
+)
+PREDICTION_DRIFT_SHARE = MetricDef(
+    "driftline_prediction_drift_share_ratio",
+    "gauge",
+    "Fraction of tested prediction columns that drifted in the last closed window.",
+    _SET_LABELS,
+    unit="ratio",
+)
+PREDICTION_DRIFT_VERDICT = MetricDef(
+    "driftline_prediction_drift_verdict",
+    "gauge",
+    "1 when the window's prediction drift share reached the share threshold, else 0.",
+    _SET_LABELS,
+)
+
+# -- data quality --------------------------------------------------------------------------
+QUALITY_RATIO = MetricDef(
+    "driftline_quality_ratio",
+    "gauge",
+    "Rate of a data-quality problem (check) of a feature in the last closed window.",
+    _QUALITY_LABELS,
+    unit="ratio",
+)
+QUALITY_BREACHED = MetricDef(
+    "driftline_quality_breached",
+    "gauge",
+    "1 when the check's rate exceeded the reference rate plus its threshold, else 0.",
+    _QUALITY_LABELS,
+)
+WINDOW_QUALITY_BREACHED = MetricDef(
+    "driftline_window_quality_breached",
+    "gauge",
+    "1 when any quality check breached or a schema column was missing from the window.",
+    _WINDOW_LABELS,
+)
+
+# -- windows -------------------------------------------------------------------------------
+WINDOW_ROWS = MetricDef(
+    "driftline_window_rows",
+    "gauge",
+    "Rows in the last closed window.",
+    _WINDOW_LABELS,
+)
+WINDOWS_CLOSED = MetricDef(
+    "driftline_windows_closed_total",
+    "counter",
+    "Windows closed and evaluated (exemplar: a trace id of one of the window's records).",
+    _WINDOW_LABELS,
+)
+WINDOW_EVALUATION_SECONDS = MetricDef(
+    "driftline_window_evaluation_seconds",
+    "histogram",
+    "Time to run every test on a closed window (exemplar: a trace id of one of its records).",
+    ("model", "window"),
+    unit="seconds",
+    buckets=EVALUATION_BUCKETS,
+)
+LAST_WINDOW_CLOSE = MetricDef(
+    "driftline_last_window_close_timestamp_seconds",
+    "gauge",
+    "Unix time at which the last window was closed and evaluated.",
+    _WINDOW_LABELS,
+    unit="seconds",
+)
+LAST_WINDOW_END = MetricDef(
+    "driftline_last_window_end_timestamp_seconds",
+    "gauge",
+    "Event-time end of the last closed window (Unix seconds; time windows only).",
+    _WINDOW_LABELS,
+    unit="seconds",
+)
+
+# -- records and the source ----------------------------------------------------------------
+RECORDS = MetricDef(
+    "driftline_records_total",
+    "counter",
+    "Records by outcome: decoded, failed, late (after the allowed lateness) or duplicate "
+    "(request id seen before). Failed records are also counted by reason in "
+    "driftline_records_failed_total.",
+    ("model", "model_version", "outcome"),
+)
+RECORDS_FAILED = MetricDef(
+    "driftline_records_failed_total",
+    "counter",
+    "Records set aside because they could not be decoded, by reason.",
+    ("model", "reason"),
+)
+CONSUMER_LAG = MetricDef(
+    "driftline_consumer_lag_records",
+    "gauge",
+    "Records in the partition not yet consumed (high watermark minus position).",
+    ("model", "topic", "partition"),
+    unit="records",
+)
+SOURCE_UP = MetricDef(
+    "driftline_source_up",
+    "gauge",
+    "1 while the source is connected and consuming, else 0.",
+    ("model",),
+)
+LAST_CHECKPOINT = MetricDef(
+    "driftline_last_checkpoint_timestamp_seconds",
+    "gauge",
+    "Unix time of the last durable checkpoint (age: time() - this).",
+    ("model",),
+    unit="seconds",
+)
+
+# -- identity ------------------------------------------------------------------------------
+BUILD_INFO = MetricDef(
+    "driftline_build_info",
+    "info",
+    "driftline and Python versions of the running agent.",
+    ("version", "python"),
+)
+REFERENCE_INFO = MetricDef(
+    "driftline_reference_info",
+    "info",
+    "The reference profile the agent compares windows with.",
+    ("model", "reference"),
+)
+REFERENCE_ROWS = MetricDef(
+    "driftline_reference_rows",
+    "gauge",
+    "Rows the reference profile was built from.",
+    ("model",),
+)
+
+# -- policies ------------------------------------------------------------------------------
+ROLLBACK_DECISIONS = MetricDef(
+    "driftline_rollback_decisions_total",
+    "counter",
+    "Rollback decisions taken by the policy, by action and outcome.",
+    ("model", "model_version", "action", "outcome"),
+)
+
+ALL_METRICS: tuple[MetricDef, ...] = (
+    FEATURE_DRIFT_STATISTIC,
+    FEATURE_DRIFT_P_VALUE,
+    FEATURE_DRIFT_THRESHOLD,
+    FEATURE_DRIFTED,
+    DATASET_DRIFT_SHARE,
+    DATASET_DRIFT_VERDICT,
+    PREDICTION_DRIFT_STATISTIC,
+    PREDICTION_DRIFT_P_VALUE,
+    PREDICTION_DRIFT_THRESHOLD,
+    PREDICTION_DRIFTED,
+    PREDICTION_DRIFT_SHARE,
+    PREDICTION_DRIFT_VERDICT,
+    QUALITY_RATIO,
+    QUALITY_BREACHED,
+    WINDOW_QUALITY_BREACHED,
+    WINDOW_ROWS,
+    WINDOWS_CLOSED,
+    WINDOW_EVALUATION_SECONDS,
+    LAST_WINDOW_CLOSE,
+    LAST_WINDOW_END,
+    RECORDS,
+    RECORDS_FAILED,
+    CONSUMER_LAG,
+    SOURCE_UP,
+    LAST_CHECKPOINT,
+    BUILD_INFO,
+    REFERENCE_INFO,
+    REFERENCE_ROWS,
+    ROLLBACK_DECISIONS,
+)
+
+BY_NAME: dict[str, MetricDef] = {m.name: m for m in ALL_METRICS}
+
+
+def get(name: str) -> MetricDef:
+    """The definition named ``name`` (the exposition name, e.g. with ``_total``)."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no driftline metric named {name!r}") from None
+
+
+TABLE_BEGIN = "<!-- BEGIN METRICS TABLE (generated by python -m monitor.metrics) -->"
+TABLE_END = "<!-- END METRICS TABLE -->"
+
+
+def markdown_table() -> str:
+    """The reference table of every metric, as it appears in docs/metrics.md."""
+    rows = [
+        "| metric | type | unit | labels | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for m in ALL_METRICS:
+        labels = ", ".join(f"`{lb}`" for lb in m.labels)
+        help_text = m.help.replace("|", "\\|")
+        rows.append(f"| `{m.name}` | {m.kind} | {m.unit or '-'} | {labels} | {help_text} |")
+    return "\n".join(rows)
+
+
+def labels_table() -> str:
+    rows = ["| label | values |", "| --- | --- |"]
+    rows += [f"| `{name}` | {desc} |" for name, desc in LABELS.items()]
+    return "\n".join(rows)
+
+
+def generated_block() -> str:
+    """What sits between the markers in docs/metrics.md."""
+    return "\n".join(
+        [TABLE_BEGIN, "", markdown_table(), "", "Labels:", "", labels_table(), "", TABLE_END]
+    )
+
+
+def rewrite_doc(text: str) -> str:
+    """``text`` with its generated block replaced by the current one."""
+    start, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if start < 0 or end < start:
+        raise ValueError("the document has no metrics table markers")
+    return text[:start] + generated_block() + text[end + len(TABLE_END) :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="print or refresh the metrics reference")
+    parser.add_argument("--write", type=Path, help="rewrite the table in this markdown file")
+    args = parser.parse_args(argv)
+    if args.write is None:
+        sys.stdout.write(generated_block() + "\n")
+        return 0
+    args.write.write_text(rewrite_doc(args.write.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

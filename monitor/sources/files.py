@@ -1,0 +1,146 @@
+"""The file source for replay: JSON lines of prediction records (decoded exactly as Kafka
+messages are), or a table (Parquet, CSV, or JSON lines of flat rows) whose columns are
+the features.
+
+Tables skip JSON decoding but go through the same windows, sketches and evaluation as
+the agent. Without a time column, windows are counted in rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from detectors.profile import category_strings, read_frame
+from detectors.schema import Kind, Schema
+from monitor.batch import DecodedBatch, RawMessage
+from monitor.config import RecordConfig
+
+
+def file_format(path: Path, declared: str | None = None) -> str:
+    """"records" for JSON lines of prediction records, "table" for anything tabular."""
+    if declared in ("parquet", "csv"):
+        return "table"
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes or ".csv" in suffixes:
+        return "table"
+    return "records"
+
+
+def is_record_lines(path: Path, record: RecordConfig) -> bool:
+    """JSON lines whose first object carries the features field are prediction records."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    first = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    return True  # let the decoder count it as a failure
+                if isinstance(first, list):
+                    return True
+                head = record.features_field.split(".")[0]
+                return isinstance(first, dict) and (head in first or "predictions" in first)
+    return True
+
+
+def iter_messages(path: Path, batch_lines: int = 5000) -> Iterator[list[RawMessage]]:
+    """Each line as a RawMessage, in batches; the line number is the offset."""
+    batch: list[RawMessage] = []
+    topic = str(path)
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh):
+            if not line.strip():
+                continue
+            batch.append(RawMessage(value=line.rstrip(b"\r\n"), topic=topic, offset=lineno))
+            if len(batch) >= batch_lines:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def iter_table_batches(
+    path: Path,
+    schema: Schema,
+    record: RecordConfig,
+    batch_rows: int = 100_000,
+) -> Iterator[DecodedBatch]:
+    """Column batches of a table: schema columns as the sketch expects them."""
+    frame = read_frame(path)
+    yield from frame_batches(frame, schema, record, str(path), batch_rows)
+
+
+def frame_batches(
+    frame: pd.DataFrame,
+    schema: Schema,
+    record: RecordConfig,
+    origin: str,
+    batch_rows: int = 100_000,
+) -> Iterator[DecodedBatch]:
+    for start in range(0, len(frame), batch_rows):
+        yield frame_to_batch(frame.iloc[start : start + batch_rows], schema, record, origin, start)
+
+
+def frame_to_batch(
+    part: pd.DataFrame, schema: Schema, record: RecordConfig, origin: str, first_row: int
+) -> DecodedBatch:
+    n = len(part)
+    columns: dict[str, np.ndarray] = {}
+    for col in schema.columns:
+        if col.name not in part.columns:
+            continue
+        raw = part[col.name].to_numpy()
+        if col.kind is Kind.NUMERIC:
+            columns[col.name] = raw.astype(np.float64) if raw.dtype.kind in "fiub" else raw
+        else:
+            strings, miss = category_strings(raw)
+            columns[col.name] = np.where(miss, None, strings).astype(object)
+    rows = np.arange(first_row, first_row + n)
+    time_field = record.event_time_field
+    if time_field in part.columns:
+        event_time = _event_seconds(part[time_field])
+    else:
+        event_time = np.full(n, np.nan)
+    if record.request_id_field in part.columns:
+        ids = part[record.request_id_field].astype(str).to_numpy(dtype=object)
+    else:
+        ids = np.array([f"{origin}#{r}" for r in rows], dtype=object)
+    if record.model_version_field in part.columns:
+        versions = part[record.model_version_field].astype(str).to_numpy(dtype=object)
+    else:
+        versions = np.full(n, record.default_model_version, dtype=object)
+    return DecodedBatch(
+        columns=columns,
+        event_time=event_time,
+        request_id=ids,
+        row_key=row_keys(ids),
+        model_version=versions,
+        trace_id=np.full(n, None, dtype=object),
+        partition=np.zeros(n, dtype=np.int32),
+        offset=rows.astype(np.int64),
+        messages=n,
+    )
+
+
+def row_keys(ids: np.ndarray) -> np.ndarray:
+    """Stable 64-bit keys of request ids (the same function the decoder uses)."""
+    out = np.empty(len(ids), dtype=np.uint64)
+    for i, rid in enumerate(ids):
+        out[i] = int.from_bytes(hashlib.blake2b(str(rid).encode(), digest_size=8).digest(), "little")
+    return out
+
+
+def _event_seconds(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = series.dt.tz_localize(None) if series.dt.tz is not None else series
+        return values.astype("int64").to_numpy() / 1e9
+    if pd.api.types.is_numeric_dtype(series):
+        x = series.to_numpy(dtype=np.float64)
+        return np.where(x > 1e11, x / 1000.0, x)
+    parsed = pd.to_datetime(series, errors="coerce", utc=True)
+    return np.where(parsed.isna(), np.nan, parsed.astype("int64").to_numpy() / 1e9)

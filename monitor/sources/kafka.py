@@ -1,0 +1,252 @@
+"""The Kafka source: a consumer-group member that hands raw messages to the agent and
+commits only the offsets the agent says are durable.
+
+Auto-commit is off (decision 7): the agent commits after its checkpoint is written. On
+assignment, partitions are moved to the checkpoint's offsets when the checkpoint is ahead
+of the group's committed offsets, so a restarted agent neither loses nor re-counts
+records. Lag is ``highwater − position`` (``end_offsets()`` is wrong on some brokers).
+A broker that is down at start or goes away is retried with exponential backoff and
+jitter; meanwhile ``up`` is False, which the agent exports as ``driftline_source_up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from monitor.batch import RawMessage
+from monitor.config import KafkaSourceConfig
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[tuple[str, int], int]
+
+
+def client_settings(cfg: KafkaSourceConfig) -> dict[str, object]:
+    """Connection and security settings shared by the consumer and producers."""
+    settings: dict[str, object] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        settings["ssl_context"] = create_ssl_context(
+            cafile=str(cfg.ssl_cafile) if cfg.ssl_cafile else None,
+            certfile=str(cfg.ssl_certfile) if cfg.ssl_certfile else None,
+            keyfile=str(cfg.ssl_keyfile) if cfg.ssl_keyfile else None,
+        )
+    if cfg.security_protocol.startswith("SASL"):
+        settings["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
+        settings["sasl_plain_username"] = cfg.sasl_username
+        if cfg.sasl_password_env:
+            password = os.environ.get(cfg.sasl_password_env)
+            if password is None:
+                raise RuntimeError(
+                    f"source.kafka.sasl_password_env names {cfg.sasl_password_env!r}, "
+                    "which is not set in the environment"
+                )
+            settings["sasl_plain_password"] = password
+    return settings
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked and self.source.on_revoke is not None:
+            await self.source.on_revoke({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.source.seek_assigned(assigned)
+
+
+class KafkaSource:
+    """One consumer-group member over the configured topics."""
+
+    def __init__(
+        self,
+        cfg: KafkaSourceConfig,
+        start_offsets: Offsets | None = None,
+        on_revoke: Callable[[set[tuple[str, int]]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.start_offsets = dict(start_offsets or {})
+        self.on_revoke = on_revoke
+        self.consumer: AIOKafkaConsumer | None = None
+        self.up = False
+        self.positions: Offsets = {}
+
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Connect and join the group, retrying with backoff until ``stop`` is set."""
+        delay = 0.5
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                group_id=self.cfg.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=self.cfg.start,
+                session_timeout_ms=self.cfg.session_timeout_ms,
+                heartbeat_interval_ms=self.cfg.heartbeat_interval_ms,
+                rebalance_timeout_ms=self.cfg.rebalance_timeout_ms,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                **client_settings(self.cfg),
+            )
+            try:
+                await consumer.start()
+                consumer.subscribe(self.cfg.topics, listener=_Rebalance(self))
+                self.consumer = consumer
+                self.up = True
+                log.info("kafka source connected to %s", self.cfg.bootstrap_servers)
+                return True
+            except (KafkaError, OSError) as exc:
+                self.up = False
+                await _quiet_stop(consumer)
+                log.warning(
+                    "kafka source cannot connect to %s (%s); retrying in %.1fs",
+                    self.cfg.bootstrap_servers, type(exc).__name__, delay,
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 30.0) * random.uniform(0.8, 1.2)
+        return False
+
+    async def seek_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Move newly assigned partitions to the checkpoint's offsets.
+
+        The checkpoint's window state holds exactly the records before its offsets, so
+        they are the right place to resume even when the committed offsets differ (a
+        fallback to the previous checkpoint leaves them behind the committed ones).
+        """
+        assert self.consumer is not None
+        for tp in assigned:
+            want = self.start_offsets.get((tp.topic, tp.partition))
+            if want is not None:
+                self.consumer.seek(tp, want)
+                log.info(
+                    "partition %s-%d resumes at checkpoint offset %d", tp.topic, tp.partition, want
+                )
+
+    async def poll(self, timeout_ms: int = 200) -> list[RawMessage]:
+        """The next messages of all assigned partitions (possibly none)."""
+        assert self.consumer is not None
+        try:
+            records = await self.consumer.getmany(
+                timeout_ms=timeout_ms, max_records=self.cfg.max_batch_records
+            )
+        except KafkaError as exc:
+            self.up = False
+            log.warning("kafka fetch failed (%s); the consumer reconnects", type(exc).__name__)
+            await asyncio.sleep(0.5)
+            return []
+        self.up = True
+        out: list[RawMessage] = []
+        for tp, msgs in records.items():
+            for m in msgs:
+                out.append(
+                    RawMessage(
+                        value=m.value or b"",
+                        key=m.key,
+                        headers=tuple((k, v or b"") for k, v in (m.headers or ())),
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=m.offset,
+                        timestamp_ms=m.timestamp,
+                    )
+                )
+            if msgs:
+                self.positions[(tp.topic, tp.partition)] = msgs[-1].offset + 1
+        return out
+
+    def assigned(self) -> set[tuple[str, int]]:
+        if self.consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the partition's high watermark, per assigned partition."""
+        if self.consumer is None:
+            return {}
+        out: dict[tuple[str, int], int] = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            pos = self.positions.get((tp.topic, tp.partition))
+            if pos is None:
+                continue
+            out[(tp.topic, tp.partition)] = max(0, high - pos)
+        return out
+
+    async def commit(self, offsets: Offsets) -> None:
+        """Commit ``offsets`` (next offset to read) for partitions still assigned."""
+        if self.consumer is None or not offsets:
+            return
+        mine = self.assigned()
+        to_commit = {
+            TopicPartition(t, p): o for (t, p), o in offsets.items() if (t, p) in mine
+        }
+        if not to_commit:
+            return
+        try:
+            await self.consumer.commit(to_commit)
+        except KafkaError as exc:
+            log.warning("offset commit failed (%s); it is retried at the next checkpoint",
+                        type(exc).__name__)
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await _quiet_stop(self.consumer)
+            self.consumer = None
+        self.up = False
+
+
+class KafkaPublisher:
+    """A plain (non-idempotent) producer for reports and dead letters."""
+
+    def __init__(self, cfg: KafkaSourceConfig) -> None:
+        self.producer = AIOKafkaProducer(
+            acks="all", enable_idempotence=False, linger_ms=20, **client_settings(cfg)
+        )
+        self._pending: set[asyncio.Future] = set()
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    def send(self, topic: str, key: bytes | None, value: bytes,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Schedule a send from the event loop; failures are logged, never raised."""
+        task = asyncio.ensure_future(self._send(topic, key, value, headers))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes,
+                    headers: list[tuple[str, bytes]] | None) -> None:
+        try:
+            await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        except KafkaError as exc:
+            log.warning("publish to %s failed: %s", topic, type(exc).__name__)
+
+    async def flush(self) -> None:
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.flush()
+        await self.producer.stop()
+
+
+async def _quiet_stop(client: AIOKafkaConsumer) -> None:
+    try:
+        await client.stop()
+    except Exception:  # noqa: BLE001 - stopping a half-started client may raise anything
+        log.debug("ignoring error while stopping a kafka client", exc_info=True)
