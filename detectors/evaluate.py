@@ -30,7 +30,7 @@ from detectors.multiple_testing import correct
 from detectors.profile import Calibration, Profile
 from detectors.quality import assess_quality
 from detectors.results import DriftResult, QualityResult, TestResult
-from detectors.schema import Column, Kind, Role
+from detectors.schema import Column, Kind
 from detectors.settings import DEFAULT_THRESHOLDS, DriftSettings, QualitySettings
 from detectors.sketch import SketchMismatchError, WindowSketch
 from detectors.stats import CategoricalBins, NumericBins, Stats
@@ -102,7 +102,9 @@ def choose_test(
     spec = TESTS.get(test)
     if spec is None or kind not in spec.kinds:
         usable = sorted(t for t, s in TESTS.items() if kind in s.kinds)
-        raise ValueError(f"column {name!r}: test {test!r} cannot test a {kind} column; use {usable}")
+        raise ValueError(
+            f"column {name!r}: test {test!r} cannot test a {kind} column; use {usable}"
+        )
     if override is not None and override.threshold is not None:
         return Choice(test, float(override.threshold), calibrated=False)
     if calibration is not None:
@@ -172,10 +174,13 @@ def _with_raw(
     def any_value(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
         return np.array([any(v is not None for v in a) for a in arrays], dtype=bool)
 
+    def any_number(x: np.ndarray) -> np.ndarray:
+        return (~np.isnan(x)).any(axis=1)
+
     return replace(
         sides,
         exact=True,
-        exact_numeric_ok=(~np.isnan(ref_numeric)).any(axis=1) & (~np.isnan(cur_numeric)).any(axis=1),
+        exact_numeric_ok=any_number(ref_numeric) & any_number(cur_numeric),
         exact_categorical_ok=any_value(ref_categorical) & any_value(cur_categorical),
         ref_numeric=ref_numeric,
         cur_numeric=cur_numeric,
@@ -196,11 +201,13 @@ def _run_group(
     if exact and kind is Kind.NUMERIC:
         assert spec.exact_numeric is not None and sides.ref_numeric is not None
         assert sides.cur_numeric is not None
-        return spec.exact_numeric(sides.ref_numeric[idx], sides.cur_numeric[idx])
+        return spec.exact_numeric(sides.ref_numeric[idx], sides.cur_numeric[idx], epsilon=epsilon)
     if exact:
         assert spec.exact_categorical is not None
         return spec.exact_categorical(
-            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
+            [sides.ref_categorical[i] for i in idx],
+            [sides.cur_categorical[i] for i in idx],
+            epsilon=epsilon,
         )
     bins = sides.numeric if kind is Kind.NUMERIC else sides.categorical
     return spec.binned(take_rows(bins, idx), epsilon=epsilon)

@@ -4,6 +4,7 @@ number of seconds), held as float seconds so the rest of the agent never parses 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -20,18 +21,18 @@ def parse_duration(value: object) -> float:
     Booleans are refused: YAML reads ``yes`` as true, which is never a duration.
     """
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
+        raise ValueError(f"{_show(value)} is not a duration; {DURATION_HINT}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if match is None:
-            raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
+            raise ValueError(f"{_show(value)} is not a duration; {DURATION_HINT}")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
-        raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
+        raise ValueError(f"{_show(value)} is not a duration; {DURATION_HINT}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
+        raise ValueError(f"{_show(value)} is not a duration; {DURATION_HINT}")
     return seconds
 
 
@@ -48,3 +49,12 @@ def format_duration(seconds: float) -> str:
     if 0 < seconds < 1 and abs(ms - round(ms)) < 1e-9:
         return f"{round(ms)}ms"
     return f"{seconds!r}s" if seconds else "0s"
+
+
+def _show(value: object) -> str:
+    """The value as written in YAML (strings in double quotes), for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

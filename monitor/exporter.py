@@ -31,19 +31,10 @@ import platform
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -60,12 +51,10 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _REFERENCE_SHORT = 12
 
 LabelValues = tuple[str, ...]
+# put(defn, value, **labels): stage one series of the window being exported
+_Put = Callable[..., None]
 
 __all__ = ["Exporter", "new_registry"]
-
-# Silence the "imported but unused" lint without importing the default-registry
-# collectors for their side effect: they are referenced so the intent is explicit.
-_DEFAULT_COLLECTORS = (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR)
 
 
 def new_registry() -> CollectorRegistry:
@@ -108,8 +97,8 @@ class Exporter:
 
     ``window_label`` is the value of the ``window`` label (the window length, "60s");
     ``reference_hash`` the profile's hash (its first 12 characters become the
-    ``reference`` label). When ``telemetry`` is given, every observation is mirrored
-    into its OpenTelemetry instruments and each window evaluation becomes a span.
+    ``reference`` label). When ``telemetry`` is given (or attached later), every
+    observation is mirrored into its OpenTelemetry instruments.
     """
 
     def __init__(
@@ -126,7 +115,7 @@ class Exporter:
         self.window_label = window_label
         self.exemplars = exemplars
         self.registry = registry if registry is not None else new_registry()
-        self.telemetry = telemetry
+        self.telemetry: Telemetry | None = None
         self._lock = threading.Lock()
         self._metrics = {d.name: _build(d, self.registry) for d in m.ALL_METRICS}
         # (model_version, baseline) -> family name -> label values exported for it
@@ -135,18 +124,15 @@ class Exporter:
         self._info(m.BUILD_INFO, {"version": __version__, "python": platform.python_version()})
         self._set(m.SOURCE_UP, {"model": model}, 0.0)
         self.set_reference(reference_hash, None)
+        if telemetry is not None:
+            self.attach_telemetry(telemetry)
 
     # -- the agent's calls ------------------------------------------------------------------
-    def observe_report(
-        self,
-        report: WindowReport,
-        evaluation_seconds: float,
-        traceparents: Sequence[str] = (),
-    ) -> None:
+    def observe_report(self, report: WindowReport, evaluation_seconds: float) -> None:
         """Export a closed window's results; ``evaluation_seconds`` is how long its tests took.
 
-        ``traceparents`` are W3C ``traceparent`` values of some of the window's records:
-        the OpenTelemetry span of this evaluation links to them.
+        (The evaluation's span is Telemetry.window_evaluated: it needs the records' trace
+        contexts, which a report does not carry.)
         """
         mv, baseline = report.model_version, report.baseline
         base = {"model": self.model, "model_version": mv, "window": self.window_label}
@@ -214,8 +200,27 @@ class Exporter:
         )
         if primary:
             self._inc(m.WINDOWS_CLOSED, base, 1.0, exemplar)
-        if self.telemetry is not None:
-            self.telemetry.window_span(report, evaluation_seconds, traceparents)
+
+    def attach_telemetry(self, telemetry: Telemetry) -> None:
+        """Mirror every observation from now on into ``telemetry`` (OTLP).
+
+        What is already exported is copied over: gauges and info series as they stand,
+        counters as their current totals. Histogram observations made before attaching
+        are not replayed. Attach at start-up, before other threads observe.
+        """
+        if not telemetry.enabled:
+            return
+        with self._lock:
+            for defn in m.ALL_METRICS:
+                for family in self._metrics[defn.name].collect():
+                    for sample in family.samples:
+                        if defn.kind == "gauge":
+                            telemetry.set_gauge(defn, sample.labels, sample.value)
+                        elif defn.kind == "info":
+                            telemetry.set_info(defn, sample.labels)
+                        elif defn.kind == "counter" and sample.name == defn.name:
+                            telemetry.add(defn, sample.labels, sample.value)
+            self.telemetry = telemetry
 
     def count_records(self, outcome: str, n: int, model_version: str | None = None) -> None:
         """Count ``n`` records that were decoded, late or duplicate (failures: count_failures).
@@ -271,7 +276,7 @@ class Exporter:
     # -- internals --------------------------------------------------------------------------
     @staticmethod
     def _put_set(
-        put: object,
+        put: _Put,
         result: DriftResult,
         column_defs: tuple[m.MetricDef, m.MetricDef, m.MetricDef, m.MetricDef],
         set_defs: tuple[m.MetricDef, m.MetricDef],
@@ -281,14 +286,14 @@ class Exporter:
             if not _finite(c.statistic):
                 continue  # untestable in this window: its series go away
             labels = {"feature": c.feature, "detector": c.test}
-            put(statistic, c.statistic, **labels)  # type: ignore[operator]
-            put(p_value, c.p_value, **labels)  # type: ignore[operator]
-            put(threshold, c.threshold, **labels)  # type: ignore[operator]
-            put(drifted, float(c.drifted), **labels)  # type: ignore[operator]
+            put(statistic, c.statistic, **labels)
+            put(p_value, c.p_value, **labels)
+            put(threshold, c.threshold, **labels)
+            put(drifted, float(c.drifted), **labels)
         if result.tested_count > 0:
             share, verdict = set_defs
-            put(share, result.share)  # type: ignore[operator]
-            put(verdict, float(result.drifted))  # type: ignore[operator]
+            put(share, result.share)
+            put(verdict, float(result.drifted))
 
     def _exemplar(self, report: WindowReport) -> dict[str, str] | None:
         if not self.exemplars:
@@ -313,10 +318,7 @@ class Exporter:
     def _remove(self, defn: m.MetricDef, key: LabelValues) -> None:
         gauge = self._metrics[defn.name]
         assert isinstance(gauge, Gauge)
-        try:
-            gauge.remove(*key)
-        except KeyError:
-            pass  # never set (or already gone)
+        gauge.remove(*key)  # a no-op when the series was never set
         if self.telemetry is not None:
             self.telemetry.remove_gauge(defn, dict(zip(defn.labels, key, strict=True)))
 

@@ -35,7 +35,7 @@ LABELS: dict[str, str] = {
     "feature": "schema column name (a feature, or a prediction column)",
     "detector": "drift test name: ks, psi, jensen_shannon, wasserstein, chi_square, ...",
     "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
-    "baseline": 'what the window was compared with: "reference" or "version:<v>"',
+    "baseline": "what the window was compared with: `reference` or `version:<v>`",
     "reason": "why a record was set aside (monitor.records failure reasons)",
     "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
     "outcome": "what happened to a record, or to a rollback decision",
@@ -51,7 +51,7 @@ FORBIDDEN_LABELS: frozenset[str] = frozenset(
 )
 
 # Base units and the OpenTelemetry (UCUM) unit each maps to.
-UNITS: dict[str, str] = {"": "", "seconds": "s", "ratio": "1", "records": "{record}"}
+UNITS: dict[str, str] = {"": "", "seconds": "s", "ratio": "1"}
 
 RECORD_OUTCOMES: tuple[str, ...] = ("decoded", "failed", "late", "duplicate")
 
@@ -165,7 +165,7 @@ DATASET_DRIFT_VERDICT = MetricDef(
 PREDICTION_DRIFT_STATISTIC = MetricDef(
     "driftline_prediction_drift_statistic",
     "gauge",
-    "Drift test statistic of a prediction column (label feature) in the last closed window.",
+    "Drift test statistic of a prediction column (in the feature label) in the last closed window.",
     _DRIFT_LABELS,
 )
 PREDICTION_DRIFT_P_VALUE = MetricDef(
@@ -277,7 +277,6 @@ CONSUMER_LAG = MetricDef(
     "gauge",
     "Records in the partition not yet consumed (high watermark minus position).",
     ("model", "topic", "partition"),
-    unit="records",
 )
 SOURCE_UP = MetricDef(
     "driftline_source_up",

