@@ -144,25 +144,28 @@ class _NumericReference:
         self.names = tuple(names)
         self.width = profile.numeric_width
         self.template = NumericBins.from_profile(profile, WindowSketch(profile, reservoir_size=0))
-        x = np.stack([as_float_array(reference[c].to_numpy()) for c in names])
-        finite = np.isfinite(x)
-        k = len(names)
-        self.sentinel = k * self.width  # where values outside any histogram go
-        slots = np.full(x.shape, self.sentinel, dtype=np.int64)
+        k, n = len(names), len(reference)
+        self.sentinel = k * self.width  # the slot of values outside every histogram
+        self.slots = np.full((k, n), self.sentinel, dtype=np.int32)
+        # Centred values (NaN where not finite): their power sums give the rest's
+        # standard deviation per chunk without cancellation.
+        self.xc = np.full((k, n), np.nan)
+        self.centre = np.zeros(k)
+        self.ref_min, self.ref_max = np.full(k, np.inf), np.full(k, -np.inf)
         for j, name in enumerate(names):  # edges differ per column
+            x = as_float_array(reference[name].to_numpy())
+            finite = np.isfinite(x)
+            if not finite.any():
+                continue
+            values = x[finite]
             edges = profile.numeric[name].edges
-            slots[j, finite[j]] = np.searchsorted(edges, x[j, finite[j]], side="left")
-            slots[j, finite[j]] += j * self.width
-        self.slots = slots
-        self.total = _chunk_counts(slots, np.arange(slots.shape[1])[None], k, self.width)[0]
-        # Power sums of centred values give the rest's standard deviation per chunk.
-        centre = np.array([x[j, finite[j]].mean() if finite[j].any() else 0.0 for j in range(k)])
-        self.centre = centre
-        self.ref_min = np.where(finite, x, np.inf).min(axis=1)
-        self.ref_max = np.where(finite, x, -np.inf).max(axis=1)
-        self.xc = np.where(finite, x - centre[:, None], np.nan)
-        xc0 = np.where(finite, self.xc, 0.0)
-        self.count = finite.sum(axis=1)
+            self.slots[j, finite] = np.searchsorted(edges, values, side="left") + j * self.width
+            self.centre[j] = values.mean()
+            self.ref_min[j], self.ref_max[j] = values.min(), values.max()
+            self.xc[j, finite] = values - self.centre[j]
+        self.total = _chunk_counts(self.slots, np.arange(n)[None], k, self.width)[0]
+        xc0 = np.nan_to_num(self.xc, nan=0.0)
+        self.count = (~np.isnan(self.xc)).sum(axis=1)
         self.sum = xc0.sum(axis=1)
         self.sumsq = np.einsum("ij,ij->i", xc0, xc0)
 
@@ -205,11 +208,12 @@ class _CategoricalReference:
         self.width = profile.categorical_width
         k = len(names)
         self.sentinel = k * self.width
-        slots = np.full((k, len(reference)), self.sentinel, dtype=np.int64)
+        slots = np.full((k, len(reference)), self.sentinel, dtype=np.int32)
         for j, name in enumerate(names):
             cp = profile.categorical[name]
             strings, miss = category_strings(reference[name].to_numpy())
-            rest = [c for c in cp.known if c not in set(cp.vocabulary)]
+            vocabulary = set(cp.vocabulary)
+            rest = [c for c in cp.known if c not in vocabulary]
             idx = pd.Index([*cp.vocabulary, *rest], dtype=object).get_indexer(strings[~miss])
             top = len(cp.vocabulary)
             slot = np.where(idx < 0, self.width - 1, np.where(idx < top, idx, self.width - 2))

@@ -28,9 +28,9 @@ pass over all columns (``category_counts``). An empty side gives NaN.
 >>> cur = [np.array(["a", "b", "c", "c", "c"], dtype=object)]
 >>> res = exact(ref, cur)
 >>> from scipy.stats import chi2_contingency
->>> scipy_res = chi2_contingency([[2, 2, 0], [1, 1, 3]])
->>> bool(np.isclose(res.statistic[0], scipy_res.statistic)), bool(np.isclose(res.p_value[0], scipy_res.pvalue))
-(True, True)
+>>> want = chi2_contingency([[2, 2, 0], [1, 1, 3]])
+>>> np.allclose([res.statistic[0], res.p_value[0]], [want.statistic, want.pvalue])
+True
 
 Reference: Pearson, K. (1900). On the criterion that a given system of deviations from the
 probable in the case of a correlated system of variables is such that it can be reasonably
@@ -87,9 +87,7 @@ def homogeneity(ref: np.ndarray, cur: np.ndarray, *, correction: bool = True) ->
     statistic = np.where(single, 0.0, statistic)
     p = np.where(single, 1.0, p)
     empty = (row == 0).any(axis=1)
-    return Stats(
-        statistic=np.where(empty, np.nan, statistic), p_value=np.where(empty, np.nan, p)
-    )
+    return Stats(statistic=np.where(empty, np.nan, statistic), p_value=np.where(empty, np.nan, p))
 
 
 def category_counts(

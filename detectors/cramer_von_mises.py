@@ -15,8 +15,8 @@ statistic (Csörgő and Faraway 1996, eq. 1.2), whose series is summed until a t
 below 1e-7. This is what ``scipy.stats.cramervonmises_2samp(x, y,
 method="asymptotic")`` computes, and ``exact`` equals it to rounding.
 
-Ties: the rank formula gives tied values of one sample consecutive indices i but one
-average rank, which inflates U by about a³/12 per run of a tied values. On a discrete
+Ties: the rank formula gives the a tied values of one sample consecutive indices i but one
+average rank, which adds a(a² − 1)/12 to that sample's sum of squares. On a discrete
 column the statistic is therefore far from its null distribution (10 000 against 1 000
 draws of the same 5-valued distribution give T ≈ 300, p < 1e-6). Use KS or chi-square on
 discrete columns.
@@ -33,14 +33,17 @@ Its error bound holds for data without ties: T also equals m·n/N² Σ_z (F_ref(
 F_cur(z))² over the pooled values z, and at a value in bin (a, b] the CDF gap lies in
 [F_ref(a) − F_cur(b), F_ref(b) − F_cur(a)]. Bounding each squared gap by that interval gives
 [T_lo, T_hi], which holds the exact T and every interleaving's T, hence also their
-average; ``error_bound = max(T_hi − T, T − T_lo)``. It is a guarantee, not a typical error:
-on 100 quantile bins the bound is of the order of the statistic while the observed error
-is a small fraction of it (see tests/unit/test_binned_bounds.py).
+average; ``error_bound = max(T_hi − T, T − T_lo)``. It is a guarantee, not a typical
+error: on 100 quantile bins the bound is of the order of the statistic, the error in
+ordinary windows a few percent of the bound, and in windows whose values are pushed to one
+edge of their bins (the arrangement furthest from the average) about half of it (see
+tests/unit/test_binned_bounds.py). On data with ties the bound does not hold.
 
-``ties=True`` instead treats each bin as one tied value, which is exact (error bound 0 is
-not claimed; ``error_bound`` is None) for discrete columns whose every value is a bin edge,
-and biased upward by the tie inflation above on continuous data (for m = 10 000, n = 1 000
-and 100 bins, by about 0.76, against a null mean of 1/6).
+``ties=True`` instead treats each bin as one tied value: this equals the exact statistic
+on a discrete column whose every value is a bin edge, and nothing is claimed otherwise
+(``error_bound`` is None). On continuous data it adds the tie term above to every bin,
+biasing T upward (for m = 10 000, n = 1 000 and 100 bins by about 0.75, against a null
+mean of 1/6), which is why it is not the default.
 
 Exact mode takes (columns × rows) float arrays with NaN for missing values, like
 ``detectors.ks.exact``. Fewer than two values on either side gives NaN, as scipy requires.
@@ -77,7 +80,9 @@ def binned(bins: NumericBins, *, ties: bool = False) -> Stats:
     """T from the bin counts: its expectation for continuous data, or (``ties=True``)
     its value when each bin is one tied value."""
     if not isinstance(bins, NumericBins):
-        raise TypeError(f"the Cramér–von Mises test compares numeric bins, not {type(bins).__name__}")
+        raise TypeError(
+            f"the Cramér–von Mises test compares numeric bins, not {type(bins).__name__}"
+        )
     r = bins.ref.astype(np.float64)
     c = bins.cur.astype(np.float64)
     r_below = np.cumsum(r, axis=1) - r  # R_{k−1}: reference values in earlier bins

@@ -266,7 +266,8 @@ def _evaluate_set(
     thresholds = np.array([plan.choice.threshold for plan in plans], dtype=np.float64)
     has_p = np.array([TESTS[plan.choice.test].has_p_value for plan in plans], dtype=bool)
     calibrated = np.array([plan.choice.calibrated for plan in plans], dtype=bool)
-    tested = np.isfinite(statistic) & (~has_p | calibrated | np.isfinite(p_value))
+    # NaN: untestable. +inf is a result (a constant reference column that moved).
+    tested = ~np.isnan(statistic) & (~has_p | calibrated | ~np.isnan(p_value))
     drifted = np.zeros(n, dtype=bool)
     # Calibrated: the statistic against the measured quantile of its no-drift spread.
     cal = tested & calibrated
@@ -286,7 +287,7 @@ def _evaluate_set(
             feature=plan.column.name,
             test=plan.choice.test,
             statistic=float(statistic[p]),
-            p_value=float(p_value[p]) if has_p[p] and np.isfinite(p_value[p]) else None,
+            p_value=float(p_value[p]) if has_p[p] and not np.isnan(p_value[p]) else None,
             threshold=float(thresholds[p]),
             drifted=bool(drifted[p]),
             mode=MODE_CALIBRATED

@@ -361,8 +361,8 @@ class WindowSketch:
                 setattr(out, name, arr)
             kept = len(out.res_keys)
             rows = meta["res_categorical"]
-            # Filled cell by cell: np.array() cannot shape a list of empty rows (no
-            # categorical columns) and would split a row of equal-length strings.
+            # Filled row by row: np.array() loses the (rows, 0) shape of a profile
+            # without categorical columns.
             res_categorical = np.empty((kept, len(profile.categorical_names)), dtype=object)
             if len(rows) != kept or len(out.res_numeric) != kept or kept > out.reservoir_size:
                 raise ValueError(f"reservoir of {kept} keys and {len(rows)} rows")

@@ -7,11 +7,11 @@ column's units:
 
 It is an effect size, not a test: it grows with the shift instead of with the window size,
 which is why it is the default for large windows. The default statistic divides it by the
-reference standard deviation (the distance in reference standard deviations, as Evidently
-reports it), so one threshold suits every column; ``normalize=False`` gives the raw
-distance. A constant reference (standard deviation 0) gives 0 when nothing moved and +inf
-when anything did: any change of a constant column is infinitely many standard
-deviations. No p-value.
+reference standard deviation (the distance in reference standard deviations, like
+Evidently's normed Wasserstein distance), so one threshold suits every column;
+``normalize=False`` gives the raw distance. A constant reference (standard deviation 0)
+gives 0 when nothing moved and +inf when anything did: any change of a constant column is
+infinitely many standard deviations. No p-value.
 
 Binned mode integrates |F_ref − F_cur| with each CDF linear inside each bin (mass spread
 uniformly), on the reference's edges; the below-range bin extends down to the smaller of
@@ -52,7 +52,9 @@ from detectors.stats import NumericBins, Stats
 def binned(bins: NumericBins, *, normalize: bool = True) -> Stats:
     """W1 between the two histograms, mass uniform within each bin, and its bound."""
     if not isinstance(bins, NumericBins):
-        raise TypeError(f"the Wasserstein distance compares numeric bins, not {type(bins).__name__}")
+        raise TypeError(
+            f"the Wasserstein distance compares numeric bins, not {type(bins).__name__}"
+        )
     ref = bins.ref.astype(np.float64)
     cur = bins.cur.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

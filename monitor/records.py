@@ -56,12 +56,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
-from operator import itemgetter, methodcaller
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
+from msgspec import UNSET, UnsetType
 
 from detectors.schema import Kind, Role, Schema
 from monitor.batch import DecodedBatch, DecodeFailure, RawMessage
@@ -270,7 +272,46 @@ class Decoder:
         self._version_get = _getter(config.model_version_field)
         self._batch_get = _getter(config.batch_field)
         self._features_head = config.features_field.split(".")[0]
+        self._fast_decode, self._fast_pick, self._fast_pick_pred = self._fast_path()
+        self._bad_prediction: list[int] = []
         self._pending: dict[str, _Half] = {}
+
+    def _fast_path(self) -> tuple[Callable[[bytes], Any] | None, Any, Any]:
+        """A msgspec decoder of the default record shape into typed structs, about twice
+        as fast as building dicts; None when a field path is dotted (or empty)."""
+        cfg = self.config
+        keys = (
+            cfg.features_field,
+            cfg.prediction_field,
+            cfg.request_id_field,
+            cfg.event_time_field,
+            cfg.model_version_field,
+        )
+        if any(not key or "." in key for key in keys) or len(set(keys)) < len(keys):
+            return None, None, None
+        columns = list(dict.fromkeys(self._features + self._predictions))
+        attrs = {name: f"c{i}" for i, name in enumerate(columns)}
+        features = msgspec.defstruct(
+            "Features",
+            [(attrs[name], Any, UNSET) for name in columns],
+            rename={a: name for name, a in attrs.items()},
+        )
+        record = msgspec.defstruct(
+            "Record",
+            [
+                ("f", features | None, UNSET),
+                ("p", Any, None),
+                ("i", Any, None),
+                ("t", Any, None),
+                ("v", Any, None),
+            ],
+            rename=dict(zip("fpitv", keys, strict=True)),
+        )
+        names = [attrs[n] for n in self._features]
+        preds = [attrs[n] for n in self._predictions]
+        pick = attrgetter(*names) if len(names) > 1 else _one_tuple(names)
+        pick_pred = attrgetter(*preds) if preds else None
+        return msgspec.json.Decoder(record).decode, pick, pick_pred
 
     # -- public ----------------------------------------------------------------------------
 
@@ -318,23 +359,21 @@ class Decoder:
         rows = _Rows()
         names = self._features
         pred_names = self._predictions
-        single_pred = len(pred_names) == 1
-        # itemgetter reads every feature of a record in one C call; a record that lacks one
-        # falls back to dict.get per feature.
-        pick = itemgetter(*names) if len(names) > 1 else None
+        k = len(pred_names)
+        # Per row: the feature values and the prediction values, in schema order, UNSET
+        # where the record does not have the key (None where it is null).
         values: list[tuple] = []
-        preds: list[Any] = []
-        missing_rows = 0  # records that lacked some feature
-        seen: set[str] = set()  # features present in those records
-        pred_sent = False
-        bad_pred: list[int] = []  # rows whose prediction does not fit the columns
-        no_prediction = (None,) * len(pred_names)
+        preds: list[tuple] = []
+        fast = self._fast_decode
+        pick_fast, pick_fast_pred = self._fast_pick, self._fast_pick_pred
+        pick = itemgetter(*names) if len(names) > 1 else None
         features_get, prediction_get = self._features_get, self._prediction_get
         id_get, time_get, version_get = self._id_get, self._time_get, self._version_get
         batch_get = self._batch_get
         features_head = self._features_head
         loads = orjson.loads
-        # bound methods of the row lists: the loop below runs once per prediction
+        no_prediction = (None,) * k
+        # bound methods of the row lists: the loops below run once per prediction
         add_message, add_index = rows.message.append, rows.index.append
         add_id, add_time = rows.request_id.append, rows.time_raw.append
         add_version, add_trace = rows.version.append, rows.trace.append
@@ -352,6 +391,40 @@ class Decoder:
                     )
                 )
                 continue
+            trace = _trace(m) if m.headers else None
+            if fast is not None:
+                # The common shape, one flat record with a features object, decoded
+                # straight into typed structs; anything else takes the general path.
+                try:
+                    r = fast(value)
+                except msgspec.DecodeError:
+                    r = None
+                if r is not None and type(r.f) is not UnsetType and r.f is not None:
+                    f = r.f
+                    add_values(pick_fast(f))
+                    if k:
+                        p = r.p
+                        if p is None:
+                            p = pick_fast_pred(f)
+                            add_pred(p if k > 1 else (p,))
+                        elif type(p) is dict or type(p) is list:
+                            fitted = _prediction_tuple(p, pred_names)
+                            if fitted is None:
+                                self._bad_prediction.append(len(rows.message))
+                                fitted = no_prediction
+                            add_pred(fitted)
+                        elif k == 1:
+                            add_pred((p,))
+                        else:
+                            self._bad_prediction.append(len(rows.message))
+                            add_pred(no_prediction)
+                    add_message(m)
+                    add_index(0)
+                    add_id(r.i)
+                    add_time(r.t)
+                    add_version(r.v)
+                    add_trace(trace)
+                    continue
             try:
                 obj = loads(value)
             except orjson.JSONDecodeError as exc:
@@ -373,7 +446,6 @@ class Decoder:
                     )
                 )
                 continue
-            trace = _trace(m) if m.headers else None
             for ri, item in enumerate(items):
                 if type(item) is not dict:
                     failures.append(
@@ -388,32 +460,28 @@ class Decoder:
                         reason, what = "bad_value", f"{cfg.features_field!r} is {_type_name(f)}"
                     failures.append(DecodeFailure(reason, what + _where(ri, envelope), m))
                     continue
-                if pick is not None:
+                if pick is None:
+                    add_values(tuple(map(f.get, names, repeat(UNSET))))
+                else:
                     try:
                         add_values(pick(f))
-                    except KeyError:
-                        add_values(tuple(map(f.get, names)))
-                        missing_rows += 1
-                        seen.update(n for n in names if n in f)
-                else:
-                    add_values(tuple(map(f.get, names)))
-                    if names and names[0] not in f:
-                        missing_rows += 1
-                if pred_names:
+                    except KeyError:  # some feature absent: UNSET marks which
+                        add_values(tuple(map(f.get, names, repeat(UNSET))))
+                if k:
                     p = None if prediction_get is None else prediction_get(item)
                     if p is None:  # look for the prediction columns among the features
-                        p = tuple(map(f.get, pred_names))
-                        if not pred_sent:
-                            pred_sent = any(n in f for n in pred_names)
-                    elif single_pred and type(p) is not dict and type(p) is not list:
-                        pred_sent = True
+                        add_pred(tuple(map(f.get, pred_names, repeat(UNSET))))
+                    elif type(p) is dict or type(p) is list:
+                        fitted = _prediction_tuple(p, pred_names)
+                        if fitted is None:
+                            self._bad_prediction.append(len(rows.message))
+                            fitted = no_prediction
+                        add_pred(fitted)
+                    elif k == 1:
+                        add_pred((p,))
                     else:
-                        pred_sent = True
-                        p = _prediction_tuple(p, pred_names)
-                        if p is None:
-                            bad_pred.append(len(rows.message))
-                            p = no_prediction
-                    add_pred(p)
+                        self._bad_prediction.append(len(rows.message))
+                        add_pred(no_prediction)
                 t = time_get(item)
                 ver = version_get(item)
                 if envelope is not None:
@@ -429,27 +497,23 @@ class Decoder:
                 add_trace(trace)
 
         bad: dict[int, DecodeFailure] = {}
-        for i in bad_pred:
+        for i in self._bad_prediction:
             _mark(
                 bad,
                 i,
                 rows,
                 "bad_value",
-                f"the prediction does not give one value per prediction column "
-                f"({len(pred_names)}); send an object of column to value",
+                f"the prediction does not give one value per prediction column ({k}); "
+                "send an object of column to value",
             )
+        self._bad_prediction = []
         columns: dict[str, Sequence[Any]] = {}
-        transposed = list(zip(*values, strict=False)) if values else [()] * len(names)
-        del values
-        for name, col in zip(names, transposed, strict=True):
-            if missing_rows == len(rows) and name not in seen and _all_none(col):
-                continue  # no record mentions this column
-            columns[name] = col
-        if pred_sent:
-            if single_pred:
-                columns[pred_names[0]] = [p[0] if type(p) is tuple else p for p in preds]
-            else:
-                columns.update(zip(pred_names, zip(*preds, strict=False), strict=True))
+        n = len(rows)
+        for group, cols in ((names, values), (pred_names, preds)):
+            if not group:
+                continue
+            transposed = list(zip(*cols, strict=False)) if n else [()] * len(group)
+            columns.update(zip(group, transposed, strict=True))
         return self._finish(columns, rows, now, failures, bad, len(messages))
 
     # -- KServe / Open Inference Protocol ----------------------------------------------------
@@ -670,6 +734,12 @@ class Decoder:
         arrays: dict[str, np.ndarray] = {}
         for name, values in columns.items():
             types = set(map(type, values))
+            if UnsetType in types:  # some records lack the key (UNSET), others do not
+                if len(types) == 1:
+                    continue  # no record mentions this column
+                values = [None if v is UNSET else v for v in values]
+                types.discard(UnsetType)
+                types.add(type(None))
             if dict in types or list in types:
                 values = list(values)
                 for i, v in enumerate(values):
@@ -792,8 +862,12 @@ def _where(row: int, envelope: dict | None) -> str:
     return f" in batch item {row}" if envelope is not None else ""
 
 
-def _all_none(values: Sequence[Any]) -> bool:
-    return not values or (values[0] is None and values.count(None) == len(values))
+def _one_tuple(names: list[str]) -> Callable[[Any], tuple]:
+    """attrgetter for zero or one name, returning a tuple like it does for several."""
+    if not names:
+        return lambda _: ()
+    get = attrgetter(names[0])
+    return lambda obj: (get(obj),)
 
 
 def _prediction_tuple(p: Any, names: list[str]) -> tuple | None:

@@ -288,21 +288,31 @@ class WindowManager:
         seg_code: np.ndarray,
         result: AddResult,
     ) -> np.ndarray:
-        """Route in runs of rows that see the same closed horizon; returns the late mask."""
+        """Route in runs of rows that see the same closed horizon; returns the late mask.
+
+        Rows of a pane that no window closing later in this batch contains (pane index at
+        or past the batch's final horizon: most rows) are routed together at the end, so
+        each such pane's sketch is updated once per batch.
+        """
         p, k = self._pane_len, self._k
         pane = np.floor(t / p).astype(np.int64)
         horizon = np.floor((running_max - self.allowed_lateness) / p).astype(np.int64)
         horizon = np.maximum(horizon, self._closed_to)
         late = ~dup & (pane + k <= horizon)
         accepted = ~dup & ~late
+        final = int(horizon[-1])
+        deferred = accepted & (pane >= final)
+        stepwise = accepted & ~deferred
         cuts = np.flatnonzero(np.diff(horizon)) + 1
         bounds = [0, *cuts.tolist(), len(t)]
         for a, b in itertools.pairwise(bounds):
             result.closed.extend(self._close_time(int(horizon[a])))
             self._add_pending(self._pending_late, segments, seg_code[a:b][late[a:b]])
             self._add_pending(self._pending_dup, segments, seg_code[a:b][dup[a:b]])
-            idx = a + np.flatnonzero(accepted[a:b])
+            idx = a + np.flatnonzero(stepwise[a:b])
             self._route(batch, t, idx, seg_code[idx], pane[idx], segments)
+        idx = np.flatnonzero(deferred)
+        self._route(batch, t, idx, seg_code[idx], pane[idx], segments)
         return late
 
     def _add_rows(

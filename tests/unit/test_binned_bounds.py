@@ -169,6 +169,45 @@ def test_cramer_von_mises_binned_tracks_exact_more_closely_than_its_bound() -> N
     assert np.all(gap < np.abs(tied.statistic - e.statistic)[idx])
 
 
+def _pushed_to_bin_edges(
+    window: pd.DataFrame, bins: NumericBins, side: str, seed: int
+) -> pd.DataFrame:
+    """The window with every value moved next to one edge of its interior bin, keeping
+    values distinct: within each bin all current values then sit on one side of the
+    reference values, the arrangement furthest from the binned estimates."""
+    g = np.random.default_rng(seed)
+    out = window.copy()
+    for i, name in enumerate(bins.names):
+        edges = bins.edges[i, : bins.nbins[i] - 1]
+        x = window[name].to_numpy()
+        k = np.clip(np.searchsorted(edges, x, side="left"), 1, len(edges) - 1)
+        lo, hi = edges[k - 1], edges[k]
+        nudge = (hi - lo) * 1e-6 * (1 + g.random(len(x)))
+        out[name] = hi - nudge if side == "right" else lo + nudge
+    return out
+
+
+def test_bounds_hold_and_are_nearly_reached_in_adversarial_windows() -> None:
+    ratios: dict[str, list[float]] = {"ks": [], "cramer_von_mises": [], "wasserstein": []}
+    for seed in range(3):
+        for side in ("left", "right"):
+            g = np.random.default_rng(seed)
+            reference = pd.DataFrame({"a": g.normal(size=4000), "b": g.exponential(size=4000)})
+            window = pd.DataFrame({"a": g.normal(0.1, size=800), "b": g.exponential(size=800)})
+            window = _pushed_to_bin_edges(window, _bins(reference, window, 50), side, seed)
+            bins = _bins(reference, window, 50)
+            ref, cur = _raw(reference, bins.names), _raw(window, bins.names)
+            for module in (ks, cramer_von_mises, wasserstein):
+                b, e = module.binned(bins), module.exact(ref, cur)
+                gap = np.abs(b.statistic - e.statistic)
+                assert np.all(gap <= b.error_bound + SLACK), (module.__name__, seed, side)
+                ratios[module.__name__.rsplit(".", 1)[1]].extend(gap / b.error_bound)
+    # the bounds are not vacuous: some arrangement comes close to each
+    assert max(ratios["ks"]) > 0.9
+    assert max(ratios["cramer_von_mises"]) > 0.3
+    assert max(ratios["wasserstein"]) > 0.3
+
+
 @pytest.mark.parametrize("shift", [0.3, 1.0])
 def test_drift_moves_every_statistic_the_right_way(shift: float) -> None:
     g = np.random.default_rng(12)

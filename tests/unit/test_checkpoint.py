@@ -104,6 +104,18 @@ def test_a_missing_newest_file_falls_back_to_the_previous_one(tmp_path: Path) ->
     assert CheckpointStore(tmp_path).load() == checkpoint(1)
 
 
+def test_a_half_written_temporary_file_changes_nothing(tmp_path: Path) -> None:
+    """A crash while writing leaves a partial temporary file beside the good checkpoint."""
+    store = CheckpointStore(tmp_path)
+    store.save(checkpoint(1))
+    (tmp_path / "checkpoint.tmp").write_bytes(encode(checkpoint(2))[:100])
+    assert CheckpointStore(tmp_path).load() == checkpoint(1)
+    store.save(checkpoint(3))
+    assert not (tmp_path / "checkpoint.tmp").exists()
+    assert store.load() == checkpoint(3)
+    assert decode(store.prev_path.read_bytes()) == checkpoint(1)
+
+
 def test_a_checkpoint_on_another_reference_is_refused(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     store.save(checkpoint(1, reference="b" * 64))

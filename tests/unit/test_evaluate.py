@@ -175,6 +175,15 @@ def test_untestable_column_is_reported_and_not_counted(
     assert set(quality.missing_columns) == {"lognormal", "device"}
 
 
+def test_moved_constant_column_is_drifted(make_reference: Callable, small_profile: Profile) -> None:
+    window = make_reference(5000, seed=24)
+    window["constant"] = 2.0  # the reference is 1.5 everywhere: infinitely many stds away
+    features, _, _ = evaluate_window(small_profile, sketch_of(small_profile, window))
+    col = features.column("constant")
+    assert col.statistic == np.inf and col.drifted
+    assert features.drifted_count == 1 and features.tested_count == 8
+
+
 def test_empty_window(small_profile: Profile) -> None:
     features, predictions, quality = evaluate_window(small_profile, WindowSketch(small_profile))
     assert features.tested_count == 0 and not features.drifted and features.share == 0.0

@@ -55,26 +55,28 @@ def assert_no_empty_reference_bin(counts: np.ndarray) -> None:
 # -- sources and schema ----------------------------------------------------------------
 
 
+def write_jsonl(frame: pd.DataFrame, path: Path) -> None:
+    """One JSON object per row, floats in full (repr) precision, null where missing."""
+    with path.open("w") as out:
+        for row in frame.to_dict(orient="records"):
+            clean = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+            out.write(json.dumps(clean) + "\n")
+
+
 def test_same_profile_from_frame_parquet_csv_and_jsonl(
     tmp_path: Path, reference_frame: pd.DataFrame, explicit_schema: Schema
 ) -> None:
     parquet, csv, jsonl = tmp_path / "ref.parquet", tmp_path / "ref.csv", tmp_path / "ref.jsonl"
     reference_frame.to_parquet(parquet)
     reference_frame.to_csv(csv, index=False)
-    reference_frame.to_json(jsonl, orient="records", lines=True, double_precision=15)
+    write_jsonl(reference_frame, jsonl)
     for schema in (None, explicit_schema):
         from_frame = build_profile(reference_frame, schema)
-        for source in (parquet, csv, str(csv)):
+        assert from_frame.numeric["normal"].min == reference_frame["normal"].min()
+        for source in (parquet, csv, str(csv), jsonl):
             other = build_profile(source, schema)
             assert other.to_dict() == from_frame.to_dict(), source
             assert other.content_hash == from_frame.content_hash
-    # JSON text keeps 15 significant digits here: same schema, vocabulary and bins shape.
-    from_jsonl = build_profile(jsonl, explicit_schema)
-    assert from_jsonl.schema == explicit_schema
-    assert from_jsonl.categorical["city"].vocabulary == (
-        build_profile(reference_frame, explicit_schema).categorical["city"].vocabulary
-    )
-    assert from_frame.numeric["normal"].min == reference_frame["normal"].min()
 
 
 def test_schema_is_inferred_and_the_inference_reported(reference_frame: pd.DataFrame) -> None:

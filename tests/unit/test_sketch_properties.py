@@ -130,7 +130,7 @@ def sketch_of(window: list[tuple[dict, np.ndarray]], keyed: bool, seed: int) -> 
     return sketch
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(windows, windows, st.booleans())
 def test_merge_equals_the_sketch_of_the_union(
     a: list[dict[str, Any]], b: list[dict[str, Any]], keyed: bool
@@ -149,7 +149,7 @@ def test_merge_equals_the_sketch_of_the_union(
         assert np.all(np.diff(merged.res_keys) > 0)  # sorted, distinct keys
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(windows, windows, windows, st.booleans())
 def test_merge_is_associative_and_commutative(
     a: list[dict[str, Any]], b: list[dict[str, Any]], c: list[dict[str, Any]], keyed: bool
@@ -165,7 +165,7 @@ def test_merge_is_associative_and_commutative(
     assert_same_state(sa.merge(sc).merge(sb), sa.merge(sb.merge(sc)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(windows, st.booleans())
 def test_merging_an_empty_sketch_changes_nothing(a: list[dict[str, Any]], keyed: bool) -> None:
     (wa,) = with_ids([a])
@@ -175,7 +175,7 @@ def test_merging_an_empty_sketch_changes_nothing(a: list[dict[str, Any]], keyed:
     assert empty.merge(sketch).state_equal(sketch)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(windows, windows)
 def test_checkpoint_round_trip_of_any_window(
     a: list[dict[str, Any]], b: list[dict[str, Any]]
