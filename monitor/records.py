@@ -107,6 +107,8 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _TEXT_TYPES = frozenset({str, type(None)})
+_PARTITION = attrgetter("partition")
+_OFFSET = attrgetter("offset")
 
 
 class _Bad(Exception):
@@ -273,7 +275,6 @@ class Decoder:
         self._batch_get = _getter(config.batch_field)
         self._features_head = config.features_field.split(".")[0]
         self._fast_decode, self._fast_pick, self._fast_pick_pred = self._fast_path()
-        self._bad_prediction: list[int] = []
         self._pending: dict[str, _Half] = {}
 
     def _fast_path(self) -> tuple[Callable[[bytes], Any] | None, Any, Any]:
@@ -373,6 +374,7 @@ class Decoder:
         features_head = self._features_head
         loads = orjson.loads
         no_prediction = (None,) * k
+        bad_pred: list[int] = []  # rows whose prediction does not fit the columns
         # bound methods of the row lists: the loops below run once per prediction
         add_message, add_index = rows.message.append, rows.index.append
         add_id, add_time = rows.request_id.append, rows.time_raw.append
@@ -410,13 +412,13 @@ class Decoder:
                         elif type(p) is dict or type(p) is list:
                             fitted = _prediction_tuple(p, pred_names)
                             if fitted is None:
-                                self._bad_prediction.append(len(rows.message))
+                                bad_pred.append(len(rows.message))
                                 fitted = no_prediction
                             add_pred(fitted)
                         elif k == 1:
                             add_pred((p,))
                         else:
-                            self._bad_prediction.append(len(rows.message))
+                            bad_pred.append(len(rows.message))
                             add_pred(no_prediction)
                     add_message(m)
                     add_index(0)
@@ -474,13 +476,13 @@ class Decoder:
                     elif type(p) is dict or type(p) is list:
                         fitted = _prediction_tuple(p, pred_names)
                         if fitted is None:
-                            self._bad_prediction.append(len(rows.message))
+                            bad_pred.append(len(rows.message))
                             fitted = no_prediction
                         add_pred(fitted)
                     elif k == 1:
                         add_pred((p,))
                     else:
-                        self._bad_prediction.append(len(rows.message))
+                        bad_pred.append(len(rows.message))
                         add_pred(no_prediction)
                 t = time_get(item)
                 ver = version_get(item)
@@ -497,7 +499,7 @@ class Decoder:
                 add_trace(trace)
 
         bad: dict[int, DecodeFailure] = {}
-        for i in self._bad_prediction:
+        for i in bad_pred:
             _mark(
                 bad,
                 i,
@@ -506,7 +508,6 @@ class Decoder:
                 f"the prediction does not give one value per prediction column ({k}); "
                 "send an object of column to value",
             )
-        self._bad_prediction = []
         columns: dict[str, Sequence[Any]] = {}
         n = len(rows)
         for group, cols in ((names, values), (pred_names, preds)):
@@ -777,8 +778,8 @@ class Decoder:
             row_key=row_keys(key_text),
             model_version=_objects(versions),
             trace_id=_objects(rows.trace),
-            partition=np.fromiter((m.partition for m in rows.message), np.int32, n),
-            offset=np.fromiter((m.offset for m in rows.message), np.int64, n),
+            partition=np.fromiter(map(_PARTITION, rows.message), np.int32, n),
+            offset=np.fromiter(map(_OFFSET, rows.message), np.int64, n),
             failures=failures,
             messages=n_messages,
         )

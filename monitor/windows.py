@@ -21,15 +21,17 @@ row by row â€” each row sees the running maximum of the event times before it â€
 windows it passes close before the next row is routed. So which rows are late, and what
 each closed window holds, does not depend on where the stream is cut into batches; that
 is what lets a checkpoint taken between any two batches resume to exactly the windows of
-an uninterrupted run.
+an uninterrupted run. The price of one watermark: a record stamped far in the future
+moves it for everyone, so the decoder must not let such timestamps through unchecked.
 
 Duplicates (a row key seen before within ``size + slide + allowed_lateness`` of event
-time) are found first, so a record replayed after a restart counts as a duplicate rather
-than as late. The horizon is wide enough that the original of any row still headed for
-an open window is remembered; an older replay lands in a closed window and is counted
-late instead. Late and duplicate rows are attributed to the next window their segment
-closes (for row windows: the window being filled when they arrived), so the windows'
-counts add up to the totals without counting a row twice.
+time, ``slide`` being ``size`` for tumbling windows) are found first, so a record
+replayed after a restart counts as a duplicate rather than as late. The horizon is wide
+enough that the original of any row still headed for an open window is remembered; an
+older replay lands in a closed window and is counted late instead. Late and duplicate
+rows are attributed to the next window their segment closes (for row windows: the window
+being filled when they arrived), so the windows' counts add up to the totals without
+counting a row twice.
 
 When no record has arrived for ``idle_timeout`` seconds of processing time, ``tick``
 (and the next ``add``) closes every open window and moves the closed horizon past them:

@@ -3,6 +3,7 @@ prediction drift and canary comparison; and the multiple-testing corrections the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -275,7 +276,7 @@ def test_one_call_per_test_not_per_column(
             calls.append((_name, len(bins.names)))
             return _fn(bins, epsilon=epsilon)
 
-        patched[name] = type(spec)(**{**spec.__dict__, "binned": spy})
+        patched[name] = dataclasses.replace(spec, binned=spy)
     monkeypatch.setattr(ev, "TESTS", patched)
     ev.evaluate_window(small_profile, sketch_of(small_profile, make_reference(5000, seed=10)))
     # features: one Wasserstein call for 6 numeric, one JS call for 2 categorical;
