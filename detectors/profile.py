@@ -541,6 +541,8 @@ def category_strings(values: object) -> tuple[np.ndarray, np.ndarray]:
         if big.any():
             strings[big] = [str(int(v)) for v in arr[big].tolist()]
         return strings, miss
+    if len(arr) <= _SMALL_OBJECT_BATCH:
+        return _category_strings_small(arr)
     series = pd.Series(arr, dtype=object)
     miss = series.isna().to_numpy()
     kind = pd.api.types.infer_dtype(series, skipna=True)
@@ -553,6 +555,27 @@ def category_strings(values: object) -> tuple[np.ndarray, np.ndarray]:
         return str(v)
 
     strings = series.where(~miss, "").map(to_text).to_numpy(dtype=object)
+    return strings, miss
+
+
+# Below this many values a plain loop beats building pandas objects (which costs ~1 ms).
+_SMALL_OBJECT_BATCH = 2048
+
+
+def _category_strings_small(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``category_strings`` for a short object array: the same results, without pandas."""
+    strings = np.empty(len(arr), dtype=object)
+    miss = np.zeros(len(arr), dtype=bool)
+    for i, v in enumerate(arr.tolist()):
+        if isinstance(v, str):
+            strings[i] = v
+        elif v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+            strings[i] = ""
+            miss[i] = True
+        elif isinstance(v, float) and v.is_integer():
+            strings[i] = str(int(v))
+        else:
+            strings[i] = str(v)
     return strings, miss
 
 

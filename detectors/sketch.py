@@ -18,6 +18,7 @@ import copy
 import io
 import json
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,12 @@ class WindowSketch:
     def _update_categorical(
         self, columns: Mapping[str, Any], n: int, rows: np.ndarray
     ) -> np.ndarray:
+        """Count categories through a dict from category text to bin.
+
+        Text values (what decoded JSON holds) are looked up directly, which costs far
+        less per batch than building pandas objects; only values the dict does not know
+        (numbers, unseen or missing values) go through ``category_strings``.
+        """
         prof = self.profile
         names = prof.categorical_names
         values = np.full((len(rows), len(names)), None, dtype=object)
@@ -224,13 +231,26 @@ class WindowSketch:
             if raw is None:
                 self.cat_missing[j] += n
                 continue
-            strings, miss = category_strings(raw)
-            values[:, j] = np.where(miss[rows], None, strings[rows])
-            self.cat_missing[j] += int(miss.sum())
-            idx = _category_index(prof, name).get_indexer(strings[~miss])
-            k = len(prof.categorical[name].vocabulary)
-            slot = np.where(idx < 0, width - 1, np.where(idx < k, idx, width - 2))
-            self.cat_counts[j] += np.bincount(slot, minlength=width)
+            arr = np.asarray(raw)
+            slots = _category_slots(prof, name)
+            try:
+                slot = np.fromiter(map(slots.get, arr, repeat(-1, n)), dtype=np.int64, count=n)
+            except TypeError:  # an unhashable value (a list or dict): the slow path decides
+                slot = np.full(n, -1, dtype=np.int64)
+            unknown = np.flatnonzero(slot < 0)
+            if len(unknown):
+                strings, miss = category_strings(arr[unknown])
+                again = np.fromiter(
+                    map(slots.get, strings, repeat(width - 1, len(strings))),
+                    dtype=np.int64,
+                    count=len(strings),
+                )
+                slot[unknown] = np.where(miss, -1, again)
+                self.cat_missing[j] += int(miss.sum())
+            self.cat_counts[j] += np.bincount(slot[slot >= 0], minlength=width)
+            if len(rows):
+                picked, picked_missing = category_strings(arr[rows])
+                values[:, j] = np.where(picked_missing, None, picked)
         return values
 
     def _keep_smallest(self, keys: np.ndarray, num: np.ndarray, cat: np.ndarray) -> None:
@@ -410,18 +430,23 @@ def _numeric_values(raw: Any) -> tuple[np.ndarray, int]:
     return x, type_errors
 
 
-_INDEX_CACHE: dict[tuple[str, str], pd.Index] = {}
+_SLOT_CACHE: dict[tuple[str, str], dict[str, int]] = {}
 
 
-def _category_index(profile: Profile, name: str) -> pd.Index:
-    """A hash index over a column's known categories, vocabulary first (cached)."""
+def _category_slots(profile: Profile, name: str) -> dict[str, int]:
+    """Category text -> bin of the stacked count matrix, for one column (cached).
+
+    Vocabulary categories map to their index, the reference's other known categories to
+    the "other" bin (``width - 2``); anything absent is unseen or needs normalising.
+    """
     key = (profile.content_hash, name)
-    idx = _INDEX_CACHE.get(key)
-    if idx is None:
+    slots = _SLOT_CACHE.get(key)
+    if slots is None:
         cp = profile.categorical[name]
-        rest = [c for c in cp.known if c not in set(cp.vocabulary)]
-        idx = pd.Index([*cp.vocabulary, *rest], dtype=object)
-        if len(_INDEX_CACHE) > 4096:
-            _INDEX_CACHE.clear()
-        _INDEX_CACHE[key] = idx
-    return idx
+        other = profile.categorical_width - 2
+        slots = dict.fromkeys(cp.known, other)
+        slots.update({cat: i for i, cat in enumerate(cp.vocabulary)})
+        if len(_SLOT_CACHE) > 4096:
+            _SLOT_CACHE.clear()
+        _SLOT_CACHE[key] = slots
+    return slots

@@ -876,34 +876,58 @@ class MonitorConfig(_Section):
         input_path: str | Path,
         *,
         model: str = "replay",
-        rows: int | None = None,
-        size: float | None = None,
+        window_rows: int | None = None,
+        window_size: float | str | None = None,
         event_time_field: str | None = None,
         format: FileFormat | None = None,
     ) -> MonitorConfig:
         """A configuration for ``driftline replay`` without a file.
 
         The input's columns are the features (``features_field`` is empty: each record is
-        flat). Windows count ``rows`` (1000 by default) unless an ``event_time_field`` or a
-        ``size`` is given, in which case they are ``size`` seconds long (60 by default).
+        flat). Windows are ``window_rows`` rows when given; else ``window_size`` (60s by
+        default) of event time when the input has the time column (``event_time_field``,
+        by default "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
         """
+        time_field = event_time_field or RecordConfig.model_fields["event_time_field"].default
         windows: dict[str, Any] = {}
-        if event_time_field is not None or size is not None:
-            windows["size"] = 60.0 if size is None else size
+        if window_rows is not None:
+            windows["rows"] = window_rows
+        elif window_size is not None or _has_column(Path(input_path), time_field):
+            windows["size"] = 60.0 if window_size is None else window_size
         else:
-            windows["rows"] = DEFAULT_REPLAY_ROWS if rows is None else rows
-        record: dict[str, Any] = {"features_field": ""}
-        if event_time_field is not None:
-            record["event_time_field"] = event_time_field
+            windows["rows"] = DEFAULT_REPLAY_ROWS
         data = {
             "model": model,
             "reference": str(reference),
             "source": {"kind": "file", "file": {"path": str(input_path), "format": format}},
-            "record": record,
+            "record": {"features_field": "", "event_time_field": time_field},
             "windows": windows,
             "reports": {"log": True},
         }
         return cls.model_validate(data, source="replay")
+
+
+def _has_column(path: Path, name: str) -> bool:
+    """Whether a data file has a column (Parquet schema, CSV header, first JSON line)."""
+    try:
+        fmt = format_from_extension(path)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return name in pq.read_schema(path).names
+        if fmt == "csv":
+            import csv
+
+            with path.open(newline="", encoding="utf-8") as fh:
+                return name in next(csv.reader(fh), [])
+        with path.open("rb") as fh:
+            for line in fh:
+                if line.strip():
+                    first = json.loads(line)
+                    return isinstance(first, dict) and name in first
+    except (OSError, ValueError, ImportError):
+        return False
+    return False
 
 
 DEFAULT_REPLAY_ROWS = 1000
