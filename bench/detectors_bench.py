@@ -314,11 +314,13 @@ def worker(method_name: str, rows: int, repeats: int, scenarios: Sequence[str]) 
         for i in range(n):
             with peak_rss() if i == 0 else contextlib.nullcontext({}) as mem:
                 t0 = time.perf_counter()
-                outcome = method.run(frame, arrays)
+                attempt = method.run(frame, arrays)
                 elapsed = time.perf_counter() - t0
             if i == 0:
                 memory = mem
-            seconds.append(outcome.extra.get("timed_seconds", elapsed))
+            seconds.append(attempt.extra.get("timed_seconds", elapsed))
+            if seconds[-1] == min(seconds):
+                outcome = attempt  # the breakdown shown is the fastest run's
         assert outcome is not None
         emit(
             {

@@ -39,7 +39,7 @@ from monitor.server import AgentServer
 from monitor.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.sources.kafka import KafkaPublisher, KafkaSource
 from monitor.telemetry import Telemetry
-from monitor.windows import ClosedWindow, WindowManager
+from monitor.windows import ClosedWindow, SnapshotError, WindowManager
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +112,31 @@ class Agent:
         return sinks
 
     def _restore(self) -> dict[tuple[str, int], int]:
+        """Window state and resume offsets from the last good checkpoint, if any.
+
+        A checkpoint that cannot be used (corrupt, another reference, changed window
+        layout) is reported and the agent starts its windows afresh from the group's
+        committed offsets.
+        """
         try:
-            checkpoint = self.store.load()
+            checkpoint = self.store.load(reference_hash=self.profile.content_hash)
         except CheckpointError as exc:
             log.warning("starting without a checkpoint: %s", exc)
             return {}
         if checkpoint is None:
             return {}
-        if checkpoint.reference_hash != self.profile.content_hash:
-            log.warning("checkpoint was built on another reference; starting windows afresh")
+        try:
+            self.pipeline.windows = WindowManager.restore(
+                self.profile, checkpoint.windows, config=self.config.windows, now=time.time()
+            )
+        except SnapshotError as exc:
+            log.warning("checkpoint window state unusable (%s); starting windows afresh", exc)
             return {}
-        self.pipeline.windows = WindowManager.restore(
-            self.profile, checkpoint.windows, config=self.config.windows
+        log.info(
+            "restored checkpoint from %.0f with %d partitions",
+            checkpoint.created_at,
+            len(checkpoint.offsets),
         )
-        log.info("restored checkpoint from %.0f with %d partitions",
-                 checkpoint.created_at, len(checkpoint.offsets))
         self.offsets = dict(checkpoint.offsets)
         return dict(checkpoint.offsets)
 
