@@ -29,3 +29,6 @@ integration:
 bench:
 	$(PIP) install -q -e '.[bench]'
 	$(PYTHON) -m bench.detectors_bench
+
+alert-rules:
+	$(PYTHON) -m alert_rules.generate

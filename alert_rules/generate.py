@@ -11,9 +11,12 @@ shape. The output is deterministic (fixed key order, stable formatting), which i
 lets ``--check`` and its unit test catch a checked-in file that is out of date.
 
 Window results (drift, quality) are gauges of the last closed window, so "persisting for
-N windows" is measured over N window lengths: the flag was 1 in every sample of the last
-N window lengths *and* at least N-1 windows closed meanwhile (so a stalled agent's last
-verdict does not count as N windows). docs/runbooks.md explains the choice.
+N windows" is measured over N close periods P: the flag was 1 in every sample of the last
+N·P *and* at least N-1 windows closed meanwhile (so a stalled agent's last verdict does
+not count as N windows). P comes from ``windows`` in thresholds.yaml, per value of the
+``window`` label, and the rules select each label value with its own P; windows of a
+label value not listed there raise DriftlineWindowNotCovered. docs/runbooks.md explains
+the choice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,6 +62,8 @@ def _seconds(value: object) -> int:
 
 
 Seconds = Annotated[int, BeforeValidator(_seconds), Field(gt=0)]
+# A `window` label value as the agent writes it (monitor.pipeline.window_label).
+WindowLabel = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|rows)$")]
 Windows = Annotated[int, Field(ge=1)]
 Ratio = Annotated[float, Field(gt=0, lt=1)]
 
@@ -79,6 +84,7 @@ class QualityThresholds(_Section):
 
 class PipelineThresholds(_Section):
     stalled_windows: Windows
+    not_covered_for: Seconds
     no_records_for: Seconds
     consumer_lag_records: Annotated[int, Field(gt=0)]
     consumer_lag_for: Seconds
@@ -102,7 +108,7 @@ class Thresholds(_Section):
 
     runbook_base_url: Annotated[str, Field(min_length=1)]
     scrape_job: Annotated[str, Field(pattern=r"^[^\"\\]+$")]
-    window: Seconds
+    windows: Annotated[dict[WindowLabel, Seconds], Field(min_length=1)]
     rate_window: Seconds
     drift: DriftThresholds
     quality: QualityThresholds
@@ -115,10 +121,16 @@ class ThresholdsError(ValueError):
     """A thresholds file that cannot be used; the message names the key and the problem."""
 
 
+# Mappings that an override file replaces as a whole instead of merging into.
+_REPLACED = frozenset({"windows", "prometheus_rule_labels"})
+
+
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        if key in _REPLACED:
+            merged[key] = value
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -168,18 +180,42 @@ def _labels(names: tuple[str, ...] | list[str]) -> str:
     return ", ".join(names)
 
 
-def _others(defn: m.MetricDef, *exclude: m.MetricDef | str) -> list[str]:
-    """``defn``'s labels that ``exclude`` (metrics or label names) do not have."""
-    dropped: set[str] = set()
-    for item in exclude:
-        dropped |= set(item.labels) if isinstance(item, m.MetricDef) else {item}
-    return [label for label in defn.labels if label not in dropped]
+def _others(defn: m.MetricDef, other: m.MetricDef) -> list[str]:
+    """``defn``'s labels that ``other`` lacks: what to ignore, or sum away, to match them."""
+    return [label for label in defn.labels if label not in other.labels]
 
 
-def _selector(**matchers: str) -> str:
+def _label(defn: m.MetricDef, name: str) -> str:
+    """``name``, after checking that ``defn`` has that label (so a rule cannot use one it lacks)."""
+    if name not in defn.labels:
+        raise ValueError(f"{defn.name} has no label {name!r} (labels: {defn.labels})")
+    return name
+
+
+def _selector(defn: m.MetricDef | None = None, **matchers: str) -> str:
+    """``{k="v", ...}``; with ``defn``, every ``k`` must be one of its labels."""
     if not matchers:
         return ""
+    if defn is not None:
+        for key in matchers:
+            _label(defn, key)
     return "{" + ", ".join(f'{k}="{v}"' for k, v in matchers.items()) + "}"
+
+
+def per_window(t: Thresholds, build: Callable[[str, int], str]) -> str:
+    """``build(label, period)`` for every window of thresholds.yaml, joined with ``or``."""
+    parts = [build(label, period) for label, period in sorted(t.windows.items())]
+    if len(parts) == 1:
+        return parts[0]
+    return "\nor\n".join(
+        "(\n" + "\n".join("  " + line for line in part.splitlines()) + "\n)" for part in parts
+    )
+
+
+def _any_of(values: Iterable[str]) -> str:
+    """A PromQL string literal holding a regex that matches exactly ``values``."""
+    alternatives = "|".join(re.escape(v) for v in sorted(values))
+    return '"' + alternatives.replace("\\", "\\\\") + '"'
 
 
 def persisted(
@@ -191,27 +227,31 @@ def persisted(
 ) -> str:
     """``value`` where the 0/1 gauge ``flag`` held 1 for ``windows`` consecutive windows.
 
-    ``min_over_time(flag[N windows]) == 1``: no sample of the last N window lengths saw
-    the flag at 0. ``changes(last window close[N windows]) >= N-1``: the agent really
-    closed windows meanwhile, so these are N windows and not one stale verdict. The close
-    timestamp has fewer labels than the flag; ``ignoring`` the difference matches the
-    flag's series to their agent and version (the target labels stay in the match).
+    ``min_over_time(flag[N·P]) == 1``: no sample of the last N close periods saw the flag
+    at 0. ``changes(last window close[N·P]) >= N-1``: the agent really closed windows
+    meanwhile, so these are N windows and not one stale verdict. The close timestamp has
+    fewer labels than the flag; ``ignoring`` the difference matches the flag's series to
+    their agent, version and window (the target labels stay in the match).
     """
     close = m.LAST_WINDOW_CLOSE
     if value.labels != flag.labels:
         raise ValueError(f"{value.name} and {flag.name} must have the same labels")
     if not set(close.labels) <= set(flag.labels):
         raise ValueError(f"{close.name} has labels that {flag.name} lacks")
-    sel = _selector(**matchers)
-    if windows == 1:
-        return f"{value.name}{sel}\n  and {flag.name}{sel} == 1"
-    lookback = duration(windows * t.window)
-    return (
-        f"{value.name}{sel}\n"
-        f"  and min_over_time({flag.name}{sel}[{lookback}]) == 1\n"
-        f"  and ignoring ({_labels(_others(flag, close))})\n"
-        f"  changes({close.name}[{lookback}]) >= {windows - 1}"
-    )
+
+    def build(label: str, period: int) -> str:
+        sel = _selector(flag, **matchers, window=label)
+        if windows == 1:
+            return f"{value.name}{sel}\n  and {flag.name}{sel} == 1"
+        lookback = duration(windows * period)
+        return (
+            f"{value.name}{sel}\n"
+            f"  and min_over_time({flag.name}{sel}[{lookback}]) == 1\n"
+            f"  and ignoring ({_labels(_others(flag, close))})\n"
+            f"  changes({close.name}{_selector(close, window=label)}[{lookback}]) >= {windows - 1}"
+        )
+
+    return per_window(t, build)
 
 
 # -- alerts ---------------------------------------------------------------------------------
@@ -277,9 +317,7 @@ def drift_rules(t: Thresholds) -> list[Alert]:
         ),
         Alert(
             "DriftlinePredictionDrift",
-            persisted(
-                m.PREDICTION_DRIFT_STATISTIC, m.PREDICTION_DRIFTED, d.prediction_windows, t
-            ),
+            persisted(m.PREDICTION_DRIFT_STATISTIC, m.PREDICTION_DRIFTED, d.prediction_windows, t),
             "critical",
             f"Prediction {{{{ $labels.feature }}}} of {_MV} drifted for "
             f"{d.prediction_windows} windows",
@@ -327,20 +365,39 @@ def quality_rules(t: Thresholds) -> list[Alert]:
 def pipeline_rules(t: Thresholds) -> list[Alert]:
     p, rate = t.pipeline, duration(t.rate_window)
     close, records = m.LAST_WINDOW_CLOSE, m.RECORDS
-    stalled = p.stalled_windows * t.window
     per_model = _labels(_others(records, m.SOURCE_UP))
     per_version = _labels(_others(records, close))
+    if "late" not in m.RECORD_OUTCOMES:
+        raise ValueError(f"no 'late' outcome in {m.RECORD_OUTCOMES}")
+    late = _selector(records, outcome="late")
+    version = _label(close, "model_version")
     return [
         Alert(
             "DriftlineWindowsStalled",
-            f"time() - max without (model_version) ({close.name})\n  > {stalled}",
+            per_window(
+                t,
+                lambda label, period: (
+                    f"time() - max without ({version}) ({close.name}"
+                    f"{_selector(close, window=label)})\n  > {p.stalled_windows * period}"
+                ),
+            ),
             "warning",
             "No {{ $labels.window }} window of {{ $labels.model }} closed for "
             "{{ $value | humanizeDuration }}",
             "The last {{ $labels.window }} window of model {{ $labels.model }} (agent "
             "{{ $labels.instance }}) closed {{ $value | humanizeDuration }} ago, more than "
-            f"{p.stalled_windows} window lengths ({duration(stalled)}); its drift and quality "
+            f"{p.stalled_windows} times the time between two closes; its drift and quality "
             "results are stale.",
+        ),
+        Alert(
+            "DriftlineWindowNotCovered",
+            f"count without ({version}) ({close.name}{{window!~{_any_of(t.windows)}}})",
+            "warning",
+            "No alert rules for the {{ $labels.window }} windows of {{ $labels.model }}",
+            "Model {{ $labels.model }} (agent {{ $labels.instance }}) closes "
+            "{{ $labels.window }} windows, which alert_rules/thresholds.yaml does not list "
+            "under windows: no drift, quality or stalled-window alert covers them.",
+            p.not_covered_for,
         ),
         Alert(
             "DriftlineNoRecords",
@@ -368,7 +425,7 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
         Alert(
             "DriftlineDecodeErrors",
             f"rate({m.RECORDS_FAILED.name}[{rate}])\n"
-            f"  / ignoring ({_labels(_others(m.RECORDS_FAILED, m.SOURCE_UP))}) group_left ()\n"
+            f"  / ignoring ({_labels(_others(m.RECORDS_FAILED, m.SOURCE_UP))}) group_left\n"
             f"  sum without ({per_model}) (rate({records.name}[{rate}]))\n"
             f"  > {p.decode_error_ratio:g}",
             "warning",
@@ -380,7 +437,7 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
         ),
         Alert(
             "DriftlineLateRecords",
-            f'sum without ({per_version}) (rate({records.name}{{outcome="late"}}[{rate}]))\n'
+            f"sum without ({per_version}) (rate({records.name}{late}[{rate}]))\n"
             f"  / sum without ({per_version}) (rate({records.name}[{rate}]))\n"
             f"  > {p.late_record_ratio:g}",
             "info",
@@ -416,7 +473,7 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
 
 
 def availability_rules(t: Thresholds) -> list[Alert]:
-    a, up = t.availability, f'up{_selector(job=t.scrape_job)}'
+    a, up = t.availability, f"up{_selector(job=t.scrape_job)}"
     return [
         Alert(
             "DriftlineAgentDown",
@@ -524,7 +581,8 @@ def outputs(t: Thresholds, output_dir: Path = HERE) -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m alert_rules.generate", description=__doc__.splitlines()[0]
+        prog="python3 -m alert_rules.generate",
+        description="write driftline's Prometheus alerting rules",
     )
     parser.add_argument(
         "--thresholds", type=Path, help="YAML merged over alert_rules/thresholds.yaml"

@@ -210,6 +210,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration=args.duration, rate=args.rate, port=args.port)
 
 
+def cmd_inject(args: argparse.Namespace) -> int:
+    from monitor.inject import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline", description="Streaming drift and data-quality monitoring for ML models."
@@ -265,6 +271,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--no-reference", action="store_true", help="skip loading the profile")
     check.set_defaults(func=cmd_config_check)
+
+    inject = sub.add_parser("inject", help="Kubernetes sidecar injector").add_subparsers(
+        dest="inject_command", required=True
+    )
+    serve = inject.add_parser("serve", help="serve the mutating admission webhook over TLS")
+    serve.add_argument("--tls-cert", required=True, help="PEM certificate (chain) file")
+    serve.add_argument("--tls-key", required=True, help="PEM private key file")
+    serve.add_argument("--settings", help="injector.yaml (image, resources, Kafka defaults)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--failure-policy",
+        choices=("Ignore", "Fail"),
+        help="answer to reviews that cannot be handled (overrides the settings file)",
+    )
+    serve.set_defaults(func=cmd_inject)
+    prep = inject.add_parser("prepare", help="init step of an injected pod: write monitor.yaml")
+    prep.add_argument("--output-dir", required=True, help="where monitor.yaml is written")
+    prep.add_argument("--reference-url", help="http(s) URL of the reference profile")
+    prep.add_argument("--reference-file", help="where the fetched profile is written")
+    prep.add_argument("--reference-sha256", help="expected SHA-256 of the profile")
+    prep.set_defaults(func=cmd_inject)
     return parser
 
 

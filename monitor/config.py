@@ -36,6 +36,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -169,6 +170,8 @@ class _Section(BaseModel):
 
 
 class KafkaSourceConfig(_Section):
+    """A consumer-group member per agent; credentials come from the environment."""
+
     bootstrap_servers: str = Field(description='brokers as "host:port,host:port"')
     topics: list[str] = Field(description="topics holding the model's prediction log")
     group_id: str = Field(description="consumer group shared by the agents of one model")
@@ -282,6 +285,8 @@ def format_from_extension(path: Path) -> FileFormat | None:
 
 
 class FileSourceConfig(_Section):
+    """A file replayed through the same decoder and windows as the agent."""
+
     path: Path = Field(description="file to replay")
     format: FileFormat | None = None
 
@@ -303,6 +308,8 @@ class FileSourceConfig(_Section):
 
 
 class SourceConfig(_Section):
+    """Where prediction records come from."""
+
     kind: Literal["kafka", "file"] = Field(description="kafka, or file for replay")
     kafka: KafkaSourceConfig | None = None
     file: FileSourceConfig | None = None
@@ -323,6 +330,8 @@ class SourceConfig(_Section):
 
 
 class RecordConfig(_Section):
+    """How one message becomes prediction rows (see monitor.records)."""
+
     format: Literal["driftline", "kserve_v2"] = "driftline"
     max_bytes: int = Field(1_048_576, ge=1)
     features_field: str = "features"
@@ -365,6 +374,8 @@ class RecordConfig(_Section):
 
 
 class SchemaConfig(_Section):
+    """Which columns are features and predictions; by default the profile's schema."""
+
     infer_from_reference: bool = True
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
@@ -409,6 +420,8 @@ class SchemaConfig(_Section):
 
 
 class WindowsConfig(_Section):
+    """Event-time windows (or row counts), lateness, deduplication and sampling."""
+
     size: Duration = 60.0
     slide: OptionalDuration = None
     rows: int | None = Field(None, ge=1)
@@ -477,6 +490,8 @@ def _divisor_hint(size: float, slide: float) -> str:
 
 
 class ColumnTestConfig(_Section):
+    """A per-column override of the test and/or its threshold."""
+
     test: str | None = None
     threshold: float | None = None
 
@@ -511,6 +526,8 @@ def _check_threshold(test: str | None, value: float, key: str) -> None:
 
 
 class DriftConfig(_Section):
+    """What counts as drift; mirrors ``detectors.settings.DriftSettings``."""
+
     small_window_rows: int = Field(1000, ge=0)
     numeric_small: str = "ks"
     numeric_large: str = "wasserstein"
@@ -572,6 +589,8 @@ class DriftConfig(_Section):
 
 
 class QualityConfig(_Section):
+    """Data-quality limits; mirrors ``detectors.settings.QualitySettings``."""
+
     thresholds: dict[str, float] = Field(default_factory=dict)
     columns: dict[str, dict[str, float]] = Field(default_factory=dict)
     min_rows: int = Field(20, ge=0)
@@ -605,6 +624,8 @@ class QualityConfig(_Section):
 
 
 class ExporterConfig(_Section):
+    """The HTTP server (/metrics) and OTLP export."""
+
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
     otlp_endpoint: str | None = None
@@ -663,12 +684,16 @@ class ExporterConfig(_Section):
 
 
 class ReportsConfig(_Section):
+    """Where the JSON report of each closed window goes."""
+
     log: bool = True
     file: Path | None = None
     kafka_topic: str | None = None
 
 
 class StateConfig(_Section):
+    """Checkpoints: offsets are committed only once their records are in one."""
+
     dir: Path = Path("./state")
     checkpoint_interval: Duration = 5.0
 
@@ -683,6 +708,8 @@ class StateConfig(_Section):
 
 
 class MonitorConfig(_Section):
+    """The whole of ``monitor.yaml``."""
+
     model: str = Field(description="the model's name, the model label of every metric")
     reference: Path = Field(
         description="the reference profile file, made by driftline reference build"
@@ -697,6 +724,8 @@ class MonitorConfig(_Section):
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
 
+    # Where the configuration came from, for messages: the file, or "config".
+    _source: str = PrivateAttr(default="config")
     # Paths that, written in a file, are relative to the file's directory.
     _PATH_KEYS: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("reference",),
@@ -726,9 +755,11 @@ class MonitorConfig(_Section):
     ) -> MonitorConfig:
         """Validate a mapping; problems raise :class:`ConfigError` naming each key."""
         try:
-            return super().model_validate(obj, *args, **kwargs)
+            config = super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
             raise ConfigError(source, _problems(exc)) from None
+        config._source = source
+        return config
 
     # -- after loading ---------------------------------------------------------------------
 
@@ -814,7 +845,7 @@ class MonitorConfig(_Section):
                 if name not in kinds:
                     unknown(f"record.{attr}", name)
         if problems:
-            raise ConfigError(str(self.reference), problems)
+            raise ConfigError(f"{self._source} (against {self.reference})", problems)
 
     def check_files(self) -> None:
         """Raise :class:`ConfigError` for files the agent will need that do not exist."""
@@ -836,7 +867,7 @@ class MonitorConfig(_Section):
         if self.source.kind == "file" and file is not None and not file.path.is_file():
             problems.append(("source.file.path", f"{self.source.file.path} does not exist"))
         if problems:
-            raise ConfigError("config", problems)
+            raise ConfigError(self._source, problems)
 
     def effective_yaml(self) -> str:
         """The configuration with every default filled in, as YAML that loads back to it.

@@ -144,7 +144,9 @@ def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
 def test_an_empty_file_lists_the_required_keys(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
-    err = pytest.raises(ConfigError, load_config, path).value
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
     keys = [k for k, _ in err.problems]
     assert keys == ["model", "reference", "source"]
     assert all("is required; add" in msg for _, msg in err.problems)
@@ -155,8 +157,9 @@ def test_config_error_is_a_value_error() -> None:
 
 
 def test_parse_config_reports_its_source() -> None:
-    err = pytest.raises(ConfigError, parse_config, with_({"model": ""}), "values.yaml").value
-    assert str(err).startswith("values.yaml: model:")
+    with pytest.raises(ConfigError) as info:
+        parse_config(with_({"model": ""}), "values.yaml")
+    assert str(info.value).startswith("values.yaml: model:")
 
 
 # -- every error path: the key and the fix ----------------------------------------------
@@ -242,8 +245,16 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"exporter.port": 70000}, "exporter.port", "at most 65535"),
     ({"exporter.otlp_endpoint": "collector:4318"}, "exporter.otlp_endpoint", "http(s) URL"),
     ({"exporter.otlp_headers_env": "a b"}, "exporter.otlp_headers_env", "environment variable"),
-    ({"reports.kafka_topic": "r", "source.kind": "file", "source.kafka": ...,
-      "source.file": {"path": "x.jsonl"}}, "reports.kafka_topic", "source.kafka"),
+    (
+        {
+            "reports.kafka_topic": "r",
+            "source.kind": "file",
+            "source.kafka": ...,
+            "source.file": {"path": "x.jsonl"},
+        },
+        "reports.kafka_topic",
+        "source.kafka",
+    ),
     ({"state.checkpoint_interval": "0ms"}, "state.checkpoint_interval", "longer than 0"),
     ({"model": "  "}, "model", "name the model"),
     ({"reference": ...}, "reference", "driftline reference build"),
@@ -387,9 +398,18 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
     text = cfg.effective_yaml()
     data = yaml.safe_load(text)
     assert set(data) == {
-        "model", "reference", "source", "record", "schema", "windows", "drift",
-        "quality", "exporter", "reports", "state",
-    }  # fmt: skip
+        "model",
+        "reference",
+        "source",
+        "record",
+        "schema",
+        "windows",
+        "drift",
+        "quality",
+        "exporter",
+        "reports",
+        "state",
+    }
     assert data["windows"]["size"] == "5m"  # durations as people write them
     assert data["windows"]["allowed_lateness"] == "30s"
     assert data["source"]["kafka"]["session_timeout_ms"] == 10000  # a default
@@ -402,7 +422,7 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
 def test_every_key_is_documented() -> None:
     text = DOCS.read_text()
 
-    def walk(model: type[BaseModel], prefix: str) -> list[str]:
+    def walk(model: type[BaseModel]) -> list[str]:
         keys = []
         for name, info in model.model_fields.items():
             key = info.alias or name
@@ -410,10 +430,10 @@ def test_every_key_is_documented() -> None:
             ann = info.annotation
             for candidate in (ann, *getattr(ann, "__args__", ())):
                 if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                    keys += walk(candidate, f"{prefix}{key}.")
+                    keys += walk(candidate)
         return keys
 
-    missing = [k for k in walk(MonitorConfig, "") if f"| `{k}` |" not in text]
+    missing = [k for k in walk(MonitorConfig) if f"| `{k}` |" not in text]
     assert not missing, f"undocumented keys: {missing}"
 
 
@@ -494,6 +514,16 @@ def test_profile_checks_name_the_key(profile, patch: dict, key: str, hint: str) 
         cfg.check_against_profile(profile)
     assert info.value.key == key, str(info.value)
     assert hint in str(info.value)
+
+
+def test_profile_problems_name_the_config_file(profile, tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(with_({"drift.columns": {"nope": "ks"}})))
+    cfg = load_config(path)
+    with pytest.raises(ConfigError) as info:
+        cfg.check_against_profile(profile)
+    assert str(info.value).startswith(f"{path} (against /profiles/fraud.json.gz): ")
+    assert "drift.columns.nope" in str(info.value) and "age, country, score" in str(info.value)
 
 
 def test_check_files_names_missing_files(tmp_path: Path) -> None:
