@@ -355,6 +355,21 @@ def single(
     return panel
 
 
+def data_table(
+    title: str,
+    description: str,
+    targets: Sequence[prometheus.Dataquery],
+    *,
+    span: int,
+    height: int,
+    links: Sequence[dashboard.DashboardLink] = (),
+) -> table.Panel:
+    panel = _common(
+        table.Panel(), title, description, targets, span=span, height=height, links=links
+    )
+    return panel.align(common_models.FieldTextAlignment.AUTO).inspect(False)
+
+
 def flags_over_time(
     title: str,
     description: str,
@@ -482,7 +497,7 @@ def fleet(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
     )
     layout.add(
         single(
-            "Traffic",
+            "Records per second",
             "Prediction records decoded per second across the selected models. A drop to 0 "
             "while models serve traffic means the agents stopped reading: see "
             "DriftlineNoRecords.",
@@ -505,7 +520,7 @@ def fleet(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
     )
     layout.add(
         single(
-            "Firing driftline alerts",
+            "Alerts firing",
             "Alerts of driftline's rules (alert names starting with "
             f"{q.ALERT_NAME_PREFIX}) firing now, for the selected models or for no model "
             "(agent down). 0 when all is well; the table below lists them.",
@@ -515,8 +530,7 @@ def fleet(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
         )
     )
     layout.add(
-        _common(
-            table.Panel(),
+        data_table(
             "Model versions",
             "One row per model version in its last closed window against the reference: "
             "the drift verdict, the share of features that drifted, the prediction drift "
@@ -618,7 +632,7 @@ def fleet(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
     )
     layout.add(
         ts(
-            "Traffic",
+            "Traffic by version",
             "Records decoded per second per model version. Compare with the model's own "
             "request rate: a gap means lost records, a drop to 0 a stalled agent.",
             [target(q.version_traffic(model), "{{model}} {{model_version}}")],
@@ -638,8 +652,7 @@ def fleet(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
         )
     )
     layout.add(
-        _common(
-            table.Panel(),
+        data_table(
             "Firing driftline alerts",
             "driftline alerts firing now (Prometheus ALERTS series of rules named "
             f"{q.ALERT_NAME_PREFIX}*). Empty when nothing is wrong; each alert's runbook is "
@@ -843,8 +856,7 @@ def model_detail(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
         )
     )
     layout.add(
-        _common(
-            table.Panel(),
+        data_table(
             "Feature tests in the last window",
             "Each feature's drift test in the last window: the statistic, its p-value (for "
             "tests that have one), the threshold it was judged against and the verdict. The "
@@ -1039,8 +1051,7 @@ def model_detail(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
 
     layout.row("Policy")
     layout.add(
-        _common(
-            table.Panel(),
+        data_table(
             "Rollback decisions",
             "Decisions the rollback policy took for the model in the selected time range, by "
             "version, action and outcome (also drawn as red annotations on the time "
@@ -1239,6 +1250,7 @@ def agent_health(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
             .exponent(0.5)
         )
         .cell_values(heatmap.CellValues().unit(COUNT))
+        .hide_from(common.HideSeriesConfig().legend(False).tooltip(False).viz(False))
     )
     layout.add(
         ts(
@@ -1299,8 +1311,7 @@ def agent_health(runbook_base: str = RUNBOOK_BASE_URL) -> dashboard.Dashboard:
         )
     )
     layout.add(
-        _common(
-            table.Panel(),
+        data_table(
             "Agent versions",
             "driftline and Python versions of the running agents, with how many agents run "
             "each. More than one driftline version means a rollout is in progress.",

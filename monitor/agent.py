@@ -74,7 +74,9 @@ class Agent:
         serve_http: bool = True,
     ) -> None:
         if config.source.kind != "kafka" or config.source.kafka is None:
-            raise ValueError("source.kind: the agent needs a kafka source; use `driftline replay` for files")
+            raise ValueError(
+                "source.kind: the agent needs a kafka source; use `driftline replay` for files"
+            )
         self.config = config
         self.kafka_cfg = config.source.kafka
         self.profile = profile or load_profile(config.reference)
@@ -165,7 +167,9 @@ class Agent:
                 self.publisher = KafkaPublisher(self.kafka_cfg)
                 await self.publisher.start()
                 if self.config.reports.kafka_topic:
-                    self.sinks.append(KafkaSink(self.config.reports.kafka_topic, self.publisher.send))
+                    self.sinks.append(
+                        KafkaSink(self.config.reports.kafka_topic, self.publisher.send)
+                    )
             await self._consume(stop)
         finally:
             await self._shutdown()
@@ -185,6 +189,8 @@ class Agent:
                     key = (m.topic, m.partition)
                     self.offsets[key] = max(self.offsets.get(key, 0), m.offset + 1)
                 self._submit(closed)
+            else:
+                self.pipeline.expire(now)
             self._submit(self.pipeline.windows.tick(now))
             for (topic, partition), lag in self.source.lag().items():
                 self.exporter.set_lag(topic, partition, lag)
@@ -201,7 +207,9 @@ class Agent:
     async def _evaluate(self, closed: list[ClosedWindow]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self.executor, self.pipeline.evaluator.evaluate, closed)
+            results = await loop.run_in_executor(
+                self.executor, self.pipeline.evaluator.evaluate, closed
+            )
         except Exception:
             log.exception("window evaluation failed for %d windows", len(closed))
             return

@@ -85,7 +85,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_schema(path: Path):  # noqa: ANN202 - returns detectors.schema.Schema
+def _load_schema(path: Path):
     import yaml
 
     from detectors.schema import Schema, SchemaError
@@ -95,7 +95,9 @@ def _load_schema(path: Path):  # noqa: ANN202 - returns detectors.schema.Schema
     except (OSError, yaml.YAMLError) as exc:
         raise SystemExit(f"error: {path}: cannot read schema: {exc}") from exc
     if not isinstance(data, dict):
-        raise SystemExit(f"error: {path}: a schema is a mapping with numeric/categorical/prediction")
+        raise SystemExit(
+            f"error: {path}: a schema is a mapping with numeric/categorical/prediction"
+        )
     unknown = set(data) - {"numeric", "categorical", "prediction", "prediction_categorical"}
     if unknown:
         raise SystemExit(
@@ -113,7 +115,7 @@ def _load_schema(path: Path):  # noqa: ANN202 - returns detectors.schema.Schema
         raise SystemExit(f"error: {path}: {exc}") from exc
 
 
-def _config_for(args: argparse.Namespace):  # noqa: ANN202 - returns MonitorConfig
+def _config_for(args: argparse.Namespace):
     from monitor.config import ConfigError, MonitorConfig, load_config
 
     try:
@@ -123,7 +125,11 @@ def _config_for(args: argparse.Namespace):  # noqa: ANN202 - returns MonitorConf
             if getattr(args, "reference", None):
                 updates["reference"] = Path(args.reference)
             if getattr(args, "window", None):
-                updates["windows"] = cfg.windows.model_copy(update={"rows": args.window})
+                # --window N turns the configured windows into N-row windows, validated anew.
+                windows = cfg.windows.model_dump(exclude_unset=True, exclude={"size", "slide"})
+                updates["windows"] = type(cfg.windows).model_validate(
+                    {**windows, "rows": args.window}
+                )
             return cfg.model_copy(update=updates) if updates else cfg
         if not getattr(args, "reference", None):
             raise SystemExit("error: --reference is required without -c/--config")

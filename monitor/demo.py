@@ -95,8 +95,9 @@ def findings(state: DemoState, schedule: tuple[synthetic.Drift, ...]) -> list[Fi
     return out
 
 
-def demo_config(bootstrap: str, reference: Path, state_dir: Path, port: int,
-                window_seconds: float) -> MonitorConfig:
+def demo_config(
+    bootstrap: str, reference: Path, state_dir: Path, port: int, window_seconds: float
+) -> MonitorConfig:
     return MonitorConfig.model_validate(
         {
             "model": MODEL,
@@ -125,8 +126,14 @@ def demo_config(bootstrap: str, reference: Path, state_dir: Path, port: int,
     )
 
 
-async def produce(bootstrap: str, state: DemoState, rate: int, duration: float,
-                  schedule: tuple[synthetic.Drift, ...], stop: asyncio.Event) -> None:
+async def produce(
+    bootstrap: str,
+    state: DemoState,
+    rate: int,
+    duration: float,
+    schedule: tuple[synthetic.Drift, ...],
+    stop: asyncio.Event,
+) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
@@ -152,8 +159,9 @@ async def produce(bootstrap: str, state: DemoState, rate: int, duration: float,
         await producer.stop()
 
 
-def render(state: DemoState, schedule: tuple[synthetic.Drift, ...], metrics_url: str,
-           duration: float) -> Group:
+def render(
+    state: DemoState, schedule: tuple[synthetic.Drift, ...], metrics_url: str, duration: float
+) -> Group:
     elapsed = time.time() - state.started
     active = synthetic.active_drifts(schedule, elapsed)
     header = Table.grid(padding=(0, 2))
@@ -169,8 +177,10 @@ def render(state: DemoState, schedule: tuple[synthetic.Drift, ...], metrics_url:
     for r in sorted(state.reports, key=lambda r: r.window_start)[-12:]:
         drifted = [c.feature for c in (*r.drift.columns, *r.prediction_drift.columns) if c.drifted]
         breaches = [f"{q.feature}:{q.check}" for q in r.quality.breaches]
-        verdict = "[red]DRIFT[/]" if r.drifted else (
-            "[yellow]QUALITY[/]" if r.quality.breached else "[green]ok[/]"
+        verdict = (
+            "[red]DRIFT[/]"
+            if r.drifted
+            else ("[yellow]QUALITY[/]" if r.quality.breached else "[green]ok[/]")
         )
         table.add_row(
             f"+{r.window_start - state.started:5.1f}s",
@@ -183,8 +193,15 @@ def render(state: DemoState, schedule: tuple[synthetic.Drift, ...], metrics_url:
     return Group(Panel(header, title="driftline demo"), table)
 
 
-async def _demo(duration: float, rate: int, port: int, window_seconds: float,
-                schedule: tuple[synthetic.Drift, ...], console: Console, live: bool) -> DemoState:
+async def _demo(
+    duration: float,
+    rate: int,
+    port: int,
+    window_seconds: float,
+    schedule: tuple[synthetic.Drift, ...],
+    console: Console,
+    live: bool,
+) -> DemoState:
     workdir = Path(tempfile.mkdtemp(prefix="driftline-demo-"))
     console.print("building the reference profile from 50,000 synthetic training rows…")
     reference = build_profile(synthetic.reference_frame(50_000), prediction=["prediction"])
@@ -192,7 +209,9 @@ async def _demo(duration: float, rate: int, port: int, window_seconds: float,
     port = port or free_port()
     with TansuBroker(log_dir=workdir) as broker:
         broker.create_topic(TOPIC, partitions=2)
-        console.print(f"broker up on {broker.bootstrap}; agent metrics on http://127.0.0.1:{port}/metrics")
+        console.print(
+            f"broker up on {broker.bootstrap}; agent metrics on http://127.0.0.1:{port}/metrics"
+        )
         config = demo_config(broker.bootstrap, ref_path, workdir / "state", port, window_seconds)
         state = DemoState()
         agent = Agent(config, profile=reference, sinks=[_ListSink(state)])
@@ -206,8 +225,11 @@ async def _demo(duration: float, rate: int, port: int, window_seconds: float,
         seen = 0
         try:
             if live:
-                with Live(render(state, schedule, metrics_url, duration), console=console,
-                          refresh_per_second=4) as view:
+                with Live(
+                    render(state, schedule, metrics_url, duration),
+                    console=console,
+                    refresh_per_second=4,
+                ) as view:
                     while not producer_task.done():
                         await asyncio.sleep(0.25)
                         view.update(render(state, schedule, metrics_url, duration))

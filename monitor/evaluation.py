@@ -54,7 +54,9 @@ class WindowEvaluator:
 
     def _against_reference(self, w: ClosedWindow) -> EvaluatedWindow:
         started = time.perf_counter()
-        drift, prediction, quality = evaluate_window(self.profile, w.sketch, self.drift, self.quality)
+        drift, prediction, quality = evaluate_window(
+            self.profile, w.sketch, self.drift, self.quality
+        )
         return EvaluatedWindow(
             self._report(w, drift, prediction, quality, "reference"),
             time.perf_counter() - started,
@@ -69,7 +71,7 @@ class WindowEvaluator:
             time.perf_counter() - started,
         )
 
-    def _report(self, w, drift, prediction, quality, baseline: str) -> WindowReport:  # noqa: ANN001
+    def _report(self, w, drift, prediction, quality, baseline: str) -> WindowReport:
         return WindowReport(
             model=self.model,
             model_version=w.model_version,

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from detectors.profile import Profile
 from detectors.schema import Schema
 from monitor.batch import DecodedBatch, DecodeFailure, RawMessage
@@ -64,7 +66,16 @@ class Pipeline:
     def ingest_messages(self, messages: Sequence[RawMessage], now: float) -> list[ClosedWindow]:
         """Decode raw messages and add their rows; failures are counted and set aside."""
         batch = self.decoder.decode(messages, now=now)
-        for failure in batch.failures:
+        self.set_aside(batch.failures)
+        return self.ingest_batch(batch, now)
+
+    def expire(self, now: float) -> None:
+        """Report request/response halves whose partner never came (KServe pairing)."""
+        self.set_aside(self.decoder.expire(now))
+
+    def set_aside(self, failures: Sequence[DecodeFailure]) -> None:
+        """Count, log (without payload) and hand on each record that could not be used."""
+        for failure in failures:
             self.exporter.count_failures(failure.reason, 1)
             log.warning(
                 "record set aside: %s (%s) at %s[%d]@%d",
@@ -76,11 +87,12 @@ class Pipeline:
             )
             if self.on_failure is not None:
                 self.on_failure(failure)
-        return self.ingest_batch(batch, now)
 
     def ingest_batch(self, batch: DecodedBatch, now: float) -> list[ClosedWindow]:
         if batch.rows:
-            self.exporter.count_records("decoded", batch.rows)
+            versions, counts = np.unique(batch.model_version.astype(str), return_counts=True)
+            for version, n in zip(versions.tolist(), counts.tolist(), strict=True):
+                self.exporter.count_records("decoded", n, model_version=version)
         result = self.windows.add(batch, now)
         for version, n in result.late.items():
             if n:

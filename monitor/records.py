@@ -35,8 +35,10 @@ Two record formats (``record.format``):
     in a bounded map for ``record.kserve_pair_ttl`` and emits rows when the second arrives;
     a half whose partner never comes is a failure with reason ``unpaired``.
 
-Decoding is batch-first (decision 3): messages are parsed with orjson, values are gathered
-into one list per column, and each column becomes one numpy array. Numeric columns are
+Decoding is batch-first (decision 3): a record of the default shape is parsed by msgspec
+straight into a typed struct (about twice as fast as a dict), any other shape by orjson;
+values are gathered into one list per column, and each column becomes one numpy array
+(large batches in chunks of :data:`DECODE_CHUNK` messages). Numeric columns are
 float64 (NaN where null or absent) when every value is a number, else an object array so
 the sketch counts the type errors; categorical columns are object arrays of str/None.
 

@@ -99,7 +99,9 @@ def records(
         feats = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
         out.append(
             {
-                "request_id": uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63))).hex,
+                "request_id": uuid.UUID(
+                    int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63))
+                ).hex,
                 "timestamp": float(t),
                 "model": model,
                 "model_version": version,

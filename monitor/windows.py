@@ -461,10 +461,11 @@ class WindowManager:
         seg, ordinal = key
         assert self.rows is not None
         self._row_base[seg] = max(self._row_base.get(seg, 0), (ordinal + 1) * self.rows)
+        # Row windows are numbered by the rows of their segment: [start, end) row offsets.
         return ClosedWindow(
             model_version=seg,
-            start=pane.t_min,
-            end=pane.t_max,
+            start=float(ordinal * self.rows),
+            end=float(ordinal * self.rows + pane.rows),
             sketch=pane.sketch,
             rows=pane.rows,
             late=0,

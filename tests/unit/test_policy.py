@@ -258,6 +258,7 @@ def test_a_bad_canary_never_rolls_back_the_clean_stable_version(harness_factory:
     assert h.calls() == ["v2"]
     # an alert that names the stable version while its own windows are clean
     decisions = h.engine.observe_alerts([make_alert("DriftlineDatasetDrift", "v1")])
+    assert h.engine.flush(10)
     assert [(d.version, d.outcome) for d in decisions] == [("v1", "stable_version_protected")]
     assert h.calls() == ["v2"]
     assert h.counted("v1", "stable_version_protected") == 1
@@ -378,7 +379,9 @@ def test_an_alert_without_a_version_targets_the_version_with_bad_windows(
     assert [d.outcome for d in h.engine.observe_alerts([unlabelled])] == ["no_target"]
     h.window("v1")
     h.window("v2", drift=True)
-    decisions = h.engine.observe_alerts([make_alert("DriftlineDatasetDrift", None, fingerprint="x")])
+    decisions = h.engine.observe_alerts(
+        [make_alert("DriftlineDatasetDrift", None, fingerprint="x")]
+    )
     assert h.engine.flush(10)
     assert [(d.version, d.outcome) for d in decisions] == [("v2", "acted")]
     assert h.counted("", "no_target") == 1

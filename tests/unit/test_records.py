@@ -396,6 +396,21 @@ def test_any_json_decodes_without_raising(values: list[Any]) -> None:
             assert i in accounted
 
 
+def column(b: DecodedBatch, name: str) -> list[str]:
+    """A column's values as the sketch reads them. A column no record of the batch mentions
+    is absent (missing in every row); a numeric column is float64 or, when the batch has a
+    type error, objects (where None and NaN are both missing)."""
+    values = b.columns.get(name, [None] * b.rows)
+    return [
+        "missing"
+        if v is None or v != v
+        else repr(float(v))
+        if isinstance(v, int | float) and not isinstance(v, bool)
+        else str(v)
+        for v in values
+    ]
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=20), st.integers(1, 7))
 def test_decoding_does_not_depend_on_batching(kinds: list[int], size: int) -> None:
@@ -415,21 +430,26 @@ def test_decoding_does_not_depend_on_batching(kinds: list[int], size: int) -> No
     np.testing.assert_array_equal(whole.event_time, np.concatenate([p.event_time for p in parts]))
     assert [f.reason for f in whole.failures] == [f.reason for p in parts for f in p.failures]
 
-    def column(b: DecodedBatch, name: str) -> list[str]:
-        # A column no record of the batch mentions is absent: missing in every row. A
-        # numeric column is float64 or, with a type error in the batch, objects.
-        values = b.columns.get(name, [None] * b.rows)
-        return [
-            "missing"
-            if v is None or v != v
-            else repr(float(v))
-            if isinstance(v, int | float)
-            else str(v)
-            for v in values
-        ]
-
     for name in ("age", "country", "score"):
         assert column(whole, name) == [v for p in parts for v in column(p, name)]
+
+
+def test_large_batches_decode_in_chunks_to_the_same_result(monkeypatch) -> None:
+    shapes = [record(0), record(1, features={"age": "x"}), b"[", record(2, features={})]
+    messages = [msg(shapes[i % 4], offset=i) for i in range(11)]
+    whole = decode(messages)
+    monkeypatch.setattr("monitor.records.DECODE_CHUNK", 3)
+    chunked = decode(messages)
+    assert chunked.messages == whole.messages == 11
+    assert list(chunked.request_id) == list(whole.request_id)
+    np.testing.assert_array_equal(chunked.row_key, whole.row_key)
+    np.testing.assert_array_equal(chunked.offset, whole.offset)
+    assert sorted(f.message.offset for f in chunked.failures) == sorted(
+        f.message.offset for f in whole.failures
+    )
+    assert set(chunked.columns) == set(whole.columns)
+    for name in whole.columns:
+        assert column(chunked, name) == column(whole, name)
 
 
 # -- KServe v2 CloudEvents ---------------------------------------------------------------
@@ -521,6 +541,18 @@ def test_binary_mode_request_and_response_are_paired() -> None:
     np.testing.assert_allclose(b.event_time, [ce_time, ce_time])
     assert list(b.trace_id) == ["4bf92f3577b34da6a3ce929d0e0e4736"] * 2
     assert list(b.offset) == [10, 10]  # the half that was held
+
+
+def test_pairs_split_across_chunks(monkeypatch) -> None:
+    monkeypatch.setattr("monitor.records.DECODE_CHUNK", 1)
+    b = decode(
+        [
+            kmsg(v2_request([(1, 1.0, "DE")]), "a", CE_REQUEST, 0),
+            kmsg(v2_response([0.4]), "a", CE_RESPONSE, 1),
+        ],
+        **KSERVE,
+    )
+    assert b.rows == 1 and b.columns["score"][0] == 0.4 and b.messages == 2
 
 
 def test_response_first_and_interleaved_pairs_in_one_batch() -> None:

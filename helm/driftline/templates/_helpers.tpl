@@ -37,14 +37,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Selector labels of one component: (list $ "injector"|"agent"). */}}
 {{- define "driftline.selectorLabels" -}}
-{{- $root := index . 0 }}
+{{- $root := index . 0 -}}
 app.kubernetes.io/name: {{ include "driftline.name" $root }}
 app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{- define "driftline.componentLabels" -}}
-{{- $root := index . 0 }}
+{{- $root := index . 0 -}}
 {{ include "driftline.labels" $root }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
