@@ -78,7 +78,6 @@ LAG_WARN, LAG_ALERT = 1000, 10000  # pipeline.consumer_lag_records
 WINDOW_AGE_WARN, WINDOW_AGE_ALERT = 120, 180  # 3 windows of 60s: pipeline.stalled_windows
 CHECKPOINT_AGE_ALERT = 300  # pipeline.checkpoint_stale_after
 EVALUATION_ALERT = 30.0  # pipeline.evaluation_seconds
-DECODE_ERROR_SHARE = 0.01  # pipeline.decode_error_ratio
 LATE_SHARE = 0.05  # pipeline.late_record_ratio
 
 # -- small builders ---------------------------------------------------------------------------
@@ -237,7 +236,7 @@ PanelBuilder = (
 
 @dataclass
 class Layout:
-    """Numbers panels and their queries while they are added, so the JSON is stable."""
+    """Numbers rows and panels in the order they are added, so the ids (and JSON) are stable."""
 
     board: dashboard.Dashboard
     next_id: int = 1

@@ -125,10 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path: {path}"})
 
     def do_POST(self) -> None:
-        path = urlsplit(self.path).path  # the API server appends ?timeout=10s
-        if path != "/mutate":
-            self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path: {path}"}, close=True)
-            return
+        # The body is read before routing, so every answer leaves the connection usable.
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._send(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length"}, close=True)
             return
@@ -147,6 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if len(body) != length:
             self._send(HTTPStatus.BAD_REQUEST, {"error": "body shorter than Content-Length"}, True)
+            return
+        path = urlsplit(self.path).path  # the API server appends ?timeout=10s
+        if path != "/mutate":
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path: {path}"})
             return
         status, answer = handle_review(body, self.server.settings)
         self._send(HTTPStatus(status), answer)

@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ import pandas as pd
 import pytest
 
 from dashboards.build import JSON_DIR
-from detectors.profile import build_profile
+from detectors.profile import Profile, build_profile
 from detectors.schema import Schema
 from monitor.config import MonitorConfig
 from monitor.exporter import Exporter, new_registry
@@ -210,13 +211,24 @@ def fed(
     )
     exporter = Exporter(MODEL, window_label(config), profile.content_hash, registry=new_registry())
     exporter.set_reference(profile.content_hash, profile.rows)
-    server = AgentServer("127.0.0.1", 0, registry=exporter.registry).start()
+    with AgentServer("127.0.0.1", 0, registry=exporter.registry) as server:
+        yield from _fed_prometheus(tmp, server.port, config, profile, exporter, reference_factory)
 
+
+def _fed_prometheus(
+    tmp: Path,
+    agent_port: int,
+    config: MonitorConfig,
+    profile: Profile,
+    exporter: Exporter,
+    make_reference: Frames,
+) -> Iterator[Fed]:
+    """Start Prometheus scraping the agent on ``agent_port``, feed, hand over, stop it."""
     port = _free_port()
     (tmp / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: driftline\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{server.port}']\n"
+        f"      - targets: ['127.0.0.1:{agent_port}']\n"
     )
     log = tmp / "prometheus.log"
     with log.open("wb") as log_file:
@@ -241,7 +253,7 @@ def fed(
             for report in replay(
                 config,
                 profile,
-                _segment(tmp / f"segment-{seg}.jsonl", seg, reference_factory),
+                _segment(tmp / f"segment-{seg}.jsonl", seg, make_reference),
                 exporter=exporter,
             ):
                 assert report.model == MODEL
@@ -262,7 +274,6 @@ def fed(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        server.stop()
 
 
 # -- the dashboards' queries ------------------------------------------------------------------
@@ -299,22 +310,22 @@ def _panel_queries() -> list[Query]:
     return out
 
 
-def _variables(dashboard: str) -> dict[str, str]:
-    """The values a reader would pick: the drifting canary, the features that drift."""
-    return {
-        "$model": MODEL,
-        "$version": CANARY,
-        "$feature": "|".join(DRIFTED),
-        "$__rate_interval": RATE_INTERVAL,
-        "$__interval": "1s",
-        "$__range": "60s",
-    }
+# What a reader would pick: the drifting canary and the features that drift (the feature
+# variable is multi-valued: Grafana joins the picks into a regex).
+VARIABLES = {
+    "$model": MODEL,
+    "$version": CANARY,
+    "$feature": "|".join(DRIFTED),
+    "$__rate_interval": RATE_INTERVAL,
+    "$__interval": "1s",
+    "$__range": "60s",
+}
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
     """Grafana's variable substitution for the variables driftline's queries use."""
     out = expr
-    for name in sorted(values, key=len, reverse=True):  # $__range before $__rate...
+    for name in sorted(values, key=len, reverse=True):  # longest first: no name inside another
         out = out.replace(name, values[name])
     left = re.findall(r"\$\{?\w+", out)
     assert not left, f"unsubstituted variables {left} in {expr}"
@@ -342,7 +353,7 @@ def test_the_dashboards_have_queries() -> None:
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_panel_query_runs_and_returns_data(fed: Fed, query: Query) -> None:
-    expr = substitute(query.expr, _variables(query.dashboard))
+    expr = substitute(query.expr, VARIABLES)
     body = fed.instant(expr) if query.instant else fed.range(expr)
     assert body.get("status") == "success", f"{query.id}: {body.get('error')}\n{expr}"
     if (query.dashboard, query.title) in EMPTY_WHEN_HEALTHY:
@@ -366,13 +377,12 @@ def test_variables_list_what_the_agent_exported(fed: Fed) -> None:
     }
     seen = set()
     for uid, board in boards.items():
-        values = _variables(uid)
         for var in board["templating"]["list"]:
             if var["type"] != "query":
                 continue
             match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"])
             assert match, var["query"]
-            selector, label = substitute(match.group(1), values), match.group(2)
+            selector, label = substitute(match.group(1), VARIABLES), match.group(2)
             body = fed.api(
                 f"label/{label}/values",
                 **{"match[]": selector, "start": f"{fed.start:.3f}", "end": f"{fed.end:.3f}"},
@@ -385,7 +395,7 @@ def test_variables_list_what_the_agent_exported(fed: Fed) -> None:
 
 def test_rollback_annotation_marks_each_decision(fed: Fed) -> None:
     (annotation,) = _dashboards()["driftline-model"]["annotations"]["list"]
-    expr = substitute(annotation["expr"], _variables("driftline-model"))
+    expr = substitute(annotation["expr"], VARIABLES)
     body = fed.range(expr)
     assert body["status"] == "success", body
     marks = [
@@ -404,19 +414,18 @@ def test_rollback_annotation_marks_each_decision(fed: Fed) -> None:
 
 
 def test_fleet_counts_only_the_drifting_canary(fed: Fed) -> None:
-    values = _variables("driftline-fleet")
     (drifting,) = [q for q in QUERIES if q.title == "Versions drifting"]
-    body = fed.instant(substitute(drifting.expr, values))
+    body = fed.instant(substitute(drifting.expr, VARIABLES))
     assert [float(s["value"][1]) for s in body["data"]["result"]] == [1.0]
     (table,) = [q for q in QUERIES if q.title == "Model versions" and q.ref_id == "A"]
-    body = fed.instant(substitute(table.expr, values))
+    body = fed.instant(substitute(table.expr, VARIABLES))
     verdicts = {s["metric"]["model_version"]: float(s["value"][1]) for s in body["data"]["result"]}
     assert verdicts == {STABLE: 0.0, CANARY: 1.0}
 
 
 def test_canary_panel_compares_the_canary_with_stable(fed: Fed) -> None:
     (canary,) = [q for q in QUERIES if q.title == "Canary against stable: drift share"]
-    body = fed.instant(substitute(canary.expr, _variables("driftline-model")))
+    body = fed.instant(substitute(canary.expr, VARIABLES))
     series = {
         (s["metric"]["model_version"], s["metric"]["baseline"]) for s in body["data"]["result"]
     }
