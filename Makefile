@@ -32,3 +32,7 @@ bench:
 
 alert-rules:
 	$(PYTHON) -m alert_rules.generate
+
+dashboards:
+	$(PYTHON) -m dashboards.build
+	$(PYTHON) helm/sync_generated.py
