@@ -219,7 +219,7 @@ class Agent:
     def _publish(self, result: EvaluatedWindow) -> None:
         report = result.report
         self.exporter.observe_report(report, result.seconds)
-        self.telemetry.window_evaluated(report, result.seconds)
+        self.telemetry.window_evaluated(report, result.seconds, result.traceparents)
         if report.baseline == "reference":
             self.latest[report.model_version] = report
         for sink in self.sinks:

@@ -43,7 +43,7 @@ class DecodedBatch:
     a column absent from every record is absent from the dict. ``event_time`` is seconds
     since the epoch (float64). ``request_id`` holds the ids as str (None where absent),
     ``row_key`` their 64-bit hashes (used for dedupe and for the sketches' reservoirs),
-    ``model_version`` the version per row (str), ``trace_id`` the W3C trace id per row
+    ``model_version`` the version per row (str), ``traceparent`` the W3C ``traceparent`` per row
     where the message carried a ``traceparent`` header (else None). ``partition`` and
     ``offset`` say which source message each row came from (a message can hold several
     rows), so the agent can tell when a message's contribution is checkpointed.
@@ -54,7 +54,7 @@ class DecodedBatch:
     request_id: np.ndarray
     row_key: np.ndarray
     model_version: np.ndarray
-    trace_id: np.ndarray
+    traceparent: np.ndarray
     partition: np.ndarray
     offset: np.ndarray
     failures: list[DecodeFailure] = field(default_factory=list)
@@ -72,7 +72,7 @@ class DecodedBatch:
             request_id=self.request_id[idx],
             row_key=self.row_key[idx],
             model_version=self.model_version[idx],
-            trace_id=self.trace_id[idx],
+            traceparent=self.traceparent[idx],
             partition=self.partition[idx],
             offset=self.offset[idx],
         )
@@ -86,7 +86,7 @@ class DecodedBatch:
             request_id=obj,
             row_key=np.empty(0, dtype=np.uint64),
             model_version=obj,
-            trace_id=obj,
+            traceparent=obj,
             partition=np.empty(0, dtype=np.int32),
             offset=np.empty(0, dtype=np.int64),
         )

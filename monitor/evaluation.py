@@ -15,13 +15,18 @@ from detectors.evaluate import compare_windows, evaluate_window
 from detectors.profile import Profile
 from detectors.results import WindowReport
 from detectors.settings import DriftSettings, QualitySettings
+from monitor.records import parse_traceparent
 from monitor.windows import ClosedWindow
 
 
 @dataclass(frozen=True)
 class EvaluatedWindow:
+    """A report, how long its tests took, and the traceparents of some of its records
+    (for the evaluation span's links)."""
+
     report: WindowReport
     seconds: float
+    traceparents: tuple[str, ...] = ()
 
 
 class WindowEvaluator:
@@ -60,6 +65,7 @@ class WindowEvaluator:
         return EvaluatedWindow(
             self._report(w, drift, prediction, quality, "reference"),
             time.perf_counter() - started,
+            tuple(w.traceparents),
         )
 
     def _against_version(self, w: ClosedWindow, base: ClosedWindow) -> EvaluatedWindow:
@@ -69,6 +75,7 @@ class WindowEvaluator:
         return EvaluatedWindow(
             self._report(w, drift, prediction, quality, f"version:{base.model_version}"),
             time.perf_counter() - started,
+            tuple(w.traceparents),
         )
 
     def _report(self, w, drift, prediction, quality, baseline: str) -> WindowReport:
@@ -87,5 +94,7 @@ class WindowEvaluator:
             drift=drift,
             prediction_drift=prediction,
             quality=quality,
-            exemplar_trace_ids=tuple(w.trace_ids),
+            exemplar_trace_ids=tuple(
+                t for t in (parse_traceparent(tp) for tp in w.traceparents) if t is not None
+            ),
         )

@@ -137,7 +137,15 @@ def row_keys(ids: Iterable[str]) -> np.ndarray:
 
 
 def parse_traceparent(value: bytes | str | None) -> str | None:
-    """The trace id of a W3C ``traceparent`` value, or None when it is not valid.
+    """The trace id of a W3C ``traceparent`` value, or None when it is not valid."""
+    traceparent = valid_traceparent(value)
+    return None if traceparent is None else traceparent.split("-")[1]
+
+
+def valid_traceparent(value: bytes | str | None) -> str | None:
+    """A W3C ``traceparent`` value, normalised to ``00-<trace>-<span>-<flags>``, or None
+    when it is not valid. Windows keep a few of these so an evaluation span can link to
+    the traces of its records (a link needs the span id too, not only the trace id).
 
     Version ``00`` must be exactly ``00-<32 hex>-<16 hex>-<2 hex>``; later versions may
     append fields; ``ff`` and all-zero ids are invalid (W3C Trace Context, section 3.2).
@@ -152,10 +160,10 @@ def parse_traceparent(value: bytes | str | None) -> str | None:
     match = _TRACEPARENT.match(value.strip())
     if match is None:
         return None
-    version, trace, span, _flags, rest = match.groups()
+    version, trace, span, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest) or trace == _ZERO_TRACE or span == _ZERO_SPAN:
         return None
-    return trace
+    return f"{version}-{trace}-{span}-{flags}"
 
 
 def parse_event_time(value: object) -> float:
@@ -398,7 +406,7 @@ class Decoder:
             request_id=np.concatenate([p.request_id for p in parts]),
             row_key=np.concatenate([p.row_key for p in parts]),
             model_version=np.concatenate([p.model_version for p in parts]),
-            trace_id=np.concatenate([p.trace_id for p in parts]),
+            traceparent=np.concatenate([p.traceparent for p in parts]),
             partition=np.concatenate([p.partition for p in parts]),
             offset=np.concatenate([p.offset for p in parts]),
             failures=[f for p in parts for f in p.failures],
@@ -683,7 +691,7 @@ class Decoder:
             except ValueError:
                 raise _Bad("bad_timestamp", "the event time is not an RFC 3339 time") from None
         # W3C trace context: a Kafka header, or the CloudEvents distributed-tracing extension
-        trace = parse_traceparent(headers.get("traceparent")) or parse_traceparent(
+        trace = valid_traceparent(headers.get("traceparent")) or valid_traceparent(
             attrs.get("traceparent")
         )
         version = body.get("model_version") if kind == "response" else None
@@ -831,7 +839,7 @@ class Decoder:
             request_id=_objects(request_id),
             row_key=row_keys(key_text),
             model_version=_objects(versions),
-            trace_id=_objects(rows.trace),
+            traceparent=_objects(rows.trace),
             partition=np.fromiter(map(_PARTITION, rows.message), np.int32, n),
             offset=np.fromiter(map(_OFFSET, rows.message), np.int64, n),
             failures=failures,
@@ -909,7 +917,7 @@ def _mark(bad: dict[int, DecodeFailure], row: int, rows: _Rows, reason: str, det
 def _trace(m: RawMessage) -> str | None:
     for k, v in m.headers:
         if k.lower() == "traceparent":
-            return parse_traceparent(v)
+            return valid_traceparent(v)
     return None
 
 

@@ -59,7 +59,7 @@ from monitor.dedupe import Deduplicator
 
 ALL_VERSIONS = "all"
 UNKNOWN_VERSION = "unknown"
-MAX_TRACE_IDS = 8
+MAX_TRACEPARENTS = 8
 SNAPSHOT_FORMAT = 1
 _MAGIC = b"DLWM"
 _HEAD = struct.Struct("<4sHI")  # magic, format, meta length
@@ -112,7 +112,7 @@ class ClosedWindow:
     rows: int
     late: int
     duplicates: int
-    trace_ids: list[str]
+    traceparents: list[str]
     kind: WindowKind
 
 
@@ -132,7 +132,7 @@ class _Pane:
     rows: int = 0
     t_min: float = math.inf
     t_max: float = -math.inf
-    trace_ids: list[str] = field(default_factory=list)
+    traceparents: list[str] = field(default_factory=list)
     duplicates: int = 0  # row windows: duplicates that arrived while it was being filled
 
 
@@ -383,14 +383,14 @@ class WindowManager:
             times = t[rows]
             target.t_min = min(target.t_min, float(times.min()))
             target.t_max = max(target.t_max, float(times.max()))
-            need = MAX_TRACE_IDS - len(target.trace_ids)
+            need = MAX_TRACEPARENTS - len(target.traceparents)
             if need > 0:
-                tids = batch.trace_id[rows]
+                tids = batch.traceparent[rows]
                 for i in np.flatnonzero(pd.notna(tids)).tolist():
                     tid = tids[i]
-                    if tid and tid not in target.trace_ids:
-                        target.trace_ids.append(str(tid))
-                        if len(target.trace_ids) >= MAX_TRACE_IDS:
+                    if tid and tid not in target.traceparents:
+                        target.traceparents.append(str(tid))
+                        if len(target.traceparents) >= MAX_TRACEPARENTS:
                             break
 
     def _pane(self, segment: str, index: int) -> _Pane:
@@ -445,7 +445,7 @@ class WindowManager:
                         rows=sum(pane.rows for pane in panes),
                         late=self._pending_late.pop(seg, 0) if n == 0 else 0,
                         duplicates=self._pending_dup.pop(seg, 0) if n == 0 else 0,
-                        trace_ids=_first_trace_ids(pane.trace_ids for pane in panes),
+                        traceparents=_first_traceparents(pane.traceparents for pane in panes),
                         kind="time",
                     )
                 )
@@ -470,7 +470,7 @@ class WindowManager:
             rows=pane.rows,
             late=0,
             duplicates=pane.duplicates,
-            trace_ids=list(pane.trace_ids),
+            traceparents=list(pane.traceparents),
             kind="rows",
         )
 
@@ -527,7 +527,7 @@ class WindowManager:
                     "rows": pane.rows,
                     "t_min": _finite_or_none(pane.t_min),
                     "t_max": _finite_or_none(pane.t_max),
-                    "trace_ids": pane.trace_ids,
+                    "traceparents": pane.traceparents,
                     "duplicates": pane.duplicates,
                     "sketch": len(blobs),
                 }
@@ -618,7 +618,7 @@ class WindowManager:
                     rows=int(entry["rows"]),
                     t_min=_float_or(entry["t_min"], math.inf),
                     t_max=_float_or(entry["t_max"], -math.inf),
-                    trace_ids=[str(x) for x in entry["trace_ids"]],
+                    traceparents=[str(x) for x in entry["traceparents"]],
                     duplicates=int(entry["duplicates"]),
                 )
                 out._panes[(str(entry["segment"]), int(entry["index"]))] = pane
@@ -660,13 +660,13 @@ def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
         total[name] = total.get(name, 0) + count
 
 
-def _first_trace_ids(lists: Iterable[list[str]]) -> list[str]:
+def _first_traceparents(lists: Iterable[list[str]]) -> list[str]:
     out: list[str] = []
     for ids in lists:
         for tid in ids:
             if tid not in out:
                 out.append(tid)
-                if len(out) >= MAX_TRACE_IDS:
+                if len(out) >= MAX_TRACEPARENTS:
                     return out
     return out
 

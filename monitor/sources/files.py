@@ -120,7 +120,7 @@ def frame_to_batch(
         request_id=ids,
         row_key=row_keys(ids),
         model_version=versions,
-        trace_id=np.full(n, None, dtype=object),
+        traceparent=np.full(n, None, dtype=object),
         partition=np.zeros(n, dtype=np.int32),
         offset=rows.astype(np.int64),
         messages=n,

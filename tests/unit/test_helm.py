@@ -18,6 +18,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -362,7 +363,7 @@ def test_validators_catch_mistakes() -> None:
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
         "metadata": {"name": "x"},
-        "spec": {"selector": {}, "endpoint": [{"port": "dl-metrics"}]},
+        "spec": {"selector": {}, "endpoints": [{"port": "dl-metrics", "intervall": "30s"}]},
     }
     with pytest.raises(AssertionError, match="fields its CRD does not know"):
         validate_manifest(monitor, K8S_VERSIONS[0])
@@ -706,6 +707,7 @@ def _sync_module() -> Any:
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

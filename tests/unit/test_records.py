@@ -82,7 +82,7 @@ def test_one_prediction_per_message() -> None:
     np.testing.assert_array_equal(b.event_time, [1_700_000_001.0, 1_700_000_002.0])
     assert list(b.request_id) == ["r1", "r2"]
     assert list(b.model_version) == ["v1", "v1"]
-    assert list(b.trace_id) == ["4bf92f3577b34da6a3ce929d0e0e4736", None]
+    assert list(b.traceparent) == [TRACEPARENT, None]
     assert b.row_key.dtype == np.uint64
     assert [int(k) for k in b.row_key] == [blake64("r1"), blake64("r2")]
     assert list(b.partition) == [0, 0] and b.partition.dtype == np.int32
@@ -282,7 +282,8 @@ def test_row_keys_are_stable_across_processes() -> None:
 def test_traceparent(header: str, trace: str | None) -> None:
     assert parse_traceparent(header) == trace
     b = decode([msg(record(0), headers=(("TraceParent", header.encode()),))])
-    assert b.trace_id[0] == trace
+    assert parse_traceparent(b.traceparent[0]) == trace
+    assert (b.traceparent[0] is None) == (trace is None)
 
 
 # -- records set aside -------------------------------------------------------------------
@@ -382,7 +383,7 @@ def test_any_json_decodes_without_raising(values: list[Any]) -> None:
         isinstance(v, list) or (isinstance(v, dict) and "predictions" in v) for v in values
     )
     n = b.rows
-    for arr in (b.event_time, b.request_id, b.row_key, b.model_version, b.trace_id):
+    for arr in (b.event_time, b.request_id, b.row_key, b.model_version, b.traceparent):
         assert len(arr) == n
     for name, col in b.columns.items():
         assert len(col) == n
@@ -539,7 +540,7 @@ def test_binary_mode_request_and_response_are_paired() -> None:
     assert list(b.model_version) == ["v3", "v3"]
     ce_time = datetime(2024, 6, 10, 8, 0, 0, 123456, tzinfo=UTC).timestamp()
     np.testing.assert_allclose(b.event_time, [ce_time, ce_time])
-    assert list(b.trace_id) == ["4bf92f3577b34da6a3ce929d0e0e4736"] * 2
+    assert [parse_traceparent(t) for t in b.traceparent] == ["4bf92f3577b34da6a3ce929d0e0e4736"] * 2
     assert list(b.offset) == [10, 10]  # the half that was held
 
 
@@ -598,7 +599,7 @@ def test_structured_mode_with_data_and_data_base64() -> None:
     assert not b.failures and b.rows == 1
     assert (b.columns["age"][0], b.columns["country"][0], b.columns["score"][0]) == (5, "US", 0.25)
     assert b.event_time[0] == datetime(2024, 6, 10, 8, tzinfo=UTC).timestamp()
-    assert b.trace_id[0] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert parse_traceparent(b.traceparent[0]) == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @pytest.mark.parametrize("nested", [True, False])

@@ -93,7 +93,7 @@ def batch_of(data: dict[str, np.ndarray], idx: Any = slice(None)) -> DecodedBatc
         request_id=np.array([None] * n, dtype=object),
         row_key=np.asarray(data["key"][idx], dtype=np.uint64),
         model_version=np.asarray(data["version"][idx], dtype=object),
-        trace_id=np.asarray(data["trace"][idx], dtype=object),
+        traceparent=np.asarray(data["trace"][idx], dtype=object),
         partition=np.zeros(n, dtype=np.int32),
         offset=np.arange(n, dtype=np.int64),
     )
@@ -156,7 +156,7 @@ def describe(cw: ClosedWindow) -> tuple[Any, ...]:
         cw.rows,
         cw.late,
         cw.duplicates,
-        tuple(cw.trace_ids),
+        tuple(cw.traceparents),
         cw.kind,
     )
 
@@ -400,14 +400,14 @@ def test_row_windows_per_version_and_duplicates(profile: Profile) -> None:
 # -- exemplars and memory ----------------------------------------------------------------
 
 
-def test_trace_ids_are_a_bounded_sample_of_the_windows_rows(profile: Profile) -> None:
+def test_traceparents_are_a_bounded_sample_of_the_windows_rows(profile: Profile) -> None:
     rng = np.random.default_rng(5)
     data = make_data(rng, 200, span=50.0, jitter=0.0, versions=("v1",))
     closed, _ = run(profile, data, [0, 70, 200], params())
     (window,) = closed
     present = {t for t in data["trace"] if t is not None}
-    assert len(window.trace_ids) == 8 and len(set(window.trace_ids)) == 8
-    assert set(window.trace_ids) <= present
+    assert len(window.traceparents) == 8 and len(set(window.traceparents)) == 8
+    assert set(window.traceparents) <= present
 
 
 def test_memory_holds_only_open_panes_and_a_bounded_dedupe(profile: Profile) -> None:
