@@ -588,25 +588,25 @@ def agreement_table(cells: dict[tuple[str, int], Cell], size: int, budget_s: flo
 
 
 def tests_table(cells: dict[tuple[str, int], Cell], sizes: Sequence[int]) -> TableData:
-    """Which test each method ran, per column kind, on the no-drift window."""
+    """Which test each method ran on each column of the no-drift window (sizes that chose
+    the same tests share a row)."""
     rows = []
-    for size in sizes:
-        for m in METHODS:
+    for m in METHODS:
+        seen: dict[str, list[int]] = {}
+        for size in sizes:
             cell = cells.get((m, size))
             if cell is None or "no_drift" not in cell.runs:
                 continue
-            tests = cell.runs["no_drift"]["tests"]
             by_test: dict[str, list[str]] = {}
-            for column, test in tests.items():
+            for column, test in cell.runs["no_drift"]["tests"].items():
                 by_test.setdefault(test, []).append(SHORT[column])
-            rows.append(
-                [
-                    f"{size:,}",
-                    METHOD_TITLES[m],
-                    "; ".join(f"{t}: {len(c)} ({' '.join(c)})" for t, c in by_test.items()),
-                ]
-            )
-    return TableData("Test chosen per column (no-drift window)", ["rows", "method", "tests"], rows)
+            text = "; ".join(f"{t}: {len(c)} ({' '.join(c)})" for t, c in by_test.items())
+            seen.setdefault(text, []).append(size)
+        for text, at in seen.items():
+            rows.append([METHOD_TITLES[m], ", ".join(f"{s:,}" for s in at), text])
+    return TableData(
+        "Test chosen per column (no-drift window)", ["method", "window rows", "tests"], rows
+    )
 
 
 def legend_table() -> TableData:
@@ -811,6 +811,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     body = "\n".join(header) + "\n\n" + "\n".join(to_markdown(t) for t in tables)
     args.out.write_text(body)
+    raw = {
+        "header": header,
+        "cells": [
+            {
+                "method": c.method,
+                "rows": c.rows,
+                "setup": c.setup,
+                "runs": c.runs,
+                "over_budget": c.over_budget,
+                "error": c.error,
+            }
+            for c in cells.values()
+        ],
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     print(f"\nmarkdown written to {args.out}", file=sys.stderr)
     return 0
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 from detectors.profile import Profile, load_profile
 from detectors.results import WindowReport
+from monitor.actions.policy import PolicyEngine
+from monitor.actions.routes import register
 from monitor.batch import DecodeFailure
 from monitor.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.config import MonitorConfig
@@ -89,6 +91,7 @@ class Agent:
             exemplars=config.exporter.exemplars,
         )
         self.exporter.set_reference(self.profile.short_hash, self.profile.rows)
+        self.engine = PolicyEngine.from_config(config, self.exporter)
         self.telemetry = Telemetry.from_config(config.exporter, config.model, self.exporter)
         self.pipeline = Pipeline(config, self.profile, self.exporter, on_failure=self._dead_letter)
         self.sinks: list[ReportSink] = list(sinks) if sinks is not None else self._default_sinks()
@@ -155,6 +158,7 @@ class Agent:
                 last_tick=lambda: self.health.last_tick,
                 latest_reports=lambda: dict(self.latest),
             )
+            register(self.server, self.engine, self.config)
             self.server.start()
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
         needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
@@ -186,8 +190,8 @@ class Agent:
             if messages:
                 closed = self.pipeline.ingest_messages(messages, now)
                 for m in messages:
-                    key = (m.topic, m.partition)
-                    self.offsets[key] = max(self.offsets.get(key, 0), m.offset + 1)
+                    # Not max(): a partition whose log was lost restarts at a lower offset.
+                    self.offsets[(m.topic, m.partition)] = m.offset + 1
                 self._submit(closed)
             else:
                 self.pipeline.expire(now)
@@ -222,6 +226,7 @@ class Agent:
         self.telemetry.window_evaluated(report, result.seconds, result.traceparents)
         if report.baseline == "reference":
             self.latest[report.model_version] = report
+        self.engine.observe_report(report)
         for sink in self.sinks:
             try:
                 sink.write(report)
@@ -263,6 +268,9 @@ class Agent:
     async def _on_revoke(self, partitions: set[tuple[str, int]]) -> None:
         # The next owner resumes from the committed offsets: make them match our state.
         await self.checkpoint()
+        # A partition that is no longer ours has no lag here (a kept one gets it back).
+        for topic, partition in partitions:
+            self.exporter.set_lag(topic, partition, None)
 
     def _dead_letter(self, failure: DecodeFailure) -> None:
         topic = self.kafka_cfg.dead_letter_topic
@@ -283,6 +291,7 @@ class Agent:
             await self.publisher.stop()
         for sink in self.sinks:
             sink.close()
+        self.engine.close(timeout=10)
         self.telemetry.shutdown()
         if self.server is not None:
             self.server.stop()

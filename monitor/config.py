@@ -55,6 +55,13 @@ from detectors.settings import (
     DriftSettings,
     QualitySettings,
 )
+from monitor.actions.config import (
+    ActionConfig,
+    AlertsConfig,
+    AuditConfig,
+    PolicyConfig,
+    rollback_problems,
+)
 from monitor.durations import DURATION_HINT, format_duration, parse_duration
 
 DOCS = "docs/configuration.md"
@@ -723,6 +730,11 @@ class MonitorConfig(_Section):
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    # Receiving alerts, deciding rollbacks and acting on them: see docs/alerting.md.
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    policies: list[PolicyConfig] = Field(default_factory=list)
+    actions: dict[str, ActionConfig] = Field(default_factory=dict)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     # Where the configuration came from, for messages: the file, or "config".
     _source: str = PrivateAttr(default="config")
@@ -747,6 +759,9 @@ class MonitorConfig(_Section):
                 "needs the brokers of source.kafka; add a source.kafka section or remove "
                 "reports.kafka_topic",
             )
+        problems = rollback_problems(self.policies, self.actions)
+        if problems:
+            raise _fail(*problems[0])
         return self
 
     @classmethod
@@ -898,6 +913,9 @@ class MonitorConfig(_Section):
             value = getattr(obj, keys[-1])
             if value is not None and not value.is_absolute():
                 setattr(obj, keys[-1], base / value)
+        self.audit.resolve_paths(base)
+        for action in self.actions.values():
+            action.resolve_paths(base)
         return self
 
     @classmethod

@@ -366,6 +366,9 @@ class ActionConfig(_Section):
     def _check(self) -> ActionConfig:
         allowed = _KIND_FIELDS[self.kind] | _COMMON_FIELDS
         for name in sorted(self.model_fields_set - allowed):
+            field = type(self).model_fields[name]
+            if getattr(self, name) == field.get_default(call_default_factory=True):
+                continue  # written as its default (an effective config printed back)
             users = [k for k, fields in _KIND_FIELDS.items() if name in fields]
             raise _fail(
                 name,
@@ -421,8 +424,10 @@ class ActionConfig(_Section):
         k = self.kubernetes
         for attr in ("kubeconfig", "token_file", "ca_file"):
             value = getattr(k, attr)
-            if attr in k.model_fields_set and value is not None and not value.is_absolute():
-                setattr(k, attr, base / value)
+            if attr not in k.model_fields_set or value is None:
+                continue
+            value = value.expanduser()
+            setattr(k, attr, value if value.is_absolute() else base / value)
 
 
 class AuditConfig(_Section):

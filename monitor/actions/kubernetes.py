@@ -188,7 +188,7 @@ class KubernetesClient:
         server: str | None = None,
         retry: Retry | None = None,
     ) -> KubernetesClient:
-        path = Path(path)
+        path = Path(path).expanduser()
         try:
             doc = yaml.safe_load(_read_text(path, "kubeconfig")) or {}
         except yaml.YAMLError as exc:

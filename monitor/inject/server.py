@@ -233,10 +233,16 @@ def serve(
     settings: InjectorSettings, cert_file: str | Path, key_file: str | Path, host: str, port: int
 ) -> int:
     """Run the injector until SIGTERM or SIGINT (a Deployment's pod stopping)."""
+    server = InjectorServer(settings, cert_file, key_file, host, port)  # bad files fail here
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with InjectorServer(settings, cert_file, key_file, host, port):
-        stop.wait()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with server:
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     log.info("sidecar injector stopped")
     return 0

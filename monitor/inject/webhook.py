@@ -19,8 +19,9 @@ JSONPatch (RFC 6902):
 Everything else is admitted unchanged: other kinds, other operations, pods without the
 annotation or with ``driftline.io/inject: "false"``, pods already injected. A review
 that cannot be handled (malformed, or annotations that do not make a valid config) is
-answered per the webhook's failure policy: ``Ignore`` admits the pod unchanged with a
-warning (``kubectl`` prints it), ``Fail`` rejects it with the reason; so the webhook
+answered per the webhook's failure policy: ``Ignore`` admits the pod without the
+sidecar, with a warning and the reason in its annotation ``driftline.io/injection-error``
+(the malformed ones unchanged), ``Fail`` rejects it with the reason; so the webhook
 behaves the same whether the API server cannot reach it or it cannot understand the
 pod. Only a body without a readable ``request.uid`` gets HTTP 400: there is nothing to
 answer to.
@@ -39,10 +40,14 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
+# Imported here, not at the first review: it takes about a second, and the API server
+# gives a review a few.
+from monitor.config import ConfigError, parse_config
 from monitor.inject.settings import InjectorSettings
 
 __all__ = [
     "ANNOTATION_CONFIG",
+    "ANNOTATION_ERROR",
     "ANNOTATION_INJECT",
     "ANNOTATION_INJECTED",
     "CONFIG_DIR",
@@ -63,6 +68,8 @@ API_VERSION = "admission.k8s.io/v1"
 PREFIX = "driftline.io/"
 ANNOTATION_INJECT = PREFIX + "inject"
 ANNOTATION_INJECTED = PREFIX + "injected"
+# Why a pod that asked for the sidecar did not get it (failure policy Ignore).
+ANNOTATION_ERROR = PREFIX + "injection-error"
 ANNOTATION_CONFIG = PREFIX + "config"
 ANNOTATION_MODEL = PREFIX + "model"
 ANNOTATION_TOPIC = PREFIX + "topic"
@@ -102,6 +109,7 @@ METRICS_PORT_NAME = "dl-metrics"
 MONITOR_YAML_ENV = "DRIFTLINE_MONITOR_YAML"
 # The emptyDir holding monitor.yaml and a fetched reference profile.
 CONFIG_VOLUME_LIMIT = "512Mi"
+MAX_ERROR_CHARS = 1024
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -433,8 +441,6 @@ def _reference_configmap_volume(name: str) -> dict[str, Any]:
 def _validate(data: dict[str, Any], namespace: str, meta: dict[str, Any]) -> None:
     """Check the built configuration with the agent's own model, so a mistake in the
     annotations is reported at admission instead of as a crash-looping sidecar."""
-    from monitor.config import ConfigError, parse_config
-
     name = meta.get("name") or meta.get("generateName") or "pod"
     try:
         parse_config(data, source=f"annotations of {namespace}/{name}")
@@ -620,7 +626,26 @@ def _review(request: dict[str, Any], uid: str, settings: InjectorSettings) -> di
     name = _pod_name(pod)
     log.info("review %s pod %s/%s: %s (%s)", uid, namespace, name, outcome.action, outcome.reason)
     if outcome.action == "error":
-        return _failed(API_VERSION, uid, settings, f"pod {namespace}/{name}: {outcome.reason}", 400)
+        answer = _failed(
+            API_VERSION, uid, settings, f"pod {namespace}/{name}: {outcome.reason}", 400
+        )
+        if answer["response"]["allowed"]:
+            # Warnings reach whoever created the pod: for a Deployment's pods, that is the
+            # ReplicaSet controller. The annotation is where people look.
+            ops: list[dict[str, Any]] = []
+            meta = pod.get("metadata")
+            if isinstance(meta, dict):
+                reason = outcome.reason[:MAX_ERROR_CHARS]
+                _add_map(
+                    ops,
+                    meta.get("annotations"),
+                    "/metadata/annotations",
+                    {ANNOTATION_ERROR: reason},
+                )
+            if ops:
+                answer["response"]["patchType"] = "JSONPatch"
+                answer["response"]["patch"] = base64.b64encode(orjson.dumps(ops)).decode()
+        return answer
     return _answer(API_VERSION, uid, patch=outcome.patch, warnings=outcome.warnings)
 
 

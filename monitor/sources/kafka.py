@@ -4,9 +4,15 @@ commits only the offsets the agent says are durable.
 Auto-commit is off (decision 7): the agent commits after its checkpoint is written. On
 assignment, partitions are moved to the checkpoint's offsets when the checkpoint is ahead
 of the group's committed offsets, so a restarted agent neither loses nor re-counts
-records. Lag is ``highwater − position`` (``end_offsets()`` is wrong on some brokers).
-A broker that is down at start or goes away is retried with exponential backoff and
-jitter; meanwhile ``up`` is False, which the agent exports as ``driftline_source_up``.
+records; later assignments of a partition (rebalances) resume at the group's committed
+offset, or at the last offset this agent checkpointed when its commit did not get through.
+Lag is ``highwater − position`` (``end_offsets()`` is wrong on some brokers).
+A broker that is down at start is retried with exponential backoff and jitter; one that
+goes away later is found by a metadata probe every ``PROBE_INTERVAL`` seconds (fetches
+alone do not fail: aiokafka retries them quietly). Meanwhile ``up`` is False, which the
+agent exports as ``driftline_source_up``. Commits are bounded by ``COMMIT_TIMEOUT``:
+aiokafka retries a retriable commit error forever (a broker that lost the topic answers
+``UNKNOWN_TOPIC_OR_PARTITION`` to every try), which would hang a rebalance or a shutdown.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from monitor.config import KafkaSourceConfig
 log = logging.getLogger(__name__)
 
 Offsets = dict[tuple[str, int], int]
+
+#: Seconds between broker reachability probes while connected.
+PROBE_INTERVAL = 1.0
+#: Seconds a probe, a commit or a committed-offset lookup may take before it counts as failed.
+PROBE_TIMEOUT = 3.0
+COMMIT_TIMEOUT = 5.0
 
 
 def client_settings(cfg: KafkaSourceConfig) -> dict[str, object]:
@@ -57,10 +69,15 @@ class _Rebalance(ConsumerRebalanceListener):
         self.source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            log.info("partitions revoked: %s", _names(revoked))
         if revoked and self.source.on_revoke is not None:
             await self.source.on_revoke({(tp.topic, tp.partition) for tp in revoked})
+        for tp in revoked:
+            self.source.positions.pop((tp.topic, tp.partition), None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", _names(assigned))
         await self.source.seek_assigned(assigned)
 
 
@@ -79,6 +96,10 @@ class KafkaSource:
         self.consumer: AIOKafkaConsumer | None = None
         self.up = False
         self.positions: Offsets = {}
+        # Offsets whose records are in a durable checkpoint of the agent, as last handed
+        # to commit(), whether or not the commit got through.
+        self.durable: Offsets = {}
+        self._probe: asyncio.Task[None] | None = None
 
     async def start(self, stop: asyncio.Event) -> bool:
         """Connect and join the group, retrying with backoff until ``stop`` is set."""
@@ -99,6 +120,7 @@ class KafkaSource:
                 consumer.subscribe(self.cfg.topics, listener=_Rebalance(self))
                 self.consumer = consumer
                 self.up = True
+                self._probe = asyncio.create_task(self._watch(consumer))
                 log.info("kafka source connected to %s", self.cfg.bootstrap_servers)
                 return True
             except (KafkaError, OSError) as exc:
@@ -115,21 +137,67 @@ class KafkaSource:
                 delay = min(delay * 2, 30.0) * random.uniform(0.8, 1.2)
         return False
 
-    async def seek_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Move newly assigned partitions to the checkpoint's offsets.
+    async def _watch(self, consumer: AIOKafkaConsumer) -> None:
+        """Probe the brokers with a metadata request (all topics: it creates none)."""
+        while True:
+            try:
+                await asyncio.wait_for(consumer.topics(), PROBE_TIMEOUT)
+                reachable = True
+            except (KafkaError, OSError, TimeoutError):
+                reachable = False
+            if reachable != self.up:
+                if reachable:
+                    log.info("kafka brokers %s reachable again", self.cfg.bootstrap_servers)
+                else:
+                    log.warning("kafka brokers %s unreachable", self.cfg.bootstrap_servers)
+                self.up = reachable
+            await asyncio.sleep(PROBE_INTERVAL)
 
-        The checkpoint's window state holds exactly the records before its offsets, so
-        they are the right place to resume even when the committed offsets differ (a
-        fallback to the previous checkpoint leaves them behind the committed ones).
+    async def seek_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Move newly assigned partitions to where this agent's window state ends.
+
+        On a partition's first assignment after a restart, that is the checkpoint's
+        offset: the restored window state holds exactly the records before it, so it is
+        the right place to resume even when the committed offset differs (a fallback to
+        the previous checkpoint leaves it behind the committed one). The checkpoint is
+        used once: on later assignments the agent's state has moved on, and the group's
+        committed offset is right (the agent commits when partitions are revoked) unless
+        it lags the agent's own last checkpoint because a commit failed; then the
+        checkpoint's offset wins. A partition another member has read since is ahead of
+        both, at its committed offset, where the consumer resumes by itself.
         """
         assert self.consumer is not None
         for tp in assigned:
-            want = self.start_offsets.get((tp.topic, tp.partition))
+            key = (tp.topic, tp.partition)
+            want = self.start_offsets.pop(key, None)
             if want is not None:
-                self.consumer.seek(tp, want)
-                log.info(
-                    "partition %s-%d resumes at checkpoint offset %d", tp.topic, tp.partition, want
-                )
+                why = "checkpoint offset"
+            else:
+                own = self.durable.get(key)
+                if own is None:
+                    continue
+                committed = await self._committed(tp)
+                if committed is not None and committed >= own:
+                    continue
+                want, why = own, "last checkpointed offset (not committed)"
+            self.consumer.seek(tp, want)
+            log.info("partition %s-%d resumes at %s %d", tp.topic, tp.partition, why, want)
+
+    async def _committed(self, tp: TopicPartition) -> int | None:
+        assert self.consumer is not None
+        try:
+            committed: int | None = await asyncio.wait_for(
+                self.consumer.committed(tp), PROBE_TIMEOUT
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "cannot read the committed offset of %s-%d (%s)",
+                tp.topic,
+                tp.partition,
+                type(exc).__name__,
+            )
+            return None
+        return committed
 
     async def poll(self, timeout_ms: int = 200) -> list[RawMessage]:
         """The next messages of all assigned partitions (possibly none)."""
@@ -143,7 +211,8 @@ class KafkaSource:
             log.warning("kafka fetch failed (%s); the consumer reconnects", type(exc).__name__)
             await asyncio.sleep(0.5)
             return []
-        self.up = True
+        if records:
+            self.up = True  # else the probe decides: an empty fetch proves nothing
         out: list[RawMessage] = []
         for tp, msgs in records.items():
             for m in msgs:
@@ -160,7 +229,50 @@ class KafkaSource:
                 )
             if msgs:
                 self.positions[(tp.topic, tp.partition)] = msgs[-1].offset + 1
+        if not out:
+            await self._reset_beyond_end()
         return out
+
+    async def _reset_beyond_end(self) -> None:
+        """Move partitions whose position is past their end back to ``start``.
+
+        A fetch answered with a high watermark below the position it asked for means the
+        partition's log was lost or recreated (a broker without persistent storage, a
+        topic deleted and created again). Kafka answers such a fetch with
+        OFFSET_OUT_OF_RANGE and the consumer resets by itself; Tansu answers with no
+        records, which would leave the agent waiting there forever. The high watermark
+        is only recorded from fetches at the current position, and the agent seeks only
+        when partitions are assigned (which clears it), so ``position > highwater`` is
+        never a stale comparison.
+        """
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), PROBE_TIMEOUT)
+            except (KafkaError, TimeoutError):
+                continue
+            if position <= high:
+                continue
+            log.warning(
+                "partition %s-%d ends at %d, before the position %d (log lost or topic "
+                "recreated); resuming from the %s",
+                tp.topic,
+                tp.partition,
+                high,
+                position,
+                "beginning" if self.cfg.start == "earliest" else "end",
+            )
+            try:
+                if self.cfg.start == "earliest":
+                    await asyncio.wait_for(self.consumer.seek_to_beginning(tp), PROBE_TIMEOUT)
+                else:
+                    await asyncio.wait_for(self.consumer.seek_to_end(tp), PROBE_TIMEOUT)
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("reset of %s-%d failed (%s)", tp.topic, tp.partition, exc)
+            self.positions.pop((tp.topic, tp.partition), None)
 
     def assigned(self) -> set[tuple[str, int]]:
         if self.consumer is None:
@@ -183,7 +295,9 @@ class KafkaSource:
         return out
 
     async def commit(self, offsets: Offsets) -> None:
-        """Commit ``offsets`` (next offset to read) for partitions still assigned."""
+        """Commit ``offsets`` (next offset to read, all in a durable checkpoint) for the
+        partitions still assigned; a failure is logged, and the next checkpoint retries."""
+        self.durable.update(offsets)
         if self.consumer is None or not offsets:
             return
         mine = self.assigned()
@@ -191,14 +305,19 @@ class KafkaSource:
         if not to_commit:
             return
         try:
-            await self.consumer.commit(to_commit)
-        except KafkaError as exc:
+            await asyncio.wait_for(self.consumer.commit(to_commit), COMMIT_TIMEOUT)
+        except (KafkaError, TimeoutError) as exc:
             log.warning(
                 "offset commit failed (%s); it is retried at the next checkpoint",
                 type(exc).__name__,
             )
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
         if self.consumer is not None:
             await _quiet_stop(self.consumer)
             self.consumer = None
@@ -244,6 +363,10 @@ class KafkaPublisher:
     async def stop(self) -> None:
         await self.flush()
         await self.producer.stop()
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}-{tp.partition}" for tp in partitions)
 
 
 async def _quiet_stop(client: AIOKafkaConsumer) -> None:

@@ -409,6 +409,10 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
         "exporter",
         "reports",
         "state",
+        "alerts",
+        "policies",
+        "actions",
+        "audit",
     }
     assert data["windows"]["size"] == "5m"  # durations as people write them
     assert data["windows"]["allowed_lateness"] == "30s"

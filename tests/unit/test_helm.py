@@ -416,7 +416,6 @@ def test_selectors_select_and_ports_exist(helm: Path, case: str) -> None:
         return {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
 
     for svc in of_kind(docs, "Service"):
-        targets = [t for t in pods.values() if selects(svc["spec"], t["metadata"]["labels"])]
         selector = {"matchLabels": svc["spec"]["selector"]}
         targets = [t for t in pods.values() if selects(selector, t["metadata"]["labels"])]
         assert len(targets) == 1, svc["metadata"]["name"]
@@ -439,14 +438,14 @@ def test_selectors_select_and_ports_exist(helm: Path, case: str) -> None:
         assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
 
 
-def test_injector_pod_monitor_selects_what_the_webhook_labels(helm: Path) -> None:
+def test_injector_pod_monitor_selects_what_the_webhook_labels(helm: Path, tmp_path: Path) -> None:
     docs = manifests(helm, "injector-cert-manager-observability")
     monitor = one(docs, "PodMonitor")
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     assert selects(monitor["spec"]["selector"], {ANNOTATION_INJECTED: "true", "app": "m"})
     assert not selects(monitor["spec"]["selector"], {"app": "m"})
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    settings = _settings(docs)
+    settings = _settings(docs, tmp_path)
     assert endpoint["port"] == "dl-metrics"
     assert settings.pod_label is True
     assert monitor["metadata"]["labels"]["release"] == "kps"
@@ -455,14 +454,12 @@ def test_injector_pod_monitor_selects_what_the_webhook_labels(helm: Path) -> Non
 # -- the injector ------------------------------------------------------------------------
 
 
-def _settings(docs: list[dict[str, Any]], tmp: Path | None = None) -> Any:
+def _settings(docs: list[dict[str, Any]], tmp: Path) -> Any:
+    """The injector.yaml the chart mounts, read as the injector reads it."""
     cm = next(d for d in of_kind(docs, "ConfigMap") if "injector.yaml" in d["data"])
-    path = (tmp or Path("/tmp")) / f"injector-{id(cm)}.yaml"
+    path = tmp / f"injector-{id(cm)}.yaml"
     path.write_text(cm["data"]["injector.yaml"])
-    try:
-        return load_settings(path)
-    finally:
-        path.unlink()
+    return load_settings(path)
 
 
 def test_webhook_configuration(helm: Path) -> None:
@@ -643,7 +640,7 @@ def test_rollback_rbac_is_least_privilege(helm: Path) -> None:
         assert set(rules) == {("argoproj.io",), ("serving.kserve.io",)}
         assert rules[("argoproj.io",)]["resources"] == ["rollouts", "rollouts/status"]
         assert rules[("serving.kserve.io",)]["resources"] == ["inferenceservices"]
-        assert all(r["verbs"] == ["get", "patch"] for r in role["rules"])
+        assert all(r["verbs"] == ["patch"] for r in role["rules"])
     sa = one(docs, "ServiceAccount")["metadata"]["name"]
     for binding in of_kind(docs, "RoleBinding"):
         assert binding["subjects"] == [
@@ -820,6 +817,12 @@ def test_template_explains_what_a_keda_kafka_trigger_lacks(helm: Path) -> None:
     result = run_helm(helm, "template", RELEASE, values=values)
     assert result.returncode != 0
     assert "agent.keda.trigger kafka needs the brokers, topic and consumer group" in result.stderr
+
+
+def test_template_explains_whom_injector_mode_rollback_rbac_is_for(helm: Path) -> None:
+    result = run_helm(helm, "template", RELEASE, values={"rollback": {"kserve": {"enabled": True}}})
+    assert result.returncode != 0
+    assert "list it in rollback.extraSubjects" in result.stderr
 
 
 # Values that are Kubernetes objects are documented as one row.

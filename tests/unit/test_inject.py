@@ -12,9 +12,12 @@ import hashlib
 import http.client
 import http.server
 import json
+import re
 import shutil
+import signal
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +35,7 @@ from monitor.inject.prepare import PrepareError, fetch_reference, write_config
 from monitor.inject.server import InjectorServer
 from monitor.inject.settings import InjectorSettings, SettingsError, load_settings
 from monitor.inject.webhook import (
+    ANNOTATION_ERROR,
     ANNOTATION_INJECTED,
     CONFIG_DIR,
     CONTAINER_NAME,
@@ -325,9 +329,14 @@ def test_bad_annotations_warn_under_ignore_and_deny_under_fail(
 ) -> None:
     pod = model_pod(annotations)
     ignore = review(pod)
-    assert ignore["allowed"] is True and "patch" not in ignore
     (warning,) = ignore["warnings"]
     assert key in warning and "not injected" in warning
+    # Admitted without the sidecar; the reason is kept on the pod, where people look
+    # (warnings of a Deployment's pods go to the ReplicaSet controller).
+    result = patched(pod, ignore)
+    assert result["spec"] == pod["spec"]
+    assert key in result["metadata"]["annotations"].pop(ANNOTATION_ERROR)
+    assert result == pod
 
     fail = review(pod, settings=SETTINGS.model_copy(update={"failure_policy": "Fail"}))
     assert fail["allowed"] is False and "patch" not in fail
@@ -484,11 +493,13 @@ def test_malformed_reviews_with_a_uid_get_a_well_formed_answer(mutate: Any, poli
     assert answer["apiVersion"].startswith("admission.k8s.io/")
     response = answer["response"]
     assert response["uid"] == body["request"]["uid"]
-    assert "patch" not in response
     if policy == "Ignore":
         assert response["allowed"] is True and response["warnings"]
+        ops = json.loads(base64.b64decode(response["patch"])) if "patch" in response else []
+        assert all(op["path"].startswith("/metadata/annotations") for op in ops)
     else:
         assert response["allowed"] is False and response["status"]["message"]
+        assert "patch" not in response
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -508,6 +519,52 @@ def test_settings_file_round_trip_and_errors(tmp_path: Path) -> None:
     path.write_text("kafka: {password_secret: {name: Bad_Name}}\n")
     with pytest.raises(SettingsError, match="password_secret"):
         load_settings(path)
+
+
+def test_serve_command_fails_cleanly_on_bad_settings_or_certificates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert, key = _self_signed(tmp_path, "x")
+    bad = tmp_path / "injector.yaml"
+    bad.write_text("failure_policy: Sometimes\n")
+    args = ["inject", "serve", "--tls-cert", str(cert), "--tls-key", str(key)]
+    assert cli_main([*args, "--settings", str(bad)]) == 2
+    assert "failure_policy" in capsys.readouterr().err
+    missing = ["inject", "serve", "--tls-cert", str(tmp_path / "no.crt"), "--tls-key", str(key)]
+    assert cli_main([*missing, "--port", "0"]) == 2
+    assert "cannot start the injector" in capsys.readouterr().err
+
+
+def test_serve_command_runs_until_sigterm(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "driftline-injector")
+    settings = tmp_path / "injector.yaml"
+    settings.write_text("kafka: {bootstrap_servers: 'kafka:9092'}\n")
+    command = [sys.executable, "-m", "monitor.cli", "inject", "serve", "--tls-cert", str(cert),
+               "--tls-key", str(key), "--settings", str(settings), "--host", "127.0.0.1",
+               "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path.cwd())
+    try:
+        assert proc.stderr is not None
+        port = None
+        for _ in range(50):
+            line = proc.stderr.readline()
+            found = re.search(r"listening on https://127\.0\.0\.1:(\d+)/mutate", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "the injector did not say where it listens"
+        pod = model_pod(annotated())
+        status, answer = _request(
+            _client(port, cert), "POST", "/mutate", json.dumps(admission_review(pod)).encode()
+        )
+        assert status == 200
+        validate_pod(patched(pod, answer["response"]))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # -- the init step -----------------------------------------------------------------------

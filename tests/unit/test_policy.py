@@ -494,3 +494,21 @@ def test_action_name_templates_fill_model_and_version() -> None:
         {"kind": "argo_rollouts", "namespace": "ml", "rollout": "{model}-{version}"}
     )
     assert action.target_name("fraud", "v2") == "fraud-v2"
+
+
+def test_printed_settings_load_back_unchanged() -> None:
+    settings = RollbackSettings.model_validate(
+        {
+            "model": "fraud",
+            "policies": [
+                {"name": "p", "when": ["dataset_drift", {"alert": "X"}], "actions": ["a", "b"]}
+            ],
+            "actions": {
+                "a": {"kind": "kserve", "namespace": "ml", "inference_service": "{model}"},
+                "b": {"kind": "webhook", "url": "http://hooks/", "secret_env": "S"},
+            },
+        }
+    )
+    printed = settings.model_dump(mode="json")
+    assert printed["actions"]["a"]["url"] is None  # every key is printed, defaults included
+    assert RollbackSettings.model_validate(printed) == settings
