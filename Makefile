@@ -32,6 +32,7 @@ bench:
 
 alert-rules:
 	$(PYTHON) -m alert_rules.generate
+	$(PYTHON) helm/sync_generated.py
 
 dashboards:
 	$(PYTHON) -m dashboards.build
