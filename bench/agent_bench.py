@@ -41,7 +41,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -90,7 +89,12 @@ CONSUMER_SETTINGS: dict[str, Any] = {
 
 
 def record_chunks(records: int, seed: int, rate: float) -> Iterator[list[bytes]]:
-    """driftline JSON records (one per prediction), in chunks of up to 100k."""
+    """driftline JSON records (one per prediction), in lists of up to 10k.
+
+    Each 100k records are one ``bench.data`` window (scenarios in turn); they are
+    serialised 10k at a time, which keeps this process small (orjson's output buffers
+    leave the heap fragmented when many are alive at once).
+    """
     import numpy as np
     import orjson
 
@@ -103,12 +107,13 @@ def record_chunks(records: int, seed: int, rate: float) -> Iterator[list[bytes]]
         frame = data.window(n, SCENARIOS[c % len(SCENARIOS)], seed=seed + c)
         rng = np.random.default_rng(seed + 7919 * (c + 1))
         hexed = rng.bytes(16 * n).hex()
-        ids = [hexed[32 * i : 32 * i + 32] for i in range(n)]
+        ids = (hexed[32 * i : 32 * i + 32] for i in range(n))
         times = (EPOCH + (start + np.arange(n)) / rate).tolist()
         preds = frame[data.PREDICTION].tolist()
         rows = zip(*(frame[name].tolist() for name in names), strict=True)
         # orjson writes NaN as null, which is how a missing value arrives
-        yield [
+        records_iter = zip(ids, times, preds, rows, strict=True)
+        while part := [
             dumps(
                 {
                     "request_id": rid,
@@ -118,8 +123,9 @@ def record_chunks(records: int, seed: int, rate: float) -> Iterator[list[bytes]]
                     "prediction": p,
                 }
             )
-            for rid, t, p, row in zip(ids, times, preds, rows, strict=True)
-        ]
+            for rid, t, p, row in itertools.islice(records_iter, 10_000)
+        ]:
+            yield part
 
 
 def write_records(path: Path, records: int, seed: int, rate: float) -> int:
@@ -263,6 +269,7 @@ class GcTimer:
 
     def __init__(self) -> None:
         self.stage = Stage()
+        self.full = Stage()  # of which generation-2 (full) collections
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -272,20 +279,28 @@ class GcTimer:
         elif self._started:
             took = time.perf_counter() - self._started
             self.stage.add(took, took)  # the collector holds the GIL: wall is its CPU
+            if info.get("generation") == 2:
+                self.full.add(took, took)
             self._started = 0.0
 
 
-def rss_kib() -> int:
-    """Current resident set size of this process."""
+def _status_kib(field_name: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field_name + ":"):
                 return int(line.split()[1])
     return 0
 
 
+def rss_kib() -> int:
+    """Current resident set size of this process."""
+    return _status_kib("VmRSS")
+
+
 def peak_rss_kib() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """The process's resident high-water mark since its exec. (``ru_maxrss`` would not do:
+    a child started by fork and exec keeps the parent's high-water mark.)"""
+    return _status_kib("VmHWM")
 
 
 @dataclass
@@ -403,6 +418,7 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     eval_stage = Stage()
     collector = GcTimer()
     stages["gc"] = collector.stage
+    stages["gc_full"] = collector.full
     AIOKafkaConsumer.getmany = timed_async(stages["fetch"], AIOKafkaConsumer.getmany)  # type: ignore[method-assign]
     KafkaSource.poll = timed_async(stages["poll"], KafkaSource.poll)  # type: ignore[method-assign]
 
@@ -442,6 +458,12 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
         return closed
 
     pipeline.ingest_messages = ingest_messages  # type: ignore[method-assign]
+
+    if spec.get("gc") in GC_EXPERIMENTS:
+        gc.collect()
+        gc.freeze()  # start-up objects (modules, profile, pandas) leave the collector's view
+        if spec["gc"] == "off":
+            gc.disable()
 
     profiler = None
     if spec.get("cprofile"):
@@ -541,7 +563,8 @@ def child_baseline(spec: Mapping[str, Any]) -> dict[str, Any]:
     max_records = int(spec.get("batch_records", BATCH_RECORDS))
     ref = Reference()
     stages = {name: Stage() for name in ("fetch", "parse", "frame", "tests")}
-    stages["gc"] = GcTimer().stage
+    collector = GcTimer()
+    stages["gc"], stages["gc_full"] = collector.stage, collector.full
     span = Span()
     result: dict[str, Any] = {"windows": 0, "late": 0, "drifted_columns": 0}
 
@@ -969,6 +992,7 @@ AGENT_STAGES = (
     ("checkpoint", "checkpoints (snapshot, write, commit)"),
     ("other", "the rest of the loop (exporter counters, offsets, event loop)"),
     ("gc", "of all the above: the cyclic garbage collector"),
+    ("gc_full", "of which full (generation 2) collections"),
 )
 BASELINE_STAGES = (
     ("fetch", "aiokafka getmany"),
@@ -977,6 +1001,7 @@ BASELINE_STAGES = (
     ("tests", "scipy ks_2samp / chi2_contingency per column"),
     ("other", "the rest (event loop)"),
     ("gc", "of all the above: the cyclic garbage collector"),
+    ("gc_full", "of which full (generation 2) collections"),
 )
 
 
@@ -1099,7 +1124,7 @@ def rss_table(
             "baseline above setup",
         ],
         rows,
-        "Peak RSS is the process's high-water mark (ru_maxrss); 'above setup' subtracts the "
+        "Peak RSS is the process's high-water mark (VmHWM); 'above setup' subtracts the "
         "RSS after imports and the reference were loaded. The dedupe store is bounded by "
         "windows.dedupe_max_ids and the event-time horizon, not by the window length.",
     )
@@ -1208,17 +1233,29 @@ def print_rich(table: TableData) -> None:
         console.print(f"[dim]{table.note}[/dim]")
 
 
+RUN_KINDS = ("getmany", "getmany16", "confluent", "poll", "agent", "baseline")
+GC_EXPERIMENTS = {
+    "freeze": "gc.freeze() after start-up",
+    "off": "cyclic collector off (upper bound of what tuning it can give)",
+}
+
+
+@dataclass
+class Plan:
+    """What to run against each topic layout."""
+
+    records: int
+    batch_sizes: Sequence[int]
+    kinds: Sequence[str]
+    gc_experiments: Sequence[str]
+    cprofile: bool
+    cpu: int
+    others: set[int]
+    timeout: float
+
+
 def measure_layout(
-    console: Any,
-    common: Mapping[str, Any],
-    partitions: int,
-    batch_sizes: Sequence[int],
-    records: int,
-    cpu: int,
-    others: set[int],
-    timeout: float,
-    *,
-    cprofile: bool,
+    console: Any, common: Mapping[str, Any], partitions: int, plan: Plan, *, cprofile: bool
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Every broker run for one topic layout, on a fresh broker; (runs, cProfile lines)."""
     from monitor.testing.broker import TansuBroker
@@ -1227,27 +1264,27 @@ def measure_layout(
     profiled: list[str] = []
     with TansuBroker() as broker:
         assert broker.pid is not None
-        pin_broker(broker.pid, others)
+        pin_broker(broker.pid, plan.others)
         topic = f"predictions-{partitions}p"
         broker.create_topic(topic, partitions)
         seconds = produce(broker.bootstrap, topic, Path(common["records_file"]), partitions)
         console.print(
-            f"{partitions} partition(s): produced {records:,} records in {seconds:.1f} s; "
-            f"broker on cores {sorted(others)}, consumer on {cpu}"
+            f"{partitions} partition(s): produced {plan.records:,} records in {seconds:.1f} s; "
+            f"broker on cores {sorted(plan.others)}, consumer on {plan.cpu}"
         )
         spec = {
             **common,
-            "records": records,
+            "records": plan.records,
             "bootstrap": broker.bootstrap,
             "topic": topic,
-            "batch_records": batch_sizes[0],
+            "batch_records": plan.batch_sizes[0],
         }
         groups = itertools.count()
 
-        def go(kind: str, label: str, **extra: Any) -> dict[str, Any]:
+        def go(label: str, kind: str, **extra: Any) -> None:
             console.print(f"  {label} …")
             group = f"bench-{kind}-{next(groups)}"
-            result = run_child(kind, {**spec, "group": group, **extra}, cpu, timeout)
+            result = run_child(kind, {**spec, "group": group, **extra}, plan.cpu, plan.timeout)
             if "error" in result:
                 console.print(f"    [red]{result['error']}[/red]")
             else:
@@ -1255,23 +1292,35 @@ def measure_layout(
                     f"    {result['rate'] / 1000:.1f}k records/s, "
                     f"{result['cpu_rate'] / 1000:.1f}k records/CPU-s"
                 )
-            return result
+            runs[label] = result
 
-        runs["aiokafka getmany only"] = go("fetch", "getmany only", mode="getmany")
-        runs["aiokafka getmany only, 16 MiB partition fetches"] = go(
-            "fetch", "getmany only, 16 MiB", mode="getmany", partition_fetch_bytes=16 << 20
-        )
-        if confluent_available():
-            runs["confluent-kafka consume only"] = go("fetch", "confluent-kafka", mode="confluent")
-        runs["KafkaSource.poll only"] = go("fetch", "KafkaSource.poll only", mode="poll")
-        for i, b in enumerate(batch_sizes):
-            label = "driftline agent" + ("" if i == 0 else f" (batches of {b:,})")
-            runs[label] = go("agent", label, batch_records=b)
-        runs["baseline"] = go("baseline", "baseline (pandas + scipy per window)")
-        if cprofile:
-            profiled = go("agent", "driftline agent under cProfile", cprofile=True).get(
-                "cprofile", []
+        if "getmany" in plan.kinds:
+            go("aiokafka getmany only", "fetch", mode="getmany")
+        if "getmany16" in plan.kinds:
+            go(
+                "aiokafka getmany only, 16 MiB partition fetches",
+                "fetch",
+                mode="getmany",
+                partition_fetch_bytes=16 << 20,
             )
+        if "confluent" in plan.kinds and confluent_available():
+            go("confluent-kafka consume only", "fetch", mode="confluent")
+        if "poll" in plan.kinds:
+            go("KafkaSource.poll only", "fetch", mode="poll")
+        if "agent" in plan.kinds:
+            for i, b in enumerate(plan.batch_sizes):
+                go(
+                    "driftline agent" + ("" if i == 0 else f" (batches of {b:,})"),
+                    "agent",
+                    batch_records=b,
+                )
+            for name in plan.gc_experiments:
+                go(f"experiment: driftline agent, {GC_EXPERIMENTS[name]}", "agent", gc=name)
+        if "baseline" in plan.kinds:
+            go("baseline", "baseline")
+        if cprofile:
+            go("driftline agent under cProfile", "agent", cprofile=True)
+            profiled = runs.pop("driftline agent under cProfile").get("cprofile", [])
     return runs, profiled
 
 
@@ -1288,6 +1337,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=str(BATCH_RECORDS),
         help="the agent's kafka.max_batch_records; several values give one agent run each "
         f"(default {BATCH_RECORDS}; the baseline always takes the first)",
+    )
+    p.add_argument(
+        "--runs",
+        default=",".join(RUN_KINDS),
+        help=f"broker runs, from {','.join(RUN_KINDS)} (default all)",
+    )
+    p.add_argument(
+        "--gc-experiment",
+        default="",
+        help="extra agent runs with the garbage collector tuned: "
+        + ", ".join(f"{k} ({v})" for k, v in GC_EXPERIMENTS.items()),
     )
     p.add_argument("--rss-windows", help="row window lengths for the memory table")
     p.add_argument("--skip-rss", action="store_true")
@@ -1312,6 +1372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = args.records or (RECORDS_QUICK if args.quick else RECORDS_FULL)
     layouts = [int(x) for x in args.partitions.split(",") if x]
     batch_sizes = [int(x) for x in args.batch_records.split(",") if x]
+    kinds = [x for x in args.runs.split(",") if x]
+    gc_experiments = [x for x in args.gc_experiment.split(",") if x]
+    unknown = set(kinds) - set(RUN_KINDS) | set(gc_experiments) - set(GC_EXPERIMENTS)
+    if unknown:
+        raise SystemExit(f"unknown --runs or --gc-experiment value(s): {sorted(unknown)}")
     if args.rss_windows:
         rss_sizes = [int(x) for x in args.rss_windows.split(",") if x]
     else:
@@ -1360,16 +1425,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
         if not args.skip_broker:
+            plan = Plan(
+                records=records,
+                batch_sizes=batch_sizes,
+                kinds=kinds,
+                gc_experiments=gc_experiments,
+                cprofile=args.cprofile,
+                cpu=cpu,
+                others=others,
+                timeout=timeout,
+            )
             for partitions in layouts:
                 runs, profiled = measure_layout(
                     console,
                     common,
                     partitions,
-                    batch_sizes,
-                    records,
-                    cpu,
-                    others,
-                    timeout,
+                    plan,
                     cprofile=args.cprofile and partitions == layouts[0],
                 )
                 cprofile = cprofile or profiled

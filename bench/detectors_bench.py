@@ -276,11 +276,15 @@ def peak_rss() -> Iterator[dict[str, Any]]:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    if reset:
         out["how"] = "VmHWM after clear_refs"
         start = _status_kib("VmRSS")
         yield out
         out["peak_bytes"] = (_status_kib("VmHWM") - start) * 1024
-    except OSError:
+    else:
         out["how"] = "ru_maxrss delta"
         start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         yield out
