@@ -37,6 +37,7 @@ from monitor.config import MonitorConfig
 from monitor.evaluation import EvaluatedWindow
 from monitor.exporter import Exporter
 from monitor.pipeline import Pipeline, window_label
+from monitor.report.store import HtmlReportWriter
 from monitor.server import AgentServer
 from monitor.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.sources.kafka import KafkaPublisher, KafkaSource
@@ -95,6 +96,12 @@ class Agent:
         self.telemetry = Telemetry.from_config(config.exporter, config.model, self.exporter)
         self.pipeline = Pipeline(config, self.profile, self.exporter, on_failure=self._dead_letter)
         self.sinks: list[ReportSink] = list(sinks) if sinks is not None else self._default_sinks()
+        # HTML pages of windows with drift or a quality breach, written in the worker.
+        self.html_reports = (
+            HtmlReportWriter(self.profile, config.reports.html_dir, config.reports.html_base_url)
+            if config.reports.html_dir is not None
+            else None
+        )
         self.store = CheckpointStore(config.state.dir)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
         self.offsets: dict[tuple[str, int], int] = {}
@@ -211,14 +218,19 @@ class Agent:
     async def _evaluate(self, closed: list[ClosedWindow]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(
-                self.executor, self.pipeline.evaluator.evaluate, closed
-            )
+            results = await loop.run_in_executor(self.executor, self._evaluate_closed, closed)
         except Exception:
             log.exception("window evaluation failed for %d windows", len(closed))
             return
         for result in results:
             self._publish(result)
+
+    def _evaluate_closed(self, closed: list[ClosedWindow]) -> list[EvaluatedWindow]:
+        """In the worker: the reports, and the HTML pages (linked from the reports)."""
+        results = self.pipeline.evaluator.evaluate(closed)
+        if self.html_reports is not None:
+            results = self.html_reports.attach(closed, results)
+        return results
 
     def _publish(self, result: EvaluatedWindow) -> None:
         report = result.report

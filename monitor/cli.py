@@ -216,6 +216,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration=args.duration, rate=args.rate, port=args.port)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from detectors.profile import ProfileError, load_profile
+    from detectors.sketch import WindowSketch
+    from monitor.report import (
+        ReportInputError,
+        ReportSelectionError,
+        parse_window_start,
+        read_reports,
+        render_report,
+        select_report,
+    )
+
+    try:
+        profile = load_profile(args.reference)
+        start = parse_window_start(args.window_start) if args.window_start is not None else None
+        selection = select_report(
+            read_reports(args.reports),
+            window_start=start,
+            index=args.index,
+            model_version=args.model_version,
+        )
+        sketch = None
+        if args.sketch:
+            sketch = WindowSketch.from_bytes(profile, Path(args.sketch).read_bytes())
+    except OSError as exc:
+        err.print(f"[red]error:[/] {exc.filename}: {exc.strerror}")
+        return 2
+    except (ProfileError, ReportSelectionError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    report = selection.report
+    with _progress() as progress:
+        task = progress.add_task("rendering", total=None)
+
+        def advance(description: str, done: int, total: int) -> None:
+            progress.update(task, description=description, completed=done, total=total)
+
+        try:
+            page = render_report(
+                report,
+                profile,
+                sketch=sketch,
+                previous=selection.previous,
+                history=selection.history,
+                evidently=not args.no_evidently,
+                evidently_note="Left out with --no-evidently." if args.no_evidently else None,
+                progress=advance,
+            )
+        except ReportInputError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
+    out = Path(args.output)
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"[red]error:[/] {out}: cannot write the report: {exc.strerror}")
+        return 2
+    verdict = "drift" if report.drifted else "quality breach" if report.quality.breached else "ok"
+    err.print(
+        f"wrote {out} ({len(page) / 1e6:.1f} MB): {report.model} {report.model_version}, "
+        f"window starting {report.window_start}, {verdict}"
+    )
+    return 0
+
+
 def cmd_inject(args: argparse.Namespace) -> int:
     from monitor.inject import run_command
 
@@ -269,6 +334,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=int, default=2000, help="predictions per second")
     demo.add_argument("--port", type=int, default=9108, help="/metrics port (0: any free port)")
     demo.set_defaults(func=cmd_demo)
+
+    html = sub.add_parser("report", help="self-contained HTML report of one window")
+    html.add_argument("--reference", required=True, help="the reference profile the agent used")
+    html.add_argument(
+        "--reports", required=True, help="WindowReport JSON lines (replay output, report file)"
+    )
+    which = html.add_mutually_exclusive_group()
+    which.add_argument(
+        "--window-start", help="the window starting at T (epoch seconds, or ISO time)"
+    )
+    which.add_argument(
+        "--index", type=int, help="the N-th report (0-based; negative counts from the end)"
+    )
+    which.add_argument("--latest", action="store_true", help="the last report (the default)")
+    html.add_argument("--model-version", help="only reports of this model version")
+    html.add_argument("--sketch", help="the window's sketch file (current distributions)")
+    html.add_argument(
+        "--no-evidently", action="store_true", help="leave Evidently's section out (faster)"
+    )
+    html.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    html.set_defaults(func=cmd_report)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True

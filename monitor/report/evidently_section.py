@@ -13,10 +13,9 @@ is embedded in an ``<iframe srcdoc>`` so its styles and scripts stay apart from 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
@@ -67,15 +66,7 @@ class EvidentlySection:
     tests: tuple[EvidentlyTest, ...] = ()
     reference_rows: int = 0
     current_rows: int = 0
-    version: str | None = field(default=None)
-
-
-def evidently_installed() -> bool:
-    """Whether the optional ``report`` extra is importable, without importing it."""
-    try:
-        return importlib.util.find_spec("evidently") is not None
-    except (ImportError, ValueError):
-        return False
+    version: str | None = None
 
 
 def reference_frame(profile: Profile) -> pd.DataFrame:

@@ -735,7 +735,7 @@ svg .tick{fill:var(--muted);font-size:10px}svg .cap{fill:var(--muted);font-size:
 svg .note{fill:var(--ink);font-size:10.5px}svg .value{font-size:10px;fill:#374151}
 svg .cat-label.other,svg .cat-label.unseen,svg .cat-label.rest{font-style:italic}
 svg .grid{stroke:#eef0f3}svg .axis{stroke:#9ca3af}
-svg rect.ref{fill:var(--ref)}svg rect.cur{fill:var(--cur)}svg rect.cur.new{fill:var(--drift)}
+svg .ref{fill:var(--ref)}svg rect.cur{fill:var(--cur)}svg rect.cur.new{fill:var(--drift)}
 svg rect.oor{fill:#fdf2f2}
 svg .cur-line{fill:none;stroke:var(--cur);stroke-width:1.6}
 svg .ref-line{fill:none;stroke:#6b7280;stroke-width:1.6}

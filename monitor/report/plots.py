@@ -152,7 +152,7 @@ def bin_shares_svg(
     k = len(ref)
     interior = max(k - 2, 1)
     top = max(float(ref.max(initial=0.0)), float(cur.max(initial=0.0)) if cur is not None else 0.0)
-    area = _Area(52, WIDTH - 12, 26, HEIGHT - 40, 0.0, 1.0, 0.0, _nice_max(top * 1.08))
+    area = _Area(52, WIDTH - 12, 26, HEIGHT - 40, 0.0, 1.0, 0.0, min(_nice_max(top * 1.08), 1.0))
     body = _y_axis_shares(area)
     oor_w, gap = 22.0, 12.0
     ix0, ix1 = area.x0 + oor_w + gap, area.x1 - oor_w - gap
@@ -171,6 +171,7 @@ def bin_shares_svg(
             f'<rect class="oor" x="{x:.1f}" y="{area.y0}" width="{w:.1f}" '
             f'height="{area.y1 - area.y0:.1f}"/>'
         )
+    body.append('<g class="ref bars">')  # one bar per bin, its numbers in its tooltip
     for i in range(k):
         x, w = span(i)
         y = area.y(ref[i])
@@ -179,9 +180,10 @@ def bin_shares_svg(
             tip += f", current {pct(cur[i])}"
         pad = min(0.2, w / 4)
         body.append(
-            f'<rect class="ref" x="{x + pad:.2f}" y="{y:.1f}" width="{w - 2 * pad:.2f}" '
+            f'<rect x="{x + pad:.1f}" y="{y:.1f}" width="{w - 2 * pad:.1f}" '
             f'height="{area.y1 - y:.1f}"><title>{escape(tip)}</title></rect>'
         )
+    body.append("</g>")
     if cur is not None:
         points = []
         for i in range(1, k - 1):
@@ -409,8 +411,8 @@ def category_rows(
                 "rest",
             )
         )
-    rows.append(CategoryRow("other (rare in reference)", ref_other, cur_other, "other"))
-    rows.append(CategoryRow("unseen (new categories)", ref_unseen, cur_unseen, "unseen"))
+    rows.append(CategoryRow("other (rare)", ref_other, cur_other, "other"))
+    rows.append(CategoryRow("unseen (new)", ref_unseen, cur_unseen, "unseen"))
     return rows
 
 
@@ -420,7 +422,7 @@ def category_svg(rows: Sequence[CategoryRow], label: str) -> str:
     row_h = 22 if has_current else 16
     height = 40 + row_h * len(rows) + 24
     top = max((max(r.reference, r.current or 0.0) for r in rows), default=0.0)
-    area = _Area(170, WIDTH - 56, 30, height - 24, 0.0, _nice_max(top * 1.05), 0.0, 1.0)
+    area = _Area(170, WIDTH - 56, 30, height - 24, 0.0, min(_nice_max(top * 1.05), 1.0), 0.0, 1.0)
     body: list[str] = []
     for t in range(5):
         v = area.xmax * t / 4
