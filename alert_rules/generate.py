@@ -399,9 +399,13 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
             "under windows: no drift, quality or stalled-window alert covers them.",
             p.not_covered_for,
         ),
+        # Up at every scrape of the last no_records_for, and already scraped that long ago:
+        # min_over_time alone sees only the samples there are, so a source scraped for the
+        # first time seconds ago would count as connected for the whole period.
         Alert(
             "DriftlineNoRecords",
             f"min_over_time({m.SOURCE_UP.name}[{duration(p.no_records_for)}]) == 1\n"
+            f"  and {m.SOURCE_UP.name} offset {duration(p.no_records_for)}\n"
             f"unless\n"
             f"sum without ({per_model}) "
             f"(increase({records.name}[{duration(p.no_records_for)}])) > 0",

@@ -19,8 +19,12 @@ in topics of 1 and 4 partitions. Then, each in a fresh subprocess pinned to one 
   dicts, a pandas DataFrame built at window close and tested with ``scipy.stats.ks_2samp``
   per numeric column against the raw reference and ``chi2_contingency`` per categorical
   column;
-* ``aiokafka getmany only`` and ``KafkaSource.poll only``: the client alone, the ceiling
-  any consumer built on it has on this machine.
+* the client alone, the ceiling of any consumer built on it here: aiokafka ``getmany``
+  (with the source's 4 MiB partition fetches, and with 16 MiB), ``KafkaSource.poll``
+  (getmany plus a RawMessage per record) and, for comparison, confluent-kafka's
+  ``consume`` (librdkafka; its fetch threads share the pinned core);
+* on request (``--gc-experiment``), the agent with the cyclic garbage collector frozen
+  after start-up or off, to size what tuning it would give.
 
 Without the broker: decode-only throughput (``Decoder.decode`` on pre-built messages,
 and its parts), and peak resident memory against window length (row windows of 10k,
@@ -284,6 +288,16 @@ class GcTimer:
             self._started = 0.0
 
 
+def patch(
+    owner: object,
+    name: str,
+    wrap: Callable[[Stage, Callable[..., Any]], Callable[..., Any]],
+    stage: Stage,
+) -> None:
+    """Time ``owner.name`` (a class's method, or one object's) into ``stage``."""
+    setattr(owner, name, wrap(stage, getattr(owner, name)))
+
+
 def _status_kib(field_name: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -419,8 +433,8 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     collector = GcTimer()
     stages["gc"] = collector.stage
     stages["gc_full"] = collector.full
-    AIOKafkaConsumer.getmany = timed_async(stages["fetch"], AIOKafkaConsumer.getmany)  # type: ignore[method-assign]
-    KafkaSource.poll = timed_async(stages["poll"], KafkaSource.poll)  # type: ignore[method-assign]
+    patch(AIOKafkaConsumer, "getmany", timed_async, stages["fetch"])
+    patch(KafkaSource, "poll", timed_async, stages["poll"])
 
     config = agent_config(spec)
     span = Span()
@@ -437,10 +451,10 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     sink = _CountingSink(total, done)
     agent = Agent(config, profile=load_profile(spec["profile"]), sinks=[sink], serve_http=False)
     pipeline = agent.pipeline
-    pipeline.decoder.decode = timed(stages["decode"], pipeline.decoder.decode)  # type: ignore[method-assign]
-    pipeline.windows.add = timed(stages["windows"], pipeline.windows.add)  # type: ignore[method-assign]
-    pipeline.evaluator.evaluate = timed(eval_stage, pipeline.evaluator.evaluate)  # type: ignore[method-assign]
-    agent.checkpoint = timed_async(stages["checkpoint"], agent.checkpoint)  # type: ignore[method-assign]
+    patch(pipeline.decoder, "decode", timed, stages["decode"])
+    patch(pipeline.windows, "add", timed, stages["windows"])
+    patch(pipeline.evaluator, "evaluate", timed, eval_stage)
+    patch(agent, "checkpoint", timed_async, stages["checkpoint"])
     ingest = pipeline.ingest_messages
     taken = 0
 
@@ -457,7 +471,7 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
             closed = closed + pipeline.windows.flush()
         return closed
 
-    pipeline.ingest_messages = ingest_messages  # type: ignore[method-assign]
+    setattr(pipeline, "ingest_messages", ingest_messages)  # noqa: B010 (an instance override)
 
     if spec.get("gc") in GC_EXPERIMENTS:
         gc.collect()
@@ -941,16 +955,31 @@ def ok(result: Mapping[str, Any] | None) -> bool:
     return result is not None and "error" not in result
 
 
+def windows_cell(r: Mapping[str, Any]) -> str:
+    """Windows closed, and the records set aside as late or duplicate (none expected)."""
+    if "windows" not in r:
+        return "–"
+    return f"{r['windows']} ({r.get('late', 0) + r.get('duplicates', 0)} late/dup)"
+
+
+def statistics_cpu(r: Mapping[str, Any], agent: bool) -> float:
+    """CPU µs per record of the part the designs differ in: the agent's windows, sketches
+    and evaluation against the baseline's DataFrame and scipy tests."""
+    keys = ("windows", "evaluation") if agent else ("frame", "tests")
+    return sum(r["stages"][k]["cpu"] for k in keys) / r["records"] * 1e6
+
+
 def e2e_table(partitions: int, runs: Mapping[str, Mapping[str, Any]]) -> TableData:
     base = runs.get("baseline")
     rows = []
     for label, r in runs.items():
         if not ok(r):
-            rows.append([label, "–", "–", "–", "–", "–", "–", str(r.get("error", ""))[:60]])
+            rows.append([label, *["–"] * 6, str(r.get("error", ""))[:60]])
             continue
         ratio = "–"
         if label.startswith("driftline agent") and ok(base):
-            ratio = f"{r['rate'] / base['rate']:.2f}× (CPU {r['cpu_rate'] / base['cpu_rate']:.2f}×)"
+            wall, cpu = r["rate"] / base["rate"], r["cpu_rate"] / base["cpu_rate"]
+            ratio = f"{wall:.2f}× (CPU {cpu:.2f}×)"
         rows.append(
             [
                 label,
@@ -959,7 +988,7 @@ def e2e_table(partitions: int, runs: Mapping[str, Mapping[str, Any]]) -> TableDa
                 fmt_rate(r["rate"]),
                 fmt_s(r["cpu"]),
                 fmt_rate(r["cpu_rate"]),
-                str(r.get("windows", "–")),
+                windows_cell(r),
                 ratio,
             ]
         )
@@ -1155,6 +1184,15 @@ def targets_table(
                     _yn(ratio >= TARGET_RATIO),
                 ]
             )
+            ours, theirs = statistics_cpu(agent, True), statistics_cpu(base, False)
+            rows.append(
+                [
+                    f"for reference, not a target: statistics part only ({partitions}p)",
+                    f"windows + sketches + evaluation {ours:.2f} µs/record vs DataFrame + "
+                    f"scipy {theirs:.2f} µs/record of CPU: {theirs / ours:.1f}×",
+                    "–",
+                ]
+            )
     sizes = sorted({size for method, size in rss if method == "driftline"})
     peaks = [rss[("driftline", s)] for s in sizes if ok(rss[("driftline", s)])]
     if len(peaks) >= 2:
@@ -1172,6 +1210,14 @@ def targets_table(
 
 def _yn(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def machine_load() -> str:
+    """The 1, 5 and 15 minute load averages: other work on a shared machine skews wall time."""
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def machine() -> dict[str, str]:
@@ -1193,14 +1239,11 @@ def machine() -> dict[str, str]:
         f"aiokafka {aiokafka.__version__}, orjson {orjson.__version__}, "
         f"msgspec {msgspec.__version__}"
     )
-    load = "load average unknown"
-    with contextlib.suppress(OSError):
-        load = "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
     return {
         "cpu": f"{model}, {os.cpu_count()} cores",
         "python": platform.python_version(),
         "versions": versions,
-        "load": load,
+        "load": "load average " + machine_load(),
         "date": datetime.date.today().isoformat(),
     }
 
@@ -1248,7 +1291,6 @@ class Plan:
     batch_sizes: Sequence[int]
     kinds: Sequence[str]
     gc_experiments: Sequence[str]
-    cprofile: bool
     cpu: int
     others: set[int]
     timeout: float
@@ -1331,7 +1373,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 -m bench.agent_bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="200k records, windows up to 100k rows")
     p.add_argument("--records", type=int, help=f"records per topic (default {RECORDS_FULL:,})")
-    p.add_argument("--partitions", default="1,4", help="topic layouts (default 1,4)")
+    p.add_argument(
+        "--partitions",
+        default=",".join(map(str, PARTITIONS)),
+        help="topic layouts: partition counts (default 1,4)",
+    )
     p.add_argument(
         "--batch-records",
         default=str(BATCH_RECORDS),
@@ -1430,7 +1476,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch_sizes=batch_sizes,
                 kinds=kinds,
                 gc_experiments=gc_experiments,
-                cprofile=args.cprofile,
                 cpu=cpu,
                 others=others,
                 timeout=timeout,
@@ -1484,7 +1529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"- command: `{command}`",
         f"- machine: {info['cpu']}; Python {info['python']}; {info['versions']}",
-        f"- {info['load']} at the start; {info['date']}",
+        f"- {info['load']} at the start, {machine_load()} at the end; {info['date']}",
         f"- {records:,} records of 25 features + score, event times {args.event_rate:,.0f}/s "
         f"apart, windows of {WINDOW_SECONDS:g} s; measured process pinned to core {cpu}, "
         f"broker to {sorted(others)}",

@@ -11,7 +11,9 @@ A window of unchanged data then exceeds it with probability at most ``false_alar
 (exactly that for a continuous statistic), whatever the column's shape.
 
 The reference is binned once (one bin index per row and column); each chunk's counts are
-one ``bincount`` over those indices, for all columns and a batch of draws at once.
+one ``bincount`` over those indices, for all columns and a batch of draws at once, and its
+per-bin sums (for the bin means the Wasserstein distance places mass at) one more, weighted
+by the values.
 
 >>> import numpy as np, pandas as pd
 >>> from detectors.profile import build_profile
@@ -123,16 +125,24 @@ def conformal_quantile(values: np.ndarray, false_alarm_rate: float) -> float:
     return float(finite[rank - 1])
 
 
-def _chunk_counts(slots: np.ndarray, chunk_rows: np.ndarray, k: int, width: int) -> np.ndarray:
+def _chunk_counts(
+    slots: np.ndarray,
+    chunk_rows: np.ndarray,
+    k: int,
+    width: int,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """(draws, columns, bins) counts of each chunk: one bincount over offset slot indices.
 
     ``slots[j, r]`` is ``j * width + bin`` of row r in column j, or ``k * width`` (ignored)
-    where the row has no value; ``chunk_rows`` is (draws, rows).
+    where the row has no value; ``chunk_rows`` is (draws, rows). With ``weights`` (one per
+    column and row, like ``slots``) the sums of the weights instead of the counts.
     """
     b = len(chunk_rows)
     size = k * width + 1
     offsets = (np.arange(b) * size)[None, :, None]
-    counts = np.bincount((slots[:, chunk_rows] + offsets).ravel(), minlength=b * size)
+    w = None if weights is None else weights[:, chunk_rows].ravel()
+    counts = np.bincount((slots[:, chunk_rows] + offsets).ravel(), w, minlength=b * size)
     return counts.reshape(b, size)[:, :-1].reshape(b, k, width)
 
 
@@ -164,23 +174,30 @@ class _NumericReference:
             self.ref_min[j], self.ref_max[j] = values.min(), values.max()
             self.xc[j, finite] = values - self.centre[j]
         self.total = _chunk_counts(self.slots, np.arange(n)[None], k, self.width)[0]
-        xc0 = np.nan_to_num(self.xc, nan=0.0)
+        self.xc0 = np.nan_to_num(self.xc, nan=0.0)
+        # per-bin sums of the centred values: the rest's bin means are total − chunk
+        self.total_sums = _chunk_counts(self.slots, np.arange(n)[None], k, self.width, self.xc0)[0]
         self.count = (~np.isnan(self.xc)).sum(axis=1)
-        self.sum = xc0.sum(axis=1)
-        self.sumsq = np.einsum("ij,ij->i", xc0, xc0)
+        self.sum = self.xc0.sum(axis=1)
+        self.sumsq = np.einsum("ij,ij->i", self.xc0, self.xc0)
 
     def bins(self, chunk_rows: np.ndarray) -> NumericBins:
         """Chunk against rest for a batch of draws, stacked draw-major: row d*k + j."""
         b, k = len(chunk_rows), len(self.names)
         cur = _chunk_counts(self.slots, chunk_rows, k, self.width)
         ref = self.total[None] - cur
+        cur_sums = _chunk_counts(self.slots, chunk_rows, k, self.width, self.xc0)
+        ref_sums = self.total_sums[None] - cur_sums
         vals = self.xc[:, chunk_rows]  # (k, b, w), NaN where not finite
         present = ~np.isnan(vals)
         vals0 = np.where(present, vals, 0.0)
         n_rest = (self.count[:, None] - present.sum(axis=2)).T  # (b, k)
         s_rest = (self.sum[:, None] - vals0.sum(axis=2)).T
         q_rest = (self.sumsq[:, None] - (vals0**2).sum(axis=2)).T
+        centre = self.centre[None, :, None]
         with np.errstate(invalid="ignore", divide="ignore"):
+            cur_means = np.where(cur > 0, cur_sums / cur + centre, np.nan)
+            ref_means = np.where(ref > 0, ref_sums / ref + centre, np.nan)
             var = (q_rest - s_rest**2 / n_rest) / (n_rest - 1)
             cur_min = np.where(present, vals, np.inf).min(axis=2).T + self.centre
             cur_max = np.where(present, vals, -np.inf).max(axis=2).T + self.centre
@@ -196,6 +213,8 @@ class _NumericReference:
             ref_std=np.sqrt(np.maximum(var, 0.0)).reshape(b * k),
             cur_min=cur_min.reshape(b * k),
             cur_max=cur_max.reshape(b * k),
+            ref_means=ref_means.reshape(b * k, self.width),
+            cur_means=cur_means.reshape(b * k, self.width),
         )
 
 

@@ -9,7 +9,13 @@ Per column the test is, in order of precedence:
    large windows every p-value is tiny;
 3. the threshold is the column's override, else a calibrated threshold measured on the
    reference for windows of about this size (``mode="calibrated"``: drifted when
-   ``statistic > threshold``), else ``drift.thresholds[test]``.
+   ``statistic > threshold``), else ``drift.thresholds[test]``;
+4. a distance test on ``drift.thresholds`` also needs its statistic beyond the sampling
+   noise it has on unchanged data: the threshold applied is
+   ``max(drift.thresholds[test], noise floor)``, the floor being the ``1 − noise_floor_alpha``
+   quantile of the statistic under no change for these sample sizes
+   (``detectors.noise_floor``). Calibrated thresholds already measure that noise, and a
+   column's own threshold is taken as written, so neither gets the floor.
 
 All columns that share a kind, a test and a mode are tested by one call of the test's
 vectorized function on the stacked (columns × bins) counts, never one call per column.
@@ -26,6 +32,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from detectors import noise_floor
+from detectors.chi_square import category_counts
 from detectors.multiple_testing import correct
 from detectors.profile import Calibration, Profile
 from detectors.quality import assess_quality
@@ -35,11 +43,18 @@ from detectors.settings import DEFAULT_THRESHOLDS, DriftSettings, QualitySetting
 from detectors.sketch import SketchMismatchError, WindowSketch
 from detectors.stats import CategoricalBins, NumericBins, Stats
 from detectors.tests_registry import TESTS, TestSpec
+from detectors.wasserstein import _sample_std as sample_std
 
 MODE_BINNED = "binned"
 MODE_EXACT = "exact"
 # A binned statistic compared with a threshold calibrated on the reference.
 MODE_CALIBRATED = "calibrated"
+
+# Where a column's threshold came from (``TestResult.threshold_source``).
+SOURCE_DEFAULT = "default"
+SOURCE_OVERRIDE = "override"
+SOURCE_CALIBRATED = "calibrated"
+SOURCE_NOISE_FLOOR = "noise_floor"
 
 # A calibration measured for w rows serves windows of w / 2 to 2 w rows. A statistic's
 # spread under no drift shrinks like 1/sqrt(rows): a threshold calibrated on much larger
@@ -76,11 +91,13 @@ def calibration_in_range(calibration: Calibration | None, rows: int) -> Calibrat
 
 @dataclass(frozen=True)
 class Choice:
-    """The test and threshold chosen for one column of one window."""
+    """The test and threshold chosen for one column of one window, and where the
+    threshold came from (``SOURCE_DEFAULT``, ``SOURCE_OVERRIDE`` or ``SOURCE_CALIBRATED``)."""
 
     test: str
     threshold: float
     calibrated: bool
+    source: str = SOURCE_DEFAULT
 
 
 def choose_test(
@@ -106,11 +123,11 @@ def choose_test(
             f"column {name!r}: test {test!r} cannot test a {kind} column; use {usable}"
         )
     if override is not None and override.threshold is not None:
-        return Choice(test, float(override.threshold), calibrated=False)
+        return Choice(test, float(override.threshold), calibrated=False, source=SOURCE_OVERRIDE)
     if calibration is not None:
         measured = calibration.thresholds.get(name, {}).get(test)
         if measured is not None and math.isfinite(measured):
-            return Choice(test, float(measured), calibrated=True)
+            return Choice(test, float(measured), calibrated=True, source=SOURCE_CALIBRATED)
     return Choice(test, float(drift.thresholds.get(test, DEFAULT_THRESHOLDS[test])), False)
 
 
@@ -124,6 +141,11 @@ class _Sides:
     categorical: CategoricalBins
     rows: int
     exact: bool = False
+    # The noise floors of the baseline side: a key to cache them under (the profile's
+    # content hash; None for a baseline window) and raw baseline values (columns × rows,
+    # NaN for missing) that show each numeric bin's spread.
+    floor_key: str | None = None
+    floor_sample: np.ndarray | None = None
     # per column: whether both raw sides have a value (exact mode needs them)
     exact_numeric_ok: np.ndarray | None = None
     exact_categorical_ok: np.ndarray | None = None
@@ -264,6 +286,18 @@ def _evaluate_set(
             bound[members] = np.asarray(stats.error_bound, dtype=np.float64)
 
     thresholds = np.array([plan.choice.threshold for plan in plans], dtype=np.float64)
+    sources = [plan.choice.source for plan in plans]
+    if drift.noise_floor_alpha is not None:
+        for (kind, test, exact), members in groups.items():
+            floored = [p for p in members if plans[p].choice.source == SOURCE_DEFAULT]
+            if test not in noise_floor.FLOOR_TESTS or not floored:
+                continue
+            idx = np.array([plans[p].index for p in floored], dtype=np.intp)
+            floor = _noise_floors(test, kind, idx, exact, sides, drift)
+            for p, f in zip(floored, floor, strict=True):
+                if np.isfinite(f) and f > thresholds[p]:
+                    thresholds[p] = f
+                    sources[p] = SOURCE_NOISE_FLOOR
     has_p = np.array([TESTS[plan.choice.test].has_p_value for plan in plans], dtype=bool)
     calibrated = np.array([plan.choice.calibrated for plan in plans], dtype=bool)
     # NaN: untestable. +inf is a result (a constant reference column that moved).
@@ -294,6 +328,7 @@ def _evaluate_set(
             if plan.choice.calibrated
             else (MODE_EXACT if plan.exact else MODE_BINNED),
             error_bound=float(bound[p]) if np.isfinite(bound[p]) else None,
+            threshold_source=sources[p],
         )
         for p, plan in enumerate(plans)
     )
@@ -308,6 +343,49 @@ def _evaluate_set(
         drifted=bool(tested_count) and share >= drift.share_threshold,
         correction=drift.correction,
         columns=results,
+    )
+
+
+def _noise_floors(
+    test: str, kind: Kind, idx: np.ndarray, exact: bool, sides: _Sides, drift: DriftSettings
+) -> np.ndarray:
+    """The no-change noise floor of ``test`` on the columns ``idx`` of one kind, for the
+    sides the statistic was computed on (raw rows in exact mode, else the bins)."""
+    alpha = drift.noise_floor_alpha
+    assert alpha is not None
+    if test == "wasserstein":
+        bins = sides.numeric
+        if sides.floor_key is not None:  # every column at once, cached for the reference
+            q = noise_floor.wasserstein_quantile(
+                bins, alpha, sample=sides.floor_sample, key=sides.floor_key
+            )[idx]
+        else:
+            sample = None if sides.floor_sample is None else sides.floor_sample[idx]
+            q = noise_floor.wasserstein_quantile(take_rows(bins, idx), alpha, sample=sample)
+        if exact:
+            assert sides.ref_numeric is not None and sides.cur_numeric is not None
+            ref, cur = sides.ref_numeric[idx], sides.cur_numeric[idx]
+            n_ref, n_cur = (~np.isnan(ref)).sum(axis=1), (~np.isnan(cur)).sum(axis=1)
+            std = sample_std(ref)  # what exact mode divides by
+        else:
+            n_ref, n_cur = bins.ref[idx].sum(axis=1), bins.cur[idx].sum(axis=1)
+            std = bins.ref_std[idx]
+        return noise_floor.wasserstein_floor(q, n_ref, n_cur, std)
+    if exact and kind is Kind.CATEGORICAL:
+        ref_counts, cur_counts = category_counts(
+            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
+        )
+    else:
+        bins_ = sides.numeric if kind is Kind.NUMERIC else sides.categorical
+        ref_counts, cur_counts = bins_.ref[idx], bins_.cur[idx]
+    return noise_floor.multinomial_floor(
+        test,
+        ref_counts,
+        ref_counts.sum(axis=1),
+        cur_counts.sum(axis=1),
+        alpha,
+        epsilon=drift.psi_epsilon,
+        reuse=sides.floor_key is not None,
     )
 
 
@@ -337,13 +415,18 @@ def evaluate_window(
     if sketch.profile.content_hash != profile.content_hash:
         raise SketchMismatchError("the window was sketched on a different reference profile")
     exact = _exact_allowed(drift, sketch.complete, sketch.rows)
+    num = profile.numeric_names
     sides = _Sides(
         numeric=NumericBins.from_profile(profile, sketch),
         categorical=CategoricalBins.from_profile(profile, sketch),
         rows=sketch.rows,
+        floor_key=profile.content_hash,
+        floor_sample=_stack_numeric([profile.sample[c] for c in num])
+        if num and all(c in profile.sample for c in num)
+        else None,
     )
     if exact and _sample_covers(profile):
-        num, cat = profile.numeric_names, profile.categorical_names
+        cat = profile.categorical_names
         sides = _with_raw(
             sides,
             _stack_numeric([profile.sample[c] for c in num]),
@@ -380,6 +463,7 @@ def compare_windows(
         numeric=NumericBins.from_sketches(baseline, current),
         categorical=CategoricalBins.from_sketches(baseline, current),
         rows=current.rows,
+        floor_sample=_finite_or_nan(baseline.res_numeric.T) if baseline.rows else None,
     )
     if exact and baseline.rows and current.rows:
         nc = len(baseline.profile.categorical_names)

@@ -23,6 +23,15 @@ bound of the exact one. When every bin holds a single value (a discrete column w
 values are all bin edges) the CDFs change only at the edges and binned equals exact,
 though the bound, which cannot know that, stays positive.
 
+The binned p-value is ``kstwo.sf(D, en)``, ``en = round(m·n / (m + n))``, up to
+``en = BINNED_LIMIT_ROWS`` (10 000); above, it is Kolmogorov's limiting distribution with
+Stephens' finite-sample argument, ``kstwobign.sf(D · (sqrt(en) + 0.12 + 0.11 / sqrt(en)))``:
+``kstwo`` costs time linear in ``en`` (about 10 ms per column at 10 000, 40 ms at 50 000,
+measured), the limit microseconds for every column at once. At the cutoff the two differ
+by at most 1.4e-3 in p and 1.5% relative for p in [1e-6, 0.1], less above it; the binned
+statistic's own error bound moves the p-value far more. Exact mode always uses ``kstwo``,
+as scipy does.
+
 Exact mode takes the raw values as (columns × rows) float arrays with NaN for missing
 values; non-finite values are left out like the window sketch leaves them out of its
 histograms. A column with no values on either side gets NaN.
@@ -51,9 +60,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import kstwo
+from scipy.stats import kstwo, kstwobign
 
 from detectors.stats import NumericBins, Stats
+
+# Binned mode: above this effective sample size the p-value is the limiting distribution's.
+BINNED_LIMIT_ROWS = 10_000
 
 
 def binned(bins: NumericBins) -> Stats:
@@ -76,7 +88,9 @@ def binned(bins: NumericBins) -> Stats:
     untestable = (m == 0) | (n == 0)
     d = np.where(untestable, np.nan, d)
     bound = np.where(untestable, np.nan, np.maximum(upper - d, 0.0))
-    return Stats(statistic=d, p_value=p_value(d, m, n), error_bound=bound)
+    return Stats(
+        statistic=d, p_value=p_value(d, m, n, limit_above=BINNED_LIMIT_ROWS), error_bound=bound
+    )
 
 
 def _single_valued(bins: NumericBins) -> np.ndarray:
@@ -99,16 +113,24 @@ def exact(ref: np.ndarray, cur: np.ndarray) -> Stats:
     return Stats(statistic=d, p_value=p_value(d, pool.m, pool.n))
 
 
-def p_value(d: np.ndarray, m: np.ndarray, n: np.ndarray) -> np.ndarray:
+def p_value(
+    d: np.ndarray, m: np.ndarray, n: np.ndarray, *, limit_above: float | None = None
+) -> np.ndarray:
     """Two-sided asymptotic p-value of D for samples of sizes m and n, as scipy's
-    ``ks_2samp(method="asymp")`` computes it."""
+    ``ks_2samp(method="asymp")`` computes it: ``kstwo.sf(D, en)``. Where ``en`` exceeds
+    ``limit_above``, Kolmogorov's limiting distribution with Stephens' correction instead
+    (see the module docstring)."""
     m = np.asarray(m, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     ok = np.isfinite(d) & (m > 0) & (n > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         en = np.round(m * n / (m + n))
+    limit = ok & (en > limit_above) if limit_above is not None else np.zeros_like(ok)
+    finite = ok & ~limit
     p = np.full(np.shape(d), np.nan)
-    p[ok] = np.clip(kstwo.sf(d[ok], en[ok]), 0.0, 1.0)
+    p[finite] = np.clip(kstwo.sf(d[finite], en[finite]), 0.0, 1.0)
+    root = np.sqrt(en[limit])
+    p[limit] = np.clip(kstwobign.sf(d[limit] * (root + 0.12 + 0.11 / root)), 0.0, 1.0)
     return p
 
 

@@ -2,47 +2,67 @@
 
 A binned distance between two samples of one distribution is not zero but noise, which
 grows with the number of bins and shrinks with the rows. A fixed effect-size threshold is
-therefore exceeded on every unchanged window once the window is small enough (100
-categories at 1001 rows put the Jensen–Shannon distance near 0.13). The floor is the
+therefore exceeded on every unchanged window once the window is small enough for its bins
+(100 categories at 1001 rows put the Jensen–Shannon distance near 0.13). The floor is the
 ``1 − alpha`` quantile of the statistic under "no change" for the sample sizes at hand;
 ``detectors.evaluate`` flags a distance only when it reaches both its configured threshold
 and this floor.
 
 With ``m`` reference and ``n`` window values, ``n_eff = m n / (m + n)`` and ``K`` the bins
-(or categories) with reference mass, the asymptotics under no change are:
+(or categories) with reference mass, the limits under no change are:
 
 - Jensen–Shannon distance (base 2): ``8 ln 2 · n_eff · JS² → χ²(K − 1)``;
 - PSI (natural log): ``n_eff · PSI → χ²(K − 1)``;
 - Hellinger distance: ``8 n_eff · H² → χ²(K − 1)``;
 - L∞ between shares: ``sqrt(n_eff) (q_i − p_i) → N(0, p_i (1 − p_i))`` per bin; the floor is
-  the union bound over the bins, ``Σ_i P(|q_i − p_i| > t) = alpha`` (at most ``alpha``);
-- Wasserstein-1 on the bins (mass uniform inside each bin), normalised by the reference
-  standard deviation σ: ``sqrt(n_eff) · W1 → Σ_bins w_b · mean |B| over the bin``, where B
-  is a Brownian bridge read at the reference CDF of the bin edges and linear in between
-  (the same interpolation the binned statistic uses), w_b the bin widths. Its quantile is
-  simulated (``simulations`` bridges, fixed seed) once per reference and cached.
+  the union bound over the bins, ``Σ_i P(|q_i − p_i| > t) = alpha``;
+- Wasserstein-1 (binned, divided by the reference standard deviation σ):
+  ``sqrt(n_eff) · W1 → ∫ |B(F(x))| dx`` read on the bins, B a Brownian bridge and F the
+  reference CDF (below).
 
 The first three are the second-order expansion of each divergence around equal shares,
-where each is a multiple of Pearson's χ² statistic of the 2 × K table. They hold when every
-bin with reference mass expects at least about 5 rows on both sides (``n · min p ≥ 5``).
-Below that, sparse bins make the statistics depart from χ²: PSI most, because an empty
-window bin gets the share ``epsilon`` and adds ``p ln(p / epsilon)``, far above its
-quadratic term, so the floor then underestimates PSI's noise; Jensen–Shannon and Hellinger
-are bounded per bin and depart less (``tests/unit/test_noise_floor.py`` measures both
-regimes).
+where each is a multiple of Pearson's χ² statistic of the 2 × K table. The limit holds
+when every bin with reference mass expects about ``DENSE_ROWS`` (50) rows on the smaller
+side, and is used as it is there. Below that, sparse bins push the statistics above their
+χ² limit (an empty window bin adds ``p ln(p / epsilon)`` to PSI, ``p / 2`` to Hellinger's
+H², several times their quadratic terms): with 100 Zipf-distributed categories and 1001-row
+windows the plain limit is exceeded by 4 to 18 times ``alpha`` (measured in
+``tests/unit/test_noise_floor.py``). There the floor is a scaled χ², ``a · χ²(ν)``, whose
+mean and variance are those of the statistic simulated under no change (multinomial draws
+of both sides from the reference shares, ``DEFAULT_MULTINOMIAL_SIMULATIONS`` of them,
+Satterthwaite's approximation), which brings the rate back to ``alpha``; L∞ takes the
+larger of its union bound and the simulated quantile.
 
->>> import numpy as np
->>> ref = np.full((1, 100), 1000)  # 100 equally likely categories
->>> round(float(multinomial_floor("jensen_shannon", ref, [100_000], [1001], 0.001)[0]), 3)
-0.164
+For Wasserstein, B is simulated at the reference CDF of every bin edge
+(``DEFAULT_SIMULATIONS`` bridges, fixed seed, all columns at once) and read the way
+``wasserstein.binned`` reads the bins. Where each bin's mass sits at its mean (bin means
+known), W1 of the two point-mass distributions tends to
+``Σ_b |B(F_b)| (μ_next − μ_b) + Σ_b sqrt(p_b) σ_b |Z_b|``: the CDF gap after bin b spans the
+distance to the next bin's mean, and the two sides' means of bin b differ by a normal
+amount with the spread σ_b of the values in the bin (from the profile's row sample, else
+``(μ − a)(b − μ) / 3`` for a bin [a, b] with mean μ). Where mass is spread uniformly over
+each bin it is ``Σ_b w_b · mean |B|`` with B linear between edges. The quantile depends on
+the reference alone, so it is simulated once per profile and cached; the floor is
+``quantile / sqrt(n_eff) / σ``.
+
+>>> import math, numpy as np
+>>> from scipy.stats import chi2
+>>> ref = np.full((1, 10), 10_000)  # 10 equally likely categories, 100k reference rows
+>>> floor = multinomial_floor("jensen_shannon", ref, [100_000], [5000], 0.001)[0]
+>>> n_eff = 100_000 * 5000 / 105_000  # 500 rows a bin: the χ² limit as it is
+>>> bool(np.isclose(floor, math.sqrt(chi2.isf(0.001, 9) / (8 * math.log(2) * n_eff))))
+True
+>>> round(float(floor), 4)
+0.0325
 
 References: Lin, J. (1991). Divergence measures based on the Shannon entropy. IEEE
 Transactions on Information Theory 37(1), 145–151 (JS as a χ² statistic). Read, T. R. C. and
 Cressie, N. A. C. (1988). Goodness-of-fit statistics for discrete multivariate data,
 ch. 4. Springer (the power-divergence family; PSI and Hellinger are members).
-del Barrio, E., Giné, E. and Matrán, C. (1999). Central limit theorems for the Wasserstein
-distance between the empirical and the true distributions. Annals of Probability 27(2),
-1009–1071 (``sqrt(n) W1 → ∫ |B(F(x))| dx``).
+Satterthwaite, F. E. (1946). An approximate distribution of estimates of variance
+components. Biometrics Bulletin 2(6), 110–114. del Barrio, E., Giné, E. and Matrán, C.
+(1999). Central limit theorems for the Wasserstein distance between the empirical and the
+true distributions. Annals of Probability 27(2), 1009–1071 (``sqrt(n) W1 → ∫ |B(F(x))| dx``).
 """
 
 from __future__ import annotations
@@ -50,29 +70,51 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Hashable, Sequence
+from dataclasses import fields
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 from scipy.stats import chi2
 
-from detectors.stats import NumericBins
-from detectors.wasserstein import _mean_abs_linear
+from detectors import hellinger, jensen_shannon, linf, psi
+from detectors.stats import CategoricalBins, NumericBins
 
 # The distance tests that have a floor (the p-value tests need none).
 FLOOR_TESTS = frozenset({"psi", "jensen_shannon", "hellinger", "linf", "wasserstein"})
 MULTINOMIAL_TESTS = frozenset({"psi", "jensen_shannon", "hellinger", "linf"})
 
+DEFAULT_EPSILON = psi.DEFAULT_EPSILON
+# Bridges simulated per reference for the Wasserstein floor (an empirical quantile).
 DEFAULT_SIMULATIONS = 4000
+# Draws per column where the χ² limit needs its finite-sample correction (moments only).
+DEFAULT_MULTINOMIAL_SIMULATIONS = 1000
 DEFAULT_SEED = 20_240_611
+# Expected rows per bin, on the smaller side, from which the χ² limit is used as it is.
+DENSE_ROWS = 50.0
+# Window sizes from which sparse floors are simulated on a grid and interpolated.
+_GRID_FROM = 64.0
+_CHI2_SCALE = {"jensen_shannon": 8.0 * math.log(2.0), "hellinger": 8.0}
+_STATISTICS = {
+    "jensen_shannon": jensen_shannon.binned,
+    "hellinger": hellinger.binned,
+    "linf": linf.binned,
+}
+# Bin values in the reference sample from which a bin's spread is measured, not guessed.
+_MIN_SAMPLE_IN_BIN = 10
+# ``wasserstein.binned`` puts each bin's mass at the bin's mean when NumericBins carries
+# bin means, and spreads it uniformly over the bin where it does not.
+MASS_AT_BIN_MEANS = "ref_means" in {f.name for f in fields(NumericBins)}
 # Elements of one simulated (bridges × columns × bins) block: bounds memory.
 _BLOCK_ELEMENTS = 2_000_000
-# Bridge quantiles per reference, kept for the next window of the same reference.
-_CACHE_SIZE = 32
-_cache: dict[Hashable, np.ndarray] = {}
+# Floors and bridge quantiles already computed, for the next window of the same reference.
+_CACHE_SIZE = 4096
+_cache: dict[Hashable, object] = {}
 _cache_lock = threading.Lock()
 
 
-def effective_rows(n_ref: Sequence[float] | np.ndarray, n_cur: Sequence[float] | np.ndarray):
+def effective_rows(
+    n_ref: Sequence[float] | np.ndarray, n_cur: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """``m n / (m + n)``: the sample size that sets a two-sample statistic's noise."""
     m = np.asarray(n_ref, dtype=np.float64)
     n = np.asarray(n_cur, dtype=np.float64)
@@ -86,32 +128,150 @@ def multinomial_floor(
     n_ref: Sequence[float] | np.ndarray,
     n_cur: Sequence[float] | np.ndarray,
     alpha: float,
+    *,
+    epsilon: float = DEFAULT_EPSILON,
+    simulations: int = DEFAULT_MULTINOMIAL_SIMULATIONS,
+    seed: int = DEFAULT_SEED,
+    reuse: bool = True,
 ) -> np.ndarray:
     """The ``1 − alpha`` no-change quantile of PSI, Jensen–Shannon, Hellinger or L∞, per
-    row of the (columns × bins) reference counts ``ref``; NaN where a side is empty."""
+    row of the (columns × bins) reference counts ``ref``, for ``n_ref`` reference and
+    ``n_cur`` window values; NaN where a side is empty.
+
+    Where every bin with reference mass expects ``DENSE_ROWS`` rows on the smaller side
+    the χ² limit is used as it is; elsewhere it is corrected for the sample size (see the
+    module docstring). ``epsilon`` is PSI's share for empty bins. ``reuse``: the same
+    reference counts will come again (a profile's), so simulations are cached and shared
+    by windows of similar sizes; else each is run once for the sizes given.
+    """
     if test not in MULTINOMIAL_TESTS:
         raise ValueError(f"no multinomial floor for {test!r}; one of {sorted(MULTINOMIAL_TESTS)}")
     _check_alpha(alpha)
     ref = np.asarray(ref, dtype=np.float64)
-    n_eff = effective_rows(n_ref, n_cur)
-    if test == "linf":
-        return _linf_floor(ref, n_eff, alpha)
-    dof = (ref > 0).sum(axis=1) - 1
-    crit = np.where(dof > 0, chi2.isf(alpha, np.maximum(dof, 1)), 0.0)
-    if test == "psi":
-        return crit / n_eff
-    scale = 8.0 * math.log(2.0) if test == "jensen_shannon" else 8.0
-    return np.sqrt(crit / (scale * n_eff))
-
-
-def _linf_floor(ref: np.ndarray, n_eff: np.ndarray, alpha: float) -> np.ndarray:
-    """t with ``Σ_i 2 Φ̄(t sqrt(n_eff) / σ_i) = alpha``, ``σ_i² = p_i (1 − p_i)``: by the union
-    bound, the largest of the bins' normal deviations exceeds it with probability ≤ alpha."""
+    m = np.broadcast_to(np.asarray(n_ref, dtype=np.float64), (len(ref),))
+    n = np.broadcast_to(np.asarray(n_cur, dtype=np.float64), (len(ref),))
+    n_eff = effective_rows(m, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = ref / ref.sum(axis=1, keepdims=True)
-    sigma = np.sqrt(np.nan_to_num(p * (1.0 - p)))
+    p = np.where(np.isfinite(p), p, 0.0)
+    smallest = np.where(p > 0, p, np.inf).min(axis=1, initial=np.inf)
+    with np.errstate(invalid="ignore"):
+        dense = np.minimum(m, n) * smallest >= DENSE_ROWS
+    if test == "linf":
+        floor = _linf_normal(p, n_eff, alpha)
+    else:
+        dof = (p > 0).sum(axis=1) - 1
+        floor = _from_chi2(test, np.where(dof > 0, chi2.isf(alpha, np.maximum(dof, 1)), 0.0), n_eff)
+    sparse = np.flatnonzero(~dense & np.isfinite(n_eff))
+    for i in sparse:
+        floor[i] = _sparse_floor(
+            test, p[i], m[i], n[i], alpha, epsilon, simulations, seed, reuse=reuse
+        )
+    return floor
+
+
+def _from_chi2(test: str, value: np.ndarray, n_eff: np.ndarray) -> np.ndarray:
+    """The statistic whose χ²-scaled value (module docstring) is ``value``."""
+    if test == "psi":
+        return value / n_eff
+    return np.sqrt(value / (_CHI2_SCALE[test] * n_eff))
+
+
+def _to_chi2(test: str, statistic: np.ndarray, n_eff: float) -> np.ndarray:
+    if test == "psi":
+        return statistic * n_eff
+    return _CHI2_SCALE[test] * n_eff * statistic**2
+
+
+def _sparse_floor(
+    test: str,
+    p: np.ndarray,
+    m: float,
+    n: float,
+    alpha: float,
+    epsilon: float,
+    simulations: int,
+    seed: int,
+    *,
+    reuse: bool,
+) -> float:
+    """The floor where some bins expect few rows, from the statistic simulated under no
+    change (multinomial counts from the reference shares, both sides).
+
+    With ``reuse``, windows of similar sizes share simulations: the floor is simulated at
+    the two window sizes of a grid of ratio 2^(1/16) around ``n`` (each cached) and
+    interpolated in log n between them.
+    """
+    shares = np.sort(p[p > 0])
+    args = (test, shares, max(round(m), 1))
+    rest = (alpha, epsilon, simulations, seed)
+    step = 16.0 * math.log2(n) if reuse and n >= _GRID_FROM else math.nan
+    if not math.isfinite(step) or step == math.floor(step):
+        return _simulated_floor(*args, max(round(n), 1), *rest, remember=reuse)
+    k = math.floor(step)
+    lo, hi = round(2.0 ** (k / 16.0)), round(2.0 ** ((k + 1) / 16.0))
+    f_lo = _simulated_floor(*args, lo, *rest)
+    f_hi = _simulated_floor(*args, hi, *rest)
+    where = (math.log(n) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return f_lo + (f_hi - f_lo) * min(max(where, 0.0), 1.0)
+
+
+def _simulated_floor(
+    test: str,
+    shares: np.ndarray,
+    m: int,
+    n: int,
+    alpha: float,
+    epsilon: float,
+    simulations: int,
+    seed: int,
+    *,
+    remember: bool = True,
+) -> float:
+    """One simulated floor, cached per shares and sizes when ``remember``."""
+    key = ("multinomial", test, float(alpha), float(epsilon), simulations, seed, m, n)
+    key = (*key, shares.tobytes())
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None:
+        return float(hit)
+    rng = np.random.default_rng(seed)
+    pvals = shares / shares.sum()
+    bins = CategoricalBins(
+        ("",) * simulations,
+        rng.multinomial(m, pvals, size=simulations),
+        rng.multinomial(n, pvals, size=simulations),
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if test == "psi":
+            stat = psi.binned(bins, epsilon=epsilon).statistic
+        else:
+            stat = _STATISTICS[test](bins).statistic
+    stat = stat[np.isfinite(stat)]
+    n_eff = m * n / (m + n)
+    if test == "linf":
+        normal = _linf_normal(pvals[None, :], np.array([n_eff]), alpha)[0]
+        value = max(normal, float(np.quantile(stat, 1.0 - alpha)))
+    else:
+        # A scaled χ² with the simulated mean and variance (Satterthwaite).
+        t = _to_chi2(test, stat, n_eff)
+        mean, var = float(t.mean()), float(t.var())
+        if not var > 0:
+            value = float(np.max(stat, initial=0.0))
+        else:
+            scale, dof = var / (2.0 * mean), 2.0 * mean**2 / var
+            value = float(_from_chi2(test, np.array(scale * chi2.isf(alpha, dof)), n_eff))
+    if remember:
+        _remember(key, value)
+    return value
+
+
+def _linf_normal(p: np.ndarray, n_eff: np.ndarray, alpha: float) -> np.ndarray:
+    """t with ``Σ_i 2 Φ̄(t sqrt(n_eff) / σ_i) = alpha``, ``σ_i² = p_i (1 − p_i)``: by the union
+    bound, the largest of the bins' normal deviations exceeds it with probability ≤ alpha."""
+    sigma = np.sqrt(p * (1.0 - p))
     k = np.maximum((sigma > 0).sum(axis=1), 1)
-    lo = np.zeros(len(ref))
+    lo = np.zeros(len(p))
     # Each bin alone below alpha / k at this z, so the sum is below alpha.
     hi = sigma.max(axis=1, initial=0.0) * ndtri(1.0 - alpha / (2.0 * k))
     safe = np.where(sigma > 0, sigma, 1.0)
@@ -124,27 +284,25 @@ def _linf_floor(ref: np.ndarray, n_eff: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def bridge_quantile(
-    ref: np.ndarray,
-    edges: np.ndarray,
-    nbins: np.ndarray,
-    ref_min: np.ndarray,
-    ref_max: np.ndarray,
+    bins: NumericBins,
     alpha: float,
     *,
+    sample: np.ndarray | None = None,
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int = DEFAULT_SEED,
 ) -> np.ndarray:
     """Per column, the ``1 − alpha`` quantile of the limit of ``sqrt(n_eff) · W1`` (binned,
-    in the column's units, not normalised) between two samples of the reference's
-    distribution.
+    in the column's units, not normalised) between two samples of the distribution of
+    ``bins``' reference side (its counts, edges, range and bin means).
 
-    ``ref`` are the (columns × bins) reference counts on ``edges`` (laid out as in
-    ``NumericBins``); the outer bins reach ``ref_min`` / ``ref_max`` where the reference
-    has mass there (a baseline window), and have no mass in a profile. Bridges are
-    simulated at the reference CDF of every edge, vectorized over columns and bridges.
+    ``sample`` are raw reference values, (columns × rows) with NaN for missing (the
+    profile's row sample): they give each bin's spread about its mean. Bridges are
+    simulated at the reference CDF of every edge, all columns and a block of bridges at
+    once; the functional read from them is the one for ``wasserstein.binned``'s layout of
+    each bin's mass (module docstring).
     """
     _check_alpha(alpha)
-    ref = np.asarray(ref, dtype=np.float64)
+    ref = np.asarray(bins.ref, dtype=np.float64)
     cols, width = ref.shape
     if cols == 0 or width == 0:
         return np.zeros(cols)
@@ -152,71 +310,148 @@ def bridge_quantile(
         p = ref / ref.sum(axis=1, keepdims=True)
     empty = ~np.isfinite(p).all(axis=1)
     p = np.where(np.isfinite(p), p, 0.0)
-    t = np.cumsum(p, axis=1)
-    w = _widths(edges, np.asarray(nbins), np.asarray(ref_min), np.asarray(ref_max), width)
-    sd = np.sqrt(p)
+    lo, hi = _bounds(bins)
+    if MASS_AT_BIN_MEANS:
+        edge_weight, within = _at_means_weights(bins, p, lo, hi, sample)
+        cross_weight = None
+    else:
+        w = hi - lo
+        # Σ_b w_b · mean|g| over bin b, g linear from B_{b-1} to B_b, is
+        # Σ_b w_b ((|B_{b-1}| + |B_b|) / 2 − max(−B_{b-1} B_b, 0) / (|B_{b-1}| + |B_b|)):
+        # a weighted sum of |B| at the edges, less a term where the bridge changes sign.
+        edge_weight = (w + np.concatenate([w[:, 1:], np.zeros((cols, 1))], axis=1)) / 2.0
+        cross_weight, within = w[:, 1:], None
+    values = _simulate(p, edge_weight, cross_weight, within, simulations, seed)
+    q = np.quantile(values, 1.0 - alpha, axis=0)
+    return np.where(empty, np.nan, q)
+
+
+def _simulate(
+    p: np.ndarray,
+    edge_weight: np.ndarray,
+    cross_weight: np.ndarray | None,
+    within: np.ndarray | None,
+    simulations: int,
+    seed: int,
+) -> np.ndarray:
+    """(simulations × columns) draws of ``Σ_j |B_j| e_j − Σ_b c_b x_b + Σ_b s_b |Z_b|``:
+    B the bridge at each bin's right end, x_b the sign-change term of bin b (see
+    ``bridge_quantile``), Z independent standard normals. float32: the quantile needs
+    no more."""
+    cols, width = p.shape
+    sd = np.sqrt(p).astype(np.float32)
+    t = np.cumsum(p, axis=1).astype(np.float32)
+    ew = edge_weight.astype(np.float32)
     rng = np.random.default_rng(seed)
     per_block = max(1, _BLOCK_ELEMENTS // (cols * width))
     values = np.empty((simulations, cols))
     for start in range(0, simulations, per_block):
         s = min(per_block, simulations - start)
-        walk = np.cumsum(rng.standard_normal((s, cols, width)) * sd, axis=2)
-        bridge = walk - t * walk[:, :, -1:]  # the bridge at each bin's right end
-        left = np.concatenate([np.zeros((s, cols, 1)), bridge[:, :, :-1]], axis=2)
-        values[start : start + s] = (w * _mean_abs_linear(left, bridge)).sum(axis=2)
-    q = np.quantile(values, 1.0 - alpha, axis=0)
-    return np.where(empty, np.nan, q)
+        walk = rng.standard_normal((s, cols, width), dtype=np.float32)
+        walk *= sd
+        np.cumsum(walk, axis=2, out=walk)
+        walk -= t * walk[:, :, -1:]  # the bridge; B = 0 before the first bin
+        size = np.abs(walk)
+        total = np.einsum("scb,cb->sc", size, ew)
+        if cross_weight is not None:
+            cross = np.maximum(-(walk[:, :, :-1] * walk[:, :, 1:]), 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cross /= size[:, :, :-1] + size[:, :, 1:]
+            np.nan_to_num(cross, copy=False)
+            total -= np.einsum("scb,cb->sc", cross, cross_weight.astype(np.float32))
+        if within is not None:
+            z = np.abs(rng.standard_normal((s, cols, width), dtype=np.float32))
+            total += np.einsum("scb,cb->sc", z, within.astype(np.float32))
+        values[start : start + s] = total
+    return values
 
 
-def _widths(
-    edges: np.ndarray, nbins: np.ndarray, lowest: np.ndarray, highest: np.ndarray, width: int
+def _at_means_weights(
+    bins: NumericBins, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, sample: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two weights of the functional when each bin's mass sits at its mean: the
+    distance from each bin's mean to the next bin's with mass (the CDF gap B_b spans it),
+    and ``sqrt(p_b) σ_b``, the noise of the difference of the two sides' means of bin b
+    (σ_b the spread of the reference's values in the bin)."""
+    means = getattr(bins, "ref_means", None)
+    mid = (lo + hi) / 2.0
+    known = np.isfinite(means) if means is not None else np.zeros(p.shape, dtype=bool)
+    where = np.clip(np.where(known, means if means is not None else mid, mid), lo, hi)
+    has = p > 0
+    # Mean of the next bin with mass, read right to left.
+    nxt = np.full(p.shape, np.nan)
+    following = np.full(len(p), np.nan)
+    for b in range(p.shape[1] - 1, -1, -1):
+        nxt[:, b] = following
+        following = np.where(has[:, b], where[:, b], following)
+    edge_weight = np.where(has & np.isfinite(nxt), nxt - where, 0.0)
+    # Unknown reference means: its mass sits where the window's does, no spread term.
+    var = np.where(known & has, _within_variance(bins, lo, hi, where, sample), 0.0)
+    return edge_weight, np.sqrt(p * var)
+
+
+def _within_variance(
+    bins: NumericBins, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, sample: np.ndarray | None
 ) -> np.ndarray:
-    """Bin widths as ``wasserstein.binned`` takes them, from the reference side alone:
-    outer bins down to its minimum and up to its maximum, zero for padding."""
-    rows = len(nbins)
+    """Each bin's variance of reference values: from ``sample`` where it holds at least
+    ``_MIN_SAMPLE_IN_BIN`` values of the bin, else ``(μ − a)(b − μ) / 3`` (w² / 12, the
+    uniform's, for a mean mid-bin; a third of the largest a bin [a, b] with mean μ allows)."""
+    guess = np.maximum((mean - lo) * (hi - mean), 0.0) / 3.0
+    if sample is None or sample.size == 0:
+        return guess
+    cols, width = bins.ref.shape
+    count = np.zeros((cols, width))
+    total = np.zeros((cols, width))
+    square = np.zeros((cols, width))
+    for i in range(cols):  # edges differ per column
+        x = sample[i][np.isfinite(sample[i])]
+        edges = bins.edges[i, : bins.nbins[i] - 1]
+        slot = np.searchsorted(edges, x, side="left")
+        count[i] = np.bincount(slot, minlength=width)[:width]
+        total[i] = np.bincount(slot, weights=x, minlength=width)[:width]
+        square[i] = np.bincount(slot, weights=x * x, minlength=width)[:width]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (square - total**2 / count) / (count - 1)
+    return np.where(count >= _MIN_SAMPLE_IN_BIN, np.maximum(var, 0.0), guess)
+
+
+def _bounds(bins: NumericBins) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's extent [lo, hi] from the reference side alone: the edges, the outer bins
+    down to its minimum and up to its maximum (zero wide in a profile), padding a point."""
+    rows, width = bins.ref.shape
+    edges = bins.edges
     if edges.shape[1] == 0:
-        return np.zeros((rows, width))
-    last = edges[np.arange(rows), nbins - 2]
-    low = np.fmin(lowest, edges[:, 0])
-    high = np.fmax(highest, last)
+        return np.zeros((rows, width)), np.zeros((rows, width))
+    last = edges[np.arange(rows), bins.nbins - 2]
+    low = np.fmin(bins.ref_min, edges[:, 0])
+    high = np.fmax(bins.ref_max, last)
     bounds = np.concatenate([low[:, None], edges, high[:, None]], axis=1)
-    padding = np.arange(width + 1)[None, :] >= nbins[:, None]
-    w = np.diff(np.where(padding, high[:, None], bounds), axis=1)
-    return np.where(np.isfinite(w), w, 0.0)
+    padding = np.arange(width + 1)[None, :] >= bins.nbins[:, None]
+    bounds = np.where(padding, high[:, None], bounds)
+    return bounds[:, :-1], bounds[:, 1:]
 
 
 def wasserstein_quantile(
     bins: NumericBins,
     alpha: float,
     *,
+    sample: np.ndarray | None = None,
     key: Hashable | None = None,
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int = DEFAULT_SEED,
 ) -> np.ndarray:
-    """``bridge_quantile`` of every column of ``bins`` (its reference side), cached under
-    ``key`` (e.g. a profile's content hash) when one is given."""
-    full_key = None if key is None else (key, float(alpha), simulations, seed)
+    """``bridge_quantile`` of every column of ``bins``, cached under ``key`` (a profile's
+    content hash, say: the quantile depends on the reference alone) when one is given."""
+    full_key = None if key is None else ("bridge", key, float(alpha), simulations, seed)
     if full_key is not None:
         with _cache_lock:
             hit = _cache.get(full_key)
-        if hit is not None and len(hit) == len(bins.names):
+        if isinstance(hit, np.ndarray) and len(hit) == len(bins.names):
             return hit
-    q = bridge_quantile(
-        bins.ref,
-        bins.edges,
-        bins.nbins,
-        bins.ref_min,
-        bins.ref_max,
-        alpha,
-        simulations=simulations,
-        seed=seed,
-    )
+    q = bridge_quantile(bins, alpha, sample=sample, simulations=simulations, seed=seed)
     if full_key is not None:
         q.setflags(write=False)
-        with _cache_lock:
-            while len(_cache) >= _CACHE_SIZE:
-                _cache.pop(next(iter(_cache)))
-            _cache[full_key] = q
+        _remember(full_key, q)
     return q
 
 
@@ -236,9 +471,16 @@ def wasserstein_floor(
 
 
 def clear_cache() -> None:
-    """Forget every cached bridge quantile."""
+    """Forget every cached floor and bridge quantile."""
     with _cache_lock:
         _cache.clear()
+
+
+def _remember(key: Hashable, value: object) -> None:
+    with _cache_lock:
+        while len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = value
 
 
 def _check_alpha(alpha: float) -> None:

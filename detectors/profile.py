@@ -53,6 +53,11 @@ class NumericProfile:
     ``edges`` are the right-closed bin edges passed to ``np.searchsorted(side="left")``:
     ``edges[0]`` is just below the reference minimum and ``edges[-1]`` is the maximum, so
     bin 0 holds values below the reference range and bin ``len(edges)`` values above it.
+
+    ``bin_means`` is the mean of the reference values in each bin (NaN for an empty bin,
+    so always for the two out-of-range bins): where each bin's mass sits, which lets the
+    binned Wasserstein distance be exact on tied and integer columns. A profile file
+    written before bin means existed loads with every mean NaN (see ``has_bin_means``).
     """
 
     name: str
@@ -65,17 +70,24 @@ class NumericProfile:
     max: float
     mean: float
     std: float
+    bin_means: np.ndarray
 
     @property
     def bins(self) -> int:
         return len(self.edges) + 1
 
     @property
+    def has_bin_means(self) -> bool:
+        """False for a profile loaded from a file that predates per-bin means (a built
+        profile always has a non-empty bin, hence a finite mean)."""
+        return bool(np.isfinite(self.bin_means).any())
+
+    @property
     def rows(self) -> int:
         return self.count + self.missing + self.non_finite
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "edges": self.edges.tolist(),
             "counts": self.counts.tolist(),
@@ -87,6 +99,10 @@ class NumericProfile:
             "mean": self.mean,
             "std": self.std,
         }
+        # Left out when unknown, so an older file's body (and content hash) is unchanged.
+        if self.has_bin_means:
+            out["bin_means"] = _array_to_json(self.bin_means)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NumericProfile:
@@ -101,6 +117,7 @@ class NumericProfile:
             max=float(d["max"]),
             mean=float(d["mean"]),
             std=float(d["std"]),
+            bin_means=_bin_means_from_json(d.get("bin_means"), len(d["edges"]) + 1),
         )
 
 
@@ -229,6 +246,16 @@ class Profile:
         for i, name in enumerate(self.numeric_names):
             c = self.numeric[name].counts
             out[i, : len(c)] = c
+        return out
+
+    @cached_property
+    def numeric_bin_means(self) -> np.ndarray:
+        """Reference bin means, (numeric features × bins), laid out like
+        ``numeric_counts``; NaN for empty bins and the padding."""
+        out = np.full((len(self.numeric_names), self.numeric_width), np.nan)
+        for i, name in enumerate(self.numeric_names):
+            m = self.numeric[name].bin_means
+            out[i, : len(m)] = m
         return out
 
     @cached_property
@@ -474,7 +501,11 @@ def profile_numeric(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> 
     if len(finite) == 0:
         raise SchemaError(f"numeric column {name!r} has no finite values in the reference")
     edges = numeric_edges(finite, bins)
-    counts = np.bincount(np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1)
+    slot = np.searchsorted(edges, finite, side="left")
+    counts = np.bincount(slot, minlength=len(edges) + 1)
+    sums = np.bincount(slot, weights=finite, minlength=len(edges) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bin_means = np.where(counts > 0, sums / counts, np.nan)
     return NumericProfile(
         name=name,
         edges=edges,
@@ -486,6 +517,7 @@ def profile_numeric(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> 
         max=float(finite.max()),
         mean=float(finite.mean()),
         std=float(finite.std(ddof=1)) if len(finite) > 1 else 0.0,
+        bin_means=bin_means,
     )
 
 
@@ -587,6 +619,16 @@ def _array_to_json(arr: np.ndarray) -> list[Any]:
     if arr.dtype.kind == "f":
         return [None if math.isnan(v) else v for v in arr.tolist()]
     return [None if v is None else str(v) for v in arr.tolist()]
+
+
+def _bin_means_from_json(values: list[Any] | None, bins: int) -> np.ndarray:
+    """Bin means from a file (null for an empty bin); all NaN when the file predates them."""
+    if values is None:
+        return np.full(bins, np.nan)
+    means = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if means.shape != (bins,):
+        raise ValueError(f"{len(means)} bin means for {bins} bins")
+    return means
 
 
 def _array_from_json(values: list[Any], kind: Kind) -> np.ndarray:

@@ -29,7 +29,10 @@ class TestResult:
     ``p_value`` is None for tests that define none (PSI, distances). ``error_bound`` is
     set in binned mode where the statistic approximates its exact-mode value: the exact
     statistic lies within ``statistic ± error_bound`` (for KS: in
-    ``[statistic, statistic + error_bound]``).
+    ``[statistic, statistic + error_bound]``). ``threshold`` is the one applied and
+    ``threshold_source`` says where it came from: "default" (``drift.thresholds``),
+    "override" (the column's own), "calibrated" (measured on the reference) or
+    "noise_floor" (the statistic's no-change noise, above the configured threshold).
     """
 
     __test__ = False  # not a pytest test class
@@ -42,6 +45,7 @@ class TestResult:
     drifted: bool
     mode: str = "binned"
     error_bound: float | None = None
+    threshold_source: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,6 +64,7 @@ class TestResult:
             drifted=bool(d["drifted"]),
             mode=d.get("mode", "binned"),
             error_bound=d.get("error_bound"),
+            threshold_source=d.get("threshold_source", "default"),
         )
 
 

@@ -4,7 +4,8 @@ the data-quality limits. Plain values; the agent builds them from ``monitor.yaml
 The defaults follow decision 5 of the design: a p-value test where the window is small
 (``small_window_rows`` or fewer rows) and an effect-size test above that, because on
 large windows every p-value is tiny and a 1M-row window of unchanged data would be
-flagged. Calibrated thresholds from the profile take precedence when present.
+flagged. Calibrated thresholds from the profile take precedence when present. A distance
+with a configured threshold also needs to exceed its no-change noise (``noise_floor_alpha``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class DriftSettings:
     exact_max_rows: int = 5000
     # PSI and KL-type divergences need non-zero proportions: empty bins get this mass.
     psi_epsilon: float = 1e-4
+    # A distance test flags a column only when its statistic also exceeds the 1 - alpha
+    # quantile of its sampling noise under no change (detectors/noise_floor.py), so a
+    # fixed effect-size threshold cannot flag unchanged windows that are small for their
+    # number of bins. None: the configured thresholds alone.
+    noise_floor_alpha: float | None = 0.001
 
     def __post_init__(self) -> None:
         for attr in ("numeric_small", "numeric_large"):
@@ -88,6 +94,10 @@ class DriftSettings:
         for test in self.thresholds:
             if test not in DEFAULT_THRESHOLDS:
                 raise ValueError(f"thresholds: unknown test {test!r}")
+        if self.noise_floor_alpha is not None and not 0.0 < self.noise_floor_alpha < 1.0:
+            raise ValueError(
+                f"noise_floor_alpha must be in (0, 1) or None, got {self.noise_floor_alpha}"
+            )
 
 
 @dataclass(frozen=True)

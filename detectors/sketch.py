@@ -1,15 +1,18 @@
 """The window sketch: a bounded, exactly mergeable summary of one window's rows.
 
 Numeric columns are counted into the profile's bins, with count, missing, type errors
-(a string in a numeric column), non-finite values, min, max, sum and sum of squares.
+(a string in a numeric column), non-finite values, min, max, sum and sum of squares, and
+the sum of the values in each bin (so each bin's mean is known: the binned Wasserstein
+distance places a bin's mass there).
 Categorical columns are counted over the profile's vocabulary plus "other" and "unseen".
 A bottom-k reservoir keeps a uniform sample of whole rows for the tests that need rows.
 
 Memory is O(features × bins + reservoir) whatever the traffic, and
-``merge(sketch(A), sketch(B)) == sketch(A ∪ B)``: counts add, min/max combine, and the
-reservoir keeps the k smallest row keys of both sides — with keys derived from row ids
-(``row_keys``) the merged reservoir is the very sample the union would have produced, and
-with random keys it is a uniform sample of the union (Efraimidis and Spirakis, 2006).
+``merge(sketch(A), sketch(B)) == sketch(A ∪ B)``: counts add, min/max combine, sums add
+(equal up to the order of the float additions), and the reservoir keeps the k smallest
+row keys of both sides — with keys derived from row ids (``row_keys``) the merged
+reservoir is the very sample the union would have produced, and with random keys it is a
+uniform sample of the union (Efraimidis and Spirakis, 2006).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class WindowSketch:
         self.num_max = np.full(nn, -np.inf)
         self.num_sum = np.zeros(nn)
         self.num_sumsq = np.zeros(nn)
+        # sum of the finite values in each bin, laid out like num_counts
+        self.num_bin_sums = np.zeros((nn, profile.numeric_width))
         # categorical, in profile.categorical_names order; last two columns other, unseen
         self.cat_counts = np.zeros((nc, profile.categorical_width), dtype=np.int64)
         self.cat_missing = np.zeros(nc, dtype=np.int64)
@@ -107,6 +112,11 @@ class WindowSketch:
     def mean(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.num_sum / self.num_count
+
+    def bin_means(self) -> np.ndarray:
+        """Mean of each bin's values, (numeric features × bins); NaN for empty bins."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.num_counts > 0, self.num_bin_sums / self.num_counts, np.nan)
 
     def std(self) -> np.ndarray:
         """Sample standard deviation from the power sums (NaN with fewer than two values)."""
@@ -177,7 +187,8 @@ class WindowSketch:
         """Histogram every numeric feature from one row-wise sort of the batch.
 
         Sorting each feature's values and searching the few bin edges in them is several
-        times faster than searching every value among the edges.
+        times faster than searching every value among the edges; the sorted values also
+        give each bin's sum as one contiguous segment (``np.add.reduceat``).
         """
         prof = self.profile
         names = prof.numeric_names
@@ -211,6 +222,13 @@ class WindowSketch:
             at_or_below = np.searchsorted(finite, edges, side="right")
             counts = np.diff(at_or_below, prepend=0, append=len(finite))
             self.num_counts[j, : len(counts)] += counts
+            # Bin i is finite[starts[i]:starts[i + 1]]. reduceat cannot start a segment at
+            # the end (those trailing bins are empty) and reads an empty segment as its
+            # first element: sum the bins that start inside, then zero the empty ones.
+            starts = np.concatenate(([0], at_or_below))
+            inside = int(np.searchsorted(starts, len(finite), side="left"))
+            sums = np.add.reduceat(finite, starts[:inside])
+            self.num_bin_sums[j, :inside] += np.where(counts[:inside] > 0, sums, 0.0)
         return x[:, rows].T
 
     def _update_categorical(
@@ -277,6 +295,7 @@ class WindowSketch:
             "num_non_finite",
             "num_sum",
             "num_sumsq",
+            "num_bin_sums",
             "cat_counts",
             "cat_missing",
             "absent",
@@ -324,6 +343,7 @@ class WindowSketch:
         "num_max",
         "num_sum",
         "num_sumsq",
+        "num_bin_sums",
         "cat_counts",
         "cat_missing",
         "absent",
@@ -355,6 +375,12 @@ class WindowSketch:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 meta = json.loads(npz["meta"].tobytes())
+                lacking = [name for name in cls._ARRAYS if name not in npz.files]
+                if lacking:
+                    raise KeyError(
+                        f"no {', '.join(lacking)} (a checkpoint from an older driftline "
+                        "cannot be resumed; its windows start afresh)"
+                    )
                 arrays = {name: npz[name] for name in cls._ARRAYS}
             built_on = str(meta["profile"])
         except Exception as exc:
@@ -394,7 +420,11 @@ class WindowSketch:
         return out
 
     def state_equal(self, other: WindowSketch) -> bool:
-        """Exact equality of every count, extreme, sum and the reservoir."""
+        """Exact equality of every count, extreme, sum and the reservoir.
+
+        Sums are compared exactly too: a sketch and its checkpoint are equal, while the
+        same rows added in another grouping may differ in the last bits of the sums.
+        """
         if self.rows != other.rows or self.extra_columns != other.extra_columns:
             return False
         for name in self._ARRAYS:

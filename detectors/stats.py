@@ -33,6 +33,11 @@ class NumericBins:
     below the baseline minimum, the last real edge its maximum); the rest is +inf padding,
     as are the padded bins' counts (zero). Bin 0 holds values below the baseline minimum,
     bin ``nbins[i] - 1`` values above its maximum.
+
+    ``ref_means`` and ``cur_means`` are each bin's mean value on either side (NaN where
+    the bin is empty), laid out like the counts. ``None``, or NaN in a bin with mass,
+    means unknown (a profile file that predates bin means): the Wasserstein distance
+    then places that mass by a stated rule and widens its error bound to match.
     """
 
     names: tuple[str, ...]
@@ -45,6 +50,8 @@ class NumericBins:
     ref_std: np.ndarray
     cur_min: np.ndarray
     cur_max: np.ndarray
+    ref_means: np.ndarray | None = None
+    cur_means: np.ndarray | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile, sketch: WindowSketch) -> NumericBins:
@@ -65,6 +72,8 @@ class NumericBins:
             ref_std=np.array([p.std for p in ps]),
             cur_min=sketch.num_min.copy(),
             cur_max=sketch.num_max.copy(),
+            ref_means=profile.numeric_bin_means,
+            cur_means=sketch.bin_means(),
         )
 
     @classmethod
@@ -85,6 +94,8 @@ class NumericBins:
             ref_std=baseline.std(),
             cur_min=current.num_min.copy(),
             cur_max=current.num_max.copy(),
+            ref_means=baseline.bin_means(),
+            cur_means=base.cur_means,
         )
 
 

@@ -13,15 +13,26 @@ Evidently's normed Wasserstein distance), so one threshold suits every column;
 gives 0 when nothing moved and +inf when anything did: any change of a constant column is
 infinitely many standard deviations. No p-value.
 
-Binned mode integrates |F_ref − F_cur| with each CDF linear inside each bin (mass spread
-uniformly), on the reference's edges; the below-range bin extends down to the smaller of
-the two minima and the above-range bin up to the larger maximum. At any x inside a bin of
-width w holding shares p_ref and p_cur, the exact CDF gap and the linear one differ by at
-most max(p_ref, p_cur), so
+Binned mode knows, per bin, its share of each side's values and their mean (the profile
+keeps the reference's bin means, the sketch a sum per bin), and computes W1 exactly
+between the two discrete distributions P̂ and Q̂ that put each bin's share at its mean.
+Moving every value of a bin to the bin's mean costs at most its mean absolute deviation,
+and a distribution on [a, b] with mean μ deviates by at most 2(μ − a)(b − μ)/(b − a)
+(|x − μ| lies below its chord between a and b); W1 is a metric, so
 
-    |binned − exact| ≤ Σ over bins of w · max(p_ref, p_cur) = ``error_bound``
+    |binned − exact| ≤ W1(P, P̂) + W1(Q, Q̂)
+                     ≤ Σ over bins of (p_ref + p_cur) · 2(μ − a)(b − μ)/(b − a)
+                     = ``error_bound``   (each side with its own μ; at most w/2 per unit share)
 
-(scaled like the statistic).
+(scaled like the statistic). Bins are the reference's edges; the below-range bin reaches
+down to the smaller of the two minima and the above-range bin up to the larger maximum.
+Each side's term is reached (values in two clusters at a bin's ends), not both at once,
+so the bound can be up to twice the error. A mean at one end of its bin puts every value
+there and its term is 0: on a column whose every value is a bin edge on both sides (an
+integer or other tied column with fewer values than bins), binned equals exact.
+Where a side's bin mean is unknown (a profile file that predates bin means), its mass
+sits at the other side's mean of that bin, else at the bin's midpoint, and that bin's
+term is p · max(x − a, b − x) for the location x chosen, which holds for any x.
 
 Exact mode takes (columns × rows) float arrays with NaN for missing values, like
 ``detectors.ks.exact``, and before normalisation equals ``scipy.stats.wasserstein_distance``.
@@ -50,7 +61,7 @@ from detectors.stats import NumericBins, Stats
 
 
 def binned(bins: NumericBins, *, normalize: bool = True) -> Stats:
-    """W1 between the two histograms, mass uniform within each bin, and its bound."""
+    """W1 between the histograms with each bin's mass at its mean, and its bound."""
     if not isinstance(bins, NumericBins):
         raise TypeError(
             f"the Wasserstein distance compares numeric bins, not {type(bins).__name__}"
@@ -60,12 +71,20 @@ def binned(bins: NumericBins, *, normalize: bool = True) -> Stats:
     with np.errstate(invalid="ignore", divide="ignore"):
         p_ref = ref / ref.sum(axis=1, keepdims=True)
         p_cur = cur / cur.sum(axis=1, keepdims=True)
-    width = _bin_widths(bins)
-    # The CDF gap at each bin's right edge b and left edge a; linear in between.
-    gap_b = np.cumsum(p_ref, axis=1) - np.cumsum(p_cur, axis=1)
-    gap_a = gap_b - (p_ref - p_cur)
-    distance = (width * _mean_abs_linear(gap_a, gap_b)).sum(axis=1)
-    bound = (width * np.maximum(p_ref, p_cur)).sum(axis=1)
+    lo, hi = _bin_bounds(bins)
+    ref_means = _means_or_nan(bins.ref_means, ref.shape)
+    cur_means = _means_or_nan(bins.cur_means, cur.shape)
+    at_ref, bound_ref = _placed(p_ref, ref_means, cur_means, lo, hi)
+    at_cur, bound_cur = _placed(p_cur, cur_means, ref_means, lo, hi)
+    # W1 of two discrete distributions on the line: ∫ |F_ref − F_cur| over the merged,
+    # sorted point masses, all features at once.
+    where = np.concatenate([at_ref, at_cur], axis=1)
+    order = np.argsort(where, axis=1, kind="stable")
+    where = np.take_along_axis(where, order, axis=1)
+    mass = np.take_along_axis(np.concatenate([p_ref, -p_cur], axis=1), order, axis=1)
+    gap = np.cumsum(mass, axis=1)[:, :-1]
+    distance = (np.abs(gap) * np.diff(where, axis=1)).sum(axis=1)
+    bound = np.where(np.isnan(distance), np.nan, (bound_ref + bound_cur).sum(axis=1))
     if normalize:
         return Stats(
             statistic=_per_std(distance, bins.ref_std),
@@ -98,27 +117,47 @@ def exact(
     return Stats(statistic=_per_std(distance, np.asarray(ref_std, dtype=np.float64)))
 
 
-def _bin_widths(bins: NumericBins) -> np.ndarray:
-    """Each bin's extent: the edges inside the reference range, the observed extremes
-    outside it, zero for padding."""
+def _bin_bounds(bins: NumericBins) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's extent [lo, hi]: the edges inside the reference range, the observed
+    extremes outside it, a point at the top for padding."""
     rows, width = bins.ref.shape
     edges = bins.edges
     if edges.shape[1] == 0:
-        return np.zeros((rows, width))
+        return np.zeros((rows, width)), np.zeros((rows, width))
     last_edge = edges[np.arange(rows), bins.nbins - 2]
     lowest = np.fmin(np.fmin(bins.ref_min, bins.cur_min), edges[:, 0])
     highest = np.fmax(np.fmax(bins.ref_max, bins.cur_max), last_edge)
     bounds = np.concatenate([lowest[:, None], edges, highest[:, None]], axis=1)
     padding = np.arange(width + 1)[None, :] >= bins.nbins[:, None]
-    return np.diff(np.where(padding, highest[:, None], bounds), axis=1)
+    bounds = np.where(padding, highest[:, None], bounds)
+    return bounds[:, :-1], bounds[:, 1:]
 
 
-def _mean_abs_linear(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean of |g| over [0, 1] for g linear from a to b."""
-    same_sign = a * b >= 0
+def _means_or_nan(means: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if means is None:
+        return np.full(shape, np.nan)
+    return np.asarray(means, dtype=np.float64)
+
+
+def _placed(
+    share: np.ndarray, own: np.ndarray, other: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each bin's mass is placed, and the most that placing it there can move W1.
+
+    At its own mean μ the mass moved at most its mean absolute deviation,
+    2(μ − lo)(hi − μ)/(hi − lo); at a guessed point x (the mean unknown) at most the
+    farthest end, max(x − lo, hi − x). Empty bins get a point too: they weigh nothing.
+    """
+    known = np.isfinite(own)
+    guess = np.where(np.isfinite(other), other, (lo + hi) / 2)
+    guess = np.clip(guess, lo, hi)
+    at = np.where(known, own, guess)
+    mu = np.clip(own, lo, hi)
+    width = hi - lo
     with np.errstate(invalid="ignore", divide="ignore"):
-        crossing = (a**2 + b**2) / (2 * (np.abs(a) + np.abs(b)))
-    return np.where(same_sign, (np.abs(a) + np.abs(b)) / 2, crossing)
+        spread = np.where(width > 0, 2 * (mu - lo) * (hi - mu) / width, 0.0)
+    reach = np.where(known, spread, np.maximum(guess - lo, hi - guess))
+    return at, np.where(share > 0, share * reach, 0.0)
 
 
 def _per_std(distance: np.ndarray, std: np.ndarray) -> np.ndarray:

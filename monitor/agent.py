@@ -112,6 +112,7 @@ class Agent:
         self._serve_http = serve_http
         self._evaluations: set[asyncio.Task[None]] = set()
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_lock = asyncio.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -251,19 +252,25 @@ class Agent:
             await asyncio.gather(*list(self._evaluations), return_exceptions=True)
 
     async def checkpoint(self) -> None:
-        """Reports first, then durable state, then the offsets commit."""
-        await self.drain()
-        snapshot = Checkpoint(
-            offsets=self._durable_offsets(),
-            windows=self.pipeline.windows.snapshot(),
-            reference_hash=self.profile.content_hash,
-            created_at=time.time(),
-        )
-        await asyncio.to_thread(self.store.save, snapshot)
-        self._last_checkpoint = time.monotonic()
-        self.exporter.set_checkpoint(snapshot.created_at)
-        if self.source is not None:
-            await self.source.commit(snapshot.offsets)
+        """Reports first, then durable state, then the offsets commit.
+
+        One at a time: a rebalance calls this from the consumer's own task, possibly
+        while the loop's periodic checkpoint is under way, and two saves at once would
+        race on the store's temporary file.
+        """
+        async with self._checkpoint_lock:
+            await self.drain()
+            snapshot = Checkpoint(
+                offsets=self._durable_offsets(),
+                windows=self.pipeline.windows.snapshot(),
+                reference_hash=self.profile.content_hash,
+                created_at=time.time(),
+            )
+            await asyncio.to_thread(self.store.save, snapshot)
+            self._last_checkpoint = time.monotonic()
+            self.exporter.set_checkpoint(snapshot.created_at)
+            if self.source is not None:
+                await self.source.commit(snapshot.offsets)
 
     def _durable_offsets(self) -> dict[tuple[str, int], int]:
         """Next offsets whose records are all in the window state.

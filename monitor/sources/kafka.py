@@ -304,6 +304,9 @@ class KafkaSource:
         to_commit = {TopicPartition(t, p): o for (t, p), o in offsets.items() if (t, p) in mine}
         if not to_commit:
             return
+        if not self.up:
+            log.warning("brokers unreachable: offsets not committed; the checkpoint holds them")
+            return
         try:
             await asyncio.wait_for(self.consumer.commit(to_commit), COMMIT_TIMEOUT)
         except (KafkaError, TimeoutError) as exc:
@@ -361,8 +364,16 @@ class KafkaPublisher:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def stop(self) -> None:
-        await self.flush()
-        await self.producer.stop()
+        """Flush and close, within ``COMMIT_TIMEOUT`` each: with the brokers gone, the
+        agent must still exit (what is not sent by then is logged, not waited for)."""
+        try:
+            await asyncio.wait_for(self.flush(), COMMIT_TIMEOUT)
+        except TimeoutError:
+            log.warning("%d messages not published before shutdown", len(self._pending))
+        try:
+            await asyncio.wait_for(self.producer.stop(), COMMIT_TIMEOUT)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("kafka producer did not close cleanly (%s)", type(exc).__name__)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
@@ -370,7 +381,18 @@ def _names(partitions: set[TopicPartition]) -> list[str]:
 
 
 async def _quiet_stop(client: AIOKafkaConsumer) -> None:
+    """Stop a consumer, ignoring its errors.
+
+    aiokafka's fetcher lets the CancelledError of its own fetch tasks escape from
+    ``stop()`` when a fetch was waiting to retry (brokers unreachable); that one is
+    swallowed too, unless this task itself is being cancelled.
+    """
     try:
         await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("ignoring a cancelled fetch while stopping a kafka consumer")
     except Exception:
         log.debug("ignoring error while stopping a kafka client", exc_info=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import re
 import signal
@@ -291,6 +292,7 @@ def wait_for(
 
 # -- the agent process ---------------------------------------------------------------------
 
+_STARTS = itertools.count(1)
 _SERVING = re.compile(r"serving /metrics on [0-9.]+:(\d+)")
 _ASSIGNED = re.compile(r"partitions assigned: \[(.*?)\]")
 
@@ -306,7 +308,7 @@ class AgentProcess:
 
     def __init__(self, config: Path, *, env: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.log_path = config.with_name(f"agent-{int(time.time() * 1000)}.log")
+        self.log_path = config.with_name(f"agent-{next(_STARTS)}.log")
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None

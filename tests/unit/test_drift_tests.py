@@ -73,6 +73,8 @@ def _pad_numeric(bins: NumericBins, extra: int) -> NumericBins:
         ref=np.concatenate([bins.ref, np.zeros((rows, extra), np.int64)], axis=1),
         cur=np.concatenate([bins.cur, np.zeros((rows, extra), np.int64)], axis=1),
         edges=np.concatenate([bins.edges, np.full((rows, extra), np.inf)], axis=1),
+        ref_means=np.concatenate([bins.ref_means, np.full((rows, extra), np.nan)], axis=1),
+        cur_means=np.concatenate([bins.cur_means, np.full((rows, extra), np.nan)], axis=1),
     )
 
 
@@ -171,7 +173,13 @@ def test_symmetric_exact_numeric() -> None:
 
 def test_identical_distributions_give_zero() -> None:
     bins = _numeric_bins()
-    same = replace(bins, cur=bins.ref, cur_min=bins.ref_min, cur_max=bins.ref_max)
+    same = replace(
+        bins,
+        cur=bins.ref,
+        cur_min=bins.ref_min,
+        cur_max=bins.ref_max,
+        cur_means=bins.ref_means,
+    )
     for binned in (ks.binned, psi.binned, jensen_shannon.binned, hellinger.binned):
         assert np.all(binned(same).statistic == 0.0), binned.__module__
     assert np.all(ks.binned(same).p_value == 1.0)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -205,6 +207,40 @@ def test_no_reference_bin_is_empty_on_tied_and_extreme_shapes(shape: str, bins: 
     assert num.count == len(finite)
 
 
+def numpy_bin_means(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each right-closed bin's mean by bisection and ``np.mean``; NaN for an empty bin."""
+    edge_list = edges.tolist()
+    slot = np.array([bisect.bisect_left(edge_list, v) for v in values.tolist()], dtype=int)
+    return np.array(
+        [np.mean(values[slot == i]) if (slot == i).any() else np.nan for i in range(len(edges) + 1)]
+    )
+
+
+@pytest.mark.parametrize("bins", [5, 100])
+@pytest.mark.parametrize("column", NUMERIC)
+def test_bin_means_equal_numpy_per_bin(
+    reference_frame: pd.DataFrame, explicit_schema: Schema, column: str, bins: int
+) -> None:
+    num = build_profile(reference_frame, explicit_schema, bins=bins).numeric[column]
+    finite = reference_frame[column].dropna().to_numpy(dtype=np.float64)
+    expected = numpy_bin_means(num.edges, finite)
+    assert np.isnan(num.bin_means[[0, -1]]).all()  # the out-of-range bins are empty
+    assert np.isfinite(num.bin_means[1:-1]).all()  # and no other is
+    np.testing.assert_allclose(num.bin_means, expected, rtol=1e-12, atol=0)
+    # each mean lies inside its bin (up to rounding)
+    inner, top = num.bin_means[1:-1], num.edges[1:]
+    assert np.all(inner > num.edges[:-1])
+    assert np.all(inner <= top + 4 * np.spacing(np.abs(top)))
+
+
+@pytest.mark.parametrize("shape", sorted(EXTRA_SHAPES))
+def test_bin_means_on_tied_and_extreme_shapes(shape: str) -> None:
+    x = EXTRA_SHAPES[shape](np.random.default_rng(7))
+    num = profile_numeric(shape, x, 100)
+    finite = x[np.isfinite(x)]
+    np.testing.assert_allclose(num.bin_means, numpy_bin_means(num.edges, finite), rtol=1e-12)
+
+
 def test_integer_column_gets_one_bin_per_value(
     reference_frame: pd.DataFrame, explicit_schema: Schema
 ) -> None:
@@ -212,6 +248,8 @@ def test_integer_column_gets_one_bin_per_value(
     assert num.edges[1:].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     expected = [int((reference_frame["ties"] == v).sum()) for v in range(5)]
     assert num.counts.tolist() == [0, *expected, 0]
+    # each bin holds one value, which is its mean
+    np.testing.assert_array_equal(num.bin_means, [np.nan, 0.0, 1.0, 2.0, 3.0, 4.0, np.nan])
 
 
 def test_constant_column_gets_a_single_bin(
@@ -367,6 +405,9 @@ def test_save_and_load_round_trip(tmp_path: Path, profile: Profile, name: str) -
     assert loaded.schema == profile.schema and loaded.inference == profile.inference
     for name_ in profile.numeric:
         np.testing.assert_array_equal(loaded.numeric[name_].edges, profile.numeric[name_].edges)
+        np.testing.assert_array_equal(
+            loaded.numeric[name_].bin_means, profile.numeric[name_].bin_means
+        )
     body = json.loads(gzip.decompress(raw) if name.endswith(".gz") else raw)
     assert (body["format"], body["version"]) == (PROFILE_FORMAT, PROFILE_VERSION)
     assert body["sha256"] == profile.content_hash
@@ -492,6 +533,32 @@ def test_edited_content_is_a_hash_mismatch(tmp_path: Path, profile: Profile, suf
     assert load_profile(path).content_hash == profile.content_hash
 
 
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_profile_file_without_bin_means_still_loads(
+    tmp_path: Path, profile: Profile, suffix: str
+) -> None:
+    """A file written before bin means existed: same format version, no ``bin_means``, its
+    hash taken over that body. It loads with every mean unknown (NaN) and keeps its hash."""
+    path = profile.save(tmp_path / f"ref.{suffix}")
+    envelope = read_envelope(path)
+    body = envelope["profile"]
+    for num in body["numeric"]:
+        assert len(num.pop("bin_means")) == len(num["counts"])
+    envelope["sha256"] = hashlib.sha256(
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    ).hexdigest()
+    write_envelope(path, envelope)
+    old = load_profile(path)
+    assert old.content_hash == envelope["sha256"] != profile.content_hash
+    for name in old.numeric_names:
+        num = old.numeric[name]
+        assert not num.has_bin_means and profile.numeric[name].has_bin_means
+        assert num.bin_means.shape == (num.bins,) and np.isnan(num.bin_means).all()
+        assert "bin_means" not in num.to_dict()
+        np.testing.assert_array_equal(num.counts, profile.numeric[name].counts)
+    assert np.isnan(old.numeric_bin_means).all()
+
+
 def test_missing_profile_file_is_a_profile_error(tmp_path: Path) -> None:
     assert_profile_error(tmp_path / "nowhere.json", "cannot read")
 
@@ -506,6 +573,12 @@ def test_stacked_counts_pad_without_moving_bins(profile: Profile) -> None:
         counts = profile.numeric[name].counts
         assert matrix[i, : len(counts)].tolist() == counts.tolist()
         assert not matrix[i, len(counts) :].any()
+    means = profile.numeric_bin_means
+    assert means.shape == matrix.shape and means.dtype == np.float64
+    for i, name in enumerate(profile.numeric_names):
+        own = profile.numeric[name].bin_means
+        np.testing.assert_array_equal(means[i, : len(own)], own)
+        assert np.isnan(means[i, len(own) :]).all()
     cats = profile.categorical_counts
     for i, name in enumerate(profile.categorical_names):
         counts = profile.categorical[name].counts

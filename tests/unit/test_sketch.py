@@ -8,6 +8,7 @@ counter, so the vectorized sketch is compared with the definition and not with i
 from __future__ import annotations
 
 import bisect
+import io
 import math
 import sys
 import tracemalloc
@@ -142,6 +143,21 @@ def assert_matches(sketch: WindowSketch, expected: Expected) -> None:
         scale = math.fsum(abs(v) for v in values)
         assert abs(sketch.num_sum[j] - math.fsum(values)) <= 1e-12 * scale
         assert abs(sketch.num_sumsq[j] - math.fsum(v * v for v in values)) <= 1e-12 * scale**2
+        # each bin's sum, and its mean (NaN where the bin is empty)
+        edges = prof.numeric[name].edges.tolist()
+        per_bin: list[list[float]] = [[] for _ in bins]
+        for v in values:
+            per_bin[bisect.bisect_left(edges, v)].append(v)
+        for i, part in enumerate(per_bin):
+            total = math.fsum(part)
+            assert abs(sketch.num_bin_sums[j, i] - total) <= 1e-12 * scale, (name, i)
+            mean = sketch.bin_means()[j, i]
+            if part:
+                assert mean == pytest.approx(total / len(part), rel=1e-12, abs=1e-12 * scale)
+            else:
+                assert math.isnan(mean) and sketch.num_bin_sums[j, i] == 0.0
+        assert not sketch.num_bin_sums[j, len(bins) :].any()
+        assert np.isnan(sketch.bin_means()[j, len(bins) :]).all()
     for j, name in enumerate(prof.categorical_names):
         slots = expected.categories[name]
         row = sketch.cat_counts[j]
@@ -553,6 +569,48 @@ def test_corrupt_checkpoints_raise_a_clear_error(profile: Profile) -> None:
         else:
             assert restored.state_equal(sketch), at
     assert failures > 60
+
+
+def test_checkpoint_without_bin_sums_is_refused_clearly(profile: Profile) -> None:
+    """A checkpoint written before per-bin sums existed cannot be resumed: the message says
+    why instead of pointing at a missing array."""
+    sketch = filled(profile, seed=2)
+    with np.load(io.BytesIO(sketch.to_bytes()), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "num_bin_sums"}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(ValueError, match=r"num_bin_sums.*older driftline"):
+        WindowSketch.from_bytes(profile, buf.getvalue())
+
+
+def test_bin_sums_of_a_checkpoint_are_validated(profile: Profile) -> None:
+    sketch = filled(profile, seed=2)
+    with np.load(io.BytesIO(sketch.to_bytes()), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for bad in (arrays["num_bin_sums"][:, :-1], arrays["num_bin_sums"].astype(np.float32)):
+        buf = io.BytesIO()
+        np.savez(buf, **{**arrays, "num_bin_sums": bad})
+        with pytest.raises(ValueError, match=r"corrupt window sketch.*num_bin_sums"):
+            WindowSketch.from_bytes(profile, buf.getvalue())
+
+
+def test_bin_sums_merge_by_addition(
+    profile: Profile, reference_factory: Callable[[int, int], pd.DataFrame]
+) -> None:
+    """Split a window anywhere: the parts' bin sums add up to the whole's, up to the order
+    of float additions, and the bin means agree."""
+    frame = reference_factory(3000, 5)
+    whole = WindowSketch(profile, reservoir_size=0)
+    whole.update(frame)
+    for cut in (1, 700, 2999):
+        a, b = WindowSketch(profile, reservoir_size=0), WindowSketch(profile, reservoir_size=0)
+        a.update(frame.iloc[:cut])
+        b.update(frame.iloc[cut:])
+        merged = a.merge(b)
+        np.testing.assert_array_equal(merged.num_bin_sums, a.num_bin_sums + b.num_bin_sums)
+        np.testing.assert_allclose(merged.num_bin_sums, whole.num_bin_sums, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(merged.bin_means(), whole.bin_means(), rtol=1e-12)
+        np.testing.assert_array_equal(merged.num_counts, whole.num_counts)
 
 
 def test_checkpoint_of_another_profile_is_refused(

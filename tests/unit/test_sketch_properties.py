@@ -24,7 +24,7 @@ from detectors.schema import Schema
 from detectors.sketch import WindowSketch
 
 RESERVOIR = 7
-SUMS = ("num_sum", "num_sumsq")
+SUMS = ("num_sum", "num_sumsq", "num_bin_sums")
 
 
 @cache
@@ -55,9 +55,9 @@ def row_hash(ids: np.ndarray) -> np.ndarray:
 def assert_same_state(a: WindowSketch, b: WindowSketch) -> None:
     """Every array of the two sketches equal; sums to a tight relative tolerance.
 
-    Counts, extremes and the reservoir must be identical. Sums and sums of squares are the
-    same numbers added in a different order (per batch, then per sketch), and float
-    addition is not associative, so those two agree to rounding only.
+    Counts, extremes and the reservoir must be identical. Sums, sums of squares and the
+    per-bin sums are the same numbers added in a different order (per batch, then per
+    sketch), and float addition is not associative, so those agree to rounding only.
     """
     assert a.rows == b.rows
     assert a.extra_columns == b.extra_columns

@@ -1,0 +1,37 @@
+"""`driftline demo`, compressed: embedded broker, drifting synthetic model, agent.
+
+The demo's schedule is squeezed into 25 seconds (a change every 6 s, 3-second windows);
+it returns 0 only when the agent found every injected change in a window after it.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from monitor import synthetic
+from monitor.demo import run_demo
+
+pytestmark = pytest.mark.integration
+
+SCHEDULE = (
+    synthetic.Drift(6.0, "mean_shift", "income", "income mean +0.8 std"),
+    synthetic.Drift(12.0, "new_category", "country", "new country 'PL' in 30% of requests"),
+    synthetic.Drift(18.0, "missing_spike", "balance", "balance missing in 40% of requests"),
+)
+
+
+def test_compressed_demo_finds_every_injected_drift() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=160)
+    code = run_demo(
+        duration=25.0, rate=1000, port=0, window_seconds=3.0, schedule=SCHEDULE, console=console
+    )
+    text = out.getvalue()
+    assert code == 0, text
+    assert "what the agent found" in text
+    assert "not found" not in text
+    for drift in SCHEDULE:
+        assert drift.description in text
