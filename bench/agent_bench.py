@@ -455,6 +455,16 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     patch(pipeline.windows, "add", timed, stages["windows"])
     patch(pipeline.evaluator, "evaluate", timed, eval_stage)
     patch(agent, "checkpoint", timed_async, stages["checkpoint"])
+    revoke = agent._on_revoke
+    revocations = 0
+
+    async def on_revoke(partitions: set[tuple[str, int]]) -> None:
+        nonlocal revocations
+        if not stop.is_set():  # the one at shutdown is not a rebalance
+            revocations += 1
+        await revoke(partitions)
+
+    setattr(agent, "_on_revoke", on_revoke)  # noqa: B010 (read when the source is built)
     ingest = pipeline.ingest_messages
     taken = 0
 
@@ -501,6 +511,7 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     out["late"] = sink.late
     out["duplicates"] = sink.duplicates
     out["drifted_windows"] = sink.drifted
+    out["rebalances"] = revocations
     out["peak_rss_kib"] = peak_rss_kib()
     if profiler is not None:
         out["cprofile"] = profile_lines(profiler, 25)
@@ -917,7 +928,11 @@ def run_child(kind: str, spec: Mapping[str, Any], cpu: int, timeout: float) -> d
         return {"error": f"timed out after {timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT ") :]))
+            result = dict(json.loads(line[len("RESULT ") :]))
+            warnings = [w for w in proc.stderr.splitlines() if w.strip()]
+            if warnings:
+                result["stderr_tail"] = warnings[-8:]
+            return result
     tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-15:])
     return {"error": f"exit {proc.returncode}: {tail}"}
 
@@ -959,7 +974,10 @@ def windows_cell(r: Mapping[str, Any]) -> str:
     """Windows closed, and the records set aside as late or duplicate (none expected)."""
     if "windows" not in r:
         return "–"
-    return f"{r['windows']} ({r.get('late', 0) + r.get('duplicates', 0)} late/dup)"
+    cell = f"{r['windows']} ({r.get('late', 0):,} late, {r.get('duplicates', 0):,} dup"
+    if r.get("rebalances"):
+        cell += f", {r['rebalances']} rebalance{'s' if r['rebalances'] > 1 else ''}"
+    return cell + ")"
 
 
 def statistics_cpu(r: Mapping[str, Any], agent: bool) -> float:
@@ -1541,6 +1559,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         body += "\n".join(cprofile) + "\n```\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(header) + "\n" + body)
+    raw = {
+        "command": command,
+        "machine": info,
+        "e2e": {str(k): v for k, v in e2e.items()},
+        "decode": decode,
+        "rss": {f"{m}/{n}": v for (m, n), v in rss.items()},
+    }
+    args.output.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     console.print(f"written to {args.output}")
     if cprofile:
         console.print("\n".join(cprofile))

@@ -26,7 +26,7 @@ when the reservoir holds the whole window.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TypeVar
 
@@ -142,10 +142,10 @@ class _Sides:
     rows: int
     exact: bool = False
     # The noise floors of the baseline side: a key to cache them under (the profile's
-    # content hash; None for a baseline window) and raw baseline values (columns × rows,
-    # NaN for missing) that show each numeric bin's spread.
+    # content hash; None for a baseline window) and where to read raw baseline values
+    # (columns × rows, NaN for missing) that show each numeric bin's spread.
     floor_key: str | None = None
-    floor_sample: np.ndarray | None = None
+    floor_sample: Callable[[], np.ndarray | None] = lambda: None
     # per column: whether both raw sides have a value (exact mode needs them)
     exact_numeric_ok: np.ndarray | None = None
     exact_categorical_ok: np.ndarray | None = None
@@ -357,11 +357,13 @@ def _noise_floors(
         bins = sides.numeric
         if sides.floor_key is not None:  # every column at once, cached for the reference
             q = noise_floor.wasserstein_quantile(
-                bins, alpha, sample=sides.floor_sample, key=sides.floor_key
+                bins, alpha, sample_of=sides.floor_sample, key=sides.floor_key
             )[idx]
         else:
-            sample = None if sides.floor_sample is None else sides.floor_sample[idx]
-            q = noise_floor.wasserstein_quantile(take_rows(bins, idx), alpha, sample=sample)
+            sample = sides.floor_sample()
+            q = noise_floor.wasserstein_quantile(
+                take_rows(bins, idx), alpha, sample=None if sample is None else sample[idx]
+            )
         if exact:
             assert sides.ref_numeric is not None and sides.cur_numeric is not None
             ref, cur = sides.ref_numeric[idx], sides.cur_numeric[idx]
@@ -421,9 +423,11 @@ def evaluate_window(
         categorical=CategoricalBins.from_profile(profile, sketch),
         rows=sketch.rows,
         floor_key=profile.content_hash,
-        floor_sample=_stack_numeric([profile.sample[c] for c in num])
-        if num and all(c in profile.sample for c in num)
-        else None,
+        floor_sample=lambda: (
+            _stack_numeric([profile.sample[c] for c in num])
+            if num and all(c in profile.sample for c in num)
+            else None
+        ),
     )
     if exact and _sample_covers(profile):
         cat = profile.categorical_names
@@ -463,7 +467,7 @@ def compare_windows(
         numeric=NumericBins.from_sketches(baseline, current),
         categorical=CategoricalBins.from_sketches(baseline, current),
         rows=current.rows,
-        floor_sample=_finite_or_nan(baseline.res_numeric.T) if baseline.rows else None,
+        floor_sample=lambda: _finite_or_nan(baseline.res_numeric.T) if baseline.rows else None,
     )
     if exact and baseline.rows and current.rows:
         nc = len(baseline.profile.categorical_names)

@@ -69,12 +69,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import fields
 
 import numpy as np
-from scipy.special import ndtr, ndtri
-from scipy.stats import chi2
+from scipy.special import chdtri, ndtr, ndtri
 
 from detectors import hellinger, jensen_shannon, linf, psi
 from detectors.stats import CategoricalBins, NumericBins
@@ -148,8 +147,8 @@ def multinomial_floor(
         raise ValueError(f"no multinomial floor for {test!r}; one of {sorted(MULTINOMIAL_TESTS)}")
     _check_alpha(alpha)
     ref = np.asarray(ref, dtype=np.float64)
-    m = np.broadcast_to(np.asarray(n_ref, dtype=np.float64), (len(ref),))
-    n = np.broadcast_to(np.asarray(n_cur, dtype=np.float64), (len(ref),))
+    m = _per_column(n_ref, len(ref))
+    n = _per_column(n_cur, len(ref))
     n_eff = effective_rows(m, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = ref / ref.sum(axis=1, keepdims=True)
@@ -161,13 +160,19 @@ def multinomial_floor(
         floor = _linf_normal(p, n_eff, alpha)
     else:
         dof = (p > 0).sum(axis=1) - 1
-        floor = _from_chi2(test, np.where(dof > 0, chi2.isf(alpha, np.maximum(dof, 1)), 0.0), n_eff)
+        crit = np.where(dof > 0, chdtri(np.maximum(dof, 1), alpha), 0.0)  # χ² isf
+        floor = _from_chi2(test, crit, n_eff)
     sparse = np.flatnonzero(~dense & np.isfinite(n_eff))
     for i in sparse:
         floor[i] = _sparse_floor(
             test, p[i], m[i], n[i], alpha, epsilon, simulations, seed, reuse=reuse
         )
     return floor
+
+
+def _per_column(x: Sequence[float] | np.ndarray | float, k: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.full(k, float(x)) if x.ndim == 0 else x
 
 
 def _from_chi2(test: str, value: np.ndarray, n_eff: np.ndarray) -> np.ndarray:
@@ -260,7 +265,7 @@ def _simulated_floor(
             value = float(np.max(stat, initial=0.0))
         else:
             scale, dof = var / (2.0 * mean), 2.0 * mean**2 / var
-            value = float(_from_chi2(test, np.array(scale * chi2.isf(alpha, dof)), n_eff))
+            value = float(_from_chi2(test, np.array(scale * chdtri(dof, alpha)), n_eff))
     if remember:
         _remember(key, value)
     return value
@@ -436,18 +441,22 @@ def wasserstein_quantile(
     alpha: float,
     *,
     sample: np.ndarray | None = None,
+    sample_of: Callable[[], np.ndarray | None] | None = None,
     key: Hashable | None = None,
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int = DEFAULT_SEED,
 ) -> np.ndarray:
     """``bridge_quantile`` of every column of ``bins``, cached under ``key`` (a profile's
-    content hash, say: the quantile depends on the reference alone) when one is given."""
+    content hash, say: the quantile depends on the reference alone) when one is given.
+    ``sample_of`` gives ``sample`` when the quantile has to be simulated."""
     full_key = None if key is None else ("bridge", key, float(alpha), simulations, seed)
     if full_key is not None:
         with _cache_lock:
             hit = _cache.get(full_key)
         if isinstance(hit, np.ndarray) and len(hit) == len(bins.names):
             return hit
+    if sample is None and sample_of is not None:
+        sample = sample_of()
     q = bridge_quantile(bins, alpha, sample=sample, simulations=simulations, seed=seed)
     if full_key is not None:
         q.setflags(write=False)

@@ -1,18 +1,20 @@
 """The Kafka source: a consumer-group member that hands raw messages to the agent and
 commits only the offsets the agent says are durable.
 
-Auto-commit is off (decision 7): the agent commits after its checkpoint is written. On
-assignment, partitions are moved to the checkpoint's offsets when the checkpoint is ahead
-of the group's committed offsets, so a restarted agent neither loses nor re-counts
-records; later assignments of a partition (rebalances) resume at the group's committed
+Auto-commit is off (decision 7): the agent commits after its checkpoint is written. On a
+partition's first assignment after a restart it is moved to the checkpoint's offset (the
+restored windows hold exactly the records before it), so a restarted agent neither loses
+nor re-counts records; later assignments (rebalances) resume at the group's committed
 offset, or at the last offset this agent checkpointed when its commit did not get through.
 Lag is ``highwater − position`` (``end_offsets()`` is wrong on some brokers).
+
 A broker that is down at start is retried with exponential backoff and jitter; one that
 goes away later is found by a metadata probe every ``PROBE_INTERVAL`` seconds (fetches
 alone do not fail: aiokafka retries them quietly). Meanwhile ``up`` is False, which the
 agent exports as ``driftline_source_up``. Commits are bounded by ``COMMIT_TIMEOUT``:
 aiokafka retries a retriable commit error forever (a broker that lost the topic answers
 ``UNKNOWN_TOPIC_OR_PARTITION`` to every try), which would hang a rebalance or a shutdown.
+A position past a partition's end (its log was lost) is reset to ``start``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ Offsets = dict[tuple[str, int], int]
 
 #: Seconds between broker reachability probes while connected.
 PROBE_INTERVAL = 1.0
-#: Seconds a probe, a commit or a committed-offset lookup may take before it counts as failed.
+#: Seconds a probe, a committed-offset lookup or a seek may take before it counts as failed.
 PROBE_TIMEOUT = 3.0
+#: Seconds a commit (and each step of closing the producer) may take.
 COMMIT_TIMEOUT = 5.0
 
 
@@ -176,28 +179,22 @@ class KafkaSource:
                 own = self.durable.get(key)
                 if own is None:
                     continue
-                committed = await self._committed(tp)
+                try:
+                    committed = await asyncio.wait_for(self.consumer.committed(tp), PROBE_TIMEOUT)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    # Unknown: leave the partition where the consumer puts it by itself.
+                    log.warning(
+                        "cannot read the committed offset of %s-%d (%s)",
+                        tp.topic,
+                        tp.partition,
+                        type(exc).__name__,
+                    )
+                    continue
                 if committed is not None and committed >= own:
                     continue
                 want, why = own, "last checkpointed offset (not committed)"
             self.consumer.seek(tp, want)
             log.info("partition %s-%d resumes at %s %d", tp.topic, tp.partition, why, want)
-
-    async def _committed(self, tp: TopicPartition) -> int | None:
-        assert self.consumer is not None
-        try:
-            committed: int | None = await asyncio.wait_for(
-                self.consumer.committed(tp), PROBE_TIMEOUT
-            )
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.warning(
-                "cannot read the committed offset of %s-%d (%s)",
-                tp.topic,
-                tp.partition,
-                type(exc).__name__,
-            )
-            return None
-        return committed
 
     async def poll(self, timeout_ms: int = 200) -> list[RawMessage]:
         """The next messages of all assigned partitions (possibly none)."""
