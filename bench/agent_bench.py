@@ -317,6 +317,27 @@ def peak_rss_kib() -> int:
     return _status_kib("VmHWM")
 
 
+class Skew:
+    """How far apart the partitions are consumed, as event time: record ``i`` went to
+    partition ``i % P`` at offset ``i // P``, so an offset gap of g is ``g · P / rate`` s."""
+
+    def __init__(self, partitions: int, rate: float) -> None:
+        self.partitions = partitions
+        self.rate = rate
+        self.positions: dict[int, int] = {}
+        self.max_gap = 0
+
+    def update(self, positions: Mapping[int, int]) -> None:
+        self.positions.update(positions)
+        if self.partitions > 1:
+            low = min(self.positions.get(p, 0) for p in range(self.partitions))
+            self.max_gap = max(self.max_gap, max(self.positions.values()) - low)
+
+    @property
+    def seconds(self) -> float:
+        return self.max_gap * self.partitions / self.rate
+
+
 @dataclass
 class Span:
     """Start of the measured span (first records in hand) and its end."""
@@ -435,6 +456,15 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     stages["gc_full"] = collector.full
     patch(AIOKafkaConsumer, "getmany", timed_async, stages["fetch"])
     patch(KafkaSource, "poll", timed_async, stages["poll"])
+    skew = Skew(int(spec.get("partitions", 1)), float(spec.get("event_rate", EVENT_RATE)))
+    timed_poll = KafkaSource.poll
+
+    async def poll(self: KafkaSource, timeout_ms: int = 200) -> list[Any]:
+        messages = await timed_poll(self, timeout_ms)
+        skew.update({p: o for (_, p), o in self.positions.items()})
+        return messages
+
+    setattr(KafkaSource, "poll", poll)  # noqa: B010
 
     config = agent_config(spec)
     span = Span()
@@ -512,6 +542,7 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     out["duplicates"] = sink.duplicates
     out["drifted_windows"] = sink.drifted
     out["rebalances"] = revocations
+    out["skew_seconds"] = skew.seconds
     out["peak_rss_kib"] = peak_rss_kib()
     if profiler is not None:
         out["cprofile"] = profile_lines(profiler, 25)
@@ -590,6 +621,7 @@ def child_baseline(spec: Mapping[str, Any]) -> dict[str, Any]:
     stages = {name: Stage() for name in ("fetch", "parse", "frame", "tests")}
     collector = GcTimer()
     stages["gc"], stages["gc_full"] = collector.stage, collector.full
+    skew = Skew(int(spec.get("partitions", 1)), float(spec.get("event_rate", EVENT_RATE)))
     span = Span()
     result: dict[str, Any] = {"windows": 0, "late": 0, "drifted_columns": 0}
 
@@ -613,6 +645,7 @@ def child_baseline(spec: Mapping[str, Any]) -> dict[str, Any]:
                 stages["fetch"].add(time.perf_counter() - w, time.thread_time() - c)
                 if not batches:
                     continue
+                skew.update({tp.partition: ms[-1].offset + 1 for tp, ms in batches.items() if ms})
                 if taken == 0:
                     span.begin(sum(map(len, batches.values())))
                     for stage in stages.values():
@@ -650,6 +683,7 @@ def child_baseline(spec: Mapping[str, Any]) -> dict[str, Any]:
     asyncio.run(asyncio.wait_for(main(), timeout=float(spec.get("timeout", 600))))
     out = span.result(total)
     out.update(result)
+    out["skew_seconds"] = skew.seconds
     out["stages"] = {name: vars(s) for name, s in stages.items()}
     out["peak_rss_kib"] = peak_rss_kib()
     return out
@@ -975,6 +1009,8 @@ def windows_cell(r: Mapping[str, Any]) -> str:
     if "windows" not in r:
         return "–"
     cell = f"{r['windows']} ({r.get('late', 0):,} late, {r.get('duplicates', 0):,} dup"
+    if r.get("skew_seconds"):
+        cell += f"; partitions up to {r['skew_seconds']:.0f} s apart"
     if r.get("rebalances"):
         cell += f", {r['rebalances']} rebalance{'s' if r['rebalances'] > 1 else ''}"
     return cell + ")"
@@ -1337,6 +1373,7 @@ def measure_layout(
             "records": plan.records,
             "bootstrap": broker.bootstrap,
             "topic": topic,
+            "partitions": partitions,
             "batch_records": plan.batch_sizes[0],
         }
         groups = itertools.count()

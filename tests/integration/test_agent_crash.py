@@ -130,9 +130,10 @@ def test_sigkill_mid_stream_then_restart_reports_what_an_uninterrupted_run_does(
         high = produce_confluent(bootstrap, topic, phases[1]).high[0]
         decoded_before = first.decoded()
         wait_for(lambda: first.decoded() > decoded_before, "records of phase 2 consumed")
+        consumed = int(first.decoded())  # one row per message: the next offset to read
         first.kill()
         at_kill = checkpointed()
-        assert 0 < at_kill < high, "killed after a checkpoint, with records consumed past it"
+        assert 0 < at_kill < consumed, "killed after a checkpoint, with records consumed past it"
 
         produce_aiokafka(bootstrap, topic, phases[2])
         total = sum(len(p) for p in phases)
@@ -169,8 +170,8 @@ def test_sigkill_mid_stream_then_restart_reports_what_an_uninterrupted_run_does(
     assert [a[key].rows for key in sorted(a)] == list(ROWS)
     assert sum(r.late_records for r in a.values()) == late_total
     assert sum(r.duplicate_records for r in a.values()) == replay_total
-    # The restarted run wrote some windows twice (after its last checkpoint) and no
-    # window went missing from its file.
+    # No window went missing from the crashed run's file (windows that closed after its
+    # last checkpoint may be in it twice, equal: checked by data_reports).
     assert len(read_reports(crashed.reports)) >= windows
     income = [{c.feature: c.drifted for c in a[key].drift.columns}["income"] for key in sorted(a)]
     assert income == [k >= DRIFT_FROM for k in range(windows)]
