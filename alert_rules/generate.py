@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from alert_rules import HERE, PROMETHEUS_RULE_FILE, RULES_FILE, THRESHOLDS_FILE
 from monitor import metrics as m
@@ -66,6 +67,19 @@ Seconds = Annotated[int, BeforeValidator(_seconds), Field(gt=0)]
 WindowLabel = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|rows)$")]
 Windows = Annotated[int, Field(ge=1)]
 Ratio = Annotated[float, Field(gt=0, lt=1)]
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL without a trailing ``/``, so ``<base>/<model>/...`` has one slash."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("not an http(s) URL; write e.g. https://reports.example.com/driftline")
+    if "{{" in value or "}}" in value:
+        raise ValueError("must not contain {{ or }}: alert annotations are Go templates")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Section(BaseModel):
@@ -107,6 +121,7 @@ class Thresholds(_Section):
     """The contents of thresholds.yaml (durations in seconds); documented in that file."""
 
     runbook_base_url: Annotated[str, Field(min_length=1)]
+    report_base_url: HttpUrl | None = None
     scrape_job: Annotated[str, Field(pattern=r"^[^\"\\]+$")]
     windows: Annotated[dict[WindowLabel, Seconds], Field(min_length=1)]
     rate_window: Seconds
@@ -267,8 +282,11 @@ class Alert:
     summary: str
     description: str
     for_seconds: int = 0
+    # Drift and quality alerts are about one model version's windows, whose newest HTML
+    # page has a fixed URL: they link it when thresholds.yaml sets report_base_url.
+    links_report: bool = False
 
-    def rule(self, runbook_base_url: str) -> dict[str, Any]:
+    def rule(self, runbook_base_url: str, report_base_url: str | None = None) -> dict[str, Any]:
         if self.severity not in SEVERITIES:
             raise ValueError(f"{self.name}: severity {self.severity!r} not in {SEVERITIES}")
         rule: dict[str, Any] = {"alert": self.name, "expr": self.expr}
@@ -280,7 +298,16 @@ class Alert:
             "description": self.description,
             "runbook_url": f"{runbook_base_url}#{runbook_anchor(self.name)}",
         }
+        if self.links_report and report_base_url:
+            rule["annotations"]["report_url"] = latest_report_url(report_base_url)
         return rule
+
+
+def latest_report_url(base_url: str) -> str:
+    """The newest HTML page of the alert's model version, as the agent lays pages out
+    (monitor/report/store.py: ``<html_dir>/<model>/<version>/latest.html``)."""
+    labels = "{{ $labels.model }}/{{ $labels.model_version }}"
+    return f"{base_url.rstrip('/')}/{labels}/latest.html"
 
 
 def runbook_anchor(alert_name: str) -> str:
@@ -303,6 +330,7 @@ def drift_rules(t: Thresholds) -> list[Alert]:
             "version {{ $labels.model_version }} drifted in the last {{ $labels.window }} "
             "window (compared with {{ $labels.baseline }}); the dataset drift verdict has held "
             f"for at least {d.dataset_windows} consecutive windows.",
+            links_report=True,
         ),
         Alert(
             "DriftlineFeatureDrift",
@@ -314,6 +342,7 @@ def drift_rules(t: Thresholds) -> list[Alert]:
             f"{d.feature_windows} consecutive {{{{ $labels.window }}}} windows (compared with "
             "{{ $labels.baseline }}); last {{ $labels.detector }} statistic "
             '{{ printf "%.4g" $value }}.',
+            links_report=True,
         ),
         Alert(
             "DriftlinePredictionDrift",
@@ -326,6 +355,7 @@ def drift_rules(t: Thresholds) -> list[Alert]:
             f"{d.prediction_windows} consecutive {{{{ $labels.window }}}} windows (compared "
             "with {{ $labels.baseline }}); last {{ $labels.detector }} statistic "
             '{{ printf "%.4g" $value }}.',
+            links_report=True,
         ),
     ]
 
@@ -357,6 +387,7 @@ def quality_rules(t: Thresholds) -> list[Alert]:
             f"(model {{{{ $labels.model }}}} version {{{{ $labels.model_version }}}}) were {what}"
             " in the last {{ $labels.window }} window, more than the reference rate plus the "
             f"check's threshold, for at least {n} consecutive windows.",
+            links_report=True,
         )
         for name, check, title, what in QUALITY_CHECKS
     ]
@@ -527,7 +558,7 @@ def rule_groups(t: Thresholds) -> list[dict[str, Any]]:
             if alert.name in seen:
                 raise ValueError(f"alert {alert.name} is defined twice")
             seen.add(alert.name)
-            rules.append(alert.rule(t.runbook_base_url))
+            rules.append(alert.rule(t.runbook_base_url, t.report_base_url))
         groups.append({"name": name, "rules": rules})
     return groups
 

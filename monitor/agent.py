@@ -266,7 +266,15 @@ class Agent:
                 reference_hash=self.profile.content_hash,
                 created_at=time.time(),
             )
-            await asyncio.to_thread(self.store.save, snapshot)
+            try:
+                await asyncio.to_thread(self.store.save, snapshot)
+            except OSError as exc:
+                # Disk full or unwritable: keep consuming; offsets stay uncommitted, so
+                # nothing is lost, and the next interval tries again. The checkpoint-age
+                # alert fires if this lasts.
+                log.error("checkpoint not written to %s: %s", self.store.path, exc)
+                self._last_checkpoint = time.monotonic()
+                return
             self._last_checkpoint = time.monotonic()
             self.exporter.set_checkpoint(snapshot.created_at)
             if self.source is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -203,6 +204,25 @@ async def _demo(
     live: bool,
 ) -> DemoState:
     workdir = Path(tempfile.mkdtemp(prefix="driftline-demo-"))
+    try:
+        return await _demo_in(
+            workdir, duration, rate, port, window_seconds, schedule, console, live
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _demo_in(
+    workdir: Path,
+    duration: float,
+    rate: int,
+    port: int,
+    window_seconds: float,
+    schedule: tuple[synthetic.Drift, ...],
+    console: Console,
+    live: bool,
+) -> DemoState:
+    """The demo in ``workdir`` (reference, broker log, agent state), removed afterwards."""
     console.print("building the reference profile from 50,000 synthetic training rows…")
     reference = build_profile(synthetic.reference_frame(50_000), prediction=["prediction"])
     ref_path = reference.save(workdir / "reference.json.gz")
