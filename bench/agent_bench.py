@@ -67,8 +67,11 @@ RSS_WINDOWS_QUICK = (10_000, 100_000)
 PARTITIONS = (1, 4)
 EVENT_RATE = 10_000.0  # records per second of event time
 WINDOW_SECONDS = 10.0
-# Partitions are consumed a fetch apart; a wide lateness keeps every record in its window.
-ALLOWED_LATENESS = 30.0
+# Catching up on several partitions, aiokafka hands them over unevenly: on Tansu they were
+# 20 to 53 s of event time apart at 10k records/s (librdkafka: 3 s). The bench wants every
+# record in a window, for the agent and the baseline alike, hence a wide lateness; the
+# tables show the skew and any late record.
+ALLOWED_LATENESS = 120.0
 BATCH_RECORDS = 5_000  # the source's default max_batch_records
 DECODE_RECORDS = 200_000
 CHUNK_ROWS = 100_000
@@ -329,7 +332,7 @@ class Skew:
 
     def update(self, positions: Mapping[int, int]) -> None:
         self.positions.update(positions)
-        if self.partitions > 1:
+        if self.partitions > 1 and self.positions:
             low = min(self.positions.get(p, 0) for p in range(self.partitions))
             self.max_gap = max(self.max_gap, max(self.positions.values()) - low)
 
@@ -1586,8 +1589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- machine: {info['cpu']}; Python {info['python']}; {info['versions']}",
         f"- {info['load']} at the start, {machine_load()} at the end; {info['date']}",
         f"- {records:,} records of 25 features + score, event times {args.event_rate:,.0f}/s "
-        f"apart, windows of {WINDOW_SECONDS:g} s; measured process pinned to core {cpu}, "
-        f"broker to {sorted(others)}",
+        f"apart, windows of {WINDOW_SECONDS:g} s (allowed lateness {ALLOWED_LATENESS:g} s); "
+        f"measured process pinned to core {cpu}, broker to {sorted(others)}",
         "",
     ]
     body = "\n".join(to_markdown(t) for t in tables)

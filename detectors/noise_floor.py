@@ -41,9 +41,8 @@ known), W1 of the two point-mass distributions tends to
 ``Σ_b |B(F_b)| (μ_next − μ_b) + Σ_b sqrt(p_b) σ_b |Z_b|``: the CDF gap after bin b spans the
 distance to the next bin's mean, and the two sides' means of bin b differ by a normal
 amount with the spread σ_b of the values in the bin (from the profile's row sample, else
-``(μ − a)(b − μ) / 3`` for a bin [a, b] with mean μ). Where mass is spread uniformly over
-each bin it is ``Σ_b w_b · mean |B|`` with B linear between edges. The quantile depends on
-the reference alone, so it is simulated once per profile and cached; the floor is
+``(μ − a)(b − μ) / 3`` for a bin [a, b] with mean μ). The quantile depends on the
+reference alone, so it is simulated once per profile and cached; the floor is
 ``quantile / sqrt(n_eff) / σ``.
 
 >>> import math, numpy as np
@@ -71,7 +70,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import fields
 
 import numpy as np
 from scipy.special import chdtri, ndtr, ndtri
@@ -101,9 +99,6 @@ _STATISTICS = {
 }
 # Bin values in the reference sample from which a bin's spread is measured, not guessed.
 _MIN_SAMPLE_IN_BIN = 10
-# ``wasserstein.binned`` puts each bin's mass at the bin's mean when NumericBins carries
-# bin means, and spreads it uniformly over the bin where it does not.
-MASS_AT_BIN_MEANS = "ref_means" in {f.name for f in fields(NumericBins)}
 # Elements of one simulated (bridges × columns × bins) block: bounds memory.
 _BLOCK_ELEMENTS = 2_000_000
 # Floors and bridge quantiles already computed, for the next window of the same reference.
@@ -317,37 +312,23 @@ def bridge_quantile(
     empty = ~np.isfinite(p).all(axis=1)
     p = np.where(np.isfinite(p), p, 0.0)
     lo, hi = _bounds(bins)
-    if MASS_AT_BIN_MEANS:
-        edge_weight, within = _at_means_weights(bins, p, lo, hi, sample)
-        cross_weight = None
-    else:
-        w = hi - lo
-        # Σ_b w_b · mean|g| over bin b, g linear from B_{b-1} to B_b, is
-        # Σ_b w_b ((|B_{b-1}| + |B_b|) / 2 − max(−B_{b-1} B_b, 0) / (|B_{b-1}| + |B_b|)):
-        # a weighted sum of |B| at the edges, less a term where the bridge changes sign.
-        edge_weight = (w + np.concatenate([w[:, 1:], np.zeros((cols, 1))], axis=1)) / 2.0
-        cross_weight, within = w[:, 1:], None
-    values = _simulate(p, edge_weight, cross_weight, within, simulations, seed)
+    edge_weight, within = _at_means_weights(bins, p, lo, hi, sample)
+    values = _simulate(p, edge_weight, within, simulations, seed)
     q = np.quantile(values, 1.0 - alpha, axis=0)
     return np.where(empty, np.nan, q)
 
 
 def _simulate(
-    p: np.ndarray,
-    edge_weight: np.ndarray,
-    cross_weight: np.ndarray | None,
-    within: np.ndarray | None,
-    simulations: int,
-    seed: int,
+    p: np.ndarray, edge_weight: np.ndarray, within: np.ndarray, simulations: int, seed: int
 ) -> np.ndarray:
-    """(simulations × columns) draws of ``Σ_j |B_j| e_j − Σ_b c_b x_b + Σ_b s_b |Z_b|``:
-    B the bridge at each bin's right end, x_b the sign-change term of bin b (see
-    ``bridge_quantile``), Z independent standard normals. float32: the quantile needs
-    no more."""
+    """(simulations × columns) draws of ``Σ_b |B_b| e_b + Σ_b s_b |Z_b|``: B the bridge at
+    each bin's right end, Z independent standard normals. float32: the quantile needs no
+    more."""
     cols, width = p.shape
     sd = np.sqrt(p).astype(np.float32)
     t = np.cumsum(p, axis=1).astype(np.float32)
     ew = edge_weight.astype(np.float32)
+    spread = within.astype(np.float32)
     rng = np.random.default_rng(seed)
     per_block = max(1, _BLOCK_ELEMENTS // (cols * width))
     values = np.empty((simulations, cols))
@@ -357,18 +338,10 @@ def _simulate(
         walk *= sd
         np.cumsum(walk, axis=2, out=walk)
         walk -= t * walk[:, :, -1:]  # the bridge; B = 0 before the first bin
-        size = np.abs(walk)
-        total = np.einsum("scb,cb->sc", size, ew)
-        if cross_weight is not None:
-            cross = np.maximum(-(walk[:, :, :-1] * walk[:, :, 1:]), 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cross /= size[:, :, :-1] + size[:, :, 1:]
-            np.nan_to_num(cross, copy=False)
-            total -= np.einsum("scb,cb->sc", cross, cross_weight.astype(np.float32))
-        if within is not None:
-            z = np.abs(rng.standard_normal((s, cols, width), dtype=np.float32))
-            total += np.einsum("scb,cb->sc", z, within.astype(np.float32))
-        values[start : start + s] = total
+        np.abs(walk, out=walk)
+        total = np.einsum("scb,cb->sc", walk, ew)
+        z = np.abs(rng.standard_normal((s, cols, width), dtype=np.float32))
+        values[start : start + s] = total + np.einsum("scb,cb->sc", z, spread)
     return values
 
 
@@ -378,7 +351,12 @@ def _at_means_weights(
     """The two weights of the functional when each bin's mass sits at its mean: the
     distance from each bin's mean to the next bin's with mass (the CDF gap B_b spans it),
     and ``sqrt(p_b) σ_b``, the noise of the difference of the two sides' means of bin b
-    (σ_b the spread of the reference's values in the bin)."""
+    (σ_b the spread of the reference's values in the bin).
+
+    Unknown reference means (``ref_means`` None or NaN: a profile file from before bin
+    means) put the mass at the bin's midpoint with no spread term, as the statistic does
+    when neither side knows its means. (Midpoints (w_b + w_{b+1}) / 2 apart also bound
+    the same limit for mass spread uniformly over each bin from above.)"""
     means = getattr(bins, "ref_means", None)
     mid = (lo + hi) / 2.0
     known = np.isfinite(means) if means is not None else np.zeros(p.shape, dtype=bool)

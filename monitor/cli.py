@@ -20,6 +20,12 @@ import monitor
 err = Console(stderr=True)
 
 
+def _error(problem: object) -> int:
+    """Say what stops a command on stderr; 2 is the exit status of every such stop."""
+    err.print(f"[red]error:[/] {problem}")
+    return 2
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -55,8 +61,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 sample_rows=args.sample_rows,
             )
         except (SchemaError, ValueError) as exc:
-            err.print(f"[red]error:[/] {exc}")
-            return 2
+            return _error(exc)
         progress.update(task, advance=1)
         for rows in args.calibrate_window:
             progress.update(task, description=f"calibrating thresholds for {rows:,}-row windows")
@@ -65,8 +70,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                     profile, frame, rows, false_alarm_rate=args.false_alarm_rate, draws=args.draws
                 )
             except ValueError as exc:
-                err.print(f"[red]error:[/] {exc}")
-                return 2
+                return _error(exc)
             profile = profile.with_calibration(cal)
             progress.update(task, advance=1)
     if profile.inference:
@@ -150,12 +154,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         profile = load_profile(cfg.reference)
         cfg.check_against_profile(profile)
     except (ProfileError, ConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+        return _error(exc)
     path = Path(args.input)
     if not path.exists():
-        err.print(f"[red]error:[/] {path}: no such file")
-        return 2
+        return _error(f"{path}: no such file")
     out = sys.stdout.buffer
     windows = drifted = 0
     with _progress() as progress:
@@ -167,8 +169,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 windows += 1
                 drifted += report.drifted
         except ValueError as exc:
-            err.print(f"[red]error:[/] {exc}")
-            return 2
+            return _error(exc)
     err.print(f"{windows} windows, {drifted} with drift")
     return 0
 
@@ -181,13 +182,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+        return _error(exc)
     try:
         return run_agent(cfg)
     except (ProfileError, ConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+        return _error(exc)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -197,14 +196,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+        return _error(exc)
     if not args.no_reference:
         try:
             cfg.check_against_profile(load_profile(cfg.reference))
         except (ProfileError, ConfigError) as exc:
-            err.print(f"[red]error:[/] {exc}")
-            return 2
+            return _error(exc)
     sys.stdout.write(cfg.effective_yaml())
     err.print(f"{args.config}: ok")
     return 0
@@ -241,11 +238,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.sketch:
             sketch = WindowSketch.from_bytes(profile, Path(args.sketch).read_bytes())
     except OSError as exc:
-        err.print(f"[red]error:[/] {exc.filename}: {exc.strerror}")
-        return 2
+        return _error(f"{exc.filename}: {exc.strerror}")
     except (ProfileError, ReportSelectionError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+        return _error(exc)
     report = selection.report
     with _progress() as progress:
         task = progress.add_task("rendering", total=None)
@@ -265,14 +260,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                 progress=advance,
             )
         except ReportInputError as exc:
-            err.print(f"[red]error:[/] {exc}")
-            return 2
+            return _error(exc)
     out = Path(args.output)
     try:
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
-        err.print(f"[red]error:[/] {out}: cannot write the report: {exc.strerror}")
-        return 2
+        return _error(f"{out}: cannot write the report: {exc.strerror}")
     verdict = "drift" if report.drifted else "quality breach" if report.quality.breached else "ok"
     err.print(
         f"wrote {out} ({len(page) / 1e6:.1f} MB): {report.model} {report.model_version}, "

@@ -41,7 +41,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from detectors.schema import Kind, Schema
 from detectors.settings import (
@@ -62,7 +61,8 @@ from monitor.actions.config import (
     PolicyConfig,
     rollback_problems,
 )
-from monitor.durations import DURATION_HINT, format_duration, parse_duration
+from monitor.config_rules import ERROR_TYPE, Duration, check_duration, env_name, fail
+from monitor.durations import DURATION_HINT, format_duration
 
 DOCS = "docs/configuration.md"
 ALL_TESTS = tuple(dict.fromkeys(NUMERIC_TESTS + CATEGORICAL_TESTS))
@@ -70,7 +70,6 @@ ALL_TESTS = tuple(dict.fromkeys(NUMERIC_TESTS + CATEGORICAL_TESTS))
 NUMERIC_ONLY_CHECKS = frozenset({"out_of_range", "non_finite"})
 CATEGORICAL_ONLY_CHECKS = frozenset({"unseen"})
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:\-]+\]?:\d{1,5}$")
 # Keys people reach for when they want to write a secret into the file.
 _SECRET_KEYS = {
@@ -106,34 +105,17 @@ def _show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fail(key: str, message: str) -> PydanticCustomError:
-    """An error for ``key`` (relative to the model that raises it), message with its fix."""
-    return PydanticCustomError("driftline", "{message}", {"key": key, "message": message})
-
-
 # -- value types -------------------------------------------------------------------------
 
 
-def _duration(value: object) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise PydanticCustomError("driftline", "{message}", {"message": str(exc)}) from None
-
-
 def _optional_duration(value: object) -> float | None:
-    return None if value is None else _duration(value)
+    return None if value is None else check_duration(value)
 
 
 def _duration_text(value: float | None) -> str | None:
     return None if value is None else format_duration(value)
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(_duration),
-    PlainSerializer(_duration_text, return_type=str, when_used="json"),
-]
 OptionalDuration = Annotated[
     float | None,
     BeforeValidator(_optional_duration),
@@ -141,30 +123,13 @@ OptionalDuration = Annotated[
 ]
 
 
-def _env_name(value: object) -> object:
-    """An environment variable's NAME; the value is never echoed (it may be a secret)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _ENV_NAME.match(value):
-        raise PydanticCustomError(
-            "driftline",
-            "{message}",
-            {
-                "message": "is not an environment variable name (the value is not shown: it "
-                "may be a secret); write the NAME of a variable that holds the secret, "
-                "e.g. KAFKA_PASSWORD, never the secret itself"
-            },
-        )
-    return value
-
-
-EnvName = Annotated[str | None, BeforeValidator(_env_name)]
+EnvName = Annotated[str | None, BeforeValidator(env_name("KAFKA_PASSWORD"))]
 
 
 def _check_path(value: str, key: str) -> None:
     parts = value.split(".")
     if any(not p for p in parts):
-        raise _fail(key, f"{_show(value)} is not a dotted path; write field names joined by dots")
+        raise fail(key, f"{_show(value)} is not a dotted path; write field names joined by dots")
 
 
 class _Section(BaseModel):
@@ -213,20 +178,20 @@ class KafkaSourceConfig(_Section):
         servers = [s.strip() for s in self.bootstrap_servers.split(",")]
         for server in servers:
             if not _HOST_PORT.match(server):
-                raise _fail(
+                raise fail(
                     "bootstrap_servers",
                     f"{_show(server)} is not host:port; write brokers as "
                     '"kafka-0.kafka:9092,kafka-1.kafka:9092"',
                 )
         if not self.topics or any(not t for t in self.topics):
-            raise _fail("topics", "needs at least one topic name, e.g. [predictions]")
+            raise fail("topics", "needs at least one topic name, e.g. [predictions]")
         if not self.group_id:
-            raise _fail("group_id", "is empty; name the consumer group, e.g. driftline-<model>")
+            raise fail("group_id", "is empty; name the consumer group, e.g. driftline-<model>")
         sasl = self.security_protocol.startswith("SASL")
         if not sasl:
             for key in ("sasl_mechanism", "sasl_username", "sasl_password_env"):
                 if getattr(self, key) is not None:
-                    raise _fail(
+                    raise fail(
                         key,
                         f"is only used with security_protocol SASL_PLAINTEXT or SASL_SSL "
                         f"(it is {self.security_protocol}); set security_protocol or "
@@ -234,9 +199,9 @@ class KafkaSourceConfig(_Section):
                     )
         else:
             if not self.sasl_username:
-                raise _fail("sasl_username", "is required with SASL; add the user name")
+                raise fail("sasl_username", "is required with SASL; add the user name")
             if not self.sasl_password_env:
-                raise _fail(
+                raise fail(
                     "sasl_password_env",
                     "is required with SASL; name the environment variable that holds the "
                     "password, e.g. KAFKA_PASSWORD",
@@ -244,13 +209,13 @@ class KafkaSourceConfig(_Section):
         if self.security_protocol not in ("SSL", "SASL_SSL"):
             for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
                 if getattr(self, key) is not None:
-                    raise _fail(
+                    raise fail(
                         key,
                         f"is only used with security_protocol SSL or SASL_SSL (it is "
                         f"{self.security_protocol}); set security_protocol or remove {key}",
                     )
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            raise _fail(
+            raise fail(
                 "heartbeat_interval_ms",
                 f"{self.heartbeat_interval_ms} must be below session_timeout_ms "
                 f"({self.session_timeout_ms}); about a third of it is usual",
@@ -300,7 +265,7 @@ class FileSourceConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> FileSourceConfig:
         if self.format is None and format_from_extension(self.path) is None:
-            raise _fail(
+            raise fail(
                 "format",
                 f"cannot tell the format of {_show(str(self.path))} from its extension; "
                 "set format: jsonl, parquet or csv",
@@ -324,12 +289,12 @@ class SourceConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
         if self.kind == "kafka" and self.kafka is None:
-            raise _fail(
+            raise fail(
                 "kafka",
                 "is required when kind is kafka; add bootstrap_servers, topics and group_id",
             )
         if self.kind == "file" and self.file is None:
-            raise _fail("file", "is required when kind is file; add path: predictions.jsonl")
+            raise fail("file", "is required when kind is file; add path: predictions.jsonl")
         return self
 
 
@@ -374,9 +339,9 @@ class RecordConfig(_Section):
             names = getattr(self, key)
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise _fail(key, f"names {dupes} twice; list each column once")
+                raise fail(key, f"names {dupes} twice; list each column once")
         if self.kserve_pair_ttl <= 0:
-            raise _fail("kserve_pair_ttl", f"must be positive; {DURATION_HINT}")
+            raise fail("kserve_pair_ttl", f"must be positive; {DURATION_HINT}")
         return self
 
 
@@ -394,12 +359,12 @@ class SchemaConfig(_Section):
             names = getattr(self, key)
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise _fail(key, f"names {dupes} twice; list each column once")
+                raise fail(key, f"names {dupes} twice; list each column once")
         both = sorted(set(self.numeric) & set(self.categorical))
         if both:
-            raise _fail("categorical", f"{both} are also listed as numeric; keep one kind")
+            raise fail("categorical", f"{both} are also listed as numeric; keep one kind")
         if not self.infer_from_reference and not (self.numeric or self.categorical):
-            raise _fail(
+            raise fail(
                 "infer_from_reference",
                 "is false but no columns are listed; list numeric and categorical columns "
                 "or set infer_from_reference: true",
@@ -444,37 +409,37 @@ class WindowsConfig(_Section):
     def _check(self) -> WindowsConfig:
         if self.rows is not None:
             if "size" in self.model_fields_set:
-                raise _fail(
+                raise fail(
                     "rows",
                     "and windows.size are both set; a window is either a duration (size) "
                     "or a row count (rows): remove one",
                 )
             if self.slide is not None:
-                raise _fail(
+                raise fail(
                     "slide",
                     "needs time windows; remove slide, or use size instead of rows",
                 )
         if self.size <= 0:
-            raise _fail("size", f"must be longer than 0; {DURATION_HINT}")
+            raise fail("size", f"must be longer than 0; {DURATION_HINT}")
         if self.slide is not None:
             if self.slide <= 0 or self.slide > self.size:
-                raise _fail(
+                raise fail(
                     "slide",
                     f"{format_duration(self.slide)} must be positive and at most size "
                     f"({format_duration(self.size)})",
                 )
             panes = self.size / self.slide
             if abs(panes - round(panes)) > 1e-9 * max(1.0, panes):
-                raise _fail(
+                raise fail(
                     "slide",
                     f"{format_duration(self.slide)} does not divide size "
                     f"({format_duration(self.size)}); use a slide such as "
                     f"{_divisor_hint(self.size, self.slide)}",
                 )
         if self.idle_timeout <= 0:
-            raise _fail("idle_timeout", f"must be longer than 0; {DURATION_HINT}")
+            raise fail("idle_timeout", f"must be longer than 0; {DURATION_HINT}")
         if self.stable_version is not None and not self.segment_by_version:
-            raise _fail(
+            raise fail(
                 "stable_version",
                 "compares versions, which needs segment_by_version: true; set it or remove "
                 "stable_version",
@@ -511,11 +476,11 @@ class ColumnTestConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> ColumnTestConfig:
         if self.test is not None and self.test not in ALL_TESTS:
-            raise _fail("test", _unknown_name(self.test, ALL_TESTS, "test"))
+            raise fail("test", _unknown_name(self.test, ALL_TESTS, "test"))
         if self.threshold is not None:
             _check_threshold(self.test, self.threshold, "threshold")
         if self.test is None and self.threshold is None:
-            raise _fail("test", "is missing; set test and/or threshold for this column")
+            raise fail("test", "is missing; set test and/or threshold for this column")
         return self
 
 
@@ -527,9 +492,9 @@ def _unknown_name(name: str, known: tuple[str, ...] | frozenset[str], what: str)
 
 def _check_threshold(test: str | None, value: float, key: str) -> None:
     if not math.isfinite(value) or value <= 0:
-        raise _fail(key, f"{_show(value)} must be a positive number")
+        raise fail(key, f"{_show(value)} must be a positive number")
     if test in P_VALUE_TESTS and value >= 1:
-        raise _fail(key, f"{_show(value)} is a p-value threshold for {test}; use e.g. 0.05")
+        raise fail(key, f"{_show(value)} is a p-value threshold for {test}; use e.g. 0.05")
 
 
 class DriftConfig(_Section):
@@ -553,20 +518,20 @@ class DriftConfig(_Section):
     def _check(self) -> DriftConfig:
         for key in ("numeric_small", "numeric_large"):
             if getattr(self, key) not in NUMERIC_TESTS:
-                raise _fail(key, _unknown_name(getattr(self, key), NUMERIC_TESTS, "numeric test"))
+                raise fail(key, _unknown_name(getattr(self, key), NUMERIC_TESTS, "numeric test"))
         for key in ("categorical_small", "categorical_large"):
             if getattr(self, key) not in CATEGORICAL_TESTS:
-                raise _fail(
+                raise fail(
                     key, _unknown_name(getattr(self, key), CATEGORICAL_TESTS, "categorical test")
                 )
         for test, value in self.thresholds.items():
             if test not in DEFAULT_THRESHOLDS:
-                raise _fail(
+                raise fail(
                     f"thresholds.{test}", _unknown_name(test, tuple(DEFAULT_THRESHOLDS), "test")
                 )
             _check_threshold(test, value, f"thresholds.{test}")
         if not 0.0 < self.share_threshold <= 1.0:
-            raise _fail(
+            raise fail(
                 "share_threshold",
                 f"{_show(self.share_threshold)} is a share of features; use a number in (0, 1]"
                 ", e.g. 0.5",
@@ -609,9 +574,9 @@ class QualityConfig(_Section):
             items += [(f"columns.{column}.{k}", k, v) for k, v in checks.items()]
         for key, check, value in items:
             if check not in QUALITY_CHECKS:
-                raise _fail(key, _unknown_name(check, QUALITY_CHECKS, "quality check"))
+                raise fail(key, _unknown_name(check, QUALITY_CHECKS, "quality check"))
             if not 0.0 <= value <= 1.0:
-                raise _fail(
+                raise fail(
                     key,
                     f"{_show(value)} is a rate above the reference's; use a number in "
                     "[0, 1], e.g. 0.05",
@@ -645,12 +610,12 @@ class ExporterConfig(_Section):
         if self.otlp_endpoint is not None:
             parts = urlsplit(self.otlp_endpoint)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise _fail(
+                raise fail(
                     "otlp_endpoint",
                     "is not an http(s) URL; write e.g. http://otel-collector:4318",
                 )
         if self.otlp_interval <= 0:
-            raise _fail("otlp_interval", f"must be longer than 0; {DURATION_HINT}")
+            raise fail("otlp_interval", f"must be longer than 0; {DURATION_HINT}")
         return self
 
     def otlp_headers(self) -> dict[str, str]:
@@ -705,13 +670,13 @@ class ReportsConfig(_Section):
     def _check_html(self) -> ReportsConfig:
         if self.html_base_url is not None:
             if self.html_dir is None:
-                raise _fail(
+                raise fail(
                     "html_base_url",
                     "needs html_dir, the directory the pages are written to; add html_dir",
                 )
             parts = urlsplit(self.html_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise _fail(
+                raise fail(
                     "html_base_url",
                     "is not an http(s) URL; write e.g. https://reports.example.com/driftline",
                 )
@@ -727,7 +692,7 @@ class StateConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> StateConfig:
         if self.checkpoint_interval <= 0:
-            raise _fail("checkpoint_interval", f"must be longer than 0; {DURATION_HINT}")
+            raise fail("checkpoint_interval", f"must be longer than 0; {DURATION_HINT}")
         return self
 
 
@@ -773,16 +738,16 @@ class MonitorConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> MonitorConfig:
         if not self.model.strip():
-            raise _fail("model", "is empty; name the model, e.g. fraud-scorer")
+            raise fail("model", "is empty; name the model, e.g. fraud-scorer")
         if self.reports.kafka_topic is not None and self.source.kafka is None:
-            raise _fail(
+            raise fail(
                 "reports.kafka_topic",
                 "needs the brokers of source.kafka; add a source.kafka section or remove "
                 "reports.kafka_topic",
             )
         problems = rollback_problems(self.policies, self.actions)
         if problems:
-            raise _fail(*problems[0])
+            raise fail(*problems[0])
         return self
 
     @classmethod
@@ -1060,7 +1025,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         ctx = err.get("ctx") or {}
-        if err["type"] == "driftline" and ctx.get("key"):
+        if err["type"] == ERROR_TYPE and ctx.get("key"):
             loc = loc + tuple(str(ctx["key"]).split("."))
         item = (_dotted(loc), _message(err, loc))
         if item not in seen:
@@ -1085,7 +1050,7 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
     value = err.get("input")
     field_name = str(loc[-1]) if loc else ""
     secret = field_name.endswith("_env")
-    if kind == "driftline":
+    if kind == ERROR_TYPE:
         return str(ctx.get("message", err["msg"]))
     if kind == "extra_forbidden":
         return _unknown_key(field_name, loc[:-1])

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -60,8 +60,10 @@ JSON_CONTENT_TYPE = "application/json"
 __all__ = [
     "AgentServer",
     "AgentState",
+    "BackgroundServer",
     "HTTPError",
     "Handler",
+    "JSONRequestHandler",
     "Request",
     "Response",
     "require_bearer_token",
@@ -252,14 +254,42 @@ class _HTTPServer6(_HTTPServer):
     address_family = socket.AF_INET6
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    """Hands every request, whatever its method, to the router."""
+class JSONRequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, answering :class:`Response` values.
+
+    The base of the agent's handler and of the sidecar injector's, so both frame
+    answers, close connections and log requests the same way.
+    """
 
     protocol_version = "HTTP/1.1"
     # No HTTP/0.9: a malformed request line is answered with a status line, not bare HTML.
     default_request_version = "HTTP/1.0"
-    server_version = "driftline"
     timeout = 30  # seconds an idle keep-alive connection is kept
+
+    def respond(self, response: Response, close: bool = False) -> None:
+        """Send ``response`` (no body to HEAD); ``close`` ends the connection after it."""
+        body = b"" if self.command == "HEAD" else response.body
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if close:
+            # an unread request body would be taken for the next request
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # to the logger of the module that defines the handler, at debug level
+        logging.getLogger(type(self).__module__).debug("%s " + format, self.address_string(), *args)
+
+
+class _RequestHandler(JSONRequestHandler):
+    """Hands every request, whatever its method, to the router."""
+
+    server_version = "driftline"
     server: _HTTPServer
 
     def __getattr__(self, name: str) -> Any:
@@ -275,30 +305,71 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except Exception:  # a bug in routing itself: answer, keep serving
             log.exception("HTTP request failed")
             response, reusable = Response.error(500, "internal error"), False
-        self._send(response, close=not reusable)
+        self.respond(response, close=not reusable)
 
-    def _send(self, response: Response, close: bool) -> None:
-        body = b"" if self.command == "HEAD" else response.body
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        if close:
-            # an unread request body would be taken for the next request
-            self.close_connection = True
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+class BackgroundServer:
+    """A ``ThreadingHTTPServer`` served from a daemon thread between ``start`` and ``stop``.
+
+    The lifecycle the agent's server and the sidecar injector share; a subclass binds its
+    own server class in :meth:`_bind` and says where it listens in :meth:`_started`.
+    """
+
+    what = "the server"  # names the server in errors
+    thread_name = "driftline-http"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.requested_port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _bind(self) -> ThreadingHTTPServer:
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """Called once the server accepts connections (to log where)."""
+
+    def start(self) -> Self:
+        if self._httpd is not None:
+            raise RuntimeError(f"{self.what} is already running")
+        httpd = self._bind()
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name=self.thread_name
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        self._started()
+        return self
+
+    def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError(f"{self.what} is not running")
+        return int(self._httpd.server_address[1])
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 ReportsProvider = Callable[[], Mapping[Any, WindowReport] | Iterable[WindowReport]]
 
 
-class AgentServer:
+class AgentServer(BackgroundServer):
     """The agent's HTTP server on ``host:port`` (port 0: an ephemeral port, see ``port``).
 
     ``registry`` is what ``/metrics`` exposes (the exporter's). The health, readiness and
@@ -323,8 +394,7 @@ class AgentServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         stale_after: float = 60.0,
     ) -> None:
-        self.host = host
-        self.requested_port = port
+        super().__init__(host, port)
         self.registry = registry
         self.state = state if state is not None else AgentState()
         self._ready = ready or self.state.readiness
@@ -334,8 +404,6 @@ class AgentServer:
         self.max_body_bytes = max_body_bytes
         self.stale_after = stale_after
         self._routes: dict[str, dict[str, Handler]] = {}
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         if registry is not None:
             self.add_route("GET", "/metrics", self._metrics)
         self.add_route("GET", "/healthz", self._healthz)
@@ -368,47 +436,19 @@ class AgentServer:
         return sorted((m, p) for p, ms in self._routes.items() for m in ms)
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> AgentServer:
-        if self._httpd is not None:
-            raise RuntimeError("the server is already running")
+    def _bind(self) -> ThreadingHTTPServer:
         cls = _HTTPServer6 if ":" in self.host else _HTTPServer
         httpd = cls((self.host, self.requested_port), _RequestHandler)
         httpd.app = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="driftline-http"
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        return httpd
+
+    def _started(self) -> None:
         log.info("HTTP server listening on %s:%d", self.host, self.port)
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("the server is not running")
-        return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-    def __enter__(self) -> AgentServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- request handling -------------------------------------------------------------------
     def _handle(self, h: _RequestHandler) -> tuple[Response, bool]:

@@ -24,8 +24,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from monitor.actions import ActionError
-from monitor.actions.config import ActionConfig
-from monitor.actions.kubernetes import KubernetesClient, status_message
+from monitor.actions.kubernetes import KubernetesPatchAction, status_message
 from monitor.server import Request, Response
 
 if TYPE_CHECKING:
@@ -41,26 +40,10 @@ def rollout_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP_VERSION}/namespaces/{namespace}/rollouts/{name}"
 
 
-class ArgoAbortAction:
+class ArgoAbortAction(KubernetesPatchAction):
     """Abort the Rollout that serves the decision's version (``rollout`` template)."""
 
     kind = "argo_rollouts"
-
-    def __init__(
-        self, name: str, config: ActionConfig, client: KubernetesClient | None = None
-    ) -> None:
-        if config.kind != "argo_rollouts" or config.namespace is None:
-            raise ValueError(f"action {name}: not an argo_rollouts action")
-        self.name = name
-        self.config = config
-        self.namespace = config.namespace
-        self._client = client
-
-    def client(self) -> KubernetesClient:
-        # built on first use: missing credentials fail the action, not the agent's start
-        if self._client is None:
-            self._client = KubernetesClient.from_config(self.config.kubernetes)
-        return self._client
 
     def execute(self, decision: Decision) -> str:
         rollout = self.config.target_name(decision.model, decision.version)

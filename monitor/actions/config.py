@@ -21,10 +21,11 @@ decision is written down (the audit log)::
 
 The models follow the rules of ``monitor/config.py`` (unknown keys are errors, durations
 are "500ms", "60s", "5m", "1h" or seconds, secrets are named by environment variable) but
-do not import it, so that ``monitor.config`` can import them. Errors are raised in the
-same shape (a ``driftline`` error carrying the key and the fix), so ``ConfigError`` names
-e.g. ``actions.notify.url``. Checks that span sections (a policy naming an action that
-does not exist) are in :func:`rollback_problems`.
+do not import it, so that ``monitor.config`` can import them: the rules both follow are
+in ``monitor.config_rules``. Errors are raised in the same shape (a ``driftline`` error
+carrying the key and the fix), so ``ConfigError`` names e.g. ``actions.notify.url``.
+Checks that span sections (a policy naming an action that does not exist) are in
+:func:`rollback_problems`.
 """
 
 from __future__ import annotations
@@ -41,13 +42,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from monitor.durations import DURATION_HINT, format_duration, parse_duration
+from monitor.config_rules import Duration, bad_value, env_name, fail
+from monitor.durations import DURATION_HINT
 
 __all__ = [
     "REPORT_CONDITIONS",
@@ -68,47 +68,11 @@ ALERT_PREFIX = "alert:"
 ACTION_KINDS: tuple[str, ...] = ("webhook", "argo_rollouts", "kserve")
 TEMPLATE_FIELDS = frozenset({"model", "version"})
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A DNS-1123 subdomain, what Kubernetes accepts as a namespace or object name.
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
-def _fail(key: str, message: str) -> PydanticCustomError:
-    """An error that ``monitor.config`` reports as ``<file>: <section>.<key>: <message>``."""
-    return PydanticCustomError("driftline", "{message}", {"key": key, "message": message})
-
-
-def _duration(value: object) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise PydanticCustomError("driftline", "{message}", {"message": str(exc)}) from None
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
-]
-
-
-def _env_name(value: object) -> object:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _ENV_NAME.match(value):
-        raise PydanticCustomError(
-            "driftline",
-            "{message}",
-            {
-                "message": "is not an environment variable name (the value is not shown: it "
-                "may be a secret); write the NAME of a variable that holds the secret, "
-                "e.g. DRIFTLINE_TOKEN, never the secret itself"
-            },
-        )
-    return value
-
-
-EnvName = Annotated[str | None, BeforeValidator(_env_name)]
+EnvName = Annotated[str | None, BeforeValidator(env_name("DRIFTLINE_TOKEN"))]
 
 
 class _Section(BaseModel):
@@ -118,11 +82,6 @@ class _Section(BaseModel):
 def alert_condition(alertname: str) -> str:
     """The ``when`` entry for an alert, as stored: ``alert:<alertname>``."""
     return ALERT_PREFIX + alertname
-
-
-def _bad_value(message: str) -> PydanticCustomError:
-    """An error of a field validator (pydantic's location already names the key)."""
-    return PydanticCustomError("driftline", "{message}", {"message": message})
 
 
 def _conditions(value: object) -> list[str]:
@@ -137,16 +96,16 @@ def _conditions(value: object) -> list[str]:
     for item in items:
         if isinstance(item, dict):
             if set(item) != {"alert"} or not isinstance(item["alert"], str) or not item["alert"]:
-                raise _bad_value(f"{item!r} is not a condition; {hint}")
+                raise bad_value(f"{item!r} is not a condition; {hint}")
             out.append(alert_condition(item["alert"]))
         elif isinstance(item, str) and (
             item in REPORT_CONDITIONS or (item.startswith(ALERT_PREFIX) and len(item) > 6)
         ):
             out.append(item)
         else:
-            raise _bad_value(f"{item!r} is not a condition; {hint}")
+            raise bad_value(f"{item!r} is not a condition; {hint}")
     if not out:
-        raise _bad_value(f"is empty; {hint}")
+        raise bad_value(f"is empty; {hint}")
     return list(dict.fromkeys(out))
 
 
@@ -155,10 +114,10 @@ def _check_template(value: str, key: str) -> None:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
     except ValueError:
-        raise _fail(key, f'{value!r} is not a name template; write e.g. "{{model}}"') from None
+        raise fail(key, f'{value!r} is not a name template; write e.g. "{{model}}"') from None
     unknown = sorted(fields - TEMPLATE_FIELDS)
     if unknown:
-        raise _fail(
+        raise fail(
             key,
             f"{value!r} uses {unknown}; a name template may only use {{model}} and {{version}}",
         )
@@ -197,7 +156,7 @@ class GatesConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> GatesConfig:
         if not self.baselines:
-            raise _fail("baselines", "is empty; use [reference], [stable] or both")
+            raise fail("baselines", "is empty; use [reference], [stable] or both")
         return self
 
 
@@ -218,20 +177,20 @@ class AlertsConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> AlertsConfig:
         if self.enabled and not self.token_env:
-            raise _fail(
+            raise fail(
                 "token_env",
                 "is required: /v1/alerts needs a bearer token; name the environment variable "
                 "that holds it, e.g. DRIFTLINE_TOKEN (or set enabled: false)",
             )
         gates = self.gates
         if gates.enabled and gates.auth == "bearer" and not (gates.token_env or self.token_env):
-            raise _fail(
+            raise fail(
                 "gates.token_env",
                 "is required with auth: bearer when alerts.token_env is not set; name the "
                 "variable holding the gates' token, or set gates.auth: none",
             )
         if not self.model_label or not self.version_label:
-            raise _fail("model_label", "label names may not be empty")
+            raise fail("model_label", "label names may not be empty")
         return self
 
     def gate_token_env(self) -> str | None:
@@ -275,13 +234,13 @@ class PolicyConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> PolicyConfig:
         if not self.name.strip():
-            raise _fail("name", "is empty; name the policy, e.g. abort-drifting-canary")
+            raise fail("name", "is empty; name the policy, e.g. abort-drifting-canary")
         if not self.actions:
-            raise _fail("actions", "is empty; list the names of actions (the actions section)")
+            raise fail("actions", "is empty; list the names of actions (the actions section)")
         if not self.baselines:
-            raise _fail("baselines", "is empty; use [reference], [stable] or both")
+            raise fail("baselines", "is empty; use [reference], [stable] or both")
         if self.model is not None and not self.model.strip():
-            raise _fail("model", "is empty; remove it (the agent's model) or write a glob")
+            raise fail("model", "is empty; remove it (the agent's model) or write a glob")
         return self
 
     @property
@@ -321,9 +280,9 @@ class KubernetesConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> KubernetesConfig:
         if self.server is not None and not re.match(r"^https?://[^/\s]+", self.server):
-            raise _fail("server", "is not an http(s) URL; write e.g. https://10.0.0.1:443")
+            raise fail("server", "is not an http(s) URL; write e.g. https://10.0.0.1:443")
         if self.timeout <= 0:
-            raise _fail("timeout", f"must be longer than 0; {DURATION_HINT}")
+            raise fail("timeout", f"must be longer than 0; {DURATION_HINT}")
         return self
 
 
@@ -370,19 +329,19 @@ class ActionConfig(_Section):
             if getattr(self, name) == field.get_default(call_default_factory=True):
                 continue  # written as its default (an effective config printed back)
             users = [k for k, fields in _KIND_FIELDS.items() if name in fields]
-            raise _fail(
+            raise fail(
                 name,
                 f"is not used by kind {self.kind} (it is for {' or '.join(users)}); remove it",
             )
         if self.timeout <= 0:
-            raise _fail("timeout", f"must be longer than 0; {DURATION_HINT}")
+            raise fail("timeout", f"must be longer than 0; {DURATION_HINT}")
         if self.kind == "webhook":
             if not self.url:
-                raise _fail("url", "is required for kind webhook; write the receiver's URL")
+                raise fail("url", "is required for kind webhook; write the receiver's URL")
             if not re.match(r"^https?://[^/\s]+", self.url):
-                raise _fail("url", f"{self.url!r} is not an http(s) URL")
+                raise fail("url", f"{self.url!r} is not an http(s) URL")
             if not self.secret_env:
-                raise _fail(
+                raise fail(
                     "secret_env",
                     "is required for kind webhook: requests are signed; name the "
                     "environment variable holding the signing secret, e.g. DRIFTLINE_HOOK_SECRET",
@@ -392,17 +351,17 @@ class ActionConfig(_Section):
                     "content-type",
                     "content-length",
                 ):
-                    raise _fail(f"headers.{header}", "is set by driftline; remove it")
+                    raise fail(f"headers.{header}", "is set by driftline; remove it")
         else:
             if not self.namespace or not _K8S_NAME.match(self.namespace):
-                raise _fail(
+                raise fail(
                     "namespace",
                     f"is required for kind {self.kind}: the Kubernetes namespace, e.g. ml",
                 )
             key = "rollout" if self.kind == "argo_rollouts" else "inference_service"
             value = getattr(self, key)
             if not value:
-                raise _fail(key, f'is required for kind {self.kind}; write e.g. "{{model}}"')
+                raise fail(key, f'is required for kind {self.kind}; write e.g. "{{model}}"')
             _check_template(value, key)
         return self
 
@@ -494,7 +453,7 @@ class RollbackSettings(_Section):
     def _check(self) -> RollbackSettings:
         problems = rollback_problems(self.policies, self.actions)
         if problems:
-            raise _fail(*problems[0])
+            raise fail(*problems[0])
         return self
 
     @classmethod

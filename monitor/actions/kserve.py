@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from monitor.actions import ActionError
-from monitor.actions.config import ActionConfig
-from monitor.actions.kubernetes import KubernetesClient, status_message
+from monitor.actions.kubernetes import KubernetesPatchAction, status_message
 
 if TYPE_CHECKING:
     from monitor.actions.policy import Decision
@@ -28,26 +27,10 @@ def inference_service_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP_VERSION}/namespaces/{namespace}/inferenceservices/{name}"
 
 
-class KServeCanaryAction:
+class KServeCanaryAction(KubernetesPatchAction):
     """Set ``canaryTrafficPercent`` of the model's InferenceService to 0."""
 
     kind = "kserve"
-
-    def __init__(
-        self, name: str, config: ActionConfig, client: KubernetesClient | None = None
-    ) -> None:
-        if config.kind != "kserve" or config.namespace is None:
-            raise ValueError(f"action {name}: not a kserve action")
-        self.name = name
-        self.config = config
-        self.namespace = config.namespace
-        self._client = client
-
-    def client(self) -> KubernetesClient:
-        # built on first use: missing credentials fail the action, not the agent's start
-        if self._client is None:
-            self._client = KubernetesClient.from_config(self.config.kubernetes)
-        return self._client
 
     def execute(self, decision: Decision) -> str:
         isvc = self.config.target_name(decision.model, decision.version)

@@ -33,9 +33,15 @@ import orjson
 import yaml
 
 from monitor.actions import ActionError, HTTPReply, Retry, http_request
-from monitor.actions.config import KubernetesConfig
+from monitor.actions.config import ActionConfig, KubernetesConfig
 
-__all__ = ["MERGE_PATCH", "KubeConfigError", "KubernetesClient"]
+__all__ = [
+    "MERGE_PATCH",
+    "KubeConfigError",
+    "KubernetesClient",
+    "KubernetesPatchAction",
+    "status_message",
+]
 
 MERGE_PATCH = "application/merge-patch+json"
 SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
@@ -307,6 +313,32 @@ def status_message(reply: HTTPReply) -> str:
     if isinstance(doc, dict) and isinstance(doc.get("message"), str):
         return doc["message"]
     return reply.text()
+
+
+class KubernetesPatchAction:
+    """The part every action that patches a resource shares: its config and its client.
+
+    A subclass sets ``kind`` (the ``kind`` of its action config) and writes ``execute``.
+    """
+
+    kind: str
+
+    def __init__(
+        self, name: str, config: ActionConfig, client: KubernetesClient | None = None
+    ) -> None:
+        if config.kind != self.kind or config.namespace is None:
+            article = "an" if self.kind[0] in "aeiou" else "a"
+            raise ValueError(f"action {name}: not {article} {self.kind} action")
+        self.name = name
+        self.config = config
+        self.namespace = config.namespace
+        self._client = client
+
+    def client(self) -> KubernetesClient:
+        # built on first use: missing credentials fail the action, not the agent's start
+        if self._client is None:
+            self._client = KubernetesClient.from_config(self.config.kubernetes)
+        return self._client
 
 
 def _named(doc: dict[str, Any], section: str, name: Any, key: str, path: Path) -> dict[str, Any]:

@@ -21,15 +21,14 @@ import socket
 import ssl
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from monitor.inject.settings import InjectorSettings
 from monitor.inject.webhook import handle_review
+from monitor.server import BackgroundServer, JSONRequestHandler, Response
 
 __all__ = ["CertificateFiles", "InjectorServer", "serve"]
 
@@ -108,11 +107,8 @@ class _TLSServer6(_TLSServer):
     address_family = socket.AF_INET6
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    default_request_version = "HTTP/1.0"
+class _Handler(JSONRequestHandler):
     server_version = "driftline-injector"
-    timeout = 30  # idle keep-alive connections
     server: _TLSServer
 
     def do_GET(self) -> None:
@@ -155,25 +151,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: HTTPStatus, data: Any, close: bool = False, allow: str | None = None
     ) -> None:
-        body = orjson.dumps(data)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if allow is not None:
-            self.send_header("Allow", allow)
-        if close:
-            self.close_connection = True
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        headers = () if allow is None else (("Allow", allow),)
+        self.respond(Response.json(data, status, headers), close)
 
 
-class InjectorServer:
+class InjectorServer(BackgroundServer):
     """The injector on ``host:port`` (port 0: an ephemeral port, see ``port``)."""
+
+    what = "the injector"
+    thread_name = "driftline-inject"
 
     def __init__(
         self,
@@ -183,50 +169,19 @@ class InjectorServer:
         host: str = "0.0.0.0",
         port: int = 8443,
     ) -> None:
+        super().__init__(host, port)
         self.settings = settings
         self.certificates = CertificateFiles(cert_file, key_file)
-        self.host = host
-        self.requested_port = port
-        self._httpd: _TLSServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> InjectorServer:
-        if self._httpd is not None:
-            raise RuntimeError("the injector is already running")
+    def _bind(self) -> ThreadingHTTPServer:
         cls = _TLSServer6 if ":" in self.host else _TLSServer
         httpd = cls((self.host, self.requested_port), _Handler)
         httpd.certificates = self.certificates
         httpd.settings = self.settings
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="driftline-inject"
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        return httpd
+
+    def _started(self) -> None:
         log.info("sidecar injector listening on https://%s:%d/mutate", self.host, self.port)
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("the injector is not running")
-        return int(self._httpd.server_address[1])
-
-    def __enter__(self) -> InjectorServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def serve(

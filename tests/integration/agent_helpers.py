@@ -6,8 +6,9 @@
   times, window by window, with a drift switched on from a given window;
   :func:`produce_aiokafka` and :func:`produce_confluent` send them with either client
   and return where each record landed.
-* :class:`AgentProcess` runs ``driftline run -c monitor.yaml`` as a child process, finds
-  its HTTP port in its log, scrapes ``/metrics``, and is always stopped by its owner.
+* :class:`AgentProcess` runs ``driftline run -c monitor.yaml`` as a :class:`ChildProcess`
+  (its own session, a log file, stopped by pid), finds its HTTP port in its log, scrapes
+  ``/metrics``, and is always stopped by its owner.
 * :func:`wait_for` polls a condition with a deadline, and names what it waited for when
   the deadline passes.
 """
@@ -299,39 +300,24 @@ _ASSIGNED = re.compile(r"partitions assigned: \[(.*?)\]")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-class AgentProcess:
-    """``driftline run -c CONFIG`` as a child process in its own session, logging to a file.
+class ChildProcess:
+    """A child process in its own session (so its pid is its session id), output to
+    ``log_path``; :meth:`stop` ends it by pid, SIGTERM then SIGKILL."""
 
-    Use as a context manager (or call :meth:`stop` in ``finally``): whatever happens in the
-    test, the process is gone afterwards.
-    """
-
-    def __init__(self, config: Path, *, env: Mapping[str, str] | None = None) -> None:
-        self.config = config
-        self.log_path = config.with_name(f"agent-{next(_STARTS)}.log")
-        self.env = env
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
 
-    def start(self) -> AgentProcess:
-        env = {**os.environ, **(self.env or {})}
-        env.setdefault("PYTHONUNBUFFERED", "1")
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "-c", str(self.config)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
             )
-        return self
-
-    def __enter__(self) -> AgentProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def pid(self) -> int:
@@ -347,6 +333,44 @@ class AgentProcess:
         except FileNotFoundError:
             return ""
 
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; a no-op once it has exited."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class AgentProcess(ChildProcess):
+    """``driftline run -c CONFIG`` as a child process in its own session, logging to a file.
+
+    Use as a context manager (or call :meth:`stop` in ``finally``): whatever happens in the
+    test, the process is gone afterwards.
+    """
+
+    def __init__(self, config: Path, *, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(config.with_name(f"agent-{next(_STARTS)}.log"))
+        self.config = config
+        self.env = env
+        self._port: int | None = None
+
+    def start(self) -> AgentProcess:
+        env = {**os.environ, **(self.env or {})}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._spawn([sys.executable, "-m", "monitor", "run", "-c", str(self.config)], env)
+        return self
+
+    def __enter__(self) -> AgentProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
@@ -361,18 +385,6 @@ class AgentProcess:
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
-
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; a no-op once it has exited."""
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
     # -- HTTP --
 

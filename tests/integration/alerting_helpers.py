@@ -4,8 +4,9 @@ a steady, drifting stream of predictions, all on 127.0.0.1.
 * :func:`generate_rules` builds alerting rules for the test's short windows with the
   shipped generator (``alert_rules.generate``), checked by ``promtool check rules``.
 * :class:`Service` runs a binary (Debian's ``prometheus`` or ``prometheus-alertmanager``)
-  in its own session, logging to a file, and stops it by pid; :func:`start_prometheus`
-  and :func:`start_alertmanager` write their configuration and start them.
+  as a :class:`~tests.integration.agent_helpers.ChildProcess` (its own session, a log
+  file, stopped by pid); :func:`start_prometheus` and :func:`start_alertmanager` write
+  their configuration and start them.
 * :class:`RollbackReceiver` is the system a webhook action calls: it records every
   request and checks its signature with :func:`monitor.actions.signing.verify`.
 * :class:`NotificationRelay` sits between Alertmanager and the agent's ``/v1/alerts`` and
@@ -21,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import orjson
@@ -45,6 +45,7 @@ from alert_rules import generate
 from monitor import synthetic
 from monitor.actions.signing import SIGNATURE_HEADER, SignatureError, verify
 from monitor.testing.broker import HOST
+from tests.integration.agent_helpers import ChildProcess
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -112,41 +113,19 @@ def generate_rules(directory: Path, thresholds: Mapping[str, Any]) -> Path:
 # -- services ------------------------------------------------------------------------------
 
 
-class Service:
+class Service(ChildProcess):
     """A binary run as a child in its own session (so its pid is its session id), output to
     ``log_path``; :meth:`stop` ends it by pid, SIGTERM then SIGKILL."""
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, url: str) -> None:
+        super().__init__(log_path)
         self.name = name
         self.argv = list(argv)
-        self.log_path = log_path
         self.url = url
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(self.argv)
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -157,17 +136,6 @@ class Service:
                 return
             time.sleep(0.1)
         raise AssertionError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log()[-3000:]}")
-
-    def stop(self, grace: float = 5.0) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def start_alertmanager(
@@ -292,6 +260,29 @@ class PrometheusAPI:
 # -- the system a rollback webhook calls ---------------------------------------------------
 
 
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (an ephemeral port), serving between ``with`` and
+    the end of the block."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer((HOST, 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
 @dataclass(frozen=True)
 class Call:
     """One request the receiver got, and whether its signature verified."""
@@ -307,7 +298,7 @@ class Call:
         return orjson.loads(self.body)
 
 
-class RollbackReceiver:
+class RollbackReceiver(LoopbackServer):
     """An HTTP server on 127.0.0.1 that answers 200 to every POST, records it, and checks
     its ``X-Driftline-Signature`` against ``secret`` (the result is in the record)."""
 
@@ -338,26 +329,11 @@ class RollbackReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.server.server_address[1]}"
+        self._serve(Handler)
 
     def received(self) -> list[Call]:
         with self._lock:
             return list(self.calls)
-
-    def __enter__(self) -> RollbackReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @dataclass(frozen=True)
@@ -374,7 +350,7 @@ class Notification:
         return str(self.request.get("groupLabels", {}).get("alertname", ""))
 
 
-class NotificationRelay:
+class NotificationRelay(LoopbackServer):
     """A transparent HTTP relay between Alertmanager and the agent: forwards each POST
     (path, body, Authorization) to ``target`` and answers with the agent's status and
     body, recording both, so a test can tell the notifications of each alert group apart
@@ -420,26 +396,11 @@ class NotificationRelay:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.server.server_address[1]}"
+        self._serve(Handler)
 
     def received(self) -> list[Notification]:
         with self._lock:
             return list(self.notifications)
-
-    def __enter__(self) -> NotificationRelay:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 # -- traffic -------------------------------------------------------------------------------

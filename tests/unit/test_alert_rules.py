@@ -257,9 +257,104 @@ def test_thresholds_reach_the_rules(promtool: str, tmp_path: Path) -> None:
     assert _run(promtool, "check", "rules", rules_file).returncode == 0
 
 
+REPORT_GROUPS = ("driftline.drift", "driftline.quality")
+
+
+def test_shipped_rules_carry_no_report_link() -> None:
+    assert generate.load_thresholds().report_base_url is None
+    for name, rule in _alerts().items():
+        assert "report_url" not in rule["annotations"], name
+
+
+def test_report_base_url_links_exactly_the_drift_and_quality_alerts(
+    promtool: str, tmp_path: Path
+) -> None:
+    overrides = tmp_path / "thresholds.yaml"
+    overrides.write_text("report_base_url: https://reports.test/driftline/\n")
+    out = tmp_path / "out"
+    assert generate.main(["--thresholds", str(overrides), "--output-dir", str(out)]) == 0
+    rules_file = out / alert_rules.RULES_FILE.name
+    groups = {g["name"]: g["rules"] for g in _load(rules_file)["groups"]}
+    assert set(REPORT_GROUPS) < set(groups)
+    linked = {
+        r["alert"] for rules in groups.values() for r in rules if "report_url" in r["annotations"]
+    }
+    expected = {r["alert"] for name in REPORT_GROUPS for r in groups[name]}
+    assert expected and linked == expected
+    for rule in (r for name in REPORT_GROUPS for r in groups[name]):
+        # one slash after the base, whatever the base ends with
+        assert rule["annotations"]["report_url"].startswith("https://reports.test/driftline/{{")
+    manifest = _load(out / alert_rules.PROMETHEUS_RULE_FILE.name)
+    assert manifest["spec"] == _load(rules_file)
+    result = _run(promtool, "check", "rules", rules_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_report_url_renders_to_the_agents_latest_page(promtool: str, tmp_path: Path) -> None:
+    """Prometheus renders the annotation, from an alert's labels, into the URL at which the
+    agent's writer publishes that version's latest.html (monitor.report.store)."""
+    from monitor.report.store import latest_url
+
+    base = "https://reports.test/driftline"
+    overrides = tmp_path / "thresholds.yaml"
+    overrides.write_text(f"report_base_url: {base}\nquality: {{windows: 1}}\n")
+    assert generate.main(["--thresholds", str(overrides), "--output-dir", str(tmp_path)]) == 0
+    rules = _load(tmp_path / alert_rules.RULES_FILE.name)
+    (rule,) = [
+        r for g in rules["groups"] for r in g["rules"] if r["alert"] == "DriftlineMissingValues"
+    ]
+    # only the link is under test here; the other annotations have their own promtool tests
+    rule["annotations"] = {"report_url": rule["annotations"]["report_url"]}
+    only = tmp_path / "missing.rules.yaml"
+    only.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": [rule]}]}, sort_keys=False))
+    labels = {
+        "job": "driftline",
+        "instance": "agent-0:9108",
+        "model": "fraud-scorer",
+        "model_version": "v2.1",
+        "feature": "income",
+        "check": "missing",
+        "window": "1m",
+    }
+    selector = "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    case = {
+        "rule_files": [str(only)],
+        "evaluation_interval": "30s",
+        "tests": [
+            {
+                "interval": "30s",
+                "input_series": [
+                    {"series": m.QUALITY_BREACHED.name + selector, "values": "1x4"},
+                    {"series": m.QUALITY_RATIO.name + selector, "values": "0.4x4"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "1m",
+                        "alertname": "DriftlineMissingValues",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": rule["labels"]["severity"], **labels},
+                                "exp_annotations": {
+                                    "report_url": latest_url(base, "fraud-scorer", "v2.1")
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "link_test.yaml"
+    test_file.write_text(yaml.safe_dump(case, sort_keys=False))
+    result = _run(promtool, "test", "rules", test_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("content", "key"),
     [
+        ("report_base_url: reports.example.com\n", "report_base_url"),
+        ("report_base_url: 'https://r.example/{{ $labels.job }}'\n", "report_base_url"),
         ("drift: {datset_windows: 3}\n", "drift.datset_windows"),
         ("pipeline: {no_records_for: 10 minutes}\n", "pipeline.no_records_for"),
         ("pipeline: {decode_error_ratio: 5}\n", "pipeline.decode_error_ratio"),

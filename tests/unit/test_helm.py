@@ -71,6 +71,9 @@ SASL_CONFIG["source"]["kafka"].update(
     sasl_password_env="KAFKA_PASSWORD",
 )
 PROFILE_SHA = "3f" * 32
+REPORTS_URL = "https://driftline-reports.ml.example.com/fraud"
+REPORTS_CONFIG = copy.deepcopy(AGENT_CONFIG)
+REPORTS_CONFIG["reports"] = {"file": "/var/lib/driftline/reports.jsonl"}
 
 # name -> (values, the kinds it must render, and nothing else)
 CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
@@ -223,6 +226,27 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
+        },
+    ),
+    "standalone-html-reports": (
+        {
+            "mode": "standalone",
+            "agent": {
+                "config": REPORTS_CONFIG,
+                "reference": {
+                    "url": "https://models.example/fraud.profile.json.gz",
+                    "sha256": PROFILE_SHA,
+                },
+            },
+            "reports": {"html": {"enabled": True, "baseUrl": REPORTS_URL, "size": "2Gi"}},
+        },
+        {
+            "ServiceAccount",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
         },
     ),
     "standalone-keda-prometheus-existing-config": (
@@ -587,6 +611,7 @@ def _agent(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
         "standalone-hpa-servicemonitor",
         "standalone-hpa-pods-pvc",
         "standalone-keda-kafka-secrets-rollback",
+        "standalone-html-reports",
     ],
 )
 def test_agent_config_loads_and_matches_its_pod(helm: Path, case: str) -> None:
@@ -609,6 +634,53 @@ def test_agent_config_loads_and_matches_its_pod(helm: Path, case: str) -> None:
         assert args["--reference-file"] == str(cfg.reference)
         assert args["--reference-sha256"] == PROFILE_SHA
         assert {m["mountPath"] for m in init["volumeMounts"]} == {holder}
+
+
+def _agent_config(docs: list[dict[str, Any]]) -> Any:
+    return parse_config(yaml.safe_load(one(docs, "ConfigMap", "agent")["data"]["monitor.yaml"]))
+
+
+def test_html_reports_go_to_their_own_volume_named_in_the_config(helm: Path) -> None:
+    docs = manifests(helm, "standalone-html-reports")
+    cfg = _agent_config(docs)
+    assert cfg.reports.html_dir is not None
+    assert cfg.reports.html_base_url == REPORTS_URL
+    assert str(cfg.reports.file) == REPORTS_CONFIG["reports"]["file"]  # the user's keys stay
+    pod, agent = _agent(docs)
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    html = mounts.get(str(cfg.reports.html_dir))
+    assert html is not None, f"{cfg.reports.html_dir} is not a mount of {sorted(mounts)}"
+    assert not html.get("readOnly")
+    assert html["name"] != mounts[str(cfg.state.dir)]["name"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[html["name"]] == {"name": html["name"], "emptyDir": {"sizeLimit": "2Gi"}}
+    for init in pod.get("initContainers", []):
+        assert html["name"] not in {m["name"] for m in init["volumeMounts"]}
+
+
+def test_html_reports_are_off_by_default_and_optional_parts_stay_out(helm: Path) -> None:
+    plain = manifests(helm, "standalone-hpa-servicemonitor")
+    assert _agent_config(plain).reports.html_dir is None
+    pod, _ = _agent(plain)
+    assert {v["name"] for v in pod["volumes"]} == {"config", "state", "reference"}
+
+    values = copy.deepcopy(CASES["standalone-hpa-servicemonitor"][0])
+    values["reports"] = {"html": {"enabled": True, "size": ""}}
+    docs = render(helm, values, release=RELEASE, namespace=NAMESPACE)
+    cfg = _agent_config(docs)
+    assert cfg.reports.html_dir is not None and cfg.reports.html_base_url is None
+    pod, agent = _agent(docs)
+    (html,) = [m for m in agent["volumeMounts"] if m["mountPath"] == str(cfg.reports.html_dir)]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == html["name"]]
+    assert volume["emptyDir"] == {}
+    for version in K8S_VERSIONS:
+        validate_manifest(one(docs, "Deployment", "agent"), version)
+
+
+def test_template_refuses_html_reports_in_injector_mode(helm: Path) -> None:
+    result = run_helm(helm, "template", RELEASE, values={"reports": {"html": {"enabled": True}}})
+    assert result.returncode != 0
+    assert "reports.html is for mode standalone" in result.stderr
 
 
 def test_agent_secrets_come_from_existing_secrets(helm: Path) -> None:
@@ -794,6 +866,9 @@ def test_dashboard_configmaps_keep_any_content_exactly(helm: Path, tmp_path: Pat
             "/agent/keda/enabled",
         ),
         ({"agent": {"reference": {"url": "s3://bucket/ref"}}}, "/agent/reference/url"),
+        ({"reports": {"html": {"baseUrl": "reports.example.com"}}}, "/reports/html/baseUrl"),
+        ({"reports": {"html": {"size": "a lot"}}}, "/reports/html/size"),
+        ({"reports": {"html": {"dir": "/tmp"}}}, "'dir' not allowed"),
     ],
 )
 def test_schema_rejects_bad_values_clearly(

@@ -114,6 +114,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{/* Where the agents write their HTML reports (reports.html.enabled): an emptyDir. */}}
+{{- define "driftline.reportsDir" -}}
+/var/lib/driftline/reports
+{{- end }}
+
 {{/* monitor.yaml of the standalone agents: agent.config with the keys the chart owns. */}}
 {{- define "driftline.agentConfig" -}}
 {{- $cfg := deepCopy .Values.agent.config }}
@@ -124,6 +129,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $ref := include "driftline.agentReferencePath" . }}
 {{- if $ref }}
 {{- $_ := set $cfg "reference" $ref }}
+{{- end }}
+{{- $html := .Values.reports.html }}
+{{- if $html.enabled }}
+{{- $pages := dict "html_dir" (include "driftline.reportsDir" .) }}
+{{- with $html.baseUrl }}{{ $_ := set $pages "html_base_url" . }}{{ end }}
+{{- $_ := set $cfg "reports" (mergeOverwrite (dict) (default (dict) (get $cfg "reports")) $pages) }}
 {{- end }}
 {{- toYaml $cfg }}
 {{- end }}
