@@ -513,6 +513,7 @@ class DriftConfig(_Section):
     exact: Literal["auto", "never", "always"] = "auto"
     exact_max_rows: int = Field(5000, ge=0)
     psi_epsilon: float = Field(1e-4, gt=0, lt=1)
+    noise_floor_alpha: float | None = Field(0.001, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> DriftConfig:
@@ -557,6 +558,7 @@ class DriftConfig(_Section):
             exact=self.exact,
             exact_max_rows=self.exact_max_rows,
             psi_epsilon=self.psi_epsilon,
+            noise_floor_alpha=self.noise_floor_alpha,
         )
 
 

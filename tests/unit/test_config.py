@@ -589,3 +589,16 @@ def test_bad_durations(bad: object) -> None:
 def test_format_duration_round_trips_whole_milliseconds(ms: int) -> None:
     seconds = ms / 1000
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, rel=1e-12)
+
+
+def test_noise_floor_alpha_reaches_the_drift_settings() -> None:
+    base = {
+        "model": "m",
+        "reference": "ref.json",
+        "source": {"kind": "file", "file": {"path": "x.jsonl"}},
+    }
+    assert MonitorConfig.model_validate(base).drift.to_settings().noise_floor_alpha == 0.001
+    off = MonitorConfig.model_validate({**base, "drift": {"noise_floor_alpha": None}})
+    assert off.drift.to_settings().noise_floor_alpha is None
+    with pytest.raises(ConfigError, match="noise_floor_alpha"):
+        MonitorConfig.model_validate({**base, "drift": {"noise_floor_alpha": 2}})
