@@ -211,17 +211,22 @@ class KafkaSource:
         if records:
             self.up = True  # else the probe decides: an empty fetch proves nothing
         out: list[RawMessage] = []
+        add = out.append
         for tp, msgs in records.items():
+            topic, partition = tp.topic, tp.partition
             for m in msgs:
-                out.append(
+                headers = m.headers
+                if headers:
+                    headers = tuple((k, v or b"") for k, v in headers)
+                add(
                     RawMessage(
-                        value=m.value or b"",
-                        key=m.key,
-                        headers=tuple((k, v or b"") for k, v in (m.headers or ())),
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=m.offset,
-                        timestamp_ms=m.timestamp,
+                        m.value or b"",
+                        m.key,
+                        headers or (),
+                        topic,
+                        partition,
+                        m.offset,
+                        m.timestamp,
                     )
                 )
             if msgs:
