@@ -21,10 +21,11 @@ in topics of 1 and 4 partitions. Then, each in a fresh subprocess pinned to one 
   column;
 * the client alone, the ceiling of any consumer built on it here: aiokafka ``getmany``
   (with the source's 4 MiB partition fetches, and with 16 MiB), ``KafkaSource.poll``
-  (getmany plus a RawMessage per record) and, for comparison, confluent-kafka's
+  (getmany, its records passed on as they are) and, for comparison, confluent-kafka's
   ``consume`` (librdkafka; its fetch threads share the pinned core);
-* on request (``--gc-experiment``), the agent with the cyclic garbage collector frozen
-  after start-up or off, to size what tuning it would give.
+* on request (``--gc-experiment``), the agent without its start-up heap frozen
+  (``monitor.agent.freeze_startup_heap``) or with the cyclic collector off, to size what
+  the freeze gives and what more tuning could.
 
 Without the broker: decode-only throughput (``Decoder.decode`` on pre-built messages,
 and its parts), and peak resident memory against window length (row windows of 10k,
@@ -450,7 +451,7 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer
 
     from detectors.profile import load_profile
-    from monitor.agent import Agent
+    from monitor.agent import Agent, freeze_startup_heap
     from monitor.sources.kafka import KafkaSource
 
     total = int(spec["records"])
@@ -518,11 +519,10 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     setattr(pipeline, "ingest_messages", ingest_messages)  # noqa: B010 (an instance override)
 
-    if spec.get("gc") in GC_EXPERIMENTS:
-        gc.collect()
-        gc.freeze()  # start-up objects (modules, profile, pandas) leave the collector's view
-        if spec["gc"] == "off":
-            gc.disable()
+    if spec.get("gc") != "unfrozen":
+        freeze_startup_heap()  # as run_agent does after start-up
+    if spec.get("gc") == "off":
+        gc.disable()
 
     profiler = None
     if spec.get("cprofile"):
@@ -696,7 +696,7 @@ def child_baseline(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def child_fetch(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The client alone: aiokafka ``getmany`` (``mode=getmany``, optionally with other
-    ``partition_fetch_bytes``), the agent's source turning its records into RawMessages
+    ``partition_fetch_bytes``), the agent's source passing its records on
     (``mode=poll``), or confluent-kafka's ``consume`` (``mode=confluent``)."""
     total = int(spec["records"])
     max_records = int(spec.get("batch_records", BATCH_RECORDS))
@@ -787,9 +787,9 @@ async def _confluent_fetch(spec: Mapping[str, Any], max_records: int) -> tuple[A
 def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Decode-only throughput and its parts, on records already in memory."""
     import orjson
+    from aiokafka.structs import ConsumerRecord
 
     from detectors.profile import load_profile
-    from monitor.batch import RawMessage
     from monitor.records import Decoder, row_keys
     from monitor.windows import WindowManager
 
@@ -815,16 +815,20 @@ def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
         return result
 
     def raw_messages() -> list[Any]:
-        # what KafkaSource.poll does per record
+        # the records aiokafka's getmany builds, which KafkaSource.poll passes on as they are
         return [
-            RawMessage(
-                value=v,
-                key=None,
-                headers=(),
+            ConsumerRecord(
                 topic="predictions",
                 partition=0,
                 offset=i,
-                timestamp_ms=1_700_000_000_000,
+                timestamp=1_700_000_000_000,
+                timestamp_type=0,
+                key=None,
+                value=v,
+                checksum=None,
+                serialized_key_size=-1,
+                serialized_value_size=len(v),
+                headers=(),
             )
             for i, v in enumerate(values)
         ]
@@ -1086,7 +1090,7 @@ def e2e_table(partitions: int, runs: Mapping[str, Mapping[str, Any]]) -> TableDa
 
 AGENT_STAGES = (
     ("fetch", "aiokafka getmany (fetch, record parsing, ConsumerRecord objects)"),
-    ("poll_only", "KafkaSource.poll less getmany (RawMessage per record)"),
+    ("poll_only", "KafkaSource.poll less getmany (records passed on as they are)"),
     ("decode", "Decoder.decode (JSON to columns, row keys)"),
     ("windows", "WindowManager.add (dedupe, panes, sketch update)"),
     ("evaluation", "window evaluation (worker thread)"),
@@ -1156,7 +1160,10 @@ def stage_table(label: str, r: Mapping[str, Any], agent: bool) -> TableData:
 
 def decode_table(r: Mapping[str, Any]) -> TableData:
     parts = (
-        ("raw_message", "RawMessage per record (as KafkaSource.poll builds them)"),
+        (
+            "raw_message",
+            "ConsumerRecord per record (getmany builds them, the source passes them on)",
+        ),
         ("orjson_loads", "orjson.loads per record (JSON parse alone, no columns)"),
         ("msgspec_structs", "msgspec decode into the decoder's record structs (its first step)"),
         ("row_keys", "row_keys: BLAKE2b-64 of each request id (inside decode)"),
@@ -1350,8 +1357,8 @@ def print_rich(table: TableData) -> None:
 
 RUN_KINDS = ("getmany", "getmany16", "confluent", "poll", "agent", "baseline")
 GC_EXPERIMENTS = {
-    "freeze": "gc.freeze() after start-up",
-    "off": "cyclic collector off (upper bound of what tuning it can give)",
+    "unfrozen": "without freeze_startup_heap() (gc.freeze() after start-up)",
+    "off": "cyclic collector off (upper bound of what more tuning could give)",
 }
 
 

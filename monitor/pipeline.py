@@ -14,7 +14,7 @@ import numpy as np
 
 from detectors.profile import Profile
 from detectors.schema import Schema
-from monitor.batch import DecodedBatch, DecodeFailure, RawMessage
+from monitor.batch import DecodedBatch, DecodeFailure, SourceMessage
 from monitor.config import MonitorConfig
 from monitor.evaluation import WindowEvaluator
 from monitor.exporter import Exporter
@@ -63,7 +63,7 @@ class Pipeline:
     def schema(self) -> Schema:
         return self.profile.schema
 
-    def ingest_messages(self, messages: Sequence[RawMessage], now: float) -> list[ClosedWindow]:
+    def ingest_messages(self, messages: Sequence[SourceMessage], now: float) -> list[ClosedWindow]:
         """Decode raw messages and add their rows; failures are counted and set aside."""
         batch = self.decoder.decode(messages, now=now)
         self.set_aside(batch.failures)

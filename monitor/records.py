@@ -69,7 +69,7 @@ import orjson
 from msgspec import UNSET, UnsetType
 
 from detectors.schema import Kind, Role, Schema
-from monitor.batch import DecodedBatch, DecodeFailure, RawMessage
+from monitor.batch import DecodedBatch, DecodeFailure, SourceMessage
 from monitor.config import RecordConfig
 
 FAILURE_REASONS: tuple[str, ...] = (
@@ -222,9 +222,9 @@ def _getter(path: str) -> Callable[[dict], Any] | None:
     return get
 
 
-def _headers(message: RawMessage) -> dict[str, bytes]:
+def _headers(message: SourceMessage) -> dict[str, bytes]:
     """Kafka headers by lower-cased name (the last one wins)."""
-    return {k.lower(): v for k, v in message.headers} if message.headers else {}
+    return {k.lower(): v or b"" for k, v in message.headers} if message.headers else {}
 
 
 def _type_name(value: object) -> str:
@@ -238,7 +238,7 @@ def _type_name(value: object) -> str:
 class _Rows:
     """Per-row metadata gathered while messages are read; columns are built at the end."""
 
-    message: list[RawMessage] = field(default_factory=list)  # where each row came from
+    message: list[SourceMessage] = field(default_factory=list)  # where each row came from
     index: list[int] = field(default_factory=list)  # the row's place in its message
     key_text: list[str] = field(default_factory=list)  # what row keys hash (KServe)
     request_id: list[Any] = field(default_factory=list)
@@ -258,7 +258,7 @@ class _Half:
     kind: str  # "request" or "response"
     columns: dict[str, list[Any]]
     rows: int
-    message: RawMessage
+    message: SourceMessage
     arrived: float  # processing time, for the pairing TTL
     event_time: float | None  # the CloudEvent's time
     trace: str | None
@@ -354,7 +354,7 @@ class Decoder:
         expired = [k for k, h in self._pending.items() if now - h.arrived > ttl]
         return [self._unpaired(self._pending.pop(k), f"within {ttl:g}s") for k in expired]
 
-    def decode(self, messages: Sequence[RawMessage], now: float | None = None) -> DecodedBatch:
+    def decode(self, messages: Sequence[SourceMessage], now: float | None = None) -> DecodedBatch:
         """Decode a batch; never raises for a bad record (see :data:`FAILURE_REASONS`).
 
         ``now`` (seconds since the epoch) is the event time of rows that carry none and
@@ -378,7 +378,7 @@ class Decoder:
             if collecting:
                 gc.enable()
 
-    def _decode_chunk(self, messages: Sequence[RawMessage], now: float) -> DecodedBatch:
+    def _decode_chunk(self, messages: Sequence[SourceMessage], now: float) -> DecodedBatch:
         if self.config.format == "kserve_v2":
             return self._decode_kserve(messages, now)
         return self._decode_driftline(messages, now)
@@ -415,7 +415,7 @@ class Decoder:
 
     # -- driftline JSON --------------------------------------------------------------------
 
-    def _decode_driftline(self, messages: Sequence[RawMessage], now: float) -> DecodedBatch:
+    def _decode_driftline(self, messages: Sequence[SourceMessage], now: float) -> DecodedBatch:
         cfg = self.config
         max_bytes = cfg.max_bytes
         failures: list[DecodeFailure] = []
@@ -581,7 +581,7 @@ class Decoder:
 
     # -- KServe / Open Inference Protocol ----------------------------------------------------
 
-    def _decode_kserve(self, messages: Sequence[RawMessage], now: float) -> DecodedBatch:
+    def _decode_kserve(self, messages: Sequence[SourceMessage], now: float) -> DecodedBatch:
         failures = self.expire(now)
         rows = _Rows()
         columns: dict[str, list[Any]] = {}
@@ -652,7 +652,7 @@ class Decoder:
         rows.version.extend([version] * n)
         rows.trace.extend([trace] * n)
 
-    def _kserve_half(self, m: RawMessage, now: float) -> _Half | None:
+    def _kserve_half(self, m: SourceMessage, now: float) -> _Half | None:
         value = m.value
         if value is not None and len(value) > self.config.max_bytes:
             raise _Bad(
@@ -873,7 +873,7 @@ class Decoder:
                         "missing_field",
                         f"no {self.config.event_time_field!r} (require_event_time is on)",
                     )
-                ts = rows.message[i].timestamp_ms
+                ts = rows.message[i].timestamp
                 out[i] = ts / 1000.0 if ts is not None else now
                 continue
             try:
@@ -914,7 +914,7 @@ def _mark(bad: dict[int, DecodeFailure], row: int, rows: _Rows, reason: str, det
         bad[row] = DecodeFailure(reason, detail, rows.message[row])
 
 
-def _trace(m: RawMessage) -> str | None:
+def _trace(m: SourceMessage) -> str | None:
     for k, v in m.headers:
         if k.lower() == "traceparent":
             return valid_traceparent(v)

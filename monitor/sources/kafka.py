@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from monitor.batch import RawMessage
+from monitor.batch import SourceMessage
 from monitor.config import KafkaSourceConfig
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ class KafkaSource:
         self.consumer: AIOKafkaConsumer | None = None
         self.up = False
         self.positions: Offsets = {}
+        # next offset per partition of the last poll's messages
+        self.polled: Offsets = {}
         # Offsets whose records are in a durable checkpoint of the agent, as last handed
         # to commit(), whether or not the commit got through.
         self.durable: Offsets = {}
@@ -196,9 +198,12 @@ class KafkaSource:
             self.consumer.seek(tp, want)
             log.info("partition %s-%d resumes at %s %d", tp.topic, tp.partition, why, want)
 
-    async def poll(self, timeout_ms: int = 200) -> list[RawMessage]:
-        """The next messages of all assigned partitions (possibly none)."""
+    async def poll(self, timeout_ms: int = 200) -> list[SourceMessage]:
+        """The next messages of all assigned partitions (possibly none): aiokafka's
+        records themselves, which carry what the decoder reads (:class:`SourceMessage`).
+        :attr:`polled` says the next offset of each partition they came from."""
         assert self.consumer is not None
+        self.polled = {}
         try:
             records = await self.consumer.getmany(
                 timeout_ms=timeout_ms, max_records=self.cfg.max_batch_records
@@ -210,27 +215,12 @@ class KafkaSource:
             return []
         if records:
             self.up = True  # else the probe decides: an empty fetch proves nothing
-        out: list[RawMessage] = []
-        add = out.append
+        out: list[SourceMessage] = []
         for tp, msgs in records.items():
-            topic, partition = tp.topic, tp.partition
-            for m in msgs:
-                headers = m.headers
-                if headers:
-                    headers = tuple((k, v or b"") for k, v in headers)
-                add(
-                    RawMessage(
-                        m.value or b"",
-                        m.key,
-                        headers or (),
-                        topic,
-                        partition,
-                        m.offset,
-                        m.timestamp,
-                    )
-                )
             if msgs:
-                self.positions[(tp.topic, tp.partition)] = msgs[-1].offset + 1
+                out.extend(msgs)
+                self.polled[(tp.topic, tp.partition)] = msgs[-1].offset + 1
+        self.positions.update(self.polled)
         if not out:
             await self._reset_beyond_end()
         return out

@@ -216,14 +216,41 @@ def test_event_time_units(value: Any, seconds: float) -> None:
 def test_event_time_falls_back_to_kafka_then_now() -> None:
     rec = record(0)
     del rec["timestamp"]
-    b = decode([msg(rec, 0, timestamp_ms=1_600_000_000_000), msg(rec, 1)], now=42.0)
+    b = decode([msg(rec, 0, timestamp=1_600_000_000_000), msg(rec, 1)], now=42.0)
     np.testing.assert_array_equal(b.event_time, [1_600_000_000.0, 42.0])
+
+
+def test_aiokafka_records_are_decoded_as_they_are() -> None:
+    """The Kafka source hands over aiokafka's ConsumerRecords without copying them; their
+    Kafka quirks (a null value, a null header value) are taken as such."""
+    from aiokafka.structs import ConsumerRecord
+
+    def consumer_record(offset: int, value: bytes | None, headers: Any) -> ConsumerRecord:
+        size = -1 if value is None else len(value)
+        return ConsumerRecord("preds", 3, offset, 1_600_000_000_000, 0, None, value, None, -1,
+                              size, headers)  # fmt: skip
+
+    rec = record(0)
+    del rec["timestamp"]
+    traced = [("x-null", None), ("traceparent", TRACEPARENT.encode())]
+    b = decode(
+        [
+            consumer_record(10, orjson.dumps(rec), traced),
+            consumer_record(11, None, []),
+            consumer_record(12, orjson.dumps(record(1)), [("traceparent", None)]),
+        ]
+    )
+    assert b.rows == 2 and b.messages == 3
+    assert [(f.reason, f.message.offset) for f in b.failures] == [("invalid_json", 11)]
+    assert list(b.offset) == [10, 12] and list(b.partition) == [3, 3]
+    np.testing.assert_array_equal(b.event_time, [1_600_000_000.0, 1_700_000_001.0])
+    assert list(b.traceparent) == [TRACEPARENT, None]
 
 
 def test_require_event_time() -> None:
     rec = record(0)
     del rec["timestamp"]
-    b = decode([msg(rec, 0, timestamp_ms=5), msg(record(1), 1)], require_event_time=True)
+    b = decode([msg(rec, 0, timestamp=5), msg(record(1), 1)], require_event_time=True)
     assert b.rows == 1 and list(b.request_id) == ["r1"]
     assert [f.reason for f in b.failures] == ["missing_field"]
 
