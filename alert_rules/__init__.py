@@ -1,5 +1,5 @@
 """driftline's Prometheus alerting rules: generated from the metric definitions in
-:mod:`monitor.metrics` and the thresholds in ``thresholds.yaml``, so a renamed metric or a
+:mod:`monitor.outputs.metrics` and the thresholds in ``thresholds.yaml``, so a renamed metric or a
 changed threshold reaches every rule by running ``python3 -m alert_rules.generate``.
 
 The paths below are where the generator writes and where tests, the Helm chart and

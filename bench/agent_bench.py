@@ -7,7 +7,7 @@ model score) written as driftline JSON records (about 800 bytes each), event tim
 in topics of 1 and 4 partitions. Then, each in a fresh subprocess pinned to one core
 (``os.sched_setaffinity``; the broker gets the other cores):
 
-* ``driftline agent``: the real :class:`monitor.agent.Agent` (Kafka source, decoder,
+* ``driftline agent``: the real :class:`monitor.runtime.agent.Agent` (Kafka source, decoder,
   event-time windows with dedupe, sketches, evaluation in its worker thread,
   checkpoints every 5 s) with 10 s windows, until every record is in a closed, evaluated
   window. When the last record has been ingested the open windows are flushed, standing
@@ -24,7 +24,7 @@ in topics of 1 and 4 partitions. Then, each in a fresh subprocess pinned to one 
   (getmany, its records passed on as they are) and, for comparison, confluent-kafka's
   ``consume`` (librdkafka; its fetch threads share the pinned core);
 * on request (``--gc-experiment``), the agent without its start-up heap frozen
-  (``monitor.agent.freeze_startup_heap``) or with the cyclic collector off, to size what
+  (``monitor.runtime.agent.freeze_startup_heap``) or with the cyclic collector off, to size what
   the freeze gives and what more tuning could.
 
 Without the broker: decode-only throughput (``Decoder.decode`` on pre-built messages,
@@ -82,7 +82,7 @@ SCENARIOS = ("no_drift", "shift_0.25", "new_category", "missing_spike")
 P_VALUE = 0.05
 TARGET_RATE = 100_000.0
 TARGET_RATIO = 10.0
-# Same consumer settings as monitor.sources.kafka.KafkaSource (fast group join as in tests).
+# Same consumer settings as monitor.ingest.kafka.KafkaSource (fast group join as in tests).
 CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
@@ -386,7 +386,7 @@ class Span:
 
 
 def agent_config(spec: Mapping[str, Any]) -> Any:
-    from monitor.config import MonitorConfig
+    from monitor.config.model import MonitorConfig
 
     windows: dict[str, Any] = {
         "size": spec.get("window_seconds", WINDOW_SECONDS),
@@ -451,8 +451,8 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer
 
     from detectors.profile import load_profile
-    from monitor.agent import Agent, freeze_startup_heap
-    from monitor.sources.kafka import KafkaSource
+    from monitor.ingest.kafka import KafkaSource
+    from monitor.runtime.agent import Agent, freeze_startup_heap
 
     total = int(spec["records"])
     stages = {name: Stage() for name in ("fetch", "poll", "decode", "windows", "checkpoint")}
@@ -744,7 +744,7 @@ async def _aiokafka_fetch(spec: Mapping[str, Any], max_records: int) -> tuple[An
 
 
 async def _source_fetch(spec: Mapping[str, Any], max_records: int) -> tuple[Any, Any]:
-    from monitor.sources.kafka import KafkaSource
+    from monitor.ingest.kafka import KafkaSource
 
     source = KafkaSource(agent_config(spec).source.kafka)
     await source.start(asyncio.Event())
@@ -758,7 +758,7 @@ async def _source_fetch(spec: Mapping[str, Any], max_records: int) -> tuple[Any,
 async def _confluent_fetch(spec: Mapping[str, Any], max_records: int) -> tuple[Any, Any]:
     from confluent_kafka import Consumer
 
-    from monitor.testing.broker import LIBRDKAFKA_FAST_GROUP
+    from monitor.demo.broker import LIBRDKAFKA_FAST_GROUP
 
     consumer = Consumer(
         {
@@ -790,8 +790,8 @@ def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
     from aiokafka.structs import ConsumerRecord
 
     from detectors.profile import load_profile
-    from monitor.records import Decoder, row_keys
-    from monitor.windows import WindowManager
+    from monitor.ingest.records import Decoder, row_keys
+    from monitor.runtime.windows import WindowManager
 
     config = agent_config(spec)
     profile = load_profile(spec["profile"])
@@ -870,7 +870,7 @@ def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def child_rss(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Peak memory of one method over row windows of ``window_rows``, fed from the file."""
-    from monitor.batch import RawMessage
+    from monitor.ingest.batch import RawMessage
 
     path = Path(spec["records_file"])
     window_rows = int(spec["window_rows"])
@@ -879,8 +879,8 @@ def child_rss(spec: Mapping[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     if spec["method"] == "driftline":
         from detectors.profile import load_profile
-        from monitor.exporter import Exporter
-        from monitor.pipeline import Pipeline
+        from monitor.outputs.exporter import Exporter
+        from monitor.runtime.pipeline import Pipeline
 
         profile = load_profile(spec["profile"])
         pipeline = Pipeline(
@@ -1381,7 +1381,7 @@ def measure_layout(
     console: Any, common: Mapping[str, Any], partitions: int, plan: Plan, *, cprofile: bool
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Every broker run for one topic layout, on a fresh broker; (runs, cProfile lines)."""
-    from monitor.testing.broker import TansuBroker
+    from monitor.demo.broker import TansuBroker
 
     runs: dict[str, dict[str, Any]] = {}
     profiled: list[str] = []

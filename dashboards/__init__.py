@@ -2,6 +2,6 @@
 
 ``python3 -m dashboards.build`` writes the JSON under ``dashboards/json/``; the PromQL
 comes from :mod:`dashboards.queries`, built from the metric definitions of
-:mod:`monitor.metrics`. docs/dashboards.md describes the dashboards and how to provision
+:mod:`monitor.outputs.metrics`. docs/dashboards.md describes the dashboards and how to provision
 them.
 """

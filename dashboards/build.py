@@ -6,7 +6,7 @@
 Three dashboards: the fleet overview (every model and version at a glance), the model
 detail (one version's drift, canary comparison, quality and rollbacks) and the agent's
 health (consumption, windows, process). The PromQL comes from :mod:`dashboards.queries`,
-built from the metric definitions of :mod:`monitor.metrics`; this module only decides
+built from the metric definitions of :mod:`monitor.outputs.metrics`; this module only decides
 how it is shown: titles, units, thresholds, descriptions, layout and links.
 
 The output is deterministic (fixed uids and panel ids, sorted keys, two-space indent, a
@@ -42,7 +42,7 @@ from grafana_foundation_sdk.models import heatmap as heatmap_models
 from grafana_foundation_sdk.models import prometheus as prom_models
 
 from dashboards import queries as q
-from monitor import metrics as m
+from monitor.outputs import metrics as m
 
 # Where docs/runbooks.md is served: the same default as alert_rules/thresholds.yaml
 # (runbook_base_url), so a dashboard's runbook links and an alert's runbook_url agree.

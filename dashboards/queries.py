@@ -1,7 +1,7 @@
 """The PromQL of driftline's dashboards, built from the metric definitions.
 
 Every driftline metric name, label and suffix in a query comes from a ``MetricDef`` of
-:mod:`monitor.metrics`: :func:`series` writes a selector and refuses a label the family
+:mod:`monitor.outputs.metrics`: :func:`series` writes a selector and refuses a label the family
 does not carry, and :func:`by` refuses to group by one. Renaming a metric or a label
 therefore changes every panel with it, or fails the build, instead of leaving a panel
 that silently shows "No data".
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor import metrics as m
+from monitor.outputs import metrics as m
 
 # -- Grafana template variables, as written in a query ----------------------------------
 MODEL = "$model"
@@ -36,7 +36,7 @@ REFERENCE_BASELINE = "reference"
 VERSION_BASELINE_PREFIX = "version:"
 
 # -- series that are not driftline's ---------------------------------------------------
-# prometheus-client's ProcessCollector, registered by monitor.exporter.new_registry().
+# prometheus-client's ProcessCollector, registered by monitor.outputs.exporter.new_registry().
 PROCESS_RESIDENT_MEMORY = "process_resident_memory_bytes"
 PROCESS_CPU_SECONDS = "process_cpu_seconds_total"
 # Prometheus' synthetic series of pending and firing alerts; driftline's alert rules
@@ -115,7 +115,7 @@ def by(defn: m.MetricDef, *labels: str) -> str:
 
 
 def outcomes(*names: str) -> Match:
-    """A matcher of record outcomes, each checked against monitor.metrics.RECORD_OUTCOMES."""
+    """A matcher of record outcomes, each checked against metrics.RECORD_OUTCOMES."""
     for name in names:
         if name not in m.RECORD_OUTCOMES:
             raise ValueError(f"{name!r} is not a record outcome: {m.RECORD_OUTCOMES}")

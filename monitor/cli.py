@@ -120,7 +120,7 @@ def _load_schema(path: Path):
 
 
 def _config_for(args: argparse.Namespace):
-    from monitor.config import ConfigError, MonitorConfig, load_config
+    from monitor.config.model import ConfigError, MonitorConfig, load_config
 
     try:
         if args.config:
@@ -146,8 +146,8 @@ def _config_for(args: argparse.Namespace):
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError, load_profile
-    from monitor.config import ConfigError
-    from monitor.replay import replay
+    from monitor.config.model import ConfigError
+    from monitor.runtime.replay import replay
 
     cfg = _config_for(args)
     try:
@@ -176,8 +176,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError
-    from monitor.agent import run_agent
-    from monitor.config import ConfigError, load_config
+    from monitor.config.model import ConfigError, load_config
+    from monitor.runtime.agent import run_agent
 
     try:
         cfg = load_config(args.config)
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError, load_profile
-    from monitor.config import ConfigError, load_config
+    from monitor.config.model import ConfigError, load_config
 
     try:
         cfg = load_config(args.config)
@@ -208,7 +208,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from monitor.demo.live import run_demo
 
     return run_demo(duration=args.duration, rate=args.rate, port=args.port)
 

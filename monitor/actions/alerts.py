@@ -34,7 +34,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from monitor.server import HTTPError, Request, Response
+from monitor.outputs.server import HTTPError, Request, Response
 
 if TYPE_CHECKING:
     from monitor.actions.policy import PolicyEngine

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from monitor.actions import ActionError
 from monitor.actions.kubernetes import KubernetesPatchAction, status_message
-from monitor.server import Request, Response
+from monitor.outputs.server import Request, Response
 
 if TYPE_CHECKING:
     from monitor.actions.policy import Decision, PolicyEngine

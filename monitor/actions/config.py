@@ -19,10 +19,10 @@ decision is written down (the audit log)::
       abort-rollout: {kind: argo_rollouts, namespace: ml, rollout: "{model}"}
       notify: {kind: webhook, url: "https://hooks.example/rollback", secret_env: HOOK_SECRET}
 
-The models follow the rules of ``monitor/config.py`` (unknown keys are errors, durations
+The models follow the rules of ``monitor/config/model.py`` (unknown keys are errors, durations
 are "500ms", "60s", "5m", "1h" or seconds, secrets are named by environment variable) but
-do not import it, so that ``monitor.config`` can import them: the rules both follow are
-in ``monitor.config_rules``. Errors are raised in the same shape (a ``driftline`` error
+do not import it, so that ``monitor.config.model`` can import them: the rules both follow are
+in ``monitor.config.rules``. Errors are raised in the same shape (a ``driftline`` error
 carrying the key and the fix), so ``ConfigError`` names e.g. ``actions.notify.url``.
 Checks that span sections (a policy naming an action that does not exist) are in
 :func:`rollback_problems`.
@@ -46,8 +46,8 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config_rules import Duration, bad_value, env_name, fail
-from monitor.durations import DURATION_HINT
+from monitor.config.durations import DURATION_HINT
+from monitor.config.rules import Duration, bad_value, env_name, fail
 
 __all__ = [
     "REPORT_CONDITIONS",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from monitor.server import Request, Response
+from monitor.outputs.server import Request, Response
 
 if TYPE_CHECKING:
     from monitor.actions.policy import GateVerdict, PolicyEngine

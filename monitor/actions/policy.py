@@ -65,7 +65,7 @@ from monitor.actions.config import (
 )
 
 if TYPE_CHECKING:
-    from monitor.exporter import Exporter
+    from monitor.outputs.exporter import Exporter
 
 __all__ = [
     "OUTCOMES",

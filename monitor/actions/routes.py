@@ -20,7 +20,7 @@ from monitor.actions.argo import ArgoGate
 from monitor.actions.config import RollbackSettings
 from monitor.actions.flagger import FlaggerGate
 from monitor.actions.policy import PolicyEngine
-from monitor.server import AgentServer, Handler, require_bearer_token
+from monitor.outputs.server import AgentServer, Handler, require_bearer_token
 
 __all__ = [
     "ALERTS_PATH",

@@ -39,7 +39,7 @@ class PrepareError(RuntimeError):
 
 def write_config(text: str, output_dir: Path) -> Path:
     """Validate ``text`` as monitor.yaml and write it to ``output_dir/monitor.yaml``."""
-    from monitor.config import ConfigError, parse_config
+    from monitor.config.model import ConfigError, parse_config
 
     try:
         data = yaml.safe_load(text)

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from monitor.inject.settings import InjectorSettings
 from monitor.inject.webhook import handle_review
-from monitor.server import BackgroundServer, JSONRequestHandler, Response
+from monitor.outputs.server import BackgroundServer, JSONRequestHandler, Response
 
 __all__ = ["CertificateFiles", "InjectorServer", "serve"]
 

@@ -40,9 +40,9 @@ import orjson
 from detectors.profile import Profile
 from detectors.results import WindowReport
 from detectors.sketch import WindowSketch
-from monitor.evaluation import EvaluatedWindow
 from monitor.report.html import MAX_HISTORY, render_report
-from monitor.windows import ClosedWindow
+from monitor.runtime.evaluation import EvaluatedWindow
+from monitor.runtime.windows import ClosedWindow
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.profile import Profile, build_profile
 from detectors.results import WindowReport
-from monitor import synthetic
-from monitor.testing.broker import AIOKAFKA_FAST_GROUP
+from monitor.demo import synthetic
+from monitor.demo.broker import AIOKAFKA_FAST_GROUP
 
 T = TypeVar("T")
 

@@ -42,9 +42,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import alert_rules
 from alert_rules import generate
-from monitor import synthetic
 from monitor.actions.signing import SIGNATURE_HEADER, SignatureError, verify
-from monitor.testing.broker import HOST
+from monitor.demo import synthetic
+from monitor.demo.broker import HOST
 from tests.integration.agent_helpers import ChildProcess
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

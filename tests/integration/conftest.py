@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.testing.broker import TansuBroker
+from monitor.demo.broker import TansuBroker
 
 
 @pytest.fixture

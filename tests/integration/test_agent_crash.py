@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from monitor.checkpoint import CheckpointStore
-from monitor.config import load_config
-from monitor.testing.broker import TansuBroker
-from monitor.windows import WindowManager
+from monitor.config.model import load_config
+from monitor.demo.broker import TansuBroker
+from monitor.runtime.checkpoint import CheckpointStore
+from monitor.runtime.windows import WindowManager
 from tests.integration.agent_helpers import (
     BASE_TIME,
     AgentProcess,

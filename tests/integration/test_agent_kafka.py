@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from detectors.results import WindowReport
-from monitor.agent import DEAD_LETTER_REASON_HEADER
-from monitor.checkpoint import CheckpointStore
-from monitor.testing.broker import BrokerError, TansuBroker, free_port
+from monitor.demo.broker import BrokerError, TansuBroker, free_port
+from monitor.runtime.agent import DEAD_LETTER_REASON_HEADER
+from monitor.runtime.checkpoint import CheckpointStore
 from tests.integration.agent_helpers import (
     BASE_TIME,
     MODEL,

@@ -30,11 +30,11 @@ import yaml
 
 import alert_rules
 from detectors.results import WindowReport
-from monitor import synthetic
 from monitor.actions.audit import read_audit
 from monitor.actions.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from monitor.actions.webhook import EVENT_HEADER, PAYLOAD_TYPE, idempotency_key
-from monitor.testing.broker import TansuBroker, free_port
+from monitor.demo import synthetic
+from monitor.demo.broker import TansuBroker, free_port
 from tests.integration.agent_helpers import (
     MODEL,
     AgentProcess,
@@ -62,7 +62,7 @@ KafkaTopicFactory = Callable[..., str]
 
 VERSION = "v1"
 WINDOW_SECONDS = 2.0
-WINDOW_LABEL = "2s"  # monitor.pipeline.window_label of a 2 s window
+WINDOW_LABEL = "2s"  # monitor.runtime.pipeline.window_label of a 2 s window
 # Predictions per second: 2000 per window, where a clean window exceeds the default
 # distance thresholds (0.1) about once in a thousand windows per feature (measured with
 # detectors.calibration on the reference), and the alert needs three in a row.

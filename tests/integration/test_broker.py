@@ -34,7 +34,7 @@ from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import NewPartitions as CNewPartitions
 
-from monitor.testing.broker import (
+from monitor.demo.broker import (
     AIOKAFKA_FAST_GROUP,
     LIBRDKAFKA_FAST_GROUP,
     BrokerError,
@@ -306,7 +306,7 @@ def test_tansu_quirks_the_agent_works_around(
     broker_session: TansuBroker, kafka_topic: KafkaTopicFactory
 ) -> None:
     """Pins the documented differences from Kafka; if one fails, Tansu changed: update the
-    docstring of monitor/testing/broker.py (and simplify the agent if it can)."""
+    docstring of monitor/demo/broker.py (and simplify the agent if it can)."""
     topic = kafka_topic(1)
     tp = TopicPartition(topic, 0)
 

@@ -2,7 +2,7 @@
 
 A module fixture builds a reference profile, starts the agent's HTTP server on loopback
 and a Prometheus (Debian's, 2.42) that scrapes it every second, then feeds the agent's
-exporter the way the agent would: ``monitor.replay.replay`` over JSON-lines files of
+exporter the way the agent would: ``monitor.runtime.replay.replay`` over JSON-lines files of
 prediction records for a stable version (``v1``, like the reference) and a canary
 (``v2``, drifting from the second segment on, with missing values), with the canary
 compared with the stable version (``windows.stable_version``). The files also carry
@@ -42,11 +42,11 @@ import pytest
 from dashboards.build import JSON_DIR
 from detectors.profile import Profile, build_profile
 from detectors.schema import Schema
-from monitor.config import MonitorConfig
-from monitor.exporter import Exporter, new_registry
-from monitor.pipeline import window_label
-from monitor.replay import replay
-from monitor.server import AgentServer
+from monitor.config.model import MonitorConfig
+from monitor.outputs.exporter import Exporter, new_registry
+from monitor.outputs.server import AgentServer
+from monitor.runtime.pipeline import window_label
+from monitor.runtime.replay import replay
 
 pytestmark = pytest.mark.integration
 

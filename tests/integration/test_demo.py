@@ -11,8 +11,8 @@ import io
 import pytest
 from rich.console import Console
 
-from monitor import synthetic
-from monitor.demo import run_demo
+from monitor.demo import synthetic
+from monitor.demo.live import run_demo
 
 pytestmark = pytest.mark.integration
 

@@ -37,8 +37,8 @@ from detectors.schema import Schema
 from detectors.settings import DriftSettings, QualitySettings
 from detectors.sketch import WindowSketch
 from monitor.cli import main
-from monitor.evaluation import WindowEvaluator
-from monitor.windows import ClosedWindow
+from monitor.runtime.evaluation import WindowEvaluator
+from monitor.runtime.windows import ClosedWindow
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from detectors.profile import build_profile
-from monitor.agent import Agent
-from monitor.config import MonitorConfig
+from monitor.config.model import MonitorConfig
+from monitor.runtime.agent import Agent
 from tests.conftest import make_reference
 
 

@@ -21,7 +21,7 @@ import yaml
 import alert_rules
 from alert_rules import generate
 from detectors.settings import QUALITY_CHECKS
-from monitor import metrics as m
+from monitor.outputs import metrics as m
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
@@ -376,7 +376,7 @@ def test_bad_thresholds_are_refused_naming_the_key(
     assert not (tmp_path / alert_rules.RULES_FILE.name).exists()
 
 
-# -- the rules point only at what monitor.metrics defines -----------------------------------
+# -- the rules point only at what monitor.outputs.metrics defines ----------------------------
 
 _METRIC = re.compile(r"\bdriftline_[a-z0-9_]+")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

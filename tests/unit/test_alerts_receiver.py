@@ -17,7 +17,7 @@ from monitor.actions.audit import AuditLog, read_audit
 from monitor.actions.config import RollbackSettings
 from monitor.actions.policy import Decision, PolicyEngine
 from monitor.actions.routes import register
-from monitor.server import AgentServer
+from monitor.outputs.server import AgentServer
 
 TOKEN_ENV = "DRIFTLINE_TEST_ALERTS_TOKEN"
 TOKEN = "alerts-token-3f9a"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.checkpoint import (
+from monitor.runtime.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
@@ -58,7 +58,7 @@ def test_a_truncated_checkpoint_is_detected_and_the_previous_one_used(
     data = store.path.read_bytes()
     store.path.write_bytes(data[: len(data) // 2])
     fresh = CheckpointStore(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="monitor.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="monitor.runtime.checkpoint"):
         loaded = fresh.load(reference_hash=REF)
     assert loaded == checkpoint(1)
     assert fresh.last_warning is not None

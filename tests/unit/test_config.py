@@ -19,13 +19,13 @@ from pydantic import BaseModel
 from detectors.profile import build_profile
 from detectors.schema import Schema
 from detectors.settings import DEFAULT_QUALITY_THRESHOLDS, DEFAULT_THRESHOLDS, ColumnTest
-from monitor.config import (
+from monitor.config.durations import format_duration, parse_duration
+from monitor.config.model import (
     ConfigError,
     MonitorConfig,
     load_config,
     parse_config,
 )
-from monitor.durations import format_duration, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -22,8 +22,8 @@ from prometheus_client import generate_latest
 
 from dashboards import build
 from dashboards import queries as q
-from monitor import metrics as m
-from monitor.exporter import new_registry
+from monitor.outputs import metrics as m
+from monitor.outputs.exporter import new_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
@@ -206,7 +206,7 @@ def test_every_metric_in_every_query_is_defined(boards: dict[str, dict[str, Any]
     for expr in _all_exprs(boards):
         for token in re.findall(r"\bdriftline_[a-z_]+", expr):
             name = _family(token)
-            assert name in m.BY_NAME, f"{token} is not in monitor.metrics: {expr}"
+            assert name in m.BY_NAME, f"{token} is not in monitor.outputs.metrics: {expr}"
             used.add(name)
     # the dashboards cover the families a reader needs, not a handful
     assert len(used) >= 20, sorted(used)

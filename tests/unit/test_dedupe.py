@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.dedupe import Deduplicator
+from monitor.ingest.dedupe import Deduplicator
 
 
 def keys(*values: int) -> np.ndarray:

@@ -23,9 +23,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.results import DriftResult, QualityCheck, QualityResult, TestResult, WindowReport
-from monitor import metrics as m
-from monitor.exporter import Exporter
-from monitor.telemetry import Telemetry, headers_from_env, span_contexts
+from monitor.outputs import metrics as m
+from monitor.outputs.exporter import Exporter
+from monitor.outputs.telemetry import Telemetry, headers_from_env, span_contexts
 
 TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_B = "0af7651916cd43dd8448eb211c80319c"

@@ -23,7 +23,7 @@ from monitor.actions.routes import (
     FLAGGER_ROLLOUT_PATH,
     register,
 )
-from monitor.server import AgentServer
+from monitor.outputs.server import AgentServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOKEN_ENV = "DRIFTLINE_TEST_GATE_TOKEN"

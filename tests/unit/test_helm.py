@@ -31,10 +31,10 @@ from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
-from monitor.config import parse_config
+from monitor.config.model import parse_config
 from monitor.inject.settings import load_settings
 from monitor.inject.webhook import ANNOTATION_INJECTED
-from monitor.metrics import CONSUMER_LAG
+from monitor.outputs.metrics import CONSUMER_LAG
 from tests.helm_tools import CHART, ROOT, HelmUnavailable, helm_binary, render, run_helm
 
 K8S_VERSIONS = ("1.29", "1.33")

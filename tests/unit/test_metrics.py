@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import metrics as m
+from monitor.outputs import metrics as m
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -128,7 +128,9 @@ def test_docs_list_exactly_the_defined_metrics() -> None:
     assert not defined - listed, f"docs/metrics.md misses {sorted(defined - listed)}"
     assert not listed - defined, f"docs/metrics.md lists removed {sorted(listed - defined)}"
     # and the whole table (types, units, labels) is current
-    assert m.generated_block() in text, "run: python -m monitor.metrics --write docs/metrics.md"
+    assert m.generated_block() in text, (
+        "run: python -m monitor.outputs.metrics --write docs/metrics.md"
+    )
 
 
 def test_rewrite_doc_replaces_a_stale_table_and_keeps_the_prose() -> None:

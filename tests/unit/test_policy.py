@@ -15,7 +15,7 @@ from monitor.actions.alerts import Alert
 from monitor.actions.audit import AuditLog, read_audit
 from monitor.actions.config import ActionConfig, PolicyConfig, RollbackSettings
 from monitor.actions.policy import OUTCOMES, Decision, PolicyEngine
-from monitor.exporter import Exporter
+from monitor.outputs.exporter import Exporter
 
 WINDOW = 60.0
 T0 = 1_700_000_000.0
@@ -418,7 +418,7 @@ def test_the_engine_survives_a_failing_audit_log(harness_factory: Any, tmp_path:
 
 
 def _error(exc: ValidationError) -> tuple[str, str]:
-    """(dotted key, message) of the first error, as monitor.config reports them."""
+    """(dotted key, message) of the first error, as monitor.config.model reports them."""
     err = exc.errors()[0]
     ctx = err.get("ctx") or {}
     parts = [str(p) for p in err["loc"]] + ([str(ctx["key"])] if ctx.get("key") else [])

@@ -31,7 +31,6 @@ from detectors.schema import Schema
 from detectors.settings import DriftSettings, QualitySettings
 from detectors.sketch import WindowSketch
 from monitor.cli import main
-from monitor.evaluation import EvaluatedWindow, WindowEvaluator
 from monitor.report import (
     HtmlReportWriter,
     ReportInputError,
@@ -43,7 +42,8 @@ from monitor.report import (
     select_report,
     write_artifacts,
 )
-from monitor.windows import ClosedWindow
+from monitor.runtime.evaluation import EvaluatedWindow, WindowEvaluator
+from monitor.runtime.windows import ClosedWindow
 
 MODEL, VERSION = "fraud-scorer", "v2"
 T0 = 1_736_935_200.0  # 2025-01-15 10:00:00 UTC
@@ -708,8 +708,8 @@ def test_writer_failure_keeps_the_report(
 def test_agent_writes_pages_in_its_worker(
     tmp_path: Path, profile: Profile, windows: list[Window]
 ) -> None:
-    from monitor.agent import Agent
-    from monitor.config import MonitorConfig
+    from monitor.config.model import MonitorConfig
+    from monitor.runtime.agent import Agent
 
     profile_path = tmp_path / "profile.json"
     profile.save(profile_path)
@@ -748,7 +748,7 @@ def test_agent_writes_pages_in_its_worker(
 
 
 def test_config_html_keys(tmp_path: Path) -> None:
-    from monitor.config import ConfigError, load_config
+    from monitor.config.model import ConfigError, load_config
 
     base = (
         "model: m\nreference: p.json\nsource:\n  kind: kafka\n  kafka:\n"

@@ -15,9 +15,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.results import DriftResult, QualityCheck, QualityResult, TestResult, WindowReport
-from monitor import metrics as m
-from monitor.exporter import Exporter
-from monitor.server import (
+from monitor.outputs import metrics as m
+from monitor.outputs.exporter import Exporter
+from monitor.outputs.server import (
     AgentServer,
     AgentState,
     HTTPError,

@@ -55,7 +55,7 @@ class RawMessage:
 class DecodeFailure:
     """A record set aside: why (a short, fixed reason label) and where it came from.
 
-    ``reason`` is one of the labels in ``monitor.records.FAILURE_REASONS``; ``detail`` is
+    ``reason`` is one of the labels in ``monitor.ingest.records.FAILURE_REASONS``; ``detail`` is
     a human message that never contains the payload.
     """
 

@@ -32,18 +32,18 @@ from detectors.profile import Profile, load_profile
 from detectors.results import WindowReport
 from monitor.actions.policy import PolicyEngine
 from monitor.actions.routes import register
-from monitor.batch import DecodeFailure
-from monitor.checkpoint import Checkpoint, CheckpointError, CheckpointStore
-from monitor.config import MonitorConfig
-from monitor.evaluation import EvaluatedWindow
-from monitor.exporter import Exporter
-from monitor.pipeline import Pipeline, window_label
+from monitor.config.model import MonitorConfig
+from monitor.ingest.batch import DecodeFailure
+from monitor.ingest.kafka import KafkaPublisher, KafkaSource
+from monitor.outputs.exporter import Exporter
+from monitor.outputs.server import AgentServer
+from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
+from monitor.outputs.telemetry import Telemetry
 from monitor.report.store import HtmlReportWriter
-from monitor.server import AgentServer
-from monitor.sinks import FileSink, KafkaSink, ReportSink, StreamSink
-from monitor.sources.kafka import KafkaPublisher, KafkaSource
-from monitor.telemetry import Telemetry
-from monitor.windows import ClosedWindow, SnapshotError, WindowManager
+from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
+from monitor.runtime.evaluation import EvaluatedWindow
+from monitor.runtime.pipeline import Pipeline, window_label
+from monitor.runtime.windows import ClosedWindow, SnapshotError, WindowManager
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Turns what the agent observes into Prometheus metrics (and, through telemetry, OTLP).
 
-Every family comes from :mod:`monitor.metrics`; this module only decides which values go
+Every family comes from :mod:`monitor.outputs.metrics`; this module only decides which values go
 into which series. One :class:`Exporter` serves one model.
 
 Stale series. A gauge that described the previous window but has nothing to say about the
@@ -41,10 +41,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 from detectors.results import DriftResult, WindowReport
 from monitor import __version__
-from monitor import metrics as m
+from monitor.outputs import metrics as m
 
 if TYPE_CHECKING:
-    from monitor.telemetry import Telemetry
+    from monitor.outputs.telemetry import Telemetry
 
 # Exemplar label sets are limited to 128 characters; a W3C trace id is 32 hex digits.
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")

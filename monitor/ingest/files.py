@@ -17,9 +17,9 @@ import pandas as pd
 
 from detectors.profile import category_strings, read_frame
 from detectors.schema import Kind, Schema
-from monitor.batch import DecodedBatch, RawMessage
-from monitor.config import RecordConfig
-from monitor.records import row_keys
+from monitor.config.model import RecordConfig
+from monitor.ingest.batch import DecodedBatch, RawMessage
+from monitor.ingest.records import row_keys
 
 
 def file_format(path: Path, declared: str | None = None) -> str:

@@ -54,8 +54,8 @@ import pandas as pd
 
 from detectors.profile import Profile
 from detectors.sketch import WindowSketch
-from monitor.batch import DecodedBatch
-from monitor.dedupe import Deduplicator
+from monitor.ingest.batch import DecodedBatch
+from monitor.ingest.dedupe import Deduplicator
 
 ALL_VERSIONS = "all"
 UNKNOWN_VERSION = "unknown"
@@ -73,7 +73,7 @@ class SnapshotError(ValueError):
 
 
 class WindowsSettings(Protocol):
-    """The fields of ``monitor.config.WindowsConfig`` that windows read."""
+    """The fields of ``monitor.config.model.WindowsConfig`` that windows read."""
 
     size: float
     slide: float | None

@@ -15,16 +15,16 @@ import numpy as np
 
 from detectors.profile import Profile
 from detectors.results import WindowReport
-from monitor.config import MonitorConfig
-from monitor.exporter import Exporter
-from monitor.pipeline import Pipeline, window_label
-from monitor.sources.files import (
+from monitor.config.model import MonitorConfig
+from monitor.ingest.files import (
     file_format,
     is_record_lines,
     iter_messages,
     iter_table_batches,
 )
-from monitor.windows import ClosedWindow
+from monitor.outputs.exporter import Exporter
+from monitor.runtime.pipeline import Pipeline, window_label
+from monitor.runtime.windows import ClosedWindow
 
 Progress = Callable[[int], None]
 

@@ -1,7 +1,8 @@
 """OpenTelemetry export: the same metrics over OTLP/HTTP, and a span per window evaluation.
 
 Nothing here defines a metric. :class:`Telemetry` builds one OpenTelemetry instrument per
-:data:`monitor.metrics.ALL_METRICS` entry and the :class:`~monitor.exporter.Exporter`
+:data:`monitor.outputs.metrics.ALL_METRICS` entry and the
+:class:`~monitor.outputs.exporter.Exporter`
 mirrors every observation into it, so a Prometheus scrape and an OTLP collector see the
 same families, values and labels (as attributes). Gauges are observable instruments
 backed by the exporter's current values: a series the exporter removes (an untestable
@@ -40,11 +41,11 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from detectors.results import WindowReport
 from monitor import __version__
-from monitor import metrics as m
+from monitor.outputs import metrics as m
 
 if TYPE_CHECKING:
-    from monitor.config import ExporterConfig
-    from monitor.exporter import Exporter
+    from monitor.config.model import ExporterConfig
+    from monitor.outputs.exporter import Exporter
 
 WINDOW_SPAN = "driftline.window.evaluate"
 # Links per span: enough to reach examples of a window, bounded like everything else.

@@ -29,8 +29,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from monitor.batch import SourceMessage
-from monitor.config import KafkaSourceConfig
+from monitor.config.model import KafkaSourceConfig
+from monitor.ingest.batch import SourceMessage
 
 log = logging.getLogger(__name__)
 

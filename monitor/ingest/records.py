@@ -1,5 +1,5 @@
 """Prediction records in, columns out: the decoder turns a batch of raw messages into one
-columnar :class:`~monitor.batch.DecodedBatch` that the windows and sketches take whole.
+columnar :class:`~monitor.ingest.batch.DecodedBatch` that the windows and sketches take whole.
 
 Two record formats (``record.format``):
 
@@ -42,7 +42,7 @@ values are gathered into one list per column, and each column becomes one numpy 
 float64 (NaN where null or absent) when every value is a number, else an object array so
 the sketch counts the type errors; categorical columns are object arrays of str/None.
 
-A malformed record never raises: it becomes a :class:`~monitor.batch.DecodeFailure` with
+A malformed record never raises: it becomes a :class:`~monitor.ingest.batch.DecodeFailure` with
 one of the fixed :data:`FAILURE_REASONS` (a metric label) and a detail that never quotes
 the payload, and the other rows of the batch are decoded as usual.
 """
@@ -69,8 +69,8 @@ import orjson
 from msgspec import UNSET, UnsetType
 
 from detectors.schema import Kind, Role, Schema
-from monitor.batch import DecodedBatch, DecodeFailure, SourceMessage
-from monitor.config import RecordConfig
+from monitor.config.model import RecordConfig
+from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
 
 FAILURE_REASONS: tuple[str, ...] = (
     "invalid_json",

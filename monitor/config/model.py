@@ -61,8 +61,8 @@ from monitor.actions.config import (
     PolicyConfig,
     rollback_problems,
 )
-from monitor.config_rules import ERROR_TYPE, Duration, check_duration, env_name, fail
-from monitor.durations import DURATION_HINT, format_duration
+from monitor.config.durations import DURATION_HINT, format_duration
+from monitor.config.rules import ERROR_TYPE, Duration, check_duration, env_name, fail
 
 DOCS = "docs/configuration.md"
 ALL_TESTS = tuple(dict.fromkeys(NUMERIC_TESTS + CATEGORICAL_TESTS))
@@ -302,7 +302,7 @@ class SourceConfig(_Section):
 
 
 class RecordConfig(_Section):
-    """How one message becomes prediction rows (see monitor.records)."""
+    """How one message becomes prediction rows (see monitor.ingest.records)."""
 
     format: Literal["driftline", "kserve_v2"] = "driftline"
     max_bytes: int = Field(1_048_576, ge=1)

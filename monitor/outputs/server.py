@@ -48,7 +48,7 @@ from prometheus_client.exposition import choose_encoder
 from detectors.results import WindowReport
 
 if TYPE_CHECKING:
-    from monitor.config import ExporterConfig
+    from monitor.config.model import ExporterConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from detectors.evaluate import compare_windows, evaluate_window
 from detectors.profile import Profile
 from detectors.results import WindowReport
 from detectors.settings import DriftSettings, QualitySettings
-from monitor.records import parse_traceparent
-from monitor.windows import ClosedWindow
+from monitor.ingest.records import parse_traceparent
+from monitor.runtime.windows import ClosedWindow
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ import numpy as np
 
 from detectors.profile import Profile
 from detectors.schema import Schema
-from monitor.batch import DecodedBatch, DecodeFailure, SourceMessage
-from monitor.config import MonitorConfig
-from monitor.evaluation import WindowEvaluator
-from monitor.exporter import Exporter
-from monitor.records import Decoder
-from monitor.windows import ClosedWindow, WindowManager
+from monitor.config.model import MonitorConfig
+from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
+from monitor.ingest.records import Decoder
+from monitor.outputs.exporter import Exporter
+from monitor.runtime.evaluation import WindowEvaluator
+from monitor.runtime.windows import ClosedWindow, WindowManager
 
 log = logging.getLogger(__name__)
 

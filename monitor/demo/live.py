@@ -25,10 +25,10 @@ from rich.table import Table
 
 from detectors.profile import build_profile
 from detectors.results import WindowReport
-from monitor import synthetic
-from monitor.agent import Agent
-from monitor.config import MonitorConfig
-from monitor.testing.broker import TansuBroker, free_port
+from monitor.config.model import MonitorConfig
+from monitor.demo import synthetic
+from monitor.demo.broker import TansuBroker, free_port
+from monitor.runtime.agent import Agent
 
 log = logging.getLogger(__name__)
 

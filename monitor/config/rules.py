@@ -1,10 +1,10 @@
 """The rules both halves of ``monitor.yaml``'s validation follow: the error shape, durations
 and environment variable names.
 
-``monitor.config`` imports ``monitor.actions.config`` (the rollback sections), so what both
-need cannot live in ``monitor.config`` without an import cycle; it lives here, once. An
+``monitor.config.model`` imports ``monitor.actions.config`` (the rollback sections), so what both
+need cannot live in ``monitor.config.model`` without an import cycle; it lives here, once. An
 error made by :func:`fail` or :func:`bad_value` has the pydantic type :data:`ERROR_TYPE`,
-which ``monitor.config`` reports as ``<file>: <section>.<key>: <message>``.
+which ``monitor.config.model`` reports as ``<file>: <section>.<key>: <message>``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 
-from monitor.durations import format_duration, parse_duration
+from monitor.config.durations import format_duration, parse_duration
 
 __all__ = ["ERROR_TYPE", "Duration", "bad_value", "check_duration", "env_name", "fail"]
 

@@ -1,0 +1,1 @@
+"""monitor.yaml: the validated configuration model, its rules and durations."""

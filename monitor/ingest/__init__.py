@@ -1,0 +1,1 @@
+"""Reading the prediction log: sources, decoding, micro-batches, deduplication."""

@@ -1,0 +1,1 @@
+"""What the agent exports: metric definitions, Prometheus/OTLP, HTTP endpoints, report sinks."""

@@ -1,0 +1,1 @@
+"""The agent at run time: pipeline, windows, checkpoints, evaluation, replay."""

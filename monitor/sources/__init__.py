@@ -1,1 +1,0 @@
-"""Where the agent reads prediction records from: Kafka, or a file for replay."""

@@ -1,1 +1,0 @@
-"""Real-service helpers shared by the integration tests and `driftline demo`."""
