@@ -12,7 +12,11 @@ from typing import Any
 
 import orjson
 
-REPORT_VERSION = 1
+# 2 added, without renaming anything: per-column ``effect`` and ``sequential``, the
+# ``multivariate``, ``attribution`` and ``performance`` blocks, ``partial`` and ``revised``.
+# Version 1 reports still load (the new fields take their defaults).
+REPORT_VERSION = 2
+READABLE_REPORT_VERSIONS = (1, 2)
 
 
 def _num(v: float | None) -> float | None:
@@ -238,7 +242,7 @@ class WindowReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WindowReport:
-        if d.get("version") != REPORT_VERSION:
+        if d.get("version") not in READABLE_REPORT_VERSIONS:
             raise ValueError(f"unsupported WindowReport version {d.get('version')!r}")
         return cls(
             model=d["model"],
