@@ -27,6 +27,32 @@ def _num(v: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class Effect:
+    """A distance between window and reference, with its confidence interval.
+
+    ``estimate`` is the column's distance corrected for its no-change bias (plug-in
+    distances are positive on unchanged data); ``[low, high]`` is a confidence interval at
+    the per-column level of the window's family-wise false-alarm rate. A distance test
+    flags the column when ``low`` exceeds its margin (``TestResult.threshold``), i.e. when
+    the change is larger than negligible with that confidence.
+    """
+
+    estimate: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimate": _num(self.estimate), "low": _num(self.low), "high": _num(self.high)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Effect:
+        def f(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        return cls(estimate=f(d.get("estimate")), low=f(d.get("low")), high=f(d.get("high")))
+
+
+@dataclass(frozen=True)
 class TestResult:
     """One test of one column: what was measured and whether it crossed its threshold.
 
@@ -37,6 +63,7 @@ class TestResult:
     ``threshold_source`` says where it came from: "default" (``drift.thresholds``),
     "override" (the column's own), "calibrated" (measured on the reference) or
     "noise_floor" (the statistic's no-change noise, above the configured threshold).
+    ``effect`` is the distance with its confidence interval where the test has one.
     """
 
     __test__ = False  # not a pytest test class
@@ -50,11 +77,13 @@ class TestResult:
     mode: str = "binned"
     error_bound: float | None = None
     threshold_source: str = "default"
+    effect: Effect | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("statistic", "p_value", "threshold", "error_bound"):
             d[k] = _num(d[k])
+        d["effect"] = None if self.effect is None else self.effect.to_dict()
         return d
 
     @classmethod
@@ -69,6 +98,7 @@ class TestResult:
             mode=d.get("mode", "binned"),
             error_bound=d.get("error_bound"),
             threshold_source=d.get("threshold_source", "default"),
+            effect=None if d.get("effect") is None else Effect.from_dict(d["effect"]),
         )
 
 
