@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "agent.md"
@@ -366,7 +366,7 @@ class Span:
         self.wall1, self.proc1 = time.perf_counter(), time.process_time()
         self.thread1 = time.thread_time()
 
-    def result(self, records: int) -> dict[str, float]:
+    def result(self, records: int) -> dict[str, Any]:
         """Records counted exclude the first batch, whose fetch precedes the span."""
         counted = records - self.n_first
         wall, cpu = self.wall1 - self.wall0, self.proc1 - self.proc0
@@ -1009,7 +1009,7 @@ def fmt_bytes(b: float | None) -> str:
     return f"{b / 1024:,.0f} KiB" if b < 1024**2 else f"{b / 1024**2:,.1f} MiB"
 
 
-def ok(result: Mapping[str, Any] | None) -> bool:
+def ok(result: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
     return result is not None and "error" not in result
 
 
@@ -1117,8 +1117,8 @@ def stage_table(label: str, r: Mapping[str, Any], agent: bool) -> TableData:
             "wall": s["poll"]["wall"] - s["fetch"]["wall"],
             "cpu": s["poll"]["cpu"] - s["fetch"]["cpu"],
         }
-        main = ("poll", "decode", "windows", "checkpoint")
-        names = AGENT_STAGES
+        main: tuple[str, ...] = ("poll", "decode", "windows", "checkpoint")
+        names: tuple[tuple[str, str], ...] = AGENT_STAGES
     else:
         main = ("fetch", "parse", "frame", "tests")
         names = BASELINE_STAGES

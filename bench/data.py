@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from detectors.profile import MISSING as _NONE
 from detectors.schema import Schema
 
 REFERENCE_ROWS = 100_000
@@ -189,7 +190,7 @@ def window(
             if name in num:
                 num[name] = np.where(hole, np.nan, num[name])
             else:
-                cat[name] = np.where(hole, None, cat[name])
+                cat[name] = np.where(hole, _NONE, cat[name])
     return pd.DataFrame({**num, **cat, PREDICTION: pred}, columns=list(COLUMNS))
 
 

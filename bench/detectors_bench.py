@@ -316,7 +316,10 @@ def worker(method_name: str, rows: int, repeats: int, scenarios: Sequence[str]) 
         memory: dict[str, Any] = {}
         outcome: Outcome | None = None
         for i in range(n):
-            with peak_rss() if i == 0 else contextlib.nullcontext({}) as mem:
+            measure: contextlib.AbstractContextManager[dict[str, Any]] = (
+                peak_rss() if i == 0 else contextlib.nullcontext({})
+            )
+            with measure as mem:
                 t0 = time.perf_counter()
                 attempt = method.run(frame, arrays)
                 elapsed = time.perf_counter() - t0

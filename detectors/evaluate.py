@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -65,13 +65,13 @@ CALIBRATION_MAX_RATIO = 2.0
 _DEFAULT_DRIFT = DriftSettings()
 _DEFAULT_QUALITY = QualitySettings()
 
-BinsT = TypeVar("BinsT", NumericBins, CategoricalBins)
+BinsT = TypeVar("BinsT", bound=NumericBins | CategoricalBins)
 
 
 def take_rows(bins: BinsT, rows: np.ndarray | Sequence[int]) -> BinsT:
     """The same comparison restricted to some columns (rows of every per-column array)."""
     idx = np.asarray(rows, dtype=np.intp)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for f in fields(bins):
         value = getattr(bins, f.name)
         if f.name == "names":

@@ -204,15 +204,20 @@ def _sparse_floor(
     interpolated in log n between them.
     """
     shares = np.sort(p[p > 0])
-    args = (test, shares, max(round(m), 1))
-    rest = (alpha, epsilon, simulations, seed)
+
+    def simulated(size: int, remember: bool = True) -> float:
+        return _simulated_floor(
+            test, shares, max(round(m), 1), size, alpha, epsilon, simulations, seed,
+            remember=remember,
+        )  # fmt: skip
+
     step = 16.0 * math.log2(n) if reuse and n >= _GRID_FROM else math.nan
     if not math.isfinite(step) or step == math.floor(step):
-        return _simulated_floor(*args, max(round(n), 1), *rest, remember=reuse)
+        return simulated(max(round(n), 1), remember=reuse)
     k = math.floor(step)
     lo, hi = round(2.0 ** (k / 16.0)), round(2.0 ** ((k + 1) / 16.0))
-    f_lo = _simulated_floor(*args, lo, *rest)
-    f_hi = _simulated_floor(*args, hi, *rest)
+    f_lo = simulated(lo)
+    f_hi = simulated(hi)
     where = (math.log(n) - math.log(lo)) / (math.log(hi) - math.log(lo))
     return f_lo + (f_hi - f_lo) * min(max(where, 0.0), 1.0)
 
@@ -231,11 +236,11 @@ def _simulated_floor(
 ) -> float:
     """One simulated floor, cached per shares and sizes when ``remember``."""
     key = ("multinomial", test, float(alpha), float(epsilon), simulations, seed, m, n)
-    key = (*key, shares.tobytes())
+    key_bytes = (*key, shares.tobytes())
     with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None:
-        return float(hit)
+        hit = _cache.get(key_bytes)
+    if isinstance(hit, float):
+        return hit
     rng = np.random.default_rng(seed)
     pvals = shares / shares.sum()
     bins = CategoricalBins(
@@ -261,9 +266,9 @@ def _simulated_floor(
             value = float(np.max(stat, initial=0.0))
         else:
             scale, dof = var / (2.0 * mean), 2.0 * mean**2 / var
-            value = float(_from_chi2(test, np.array(scale * chdtri(dof, alpha)), n_eff))
+            value = float(_from_chi2(test, np.array(scale * chdtri(dof, alpha)), np.array(n_eff)))
     if remember:
-        _remember(key, value)
+        _remember(key_bytes, value)
     return value
 
 

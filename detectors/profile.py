@@ -464,7 +464,7 @@ def build_profile(
             sample[c.name] = as_float_array(col)
         else:
             strings, miss = category_strings(col)
-            sample[c.name] = np.where(miss, None, strings).astype(object)
+            sample[c.name] = np.where(miss, MISSING, strings).astype(object)
     return Profile(
         schema=schema,
         numeric=numeric,
@@ -545,6 +545,11 @@ def profile_categorical(
         count=int((~miss).sum()),
         missing=int(miss.sum()),
     )
+
+
+# The missing category as a 0-d object array: ``np.where(missing, MISSING, strings)`` gives
+# an object array with None where a value is missing.
+MISSING = np.array(None, dtype=object)
 
 
 def category_strings(values: object) -> tuple[np.ndarray, np.ndarray]:

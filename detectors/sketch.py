@@ -22,18 +22,18 @@ import io
 import json
 from collections.abc import Mapping
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from detectors.profile import Profile, category_strings
+from detectors.profile import MISSING, Profile, category_strings
 
 DEFAULT_RESERVOIR_SIZE = 1024
 # Extra columns not in the schema are counted by name, up to this many names.
 MAX_EXTRA_COLUMNS = 64
 
-Batch = Mapping[str, Any] | pd.DataFrame
+Batch: TypeAlias = Mapping[str, Any] | pd.DataFrame
 
 
 class SketchMismatchError(ValueError):
@@ -268,7 +268,7 @@ class WindowSketch:
             self.cat_counts[j] += np.bincount(slot[slot >= 0], minlength=width)
             if len(rows):
                 picked, picked_missing = category_strings(arr[rows])
-                values[:, j] = np.where(picked_missing, None, picked)
+                values[:, j] = np.where(picked_missing, MISSING, picked)
         return values
 
     def _keep_smallest(self, keys: np.ndarray, num: np.ndarray, cat: np.ndarray) -> None:

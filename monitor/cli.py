@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -125,7 +126,7 @@ def _config_for(args: argparse.Namespace):
     try:
         if args.config:
             cfg = load_config(args.config)
-            updates = {}
+            updates: dict[str, Any] = {}
             if getattr(args, "reference", None):
                 updates["reference"] = Path(args.reference)
             if getattr(args, "window", None):

@@ -314,10 +314,11 @@ def run_demo(
             ok = False
             table.add_row(f.drift.description, f"+{f.drift.at:.0f}s", "[red]not found[/]", "-")
         else:
+            end = f.window_end if f.window_end is not None else f.window_start
             table.add_row(
                 f.drift.description,
                 f"+{f.drift.at:.0f}s",
-                f"+{f.window_start - state.started:.0f}s … +{f.window_end - state.started:.0f}s",
+                f"+{f.window_start - state.started:.0f}s … +{end - state.started:.0f}s",
                 f"{f.latency:.1f} s" if f.latency is not None else "-",
             )
     console.print(table)

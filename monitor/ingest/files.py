@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from detectors.profile import category_strings, read_frame
+from detectors.profile import MISSING, category_strings, read_frame
 from detectors.schema import Kind, Schema
 from monitor.config.model import RecordConfig
 from monitor.ingest.batch import DecodedBatch, RawMessage
@@ -99,7 +99,7 @@ def frame_to_batch(
             columns[col.name] = raw.astype(np.float64) if raw.dtype.kind in "fiub" else raw
         else:
             strings, miss = category_strings(raw)
-            columns[col.name] = np.where(miss, None, strings).astype(object)
+            columns[col.name] = np.where(miss, MISSING, strings).astype(object)
     rows = np.arange(first_row, first_row + n)
     time_field = record.event_time_field
     if time_field in part.columns:

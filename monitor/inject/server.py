@@ -98,7 +98,8 @@ class _TLSServer(ThreadingHTTPServer):
             log.debug("TLS handshake with %s failed: %s", client_address, exc)
             return
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            # typeshed types the server argument as the handler's own server class (Self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             tls.close()
 

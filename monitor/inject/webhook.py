@@ -202,7 +202,7 @@ def _plan(
     add = _Additions()
     warnings: list[str] = []
     state_volume = {"name": STATE_VOLUME, "emptyDir": {}}
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": STATE_VOLUME, "mountPath": STATE_DIR},
     ]

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from opentelemetry import context as otel_context
@@ -255,7 +255,7 @@ class Telemetry:
             for sc in span_contexts(traceparents)
         ]
         drifted_features = [c.feature for c in report.drift.columns if c.drifted]
-        attributes = {
+        attributes: dict[str, Any] = {
             "driftline.model": report.model,
             "driftline.model_version": report.model_version,
             "driftline.baseline": report.baseline,
