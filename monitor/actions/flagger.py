@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from monitor.outputs.server import Request, Response
+from monitor.outputs.server import Request, Response, expected_token
 
 if TYPE_CHECKING:
     from monitor.actions.policy import GateVerdict, PolicyEngine
@@ -111,7 +110,7 @@ class FlaggerGate:
     def _unauthorized(self, request: Request, doc: Any) -> Response | None:
         if self.token_env is None:
             return None
-        expected = os.environ.get(self.token_env, "")
+        expected = expected_token(self.token_env)
         if not expected:
             return Response.error(
                 HTTPStatus.UNAUTHORIZED,
@@ -122,7 +121,7 @@ class FlaggerGate:
         offered = token.strip() if scheme.lower() == "bearer" else ""
         if not offered and isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
             value = doc["metadata"].get(self.token_field)
-            offered = value if isinstance(value, str) else ""
+            offered = value.strip() if isinstance(value, str) else ""
         if not offered:
             return Response.error(
                 HTTPStatus.UNAUTHORIZED,
@@ -134,6 +133,7 @@ class FlaggerGate:
         return None
 
     def _handle(self, request: Request, *, rollback: bool) -> Response:
+        error: str | None
         try:
             doc: Any = orjson.loads(request.body) if request.body else None
         except orjson.JSONDecodeError as exc:

@@ -66,6 +66,7 @@ __all__ = [
     "JSONRequestHandler",
     "Request",
     "Response",
+    "expected_token",
     "require_bearer_token",
 ]
 
@@ -132,6 +133,17 @@ class HTTPError(Exception):
 Handler = Callable[[Request], Response]
 
 
+def expected_token(token_env: str) -> str:
+    """The token held by the environment variable ``token_env``, surrounding whitespace
+    removed ("" when unset).
+
+    A Secret written with ``echo`` or from a file ends in a newline; Alertmanager trims its
+    ``credentials_file`` and the offered token is stripped too, so the expected one must be
+    stripped as well or every request would get 401.
+    """
+    return os.environ.get(token_env, "").strip()
+
+
 def require_bearer_token(token_env: str) -> Callable[[Handler], Handler]:
     """Guard a handler with ``Authorization: Bearer <token>``, the token read from
     the environment variable ``token_env`` at each request (so it can be rotated).
@@ -144,7 +156,7 @@ def require_bearer_token(token_env: str) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def guarded(request: Request) -> Response:
-            expected = os.environ.get(token_env, "")
+            expected = expected_token(token_env)
             if not expected:
                 return Response.error(
                     HTTPStatus.UNAUTHORIZED,

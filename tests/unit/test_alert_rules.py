@@ -545,3 +545,17 @@ def test_alertmanager_config_applies_test_overrides(amtool: str, tmp_path: Path)
     assert _load(alert_rules.ALERTMANAGER_FILE)["route"]["group_wait"] == "30s"
     with pytest.raises(ValueError, match="group_wiat"):
         alert_rules.alertmanager_config(timings={"group_wiat": "0s"})
+
+
+def test_the_docs_name_the_token_file_the_shipped_config_reads() -> None:
+    # The Prometheus Operator mounts spec.secrets at /etc/alertmanager/secrets/<secret>/,
+    # one file per key: a path one level shallower names a directory, not a token.
+    config = _load(alert_rules.ALERTMANAGER_FILE)
+    (receiver,) = [r for r in config["receivers"] if r["name"] == alert_rules.AGENT_RECEIVER]
+    shipped = receiver["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"]
+    secret, key = re.fullmatch(r"/etc/alertmanager/secrets/([^/]+)/([^/]+)", shipped).groups()  # type: ignore[union-attr]
+    doc = (ROOT / "docs" / "alerting.md").read_text()
+    documented = set(re.findall(r"credentials_file:\s*(\S+)", doc))
+    assert documented == {shipped}
+    assert f"secrets: [{secret}]" in doc  # how the Secret is mounted
+    assert f"key: {key}" in doc  # and how the agent gets the same Secret

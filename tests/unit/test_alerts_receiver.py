@@ -323,3 +323,14 @@ def test_parsed_times_keep_the_sent_strings_and_read_nanoseconds() -> None:
     assert a.started == pytest.approx(1717236000.123456)
     assert a.ended == 0.0  # Go's zero time: not set
     assert a.name == "DriftlineDatasetDrift" and a.firing
+
+
+def test_a_token_secret_ending_in_a_newline_is_accepted(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Alertmanager trims its credentials_file; the Secret in the agent's environment is
+    # not trimmed by Kubernetes, so the agent has to trim it
+    monkeypatch.setenv(TOKEN_ENV, f"{TOKEN}\n")
+    status, body = setup.post(GOOD)
+    assert status == 200, body
+    assert setup.post(GOOD, {"Authorization": "Bearer wrong-token"})[0] == 401

@@ -351,3 +351,29 @@ def test_the_flagger_example_calls_both_hooks(gates_factory: Any) -> None:
     metadata = {**hooks["rollback"]["metadata"], "model": "fraud", "token": TOKEN}
     body = {"name": "fraud-scorer", "namespace": "ml", "phase": "Progressing", "metadata": metadata}
     assert g.call("POST", FLAGGER_ROLLBACK_PATH, body, headers={})[0] == 200
+
+
+@pytest.mark.parametrize("stored", [f"{TOKEN}\n", f"{TOKEN}\r\n", f"  {TOKEN}\n"])
+def test_a_token_stored_with_a_trailing_newline_still_opens_the_gates(
+    gates_factory: Any, monkeypatch: pytest.MonkeyPatch, stored: str
+) -> None:
+    # a Secret made from a file (or with echo) ends in a newline; what is offered is trimmed
+    monkeypatch.setenv(TOKEN_ENV, stored)
+    g = gates_factory()
+    g.engine.observe_report(make_report("v2", 0))
+    assert g.argo("version=v2")[0] == 200
+    assert g.call("POST", FLAGGER_ROLLOUT_PATH, flagger_body(), headers=AUTH)[0] == 200
+    meta = flagger_body(token=f"{TOKEN}\n")
+    assert g.call("POST", FLAGGER_ROLLOUT_PATH, meta, headers={})[0] == 200
+    assert g.argo("version=v2", headers={"Authorization": "Bearer nope"})[0] == 401
+
+
+def test_a_token_variable_holding_only_whitespace_fails_closed(
+    gates_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "\n")
+    g = gates_factory()
+    g.engine.observe_report(make_report("v2", 0))
+    status, body = g.call("POST", FLAGGER_ROLLOUT_PATH, flagger_body(token="\n"), headers={})
+    assert status == 401 and "not configured" in body["error"]
+    assert g.argo("version=v2")[0] == 401
