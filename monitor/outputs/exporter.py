@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.gc_collector import GCCollector
@@ -43,8 +43,20 @@ from detectors.results import DriftResult, WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
 
-if TYPE_CHECKING:
-    from monitor.outputs.telemetry import Telemetry
+
+class Telemetry(Protocol):
+    """What the exporter mirrors its observations into: OTLP instruments
+    (``monitor.outputs.telemetry.Telemetry``), named here by shape so that the exporter
+    does not depend on the OpenTelemetry module."""
+
+    enabled: bool
+
+    def set_gauge(self, defn: m.MetricDef, labels: Mapping[str, str], value: float) -> None: ...
+    def remove_gauge(self, defn: m.MetricDef, labels: Mapping[str, str]) -> None: ...
+    def set_info(self, defn: m.MetricDef, labels: Mapping[str, str]) -> None: ...
+    def add(self, defn: m.MetricDef, labels: Mapping[str, str], n: float) -> None: ...
+    def record(self, defn: m.MetricDef, labels: Mapping[str, str], value: float) -> None: ...
+
 
 # Exemplar label sets are limited to 128 characters; a W3C trace id is 32 hex digits.
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
