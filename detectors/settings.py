@@ -1,7 +1,7 @@
 """How windows are judged: which test per column, its threshold, the dataset verdict, and
 the data-quality limits. Plain values; the agent builds them from ``monitor.yaml``.
 
-The defaults follow decision 5 of the design: a p-value test where the window is small
+The defaults follow docs/architecture.md, decision 5: a p-value test where the window is small
 (``small_window_rows`` or fewer rows) and an effect-size test above that, because on
 large windows every p-value is tiny and a 1M-row window of unchanged data would be
 flagged. Calibrated thresholds from the profile take precedence when present. A distance

@@ -1,8 +1,9 @@
 """The inputs and outputs shared by every test module.
 
 A binned test sees all columns of one kind at once, as (columns × bins) count matrices, so
-one numpy expression tests every feature (decision 3). The same containers serve a window
-against the reference profile and a canary window against the stable version's window.
+one numpy expression tests every feature (docs/architecture.md, decision 3). The same
+containers serve a window against the reference profile and a canary window against the
+stable version's window.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The Kafka source: a consumer-group member that hands raw messages to the agent and
 commits only the offsets the agent says are durable.
 
-Auto-commit is off (decision 7): the agent commits after its checkpoint is written. On a
+Auto-commit is off (docs/architecture.md, decision 7): the agent commits after its
+checkpoint is written. On a
 partition's first assignment after a restart it is moved to the checkpoint's offset (the
 restored windows hold exactly the records before it), so a restarted agent neither loses
 nor re-counts records; later assignments (rebalances) resume at the group's committed
@@ -29,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from monitor.config.model import KafkaSourceConfig
+from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
 
 log = logging.getLogger(__name__)

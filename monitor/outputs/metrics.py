@@ -4,7 +4,7 @@ The exporter (Prometheus and OTLP), the Grafana dashboards and the alert rules r
 and labels from the constants here, so renaming a metric renames it everywhere and a
 dashboard or rule can never point at a series that no longer exists.
 
-Conventions (Prometheus, decision 9 of the design): the ``driftline_`` prefix; base units
+Conventions (Prometheus; docs/architecture.md, decision 9): the ``driftline_`` prefix; base units
 (seconds, ratios in 0..1) named as the last word of the name (``_seconds``, ``_ratio``);
 ``_total`` on counters and nowhere else; ``_info`` on info metrics. Labels come from
 :data:`LABELS`, which has no room for a feature value or a request id, so the cardinality
@@ -36,7 +36,7 @@ LABELS: dict[str, str] = {
     "detector": "drift test name: ks, psi, jensen_shannon, wasserstein, chi_square, ...",
     "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
     "baseline": "what the window was compared with: `reference` or `version:<v>`",
-    "reason": "why a record was set aside (monitor.ingest.records failure reasons)",
+    "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS)",
     "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
     "outcome": "what happened to a record, or to a rollback decision",
     "action": "rollback action name",

@@ -2,7 +2,7 @@
 
 One asyncio loop consumes, decodes and updates the sketches inline (fast enough, decision
 6); the tests of each closed window run in a worker thread so consumption continues.
-The delivery protocol (decision 7):
+The delivery protocol (docs/architecture.md, decision 7):
 
 1. a batch's rows go into the open windows' sketches;
 2. every ``state.checkpoint_interval`` the agent waits for the reports of windows closed

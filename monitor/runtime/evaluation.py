@@ -1,8 +1,9 @@
 """Turns closed windows into WindowReports: the detectors against the reference and, for a
 canary, against the stable version's window of the same bounds.
 
-Pure computation on sketches, so the agent runs it in a worker thread (decision 6) and
-replay runs it inline: both produce the same reports from the same windows.
+Pure computation on sketches, so the agent runs it in a worker thread
+(docs/architecture.md, decision 6) and replay runs it inline: both produce the same
+reports from the same windows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from detectors.evaluate import compare_windows, evaluate_window
 from detectors.profile import Profile
 from detectors.results import WindowReport
 from detectors.settings import DriftSettings, QualitySettings
-from monitor.ingest.records import parse_traceparent
+from monitor.ingest.traceparent import parse_traceparent
 from monitor.runtime.windows import ClosedWindow
 
 
