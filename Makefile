@@ -16,6 +16,7 @@ install-test:
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 test: install-test lint
 	$(PYTHON) -m pytest -q
