@@ -121,7 +121,9 @@ def _load_schema(path: Path):
 
 
 def _config_for(args: argparse.Namespace):
-    from monitor.config.model import ConfigError, MonitorConfig, load_config
+    from monitor.config.errors import ConfigError
+    from monitor.config.loader import load_config
+    from monitor.config.model import MonitorConfig
 
     try:
         if args.config:
@@ -147,7 +149,7 @@ def _config_for(args: argparse.Namespace):
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError, load_profile
-    from monitor.config.model import ConfigError
+    from monitor.config.errors import ConfigError
     from monitor.runtime.replay import replay
 
     cfg = _config_for(args)
@@ -177,7 +179,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError
-    from monitor.config.model import ConfigError, load_config
+    from monitor.config.errors import ConfigError
+    from monitor.config.loader import load_config
     from monitor.runtime.agent import run_agent
 
     try:
@@ -192,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError, load_profile
-    from monitor.config.model import ConfigError, load_config
+    from monitor.config.errors import ConfigError
+    from monitor.config.loader import load_config
 
     try:
         cfg = load_config(args.config)

@@ -33,7 +33,7 @@ import orjson
 import yaml
 
 from monitor.actions import ActionError, HTTPReply, Retry, http_request
-from monitor.actions.config import ActionConfig, KubernetesConfig
+from monitor.config.rollback import ActionConfig, KubernetesConfig
 
 __all__ = [
     "MERGE_PATCH",

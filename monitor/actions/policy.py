@@ -56,7 +56,7 @@ from detectors.results import DriftResult, WindowReport
 from monitor.actions import Action
 from monitor.actions.alerts import Alert
 from monitor.actions.audit import AuditLog
-from monitor.actions.config import (
+from monitor.config.rollback import (
     ALERT_PREFIX,
     REPORT_CONDITIONS,
     ActionConfig,

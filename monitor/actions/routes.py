@@ -17,9 +17,9 @@ from typing import Any
 
 from monitor.actions.alerts import AlertReceiver
 from monitor.actions.argo import ArgoGate
-from monitor.actions.config import RollbackSettings
 from monitor.actions.flagger import FlaggerGate
 from monitor.actions.policy import PolicyEngine
+from monitor.config.rollback import RollbackSettings
 from monitor.outputs.server import AgentServer, Handler, require_bearer_token
 
 __all__ = [

@@ -26,8 +26,8 @@ import orjson
 
 from monitor import __version__
 from monitor.actions import ActionError, Retry, http_request
-from monitor.actions.config import ActionConfig
 from monitor.actions.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
+from monitor.config.rollback import ActionConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -39,7 +39,8 @@ class PrepareError(RuntimeError):
 
 def write_config(text: str, output_dir: Path) -> Path:
     """Validate ``text`` as monitor.yaml and write it to ``output_dir/monitor.yaml``."""
-    from monitor.config.model import ConfigError, parse_config
+    from monitor.config.errors import ConfigError
+    from monitor.config.loader import parse_config
 
     try:
         data = yaml.safe_load(text)

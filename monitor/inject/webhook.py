@@ -42,7 +42,8 @@ import yaml
 
 # Imported here, not at the first review: it takes about a second, and the API server
 # gives a review a few.
-from monitor.config.model import ConfigError, parse_config
+from monitor.config.errors import ConfigError
+from monitor.config.loader import parse_config
 from monitor.inject.settings import InjectorSettings
 
 __all__ = [

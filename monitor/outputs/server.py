@@ -48,7 +48,7 @@ from prometheus_client.exposition import choose_encoder
 from detectors.results import WindowReport
 
 if TYPE_CHECKING:
-    from monitor.config.model import ExporterConfig
+    from monitor.config.exporter import ExporterConfig
 
 log = logging.getLogger(__name__)
 

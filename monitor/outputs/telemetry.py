@@ -44,7 +44,7 @@ from monitor import __version__
 from monitor.outputs import metrics as m
 
 if TYPE_CHECKING:
-    from monitor.config.model import ExporterConfig
+    from monitor.config.exporter import ExporterConfig
     from monitor.outputs.exporter import Exporter
 
 WINDOW_SPAN = "driftline.window.evaluate"

@@ -73,7 +73,7 @@ class SnapshotError(ValueError):
 
 
 class WindowsSettings(Protocol):
-    """The fields of ``monitor.config.model.WindowsConfig`` that windows read."""
+    """The fields of ``monitor.config.windows.WindowsConfig`` that windows read."""
 
     size: float
     slide: float | None

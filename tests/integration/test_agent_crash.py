@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config.model import load_config
+from monitor.config.loader import load_config
 from monitor.demo.broker import TansuBroker
 from monitor.runtime.checkpoint import CheckpointStore
 from monitor.runtime.windows import WindowManager

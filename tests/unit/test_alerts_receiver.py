@@ -14,9 +14,9 @@ import pytest
 
 from monitor.actions.alerts import SeenKeys, parse_notification
 from monitor.actions.audit import AuditLog, read_audit
-from monitor.actions.config import RollbackSettings
 from monitor.actions.policy import Decision, PolicyEngine
 from monitor.actions.routes import register
+from monitor.config.rollback import RollbackSettings
 from monitor.outputs.server import AgentServer
 
 TOKEN_ENV = "DRIFTLINE_TEST_ALERTS_TOKEN"

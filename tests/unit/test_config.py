@@ -20,12 +20,9 @@ from detectors.profile import build_profile
 from detectors.schema import Schema
 from detectors.settings import DEFAULT_QUALITY_THRESHOLDS, DEFAULT_THRESHOLDS, ColumnTest
 from monitor.config.durations import format_duration, parse_duration
-from monitor.config.model import (
-    ConfigError,
-    MonitorConfig,
-    load_config,
-    parse_config,
-)
+from monitor.config.errors import ConfigError
+from monitor.config.loader import load_config, parse_config
+from monitor.config.model import MonitorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

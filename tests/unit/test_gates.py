@@ -15,7 +15,6 @@ import yaml
 
 from detectors.results import DriftResult, QualityCheck, QualityResult, TestResult, WindowReport
 from monitor.actions.alerts import Alert
-from monitor.actions.config import RollbackSettings
 from monitor.actions.policy import PolicyEngine
 from monitor.actions.routes import (
     ARGO_GATE_PATH,
@@ -23,6 +22,7 @@ from monitor.actions.routes import (
     FLAGGER_ROLLOUT_PATH,
     register,
 )
+from monitor.config.rollback import RollbackSettings
 from monitor.outputs.server import AgentServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

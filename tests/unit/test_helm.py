@@ -31,7 +31,7 @@ from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
-from monitor.config.model import parse_config
+from monitor.config.loader import parse_config
 from monitor.inject.settings import load_settings
 from monitor.inject.webhook import ANNOTATION_INJECTED
 from monitor.outputs.metrics import CONSUMER_LAG

@@ -30,7 +30,7 @@ import yaml
 
 from detectors.profile import build_profile, load_profile
 from monitor.cli import main as cli_main
-from monitor.config.model import parse_config
+from monitor.config.loader import parse_config
 from monitor.inject.prepare import PrepareError, fetch_reference, write_config
 from monitor.inject.server import InjectorServer
 from monitor.inject.settings import InjectorSettings, SettingsError, load_settings

@@ -13,8 +13,8 @@ from detectors.results import DriftResult, QualityCheck, QualityResult, TestResu
 from monitor.actions import ActionError
 from monitor.actions.alerts import Alert
 from monitor.actions.audit import AuditLog, read_audit
-from monitor.actions.config import ActionConfig, PolicyConfig, RollbackSettings
 from monitor.actions.policy import OUTCOMES, Decision, PolicyEngine
+from monitor.config.rollback import ActionConfig, PolicyConfig, RollbackSettings
 from monitor.outputs.exporter import Exporter
 
 WINDOW = 60.0
@@ -418,7 +418,7 @@ def test_the_engine_survives_a_failing_audit_log(harness_factory: Any, tmp_path:
 
 
 def _error(exc: ValidationError) -> tuple[str, str]:
-    """(dotted key, message) of the first error, as monitor.config.model reports them."""
+    """(dotted key, message) of the first error, as monitor.config.messages reports them."""
     err = exc.errors()[0]
     ctx = err.get("ctx") or {}
     parts = [str(p) for p in err["loc"]] + ([str(ctx["key"])] if ctx.get("key") else [])

@@ -748,7 +748,8 @@ def test_agent_writes_pages_in_its_worker(
 
 
 def test_config_html_keys(tmp_path: Path) -> None:
-    from monitor.config.model import ConfigError, load_config
+    from monitor.config.errors import ConfigError
+    from monitor.config.loader import load_config
 
     base = (
         "model: m\nreference: p.json\nsource:\n  kind: kafka\n  kafka:\n"

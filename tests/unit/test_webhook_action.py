@@ -17,7 +17,6 @@ import pytest
 from detectors.results import DriftResult, QualityResult, TestResult, WindowReport
 from monitor.actions import ActionError, Retry
 from monitor.actions.audit import AuditLog, read_audit
-from monitor.actions.config import ActionConfig, RollbackSettings
 from monitor.actions.policy import Decision, PolicyEngine, build_actions, report_summary
 from monitor.actions.signing import (
     IDEMPOTENCY_HEADER,
@@ -28,6 +27,7 @@ from monitor.actions.signing import (
     verify,
 )
 from monitor.actions.webhook import EVENT_HEADER, WebhookAction
+from monitor.config.rollback import ActionConfig, RollbackSettings
 
 SECRET = "whsec-test-0123456789abcdef"
 SECRET_ENV = "DRIFTLINE_TEST_HOOK_SECRET"

@@ -19,13 +19,12 @@ decision is written down (the audit log)::
       abort-rollout: {kind: argo_rollouts, namespace: ml, rollout: "{model}"}
       notify: {kind: webhook, url: "https://hooks.example/rollback", secret_env: HOOK_SECRET}
 
-The models follow the rules of ``monitor/config/model.py`` (unknown keys are errors, durations
-are "500ms", "60s", "5m", "1h" or seconds, secrets are named by environment variable) but
-do not import it, so that ``monitor.config.model`` can import them: the rules both follow are
-in ``monitor.config.rules``. Errors are raised in the same shape (a ``driftline`` error
-carrying the key and the fix), so ``ConfigError`` names e.g. ``actions.notify.url``.
-Checks that span sections (a policy naming an action that does not exist) are in
-:func:`rollback_problems`.
+The models follow the rules of every section (``monitor.config.rules``: unknown keys are
+errors, durations are "500ms", "60s", "5m", "1h" or seconds, secrets are named by
+environment variable), so ``ConfigError`` names e.g. ``actions.notify.url``. They live
+with the other sections, not in ``monitor.actions``, so that the configuration never
+imports the code that acts on it. Checks that span sections (a policy naming an action
+that does not exist) are in :func:`rollback_problems`.
 """
 
 from __future__ import annotations
@@ -37,17 +36,14 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from monitor.config.durations import DURATION_HINT
-from monitor.config.rules import Duration, bad_value, env_name, fail
+from monitor.config.rules import Duration, Section, bad_value, env_name, fail
+
+# What a window was compared with: the reference (training data) or the stable version.
+Baseline = Literal["reference", "stable"]
+_ALL_BASELINES: tuple[Baseline, ...] = ("reference", "stable")
 
 __all__ = [
     "REPORT_CONDITIONS",
@@ -73,10 +69,6 @@ _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 EnvName = Annotated[str | None, BeforeValidator(env_name("DRIFTLINE_TOKEN"))]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=False)
 
 
 def alert_condition(alertname: str) -> str:
@@ -126,7 +118,7 @@ def _check_template(value: str, key: str) -> None:
 # -- receiver and gates -------------------------------------------------------------------
 
 
-class GatesConfig(_Section):
+class GatesConfig(Section):
     """``alerts.gates``: the Argo Rollouts and Flagger gate endpoints."""
 
     enabled: bool = True
@@ -139,9 +131,7 @@ class GatesConfig(_Section):
     fail_on: list[str] = Field(default_factory=lambda: list(REPORT_CONDITIONS))
     # Which comparisons count: reference (training data), stable (the stable version's
     # window, with windows.stable_version), or both.
-    baselines: list[Literal["reference", "stable"]] = Field(
-        default_factory=lambda: ["reference", "stable"]
-    )
+    baselines: list[Baseline] = Field(default_factory=lambda: list(_ALL_BASELINES))
 
     @field_validator("fail_on", mode="before")
     @classmethod
@@ -160,7 +150,7 @@ class GatesConfig(_Section):
         return self
 
 
-class AlertsConfig(_Section):
+class AlertsConfig(Section):
     """``alerts``: the Alertmanager webhook receiver ``POST /v1/alerts``."""
 
     enabled: bool = True
@@ -203,7 +193,7 @@ class AlertsConfig(_Section):
 # -- policies ------------------------------------------------------------------------------
 
 
-class PolicyConfig(_Section):
+class PolicyConfig(Section):
     """One ``policies`` entry: when to act on which model versions, and how."""
 
     name: str
@@ -216,9 +206,7 @@ class PolicyConfig(_Section):
     max_actions_per_hour: int = Field(2, ge=1)
     dry_run: bool = False
     stable_version: str | None = None  # default: windows.stable_version
-    baselines: list[Literal["reference", "stable"]] = Field(
-        default_factory=lambda: ["reference", "stable"]
-    )
+    baselines: list[Baseline] = Field(default_factory=lambda: list(_ALL_BASELINES))
     actions: list[str]
 
     @field_validator("when", mode="before")
@@ -260,7 +248,7 @@ class PolicyConfig(_Section):
 # -- actions -------------------------------------------------------------------------------
 
 
-class KubernetesConfig(_Section):
+class KubernetesConfig(Section):
     """How an action reaches the Kubernetes API.
 
     ``auto`` uses the pod's service account when running in a cluster (the token file
@@ -294,7 +282,7 @@ _KIND_FIELDS: dict[str, frozenset[str]] = {
 _COMMON_FIELDS = frozenset({"kind", "timeout", "retries", "backoff", "max_backoff"})
 
 
-class ActionConfig(_Section):
+class ActionConfig(Section):
     """One ``actions`` entry; ``kind`` says which of the other keys apply.
 
     * ``webhook``: POST a signed JSON description of the decision to ``url``.
@@ -389,7 +377,7 @@ class ActionConfig(_Section):
             setattr(k, attr, value if value.is_absolute() else base / value)
 
 
-class AuditConfig(_Section):
+class AuditConfig(Section):
     """``audit``: the JSON-lines log of every decision (default ``<state.dir>/decisions.jsonl``)."""
 
     path: Path | None = None
@@ -432,7 +420,7 @@ def rollback_problems(
     return problems
 
 
-class RollbackSettings(_Section):
+class RollbackSettings(Section):
     """Everything the policy engine and its endpoints read, in one value.
 
     Built from a ``MonitorConfig`` with :meth:`from_config`, or validated directly (tests,
