@@ -790,7 +790,8 @@ def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
     from aiokafka.structs import ConsumerRecord
 
     from detectors.profile import load_profile
-    from monitor.ingest.records import Decoder, row_keys
+    from monitor.ingest.decoder import Decoder
+    from monitor.ingest.values import row_keys
     from monitor.runtime.windows import WindowManager
 
     config = agent_config(spec)
@@ -842,7 +843,7 @@ def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     measure("orjson_loads", parse)
     decoder = Decoder(config.record, profile.schema)
-    parse_struct = decoder._fast_decode  # the decoder's own msgspec struct decoder
+    parse_struct = decoder.driftline.fast_decode  # the decoder's own msgspec struct decoder
     if parse_struct is not None:
 
         def structs() -> None:

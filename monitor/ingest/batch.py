@@ -1,5 +1,6 @@
 """The values that flow between the agent's stages: raw messages from a source, the
-columnar batch the decoder makes of them, and the records it had to set aside."""
+columnar batch the decoder makes of them, and the records it had to set aside (with the
+fixed reasons why)."""
 
 from __future__ import annotations
 
@@ -51,17 +52,41 @@ class RawMessage:
     timestamp: int | None = None
 
 
+# Why a record was set aside: the fixed values of the ``reason`` metric label.
+FAILURE_REASONS: tuple[str, ...] = (
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "bad_value",
+    "bad_timestamp",
+    "oversized",
+    "bad_cloudevent",
+    "bad_tensor",
+    "unpaired",
+)
+
+
 @dataclass(frozen=True)
 class DecodeFailure:
     """A record set aside: why (a short, fixed reason label) and where it came from.
 
-    ``reason`` is one of the labels in ``monitor.ingest.records.FAILURE_REASONS``; ``detail`` is
-    a human message that never contains the payload.
+    ``reason`` is one of :data:`FAILURE_REASONS`; ``detail`` is a human message that
+    never contains the payload.
     """
 
     reason: str
     detail: str
     message: SourceMessage
+
+
+class BadRecord(Exception):
+    """Raised inside a decoder for a record to set aside; caught per message and turned
+    into a :class:`DecodeFailure`, so it never leaves the decoder."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass

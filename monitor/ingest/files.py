@@ -19,7 +19,7 @@ from detectors.profile import MISSING, category_strings, read_frame
 from detectors.schema import Kind, Schema
 from monitor.config.record import RecordConfig
 from monitor.ingest.batch import DecodedBatch, RawMessage
-from monitor.ingest.records import row_keys
+from monitor.ingest.values import row_keys
 
 
 def file_format(path: Path, declared: str | None = None) -> str:

@@ -16,7 +16,7 @@ from detectors.profile import Profile
 from detectors.schema import Schema
 from monitor.config.model import MonitorConfig
 from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
-from monitor.ingest.records import Decoder
+from monitor.ingest.decoder import Decoder
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
 from monitor.runtime.windows import ClosedWindow, WindowManager

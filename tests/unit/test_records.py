@@ -18,19 +18,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from monitor.ingest.records import (
-    CE_REQUEST,
-    CE_RESPONSE,
-    FAILURE_REASONS,
-    Decoder,
-    parse_event_time,
-    parse_traceparent,
-    row_keys,
-)
 
 from detectors.schema import Schema
 from monitor.config.record import RecordConfig
-from monitor.ingest.batch import DecodedBatch, RawMessage
+from monitor.ingest.batch import FAILURE_REASONS, DecodedBatch, RawMessage
+from monitor.ingest.decoder import Decoder
+from monitor.ingest.kserve import CE_REQUEST, CE_RESPONSE
+from monitor.ingest.traceparent import parse_traceparent
+from monitor.ingest.values import parse_event_time, row_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Schema.build(
@@ -278,7 +273,7 @@ def test_row_keys_are_stable_across_processes() -> None:
     here = [int(k) for k in row_keys(ids)]
     assert here == [blake64(i) for i in ids]
     code = (
-        f"from monitor.ingest.records import row_keys; print([int(k) for k in row_keys({ids!r})])"
+        f"from monitor.ingest.values import row_keys; print([int(k) for k in row_keys({ids!r})])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -468,7 +463,7 @@ def test_large_batches_decode_in_chunks_to_the_same_result(monkeypatch) -> None:
     shapes = [record(0), record(1, features={"age": "x"}), b"[", record(2, features={})]
     messages = [msg(shapes[i % 4], offset=i) for i in range(11)]
     whole = decode(messages)
-    monkeypatch.setattr("monitor.ingest.records.DECODE_CHUNK", 3)
+    monkeypatch.setattr("monitor.ingest.decoder.DECODE_CHUNK", 3)
     chunked = decode(messages)
     assert chunked.messages == whole.messages == 11
     assert list(chunked.request_id) == list(whole.request_id)
@@ -574,7 +569,7 @@ def test_binary_mode_request_and_response_are_paired() -> None:
 
 
 def test_pairs_split_across_chunks(monkeypatch) -> None:
-    monkeypatch.setattr("monitor.ingest.records.DECODE_CHUNK", 1)
+    monkeypatch.setattr("monitor.ingest.decoder.DECODE_CHUNK", 1)
     b = decode(
         [
             kmsg(v2_request([(1, 1.0, "DE")]), "a", CE_REQUEST, 0),
