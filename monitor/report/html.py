@@ -15,31 +15,27 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from html import escape
 
-import numpy as np
-
-import monitor
-from detectors.profile import CategoricalProfile, NumericProfile, Profile
+from detectors.profile import Profile
 from detectors.results import QualityCheck, TestResult, WindowReport
 from detectors.schema import Kind, Role
 from detectors.settings import P_VALUE_TESTS
 from detectors.sketch import WindowSketch
+from monitor.report.columns import (
+    _article,
+    _Column,
+)
 from monitor.report.evidently_section import EvidentlySection, render_section, run_evidently
+from monitor.report.page import _BREACHED, _badge, _footer, _page
 from monitor.report.plots import (
     SharePoint,
-    bin_shares_svg,
-    category_rows,
-    category_svg,
-    cdf_svg,
     drift_share_svg,
     fmt,
     pct,
 )
+from monitor.report.wording import test_name, when
 
 # progress(description, done, total): called as the page is built, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]
@@ -47,31 +43,9 @@ ProgressFn = Callable[[str, int, int], None]
 # Windows drawn on the drift-share chart, the newest ones.
 MAX_HISTORY = 200
 
-TEST_NAMES = {
-    "ks": "Kolmogorov–Smirnov",
-    "chi_square": "chi-square",
-    "cramer_von_mises": "Cramér–von Mises",
-    "psi": "PSI",
-    "jensen_shannon": "Jensen–Shannon distance",
-    "wasserstein": "Wasserstein (normalised)",
-    "hellinger": "Hellinger distance",
-    "linf": "L∞ distance",
-}
-
 
 class ReportInputError(ValueError):
     """Inputs that do not belong together (another reference, another window's sketch)."""
-
-
-@dataclass(frozen=True)
-class _Column:
-    """One tested column and where its numbers live in the profile and the sketch."""
-
-    result: TestResult
-    kind: Kind
-    role: Role
-    index: int  # row in the sketch's numeric or categorical arrays
-    anchor: str
 
 
 def hash_matches(report_hash: str, profile: Profile) -> bool:
@@ -197,16 +171,6 @@ def _verdict(report: WindowReport) -> tuple[str, str]:
     return "ok", "No drift"
 
 
-def when(t: float, kind: str = "time") -> str:
-    """A window bound for people: UTC time, or a row offset for row-count windows."""
-    if kind == "rows":
-        return f"row {int(t):,}"
-    try:
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (OverflowError, OSError, ValueError):
-        return fmt(t)
-
-
 def window_text(report: WindowReport) -> str:
     if report.window_kind == "rows":
         return f"rows {int(report.window_start):,}–{int(report.window_end):,}"
@@ -306,34 +270,6 @@ def _nav(predictions: bool) -> str:
         links.append(("predictions", "Predictions"))
     links.append(("evidently", "Evidently"))
     return '<nav class="toc">' + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
-
-
-def test_name(test: str) -> str:
-    return TEST_NAMES.get(test, test)
-
-
-def decision_text(r: TestResult) -> str:
-    """How the verdict on a column follows from its numbers, in words."""
-    if math.isnan(r.statistic):
-        return "not tested: no values on one side"
-    if r.mode == "calibrated":
-        op = ">" if r.drifted else "≤"
-        return f"statistic {fmt(r.statistic)} {op} calibrated threshold {fmt(r.threshold)}"
-    if r.test in P_VALUE_TESTS:
-        if r.p_value is None:
-            return "not tested: no p-value"
-        op = "<" if r.drifted else "≥"
-        return f"p = {fmt(r.p_value, 3)} {op} {fmt(r.threshold, 3)}"
-    op = "≥" if r.drifted else "<"
-    return f"statistic {fmt(r.statistic)} {op} threshold {fmt(r.threshold)}"
-
-
-def _badge(drifted: bool, untested: bool = False) -> str:
-    if untested:
-        return '<span class="badge untested">not tested</span>'
-    if drifted:
-        return '<span class="badge drift">drift</span>'
-    return '<span class="badge ok">ok</span>'
 
 
 def _mode_text(r: TestResult) -> str:
@@ -511,9 +447,6 @@ def _relative(r: TestResult) -> float:
     return r.statistic / r.threshold if r.threshold else 0.0
 
 
-_BREACHED = '<span class="badge breach">breached</span>'
-
-
 def _quality(report: WindowReport) -> str:
     q = report.quality
     checks: list[QualityCheck] = sorted(q.checks, key=lambda c: (not c.breached, -c.rate))
@@ -564,227 +497,4 @@ def _quality(report: WindowReport) -> str:
     return "".join(parts)
 
 
-def _article(
-    col: _Column, profile: Profile, sketch: WindowSketch | None, report: WindowReport
-) -> str:
-    r = col.result
-    untested = math.isnan(r.statistic)
-    name = r.feature
-    role = "prediction" if col.role is Role.PREDICTION else "feature"
-    label = f"{name}: {test_name(r.test)} {fmt(r.statistic)}, threshold {fmt(r.threshold)}"
-    if col.kind is Kind.NUMERIC:
-        plots, stats = _numeric_parts(profile.numeric[name], col.index, sketch, label)
-    else:
-        plots, stats = _categorical_parts(profile.categorical[name], col.index, sketch, label)
-    p_value = f" · p-value {fmt(r.p_value, 3)}" if r.p_value is not None else ""
-    bound = ""
-    if r.error_bound is not None:
-        bound = f" · error bound {fmt(r.error_bound, 2)}"
-    return (
-        f'<article id="{col.anchor}" class="feature{" drifted" if r.drifted else ""}" '
-        f'data-feature="{escape(name)}" data-kind="{col.kind.value}" data-role="{role}">'
-        f"<h3>{escape(name)} {_badge(r.drifted, untested)} "
-        f'<span class="kind">{col.kind.value} {role}</span></h3>'
-        f'<p class="test-line"><strong>{escape(test_name(r.test))}</strong> '
-        f'<span class="stat" data-statistic="{fmt(r.statistic)}">{fmt(r.statistic)}</span>'
-        f'{p_value} · threshold <span class="thr" data-threshold="{fmt(r.threshold)}">'
-        f"{fmt(r.threshold)}</span> · {escape(r.mode)}{bound} — {escape(decision_text(r))}</p>"
-        f'<div class="plots">{plots}</div>{stats}</article>'
-    )
-
-
-def _stats_table(rows: list[tuple[str, str, str]], has_current: bool) -> str:
-    """Summary numbers, one column per quantity, a row for each side."""
-    head = "<th></th>" + "".join(f"<th>{k}</th>" for k, _, _ in rows)
-    body = "<tr><th>reference</th>" + "".join(f"<td class=num>{a}</td>" for _, a, _ in rows)
-    body += "</tr>"
-    if has_current:
-        body += "<tr><th>current</th>" + "".join(f"<td class=num>{b}</td>" for _, _, b in rows)
-        body += "</tr>"
-    return f'<table class="stats"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _numeric_parts(
-    np_: NumericProfile, j: int, sketch: WindowSketch | None, label: str
-) -> tuple[str, str]:
-    ref_counts = np_.counts
-    cur_counts = sketch.num_counts[j, : np_.bins] if sketch is not None else None
-    cur_range = None
-    if sketch is not None and sketch.num_count[j] > 0:
-        cur_range = (float(sketch.num_min[j]), float(sketch.num_max[j]))
-    plots = bin_shares_svg(np_.edges, ref_counts, cur_counts, label) + cdf_svg(
-        np_.edges, ref_counts, cur_counts, (np_.min, np_.max), cur_range, label
-    )
-    ref_rows = max(np_.rows, 1)
-    rows: list[tuple[str, str, str]]
-    if sketch is not None:
-        n = max(sketch.rows, 1)
-        mean, std = sketch.mean()[j], sketch.std()[j]
-        count = int(sketch.num_count[j])
-        rows = [
-            ("values", f"{np_.count:,}", f"{count:,}"),
-            ("missing", pct(np_.missing / ref_rows), pct(sketch.num_missing[j] / n)),
-            ("mean", fmt(np_.mean), fmt(float(mean))),
-            ("std", fmt(np_.std), fmt(float(std))),
-            ("min", fmt(np_.min), fmt(float(sketch.num_min[j])) if count else "–"),
-            ("max", fmt(np_.max), fmt(float(sketch.num_max[j])) if count else "–"),
-            ("below ref. min", "0", f"{int(sketch.num_below[j]):,}"),
-            ("above ref. max", "0", f"{int(sketch.num_above[j]):,}"),
-            ("non-finite", f"{np_.non_finite:,}", f"{int(sketch.num_non_finite[j]):,}"),
-            ("type errors", "0", f"{int(sketch.num_type_error[j]):,}"),
-        ]
-    else:
-        rows = [
-            ("values", f"{np_.count:,}", ""),
-            ("missing", pct(np_.missing / ref_rows), ""),
-            ("mean", fmt(np_.mean), ""),
-            ("std", fmt(np_.std), ""),
-            ("min", fmt(np_.min), ""),
-            ("max", fmt(np_.max), ""),
-        ]
-    return plots, _stats_table(rows, sketch is not None)
-
-
-def _categorical_parts(
-    cp: CategoricalProfile, j: int, sketch: WindowSketch | None, label: str
-) -> tuple[str, str]:
-    cur_counts = sketch.cat_counts[j] if sketch is not None else None
-    rows_ = category_rows(cp.vocabulary, cp.counts, cur_counts)
-    plots = category_svg(rows_, label)
-    ref_total = max(int(cp.counts.sum()), 1)
-    ref_rows = max(cp.rows, 1)
-    rows: list[tuple[str, str, str]]
-    if sketch is not None and cur_counts is not None:
-        n = max(sketch.rows, 1)
-        total = max(int(cur_counts.sum()), 1)
-        seen = int(np.count_nonzero(cur_counts[: len(cp.vocabulary)]))
-        rows = [
-            ("values", f"{cp.count:,}", f"{int(cur_counts.sum()):,}"),
-            ("missing", pct(cp.missing / ref_rows), pct(sketch.cat_missing[j] / n)),
-            ("top categories present", f"{len(cp.vocabulary):,}", f"{seen:,}"),
-            ("other (rare)", pct(cp.counts[-2] / ref_total), pct(cur_counts[-2] / total)),
-            ("unseen", "0%", pct(cur_counts[-1] / total)),
-        ]
-    else:
-        rows = [
-            ("values", f"{cp.count:,}", ""),
-            ("missing", pct(cp.missing / ref_rows), ""),
-            ("top categories", f"{len(cp.vocabulary):,}", ""),
-        ]
-    return plots, _stats_table(rows, sketch is not None)
-
-
-def _footer(generated_at: float | None) -> str:
-    t = time.time() if generated_at is None else generated_at
-    return (
-        f"<footer>Generated by driftline {escape(monitor.__version__)} at {escape(when(t))}. "
-        "Plots are drawn from the binned statistics of the whole window; Evidently's part from "
-        "row samples.</footer>"
-    )
-
-
 # -- the page -------------------------------------------------------------------------------
-
-_CSS = """
-:root{--ref:#9aa5b1;--cur:#2563eb;--drift:#b91c1c;--breach:#b45309;--ok:#15803d;
---ink:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#f6f7f9}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);
-font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
-main{max-width:1240px;margin:0 auto;padding:16px}
-.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 18px;
-margin:14px 0}
-h1{margin:2px 0 8px;font-size:26px}h2{margin:0 0 10px;font-size:18px}
-h3{margin:18px 0 6px;font-size:15px}
-.verdict{border-radius:8px;padding:16px 20px;color:#fff}
-.verdict.drift{background:var(--drift)}.verdict.breach{background:var(--breach)}
-.verdict.ok{background:var(--ok)}
-.verdict .product{margin:0;opacity:.85;font-size:12px;text-transform:uppercase;
-letter-spacing:.06em}
-.verdict-lines{margin:0 0 10px;padding-left:18px}
-.meta{display:flex;flex-wrap:wrap;gap:4px 22px;margin:0}
-.meta div{min-width:120px}.meta dt{font-size:11px;opacity:.8;text-transform:uppercase}
-.meta dd{margin:0}
-.verdict code{background:rgba(255,255,255,.18);padding:0 4px;border-radius:3px}
-.warning{background:#fef3c7;color:#78350f;border-radius:6px;padding:6px 10px;margin:8px 0 0}
-.toc{display:flex;flex-wrap:wrap;gap:6px 16px;margin:12px 2px}
-.toc a{color:var(--cur);text-decoration:none}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-thead th{font-size:12px;color:var(--muted);font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.drifted td:first-child,tr.breached td:first-child{border-left:3px solid var(--drift)}
-tr.zero td{color:var(--muted)}
-.badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600}
-.badge.drift{background:#fee2e2;color:var(--drift)}.badge.ok{background:#dcfce7;color:var(--ok)}
-.badge.breach{background:#ffedd5;color:var(--breach)}
-.badge.untested{background:#f3f4f6;color:var(--muted)}
-.bound{color:var(--muted);font-size:12px}
-.note{color:var(--muted);font-size:12.5px}
-.feature{border-top:1px solid var(--line);padding-top:4px}
-.feature .kind{color:var(--muted);font-weight:400;font-size:12px}
-.test-line{margin:4px 0 8px}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:10px}
-.stats{margin-top:6px}.stats thead th{text-align:right}
-.stats tbody th{font-weight:500;color:var(--muted);width:90px}
-.filter{float:right;font-size:13px;color:var(--muted)}
-body.only-drifted .feature:not(.drifted){display:none}
-svg.plot{width:100%;height:auto;background:#fff}
-svg text{font-size:11px;fill:#374151}
-svg .tick{fill:var(--muted);font-size:10px}svg .cap{fill:var(--muted);font-size:10.5px}
-svg .note{fill:var(--ink);font-size:10.5px}svg .value{font-size:10px;fill:#374151}
-svg .cat-label.other,svg .cat-label.unseen,svg .cat-label.rest{font-style:italic}
-svg .grid{stroke:#eef0f3}svg .axis{stroke:#9ca3af}
-svg .ref{fill:var(--ref)}svg rect.cur{fill:var(--cur)}svg rect.cur.new{fill:var(--drift)}
-svg rect.oor{fill:#fdf2f2}
-svg .cur-line{fill:none;stroke:var(--cur);stroke-width:1.6}
-svg .ref-line{fill:none;stroke:#6b7280;stroke-width:1.6}
-svg .between{fill:var(--cur);fill-opacity:.12;stroke:none}
-svg .gap{stroke:var(--drift);stroke-width:2}
-svg .threshold{stroke:var(--drift);stroke-dasharray:5 4}
-svg .share-line{fill:none;stroke:#9ca3af}
-svg .pt.drift{fill:var(--drift)}svg .pt.ok{fill:var(--ok)}svg .pt.breach{fill:var(--breach)}
-svg .selected{fill:none;stroke:var(--ink);stroke-width:1.5}
-.evidently-frame{width:100%;height:900px;border:1px solid var(--line);border-radius:6px}
-footer{color:var(--muted);font-size:12px;margin:20px 0 40px}
-"""
-
-# Sizes Evidently's frame to its content (same-origin srcdoc) and filters the columns.
-_SCRIPT = """
-(function () {
-  var box = document.getElementById("only-drifted");
-  if (box) {
-    box.addEventListener("change", function () {
-      document.body.classList.toggle("only-drifted", box.checked);
-    });
-  }
-  var frame = document.getElementById("evidently-frame");
-  if (!frame) return;
-  function fit() {
-    try {
-      var doc = frame.contentDocument;
-      var h = doc && doc.documentElement ? doc.documentElement.scrollHeight : 0;
-      if (h > 0) frame.style.height = (h + 4) + "px";
-    } catch (e) { /* not same-origin: the frame keeps its fixed height and scrolls */ }
-  }
-  frame.addEventListener("load", function () {
-    fit();
-    try {
-      if (window.ResizeObserver) new ResizeObserver(fit).observe(frame.contentDocument.body);
-    } catch (e) { /* as above */ }
-  });
-})();
-"""
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        # Nothing may be fetched: the page is complete as it is.
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
-        "font-src data:; frame-src 'self' about: data:\">"
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{body}</main><script>{_SCRIPT}</script></body></html>"
-    )
