@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from monitor.inject.webhook import MONITOR_YAML_ENV
+from monitor.inject.names import MONITOR_YAML_ENV
 
 __all__ = ["PrepareError", "fetch_reference", "prepare", "write_config"]
 

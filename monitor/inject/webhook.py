@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import base64
 import logging
-import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import orjson
 import yaml
@@ -44,6 +41,43 @@ import yaml
 # gives a review a few.
 from monitor.config.errors import ConfigError
 from monitor.config.loader import parse_config
+from monitor.inject.containers import _init_container, _sidecar, _sidecar_env
+from monitor.inject.names import (
+    ANNOTATION_BOOTSTRAP,
+    ANNOTATION_CONFIG,
+    ANNOTATION_ERROR,
+    ANNOTATION_GROUP,
+    ANNOTATION_INJECT,
+    ANNOTATION_INJECTED,
+    ANNOTATION_MODEL,
+    ANNOTATION_RECORD_FORMAT,
+    ANNOTATION_REFERENCE,
+    ANNOTATION_TOPIC,
+    ANNOTATION_WINDOW,
+    API_VERSION,
+    CONFIG_ANNOTATIONS,
+    CONFIG_DIR,
+    CONFIG_VOLUME,
+    CONFIG_VOLUME_LIMIT,
+    CONTAINER_NAME,
+    INIT_CONTAINER_NAME,
+    MAX_ERROR_CHARS,
+    METRICS_PORT_NAME,
+    MODEL_LABELS,
+    MONITOR_YAML_ENV,
+    REFERENCE_VOLUME,
+    STATE_DIR,
+    STATE_VOLUME,
+)
+from monitor.inject.patch import _add_map, _Additions, _patch
+from monitor.inject.reference import (
+    _configmap_mode_reference,
+    _dict_list,
+    _is_dns_subdomain,
+    _PodProblem,
+    _Reference,
+    _reference,
+)
 from monitor.inject.settings import InjectorSettings
 
 __all__ = [
@@ -59,70 +93,10 @@ __all__ = [
     "STATE_DIR",
     "Outcome",
     "decide",
-    "escape_pointer",
     "handle_review",
 ]
 
 log = logging.getLogger(__name__)
-
-API_VERSION = "admission.k8s.io/v1"
-PREFIX = "driftline.io/"
-ANNOTATION_INJECT = PREFIX + "inject"
-ANNOTATION_INJECTED = PREFIX + "injected"
-# Why a pod that asked for the sidecar did not get it (failure policy Ignore).
-ANNOTATION_ERROR = PREFIX + "injection-error"
-ANNOTATION_CONFIG = PREFIX + "config"
-ANNOTATION_MODEL = PREFIX + "model"
-ANNOTATION_TOPIC = PREFIX + "topic"
-ANNOTATION_BOOTSTRAP = PREFIX + "bootstrap-servers"
-ANNOTATION_GROUP = PREFIX + "group-id"
-ANNOTATION_REFERENCE = PREFIX + "reference"
-ANNOTATION_REFERENCE_CONFIGMAP = PREFIX + "reference-configmap"
-ANNOTATION_REFERENCE_SHA256 = PREFIX + "reference-sha256"
-ANNOTATION_RECORD_FORMAT = PREFIX + "record-format"
-ANNOTATION_WINDOW = PREFIX + "window"
-# Annotations that build monitor.yaml; ignored (with a warning) next to driftline.io/config.
-CONFIG_ANNOTATIONS = (
-    ANNOTATION_MODEL,
-    ANNOTATION_TOPIC,
-    ANNOTATION_BOOTSTRAP,
-    ANNOTATION_GROUP,
-    ANNOTATION_REFERENCE,
-    ANNOTATION_REFERENCE_SHA256,
-    ANNOTATION_RECORD_FORMAT,
-    ANNOTATION_WINDOW,
-)
-# Labels that name the model when driftline.io/model does not (KServe sets the second).
-MODEL_LABELS = ("app.kubernetes.io/name", "serving.kserve.io/inferenceservice", "app")
-
-CONTAINER_NAME = "driftline"
-INIT_CONTAINER_NAME = "driftline-config"
-CONFIG_VOLUME = "driftline-config"
-STATE_VOLUME = "driftline-state"
-REFERENCE_VOLUME = "driftline-reference"
-CONFIG_DIR = "/etc/driftline"
-CONFIG_FILE = CONFIG_DIR + "/monitor.yaml"
-REFERENCE_DIR = "/etc/driftline-reference"
-DEFAULT_REFERENCE_FILE = "reference.json.gz"
-STATE_DIR = "/var/lib/driftline"
-# IANA service names are at most 15 characters: "driftline-metrics" would be refused.
-METRICS_PORT_NAME = "dl-metrics"
-MONITOR_YAML_ENV = "DRIFTLINE_MONITOR_YAML"
-# The emptyDir holding monitor.yaml and a fetched reference profile.
-CONFIG_VOLUME_LIMIT = "512Mi"
-MAX_ERROR_CHARS = 1024
-
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def escape_pointer(token: str) -> str:
-    """One reference token of a JSON Pointer (RFC 6901): ``~`` → ``~0``, ``/`` → ``~1``."""
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-class _PodProblem(Exception):
-    """The pod asked for injection but cannot get it; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -134,17 +108,6 @@ class Outcome:
     reason: str
     patch: list[dict[str, Any]] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
-
-
-@dataclass
-class _Additions:
-    """What injection adds to the pod, before it becomes JSONPatch operations."""
-
-    annotations: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    volumes: list[dict[str, Any]] = field(default_factory=list)
-    init_containers: list[dict[str, Any]] = field(default_factory=list)
-    containers: list[dict[str, Any]] = field(default_factory=list)
 
 
 # -- the decision ------------------------------------------------------------------------
@@ -270,17 +233,6 @@ def _check_conflicts(spec: dict[str, Any], settings: InjectorSettings) -> None:
                 )
 
 
-@dataclass
-class _Reference:
-    """Where the sidecar finds the reference profile, and what that needs."""
-
-    path: str
-    volumes: list[dict[str, Any]] = field(default_factory=list)
-    mounts: list[dict[str, Any]] = field(default_factory=list)
-    url: str | None = None
-    sha256: str | None = None
-
-
 def _config_from_annotations(
     meta: dict[str, Any],
     spec: dict[str, Any],
@@ -342,103 +294,6 @@ def _config_from_annotations(
     return data, reference
 
 
-def _reference(spec: dict[str, Any], annotations: dict[str, str]) -> _Reference:
-    """The reference profile: a file of a ConfigMap, an http(s) URL fetched by the init
-    container, or a path inside a volume one of the pod's containers mounts."""
-    value = annotations.get(ANNOTATION_REFERENCE, "").strip()
-    configmap = annotations.get(ANNOTATION_REFERENCE_CONFIGMAP)
-    sha256 = annotations.get(ANNOTATION_REFERENCE_SHA256, "").strip() or None
-    if sha256 is not None and not _SHA256.match(sha256):
-        raise _PodProblem(f"{ANNOTATION_REFERENCE_SHA256}: is not 64 hexadecimal digits")
-    if configmap is not None:
-        name = value or DEFAULT_REFERENCE_FILE
-        if not _FILE_NAME.match(name) or name in (".", ".."):
-            raise _PodProblem(
-                f"{ANNOTATION_REFERENCE}: {name!r} must be a key (file name) of the ConfigMap "
-                f"{configmap.strip()} when {ANNOTATION_REFERENCE_CONFIGMAP} is set"
-            )
-        return _Reference(
-            path=f"{REFERENCE_DIR}/{name}",
-            volumes=[_reference_configmap_volume(configmap.strip())],
-            mounts=[{"name": REFERENCE_VOLUME, "mountPath": REFERENCE_DIR, "readOnly": True}],
-        )
-    if not value:
-        raise _PodProblem(
-            f"set {ANNOTATION_REFERENCE} to the reference profile: an http(s) URL, a path in "
-            f"a volume the pod mounts, or a key of {ANNOTATION_REFERENCE_CONFIGMAP}"
-        )
-    parts = urlsplit(value)
-    if parts.scheme in ("http", "https"):
-        if not parts.netloc:
-            raise _PodProblem(f"{ANNOTATION_REFERENCE}: {value!r} is not a URL")
-        suffix = ".json.gz" if parts.path.endswith(".gz") else ".json"
-        return _Reference(path=f"{CONFIG_DIR}/reference{suffix}", url=value, sha256=sha256)
-    if parts.scheme:
-        raise _PodProblem(
-            f"{ANNOTATION_REFERENCE}: {parts.scheme}:// is not supported; use an http(s) URL, "
-            "a path in a mounted volume, or a ConfigMap"
-        )
-    if sha256 is not None:
-        raise _PodProblem(f"{ANNOTATION_REFERENCE_SHA256} only applies to an http(s) reference")
-    path = posixpath.normpath(value)
-    if not path.startswith("/"):
-        raise _PodProblem(
-            f"{ANNOTATION_REFERENCE}: {value!r} is relative; write the absolute path at "
-            "which a container of this pod mounts it"
-        )
-    mount = _mount_holding(spec, path)
-    if mount is None:
-        raise _PodProblem(
-            f"{ANNOTATION_REFERENCE}: {path} is not inside a volume mounted by a container of "
-            f"this pod; mount one there, or use {ANNOTATION_REFERENCE_CONFIGMAP} or a URL"
-        )
-    sidecar_mount = {"name": mount["name"], "mountPath": mount["mountPath"], "readOnly": True}
-    for key in ("subPath", "subPathExpr"):
-        if key in mount:
-            sidecar_mount[key] = mount[key]
-    return _Reference(path=path, mounts=[sidecar_mount])
-
-
-def _configmap_mode_reference(spec: dict[str, Any], annotations: dict[str, str]) -> _Reference:
-    """With ``driftline.io/config`` the ConfigMap's monitor.yaml names the reference; the
-    pod only says what to mount: ``driftline.io/reference-configmap`` (at
-    /etc/driftline-reference) or ``driftline.io/reference``, a path in one of its volumes."""
-    if ANNOTATION_REFERENCE_CONFIGMAP in annotations:
-        return _reference(spec, annotations)
-    value = annotations.get(ANNOTATION_REFERENCE, "").strip()
-    if not value:
-        return _Reference(path="")  # in the ConfigMap itself
-    if urlsplit(value).scheme:
-        raise _PodProblem(
-            f"{ANNOTATION_REFERENCE}: a URL is fetched only when the annotations build the "
-            f"configuration; with {ANNOTATION_CONFIG}, put the profile in a ConfigMap or a "
-            "volume"
-        )
-    return _reference(spec, annotations)
-
-
-def _mount_holding(spec: dict[str, Any], path: str) -> dict[str, Any] | None:
-    """The deepest volume mount of the pod's containers that contains ``path``."""
-    best: dict[str, Any] | None = None
-    best_len = -1
-    for container in _dict_list(spec.get("containers")):
-        for mount in _dict_list(container.get("volumeMounts")):
-            where = mount.get("mountPath")
-            if not isinstance(where, str) or not isinstance(mount.get("name"), str):
-                continue
-            where = posixpath.normpath(where)
-            inside = path == where or path.startswith(where.rstrip("/") + "/")
-            if inside and len(where) > best_len:
-                best, best_len = mount, len(where)
-    return best
-
-
-def _reference_configmap_volume(name: str) -> dict[str, Any]:
-    if not _is_dns_subdomain(name):
-        raise _PodProblem(f"{ANNOTATION_REFERENCE_CONFIGMAP}: {name!r} is not a ConfigMap name")
-    return {"name": REFERENCE_VOLUME, "configMap": {"name": name}}
-
-
 def _validate(data: dict[str, Any], namespace: str, meta: dict[str, Any]) -> None:
     """Check the built configuration with the agent's own model, so a mistake in the
     annotations is reported at admission instead of as a crash-looping sidecar."""
@@ -452,120 +307,7 @@ def _validate(data: dict[str, Any], namespace: str, meta: dict[str, Any]) -> Non
 # -- the containers ----------------------------------------------------------------------
 
 
-def _security_context() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _sidecar_env(settings: InjectorSettings) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-    ]
-    secret = settings.kafka.password_secret
-    if secret is not None:
-        env.append(
-            {
-                "name": settings.kafka.password_env,
-                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
-            }
-        )
-    env.extend(settings.extra_env)
-    return env
-
-
-def _sidecar(
-    settings: InjectorSettings, mounts: list[dict[str, Any]], env: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "name": CONTAINER_NAME,
-        "image": settings.image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "args": ["run", "-c", CONFIG_FILE],
-        # The default state dir ("./state") lands in the writable emptyDir.
-        "workingDir": STATE_DIR,
-        "env": env,
-        "ports": [
-            {"name": METRICS_PORT_NAME, "containerPort": settings.metrics_port, "protocol": "TCP"}
-        ],
-        "resources": settings.resources,
-        "securityContext": _security_context(),
-        "volumeMounts": mounts,
-        # No readiness probe: a monitoring sidecar must not take the model out of its
-        # Service while Kafka is unreachable. Liveness restarts a stalled agent.
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
-            "initialDelaySeconds": 15,
-            "periodSeconds": 20,
-            "timeoutSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-
-
-def _init_container(settings: InjectorSettings, text: str, reference: _Reference) -> dict[str, Any]:
-    args = ["inject", "prepare", "--output-dir", CONFIG_DIR]
-    if reference.url is not None:
-        args += ["--reference-url", reference.url, "--reference-file", reference.path]
-        if reference.sha256 is not None:
-            args += ["--reference-sha256", reference.sha256]
-    return {
-        "name": INIT_CONTAINER_NAME,
-        "image": settings.image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "args": args,
-        "env": [
-            {"name": MONITOR_YAML_ENV, "value": text},
-            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-        ],
-        "resources": settings.init_resources,
-        "securityContext": _security_context(),
-        "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR}],
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-
-
 # -- JSONPatch ---------------------------------------------------------------------------
-
-
-def _patch(meta: dict[str, Any], spec: dict[str, Any], add: _Additions) -> list[dict[str, Any]]:
-    """RFC 6902 operations that apply ``add`` to the pod. An absent (or null) map or list
-    is added whole first: ``/metadata/annotations/x`` fails when there are none."""
-    ops: list[dict[str, Any]] = []
-    _add_map(ops, meta.get("annotations"), "/metadata/annotations", add.annotations)
-    _add_map(ops, meta.get("labels"), "/metadata/labels", add.labels)
-    _add_list(ops, spec.get("volumes"), "/spec/volumes", add.volumes)
-    _add_list(ops, spec.get("initContainers"), "/spec/initContainers", add.init_containers)
-    _add_list(ops, spec.get("containers"), "/spec/containers", add.containers)
-    return ops
-
-
-def _add_map(ops: list[dict[str, Any]], existing: Any, path: str, items: dict[str, str]) -> None:
-    if not items:
-        return
-    if not isinstance(existing, dict):
-        ops.append({"op": "add", "path": path, "value": dict(items)})
-        return
-    for key, value in items.items():
-        if key not in existing:
-            ops.append({"op": "add", "path": f"{path}/{escape_pointer(key)}", "value": value})
-
-
-def _add_list(ops: list[dict[str, Any]], existing: Any, path: str, items: list[Any]) -> None:
-    if not items:
-        return
-    if not isinstance(existing, list):
-        ops.append({"op": "add", "path": path, "value": list(items)})
-        return
-    ops.extend({"op": "add", "path": f"{path}/-", "value": item} for item in items)
 
 
 # -- the review --------------------------------------------------------------------------
@@ -692,18 +434,6 @@ def _string_map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _dict_list(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _is_dns_subdomain(name: str) -> bool:
-    return (
-        0 < len(name) <= 253
-        and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name)
-        is not None
-    )
 
 
 def _pod_name(pod: dict[str, Any]) -> str:

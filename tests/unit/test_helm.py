@@ -32,8 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from monitor.config.loader import parse_config
+from monitor.inject.names import ANNOTATION_INJECTED
 from monitor.inject.settings import load_settings
-from monitor.inject.webhook import ANNOTATION_INJECTED
 from monitor.outputs.metrics import CONSUMER_LAG
 from tests.helm_tools import CHART, ROOT, HelmUnavailable, helm_binary, render, run_helm
 

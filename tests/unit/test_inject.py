@@ -31,10 +31,7 @@ import yaml
 from detectors.profile import build_profile, load_profile
 from monitor.cli import main as cli_main
 from monitor.config.loader import parse_config
-from monitor.inject.prepare import PrepareError, fetch_reference, write_config
-from monitor.inject.server import InjectorServer
-from monitor.inject.settings import InjectorSettings, SettingsError, load_settings
-from monitor.inject.webhook import (
+from monitor.inject.names import (
     ANNOTATION_ERROR,
     ANNOTATION_INJECTED,
     CONFIG_DIR,
@@ -43,10 +40,12 @@ from monitor.inject.webhook import (
     METRICS_PORT_NAME,
     MONITOR_YAML_ENV,
     STATE_DIR,
-    decide,
-    escape_pointer,
-    handle_review,
 )
+from monitor.inject.patch import escape_pointer
+from monitor.inject.prepare import PrepareError, fetch_reference, write_config
+from monitor.inject.server import InjectorServer
+from monitor.inject.settings import InjectorSettings, SettingsError, load_settings
+from monitor.inject.webhook import decide, handle_review
 
 K8S_VERSIONS = ("1.29", "1.33")
 SETTINGS = InjectorSettings(kafka={"bootstrap_servers": "kafka-0.kafka:9092"})
