@@ -44,10 +44,7 @@ import io
 import itertools
 import json
 import math
-import struct
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -56,20 +53,30 @@ from detectors.profile import Profile
 from detectors.sketch import WindowSketch
 from monitor.ingest.batch import DecodedBatch
 from monitor.ingest.dedupe import Deduplicator
+from monitor.runtime.panes import (
+    MAX_TRACEPARENTS,
+    AddResult,
+    ClosedWindow,
+    WindowKind,
+    _add_counts,
+    _count_by,
+    _factorize_versions,
+    _first_traceparents,
+    _Pane,
+)
+from monitor.runtime.window_snapshot import (
+    _HEAD,
+    _MAGIC,
+    SNAPSHOT_FORMAT,
+    SnapshotError,
+    _finite_or_none,
+    _float_or,
+    _float_or_none,
+    _read_snapshot,
+)
 
 ALL_VERSIONS = "all"
-UNKNOWN_VERSION = "unknown"
-MAX_TRACEPARENTS = 8
-SNAPSHOT_FORMAT = 1
-_MAGIC = b"DLWM"
-_HEAD = struct.Struct("<4sHI")  # magic, format, meta length
 _NEVER = -(2**62)  # closed-pane index before any window closed
-
-WindowKind = Literal["time", "rows"]
-
-
-class SnapshotError(ValueError):
-    """A window snapshot that cannot be restored (corrupt, or other window parameters)."""
 
 
 class WindowsSettings(Protocol):
@@ -99,41 +106,6 @@ def window_params(config: WindowsSettings) -> dict[str, Any]:
         "reservoir_size": int(config.reservoir_size),
         "segment_by_version": bool(config.segment_by_version),
     }
-
-
-@dataclass
-class ClosedWindow:
-    """A finished window: its bounds, its merged sketch and what was set aside."""
-
-    model_version: str
-    start: float
-    end: float  # exclusive for time windows; the last row's event time for row windows
-    sketch: WindowSketch
-    rows: int
-    late: int
-    duplicates: int
-    traceparents: list[str]
-    kind: WindowKind
-
-
-@dataclass
-class AddResult:
-    """What one ``add`` did: windows it closed and rows it set aside, per model version."""
-
-    closed: list[ClosedWindow] = field(default_factory=list)
-    late: dict[str, int] = field(default_factory=dict)
-    duplicates: dict[str, int] = field(default_factory=dict)
-    accepted: int = 0
-
-
-@dataclass
-class _Pane:
-    sketch: WindowSketch
-    rows: int = 0
-    t_min: float = math.inf
-    t_max: float = -math.inf
-    traceparents: list[str] = field(default_factory=list)
-    duplicates: int = 0  # row windows: duplicates that arrived while it was being filled
 
 
 class WindowManager:
@@ -633,76 +605,3 @@ class WindowManager:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _factorize_versions(values: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Distinct model versions (missing ones as "unknown") and each row's code."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
-    names = [str(v) for v in uniques]
-    if (codes < 0).any():
-        if UNKNOWN_VERSION in names:
-            codes = np.where(codes < 0, names.index(UNKNOWN_VERSION), codes)
-        else:
-            codes = np.where(codes < 0, len(names), codes)
-            names.append(UNKNOWN_VERSION)
-    return names, codes.astype(np.intp)
-
-
-def _count_by(names: list[str], codes: np.ndarray) -> dict[str, int]:
-    if not len(codes):
-        return {}
-    counts = np.bincount(codes, minlength=len(names))
-    return {names[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
-
-
-def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
-    for name, count in more.items():
-        total[name] = total.get(name, 0) + count
-
-
-def _first_traceparents(lists: Iterable[list[str]]) -> list[str]:
-    out: list[str] = []
-    for ids in lists:
-        for tid in ids:
-            if tid not in out:
-                out.append(tid)
-                if len(out) >= MAX_TRACEPARENTS:
-                    return out
-    return out
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _float_or_none(x: Any) -> float | None:
-    return None if x is None else float(x)
-
-
-def _float_or(x: Any, default: float) -> float:
-    return default if x is None else float(x)
-
-
-def _read_snapshot(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
-    if len(data) < _HEAD.size:
-        raise SnapshotError(f"window state is truncated ({len(data)} bytes)")
-    magic, fmt, meta_len = _HEAD.unpack_from(data)
-    if magic != _MAGIC:
-        raise SnapshotError("not a window state (bad magic)")
-    if fmt != SNAPSHOT_FORMAT:
-        raise SnapshotError(f"window state format {fmt} is not supported ({SNAPSHOT_FORMAT})")
-    pos = _HEAD.size + meta_len
-    try:
-        meta = json.loads(data[_HEAD.size : pos])
-        lengths = [int(n) for n in meta["blobs"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"corrupt window state header: {exc}") from exc
-    if pos + sum(lengths) != len(data):
-        raise SnapshotError(
-            f"window state is truncated or padded: {len(data)} bytes, expected {pos + sum(lengths)}"
-        )
-    blobs = []
-    for n in lengths:
-        blobs.append(data[pos : pos + n])
-        pos += n
-    return meta, blobs

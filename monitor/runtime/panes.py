@@ -1,0 +1,92 @@
+"""What windows are made of: panes (a sketch and its counters), the windows they close
+into, and the per-version counting helpers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+import numpy as np
+import pandas as pd
+
+from detectors.sketch import WindowSketch
+
+WindowKind: TypeAlias = Literal["time", "rows"]
+
+UNKNOWN_VERSION = "unknown"
+
+
+MAX_TRACEPARENTS = 8
+
+
+@dataclass
+class ClosedWindow:
+    """A finished window: its bounds, its merged sketch and what was set aside."""
+
+    model_version: str
+    start: float
+    end: float  # exclusive for time windows; the last row's event time for row windows
+    sketch: WindowSketch
+    rows: int
+    late: int
+    duplicates: int
+    traceparents: list[str]
+    kind: WindowKind
+
+
+@dataclass
+class AddResult:
+    """What one ``add`` did: windows it closed and rows it set aside, per model version."""
+
+    closed: list[ClosedWindow] = field(default_factory=list)
+    late: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    accepted: int = 0
+
+
+@dataclass
+class _Pane:
+    sketch: WindowSketch
+    rows: int = 0
+    t_min: float = math.inf
+    t_max: float = -math.inf
+    traceparents: list[str] = field(default_factory=list)
+    duplicates: int = 0  # row windows: duplicates that arrived while it was being filled
+
+
+def _factorize_versions(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Distinct model versions (missing ones as "unknown") and each row's code."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    names = [str(v) for v in uniques]
+    if (codes < 0).any():
+        if UNKNOWN_VERSION in names:
+            codes = np.where(codes < 0, names.index(UNKNOWN_VERSION), codes)
+        else:
+            codes = np.where(codes < 0, len(names), codes)
+            names.append(UNKNOWN_VERSION)
+    return names, codes.astype(np.intp)
+
+
+def _count_by(names: list[str], codes: np.ndarray) -> dict[str, int]:
+    if not len(codes):
+        return {}
+    counts = np.bincount(codes, minlength=len(names))
+    return {names[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for name, count in more.items():
+        total[name] = total.get(name, 0) + count
+
+
+def _first_traceparents(lists: Iterable[list[str]]) -> list[str]:
+    out: list[str] = []
+    for ids in lists:
+        for tid in ids:
+            if tid not in out:
+                out.append(tid)
+                if len(out) >= MAX_TRACEPARENTS:
+                    return out
+    return out
