@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from monitor.actions.policy import Decision
+    from monitor.actions.decision import Decision
 
 __all__ = [
     "Action",

@@ -28,7 +28,8 @@ from monitor.actions.kubernetes import KubernetesPatchAction, status_message
 from monitor.outputs.server import Request, Response
 
 if TYPE_CHECKING:
-    from monitor.actions.policy import Decision, PolicyEngine
+    from monitor.actions.decision import Decision
+    from monitor.actions.gates import GateSource
 
 __all__ = ["ABORT_PATCH", "ArgoAbortAction", "ArgoGate", "rollout_path"]
 
@@ -67,7 +68,7 @@ class ArgoAbortAction(KubernetesPatchAction):
 class ArgoGate:
     """The ``GET /v1/gates/argo`` handler (authentication is added by ``routes``)."""
 
-    def __init__(self, engine: PolicyEngine) -> None:
+    def __init__(self, engine: GateSource) -> None:
         self.engine = engine
 
     def handle(self, request: Request) -> Response:

@@ -38,7 +38,7 @@ import orjson
 from monitor.outputs.server import Request, Response, expected_token
 
 if TYPE_CHECKING:
-    from monitor.actions.policy import GateVerdict, PolicyEngine
+    from monitor.actions.gates import GateSource, GateVerdict
 
 __all__ = ["FlaggerGate", "FlaggerPayload", "parse_payload"]
 
@@ -95,7 +95,7 @@ class FlaggerGate:
     """Handlers of the two Flagger endpoints; ``token_env`` None leaves them open."""
 
     def __init__(
-        self, engine: PolicyEngine, *, token_env: str | None, token_field: str = "token"
+        self, engine: GateSource, *, token_env: str | None, token_field: str = "token"
     ) -> None:
         self.engine = engine
         self.token_env = token_env

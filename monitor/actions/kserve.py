@@ -16,7 +16,7 @@ from monitor.actions import ActionError
 from monitor.actions.kubernetes import KubernetesPatchAction, status_message
 
 if TYPE_CHECKING:
-    from monitor.actions.policy import Decision
+    from monitor.actions.decision import Decision
 
 __all__ = ["KServeCanaryAction", "inference_service_path"]
 

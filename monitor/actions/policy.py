@@ -42,267 +42,40 @@ background thread, in order, so the caller never waits on a disk.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from detectors.results import DriftResult, WindowReport
+from detectors.results import WindowReport
 from monitor.actions import Action
-from monitor.actions.alerts import Alert
 from monitor.actions.audit import AuditLog
-from monitor.config.rollback import (
-    ALERT_PREFIX,
-    REPORT_CONDITIONS,
-    ActionConfig,
-    PolicyConfig,
-    RollbackSettings,
+from monitor.actions.decision import PENDING, Decision, decision_id
+from monitor.actions.factory import build_actions
+from monitor.actions.gates import GateVerdict, build_verdict, gate_alerts
+from monitor.actions.history import (
+    MIN_HISTORY,
+    WindowHistory,
+    category,
+    report_summary,
+    streaks,
+    window_problems,
 )
+from monitor.actions.notifications import Alert
+from monitor.config.rollback import REPORT_CONDITIONS, PolicyConfig, RollbackSettings
 
 if TYPE_CHECKING:
     from monitor.outputs.exporter import Exporter
 
-__all__ = [
-    "OUTCOMES",
-    "Decision",
-    "GateVerdict",
-    "PolicyEngine",
-    "build_actions",
-    "window_problems",
-]
+__all__ = ["PolicyEngine"]
 
 log = logging.getLogger(__name__)
 
-OUTCOMES: tuple[str, ...] = (
-    "acted",
-    "action_failed",
-    "dry_run",
-    "cooldown",
-    "rate_limited",
-    "stable_version_protected",
-    "already_acted",
-    "no_target",
-)
-PENDING = "pending"
 HOUR = 3600.0
-# Windows kept per version; enough for any sensible for_windows + clear_windows.
-MIN_HISTORY = 64
-MAX_VERSIONS = 256
-
-
-def _category(baseline: str) -> str:
-    """A report's baseline as a policy names it: reference or stable."""
-    return "reference" if baseline == "reference" else "stable"
-
-
-# -- windows and what is wrong with them -------------------------------------------------
-
-
-@dataclass
-class Window:
-    """One window of one version: its reports, one per baseline."""
-
-    start: float
-    end: float
-    kind: str
-    reports: dict[str, WindowReport] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[float, float]:
-        return (self.start, self.end)
-
-
-def _drift_problem(what: str, result: DriftResult, baseline: str) -> str:
-    names = [c.feature for c in result.columns if c.drifted]
-    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return f"{what} vs {baseline}: share {result.share:.2f} >= {result.share_threshold:.2f}" + (
-        f" ({shown})" if shown else ""
-    )
-
-
-def window_problems(
-    window: Window, conditions: Iterable[str], baselines: Iterable[str]
-) -> list[str]:
-    """Why ``window`` is bad under ``conditions`` (empty: it is clean)."""
-    conditions = set(conditions)
-    allowed = set(baselines)
-    problems: list[str] = []
-    for baseline, report in sorted(window.reports.items()):
-        if _category(baseline) not in allowed:
-            continue
-        if "dataset_drift" in conditions and report.drift.drifted:
-            problems.append(_drift_problem("dataset drift", report.drift, baseline))
-        if "prediction_drift" in conditions and report.prediction_drift.drifted:
-            problems.append(_drift_problem("prediction drift", report.prediction_drift, baseline))
-        if "quality_breach" in conditions and report.quality.breached:
-            checks = [f"{c.feature} {c.check} {c.rate:.3f}" for c in report.quality.breaches]
-            checks += [f"missing column {c}" for c in report.quality.missing_columns]
-            shown = ", ".join(checks[:5]) + (", ..." if len(checks) > 5 else "")
-            problems.append(f"quality breach vs {baseline}: {shown}")
-    return problems
-
-
-def report_summary(report: WindowReport) -> dict[str, Any]:
-    """The evidence a report gives: bounds, shares, drifted columns, quality breaches."""
-
-    def drift(result: DriftResult) -> dict[str, Any]:
-        return {
-            "drifted": result.drifted,
-            "share": result.share,
-            "share_threshold": result.share_threshold,
-            "drifted_count": result.drifted_count,
-            "tested_count": result.tested_count,
-            "drifted_columns": [
-                {
-                    "feature": c.feature,
-                    "test": c.test,
-                    "statistic": c.to_dict()["statistic"],
-                    "threshold": c.to_dict()["threshold"],
-                }
-                for c in result.columns
-                if c.drifted
-            ],
-        }
-
-    return {
-        "window": {
-            "start": report.window_start,
-            "end": report.window_end,
-            "kind": report.window_kind,
-        },
-        "model_version": report.model_version,
-        "baseline": report.baseline,
-        "reference_hash": report.reference_hash,
-        "rows": report.rows,
-        "dataset_drift": drift(report.drift),
-        "prediction_drift": drift(report.prediction_drift),
-        "quality": {
-            "breached": report.quality.breached,
-            "breaches": [c.to_dict() for c in report.quality.breaches],
-            "missing_columns": list(report.quality.missing_columns),
-        },
-    }
-
-
-class WindowHistory:
-    """The last windows of each (model, version), in window order."""
-
-    def __init__(self, per_version: int = MIN_HISTORY, max_versions: int = MAX_VERSIONS) -> None:
-        self.per_version = per_version
-        self.max_versions = max_versions
-        self._versions: OrderedDict[tuple[str, str], dict[tuple[float, float], Window]] = (
-            OrderedDict()
-        )
-
-    def add(self, report: WindowReport) -> Window:
-        key = (report.model, report.model_version)
-        windows = self._versions.get(key)
-        if windows is None:
-            windows = self._versions[key] = {}
-            if len(self._versions) > self.max_versions:
-                self._versions.popitem(last=False)
-        self._versions.move_to_end(key)
-        wkey = (report.window_start, report.window_end)
-        window = windows.get(wkey)
-        if window is None:
-            window = windows[wkey] = Window(
-                report.window_start, report.window_end, report.window_kind
-            )
-            if len(windows) > self.per_version:
-                del windows[min(windows, key=lambda k: (k[1], k[0]))]
-        window.reports[report.baseline] = report
-        return window
-
-    def windows(self, model: str, version: str) -> list[Window]:
-        windows = self._versions.get((model, version), {})
-        return [windows[k] for k in sorted(windows, key=lambda k: (k[1], k[0]))]
-
-    def versions(self, model: str) -> list[str]:
-        return [v for m, v in self._versions if m == model]
-
-
-def _streaks(problems: Sequence[list[str]]) -> tuple[int, int]:
-    """(bad, clean): how many of the last windows in a row are bad, and clean."""
-    bad = clean = 0
-    for p in reversed(problems):
-        if p and not clean:
-            bad += 1
-        elif not p and not bad:
-            clean += 1
-        else:
-            break
-    return bad, clean
-
-
-# -- decisions -----------------------------------------------------------------------------
-
-
-@dataclass
-class Decision:
-    """What a policy concluded about one version, and what came of it."""
-
-    id: str
-    policy: str
-    model: str
-    version: str
-    stable_version: str | None
-    reason: str
-    trigger: dict[str, Any]
-    dry_run: bool
-    decided_at: float
-    actions: tuple[str, ...]
-    reports: tuple[dict[str, Any], ...] = ()
-    alerts: tuple[Alert, ...] = ()
-    outcome: str = PENDING
-    # action name -> (outcome, detail)
-    results: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "reports": list(self.reports),
-            "alerts": [a.to_dict() for a in self.alerts],
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """Short form for HTTP answers."""
-        return {
-            "decision_id": self.id,
-            "policy": self.policy,
-            "model": self.model,
-            "version": self.version,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "actions": {
-                name: self.results.get(name, (self.outcome, ""))[0] for name in self.actions
-            },
-        }
-
-    def audit_record(self, action: str, outcome: str, detail: str) -> dict[str, Any]:
-        return {
-            "ts": time.time(),
-            "decision_id": self.id,
-            "policy": self.policy,
-            "model": self.model,
-            "version": self.version,
-            "stable_version": self.stable_version,
-            "action": action,
-            "outcome": outcome,
-            "detail": detail,
-            "reason": self.reason,
-            "dry_run": self.dry_run,
-            "decided_at": self.decided_at,
-            "trigger": self.trigger,
-            "evidence": self.evidence(),
-        }
-
-
-def _decision_id(*parts: object) -> str:
-    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -314,49 +87,6 @@ class _Target:
     last_window: tuple[float, float] | None = None
     firing: dict[str, Alert] = field(default_factory=dict)
     in_flight: int = 0
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    """What the rollout gates answer about a version."""
-
-    ok: bool
-    model: str
-    version: str
-    windows: int
-    reason: str
-    problems: tuple[str, ...] = ()
-    latest_window: dict[str, Any] | None = None
-    firing_alerts: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "model": self.model,
-            "version": self.version,
-            "windows": self.windows,
-            "reason": self.reason,
-            "problems": list(self.problems),
-            "latest_window": self.latest_window,
-            "firing_alerts": list(self.firing_alerts),
-        }
-
-
-def build_actions(actions: Mapping[str, ActionConfig]) -> dict[str, Action]:
-    """The action objects the ``actions`` section describes."""
-    from monitor.actions.argo import ArgoAbortAction
-    from monitor.actions.kserve import KServeCanaryAction
-    from monitor.actions.webhook import WebhookAction
-
-    built: dict[str, Action] = {}
-    for name, config in actions.items():
-        if config.kind == "webhook":
-            built[name] = WebhookAction(name, config)
-        elif config.kind == "argo_rollouts":
-            built[name] = ArgoAbortAction(name, config)
-        else:
-            built[name] = KServeCanaryAction(name, config)
-    return built
 
 
 class PolicyEngine:
@@ -486,14 +216,14 @@ class PolicyEngine:
         model, version = report.model, report.model_version
         if not policy.report_conditions or not policy.matches(model, version, self.default_model):
             return None
-        if _category(report.baseline) not in policy.baselines:
+        if category(report.baseline) not in policy.baselines:
             return None
         windows = self.history.windows(model, version)
         latest = windows[-1]
         if latest.key != (report.window_start, report.window_end):
             return None  # a late report of an older window: decide on the newest only
         problems = [window_problems(w, policy.report_conditions, policy.baselines) for w in windows]
-        bad, clean = _streaks(problems)
+        bad, clean = streaks(problems)
         target = self._target(policy.name, model, version)
         self._maybe_rearm(policy, target, clean)
         if bad < policy.for_windows or target.last_window == latest.key:
@@ -506,7 +236,7 @@ class PolicyEngine:
             + "; ".join(problems[-1])
         )
         decision = Decision(
-            id=_decision_id(policy.name, model, version, "windows", first.start, first.end),
+            id=decision_id(policy.name, model, version, "windows", first.start, first.end),
             policy=policy.name,
             model=model,
             version=version,
@@ -551,7 +281,7 @@ class PolicyEngine:
             for (name, m, v), target in self._targets.items():
                 if name == policy.name and m == model and alert.fingerprint in target.firing:
                     del target.firing[alert.fingerprint]
-                    _, clean = _streaks(self._problems(policy, model, v))
+                    _, clean = streaks(self._problems(policy, model, v))
                     self._maybe_rearm(policy, target, clean)
             return []
         if not versions:
@@ -579,7 +309,7 @@ class PolicyEngine:
         windows = self.history.windows(model, version)[-policy.for_windows :] if version else []
         summary = alert.annotations.get("summary", "")
         return Decision(
-            id=_decision_id(
+            id=decision_id(
                 policy.name, model, version, "alert", alert.fingerprint, alert.starts_at
             ),
             policy=policy.name,
@@ -709,44 +439,14 @@ class PolicyEngine:
     def gate_verdict(self, model: str, version: str) -> GateVerdict | None:
         """The gates' verdict on ``version`` (None when no window of it was evaluated)."""
         gates = self.settings.alerts.gates
-        conditions = [c for c in gates.fail_on if c in REPORT_CONDITIONS]
-        alert_names = [c[len(ALERT_PREFIX) :] for c in gates.fail_on if c.startswith(ALERT_PREFIX)]
         with self._lock:
             windows = self.history.windows(model, version)[-gates.windows :]
             firing = sorted(
                 name
-                for name in alert_names
+                for name in gate_alerts(gates)
                 if self._firing.get((model, version, name)) or self._firing.get((model, "", name))
             )
-        if not windows:
-            return None
-        problems: list[str] = []
-        for w in windows:
-            for p in window_problems(w, conditions, gates.baselines):
-                problems.append(f"window [{w.start:g}, {w.end:g}): {p}")
-        problems += [f"alert {name} is firing" for name in firing]
-        latest = windows[-1]
-        n = len(windows)
-        reason = (
-            "; ".join(problems)
-            if problems
-            else f"no drift or quality breach in the last {n} window(s)"
-        )
-        return GateVerdict(
-            ok=not problems,
-            model=model,
-            version=version,
-            windows=n,
-            reason=reason,
-            problems=tuple(problems),
-            latest_window={
-                "start": latest.start,
-                "end": latest.end,
-                "kind": latest.kind,
-                "baselines": sorted(latest.reports),
-            },
-            firing_alerts=tuple(firing),
-        )
+        return build_verdict(gates, model, version, windows, firing)
 
     # -- lifecycle ------------------------------------------------------------------------
     def flush(self, timeout: float | None = 30.0) -> bool:

@@ -32,7 +32,7 @@ from monitor.config.rollback import ActionConfig
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from monitor.actions.policy import Decision
+    from monitor.actions.decision import Decision
 
 __all__ = ["EVENT_HEADER", "WebhookAction", "idempotency_key", "payload"]
 

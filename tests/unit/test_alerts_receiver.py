@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.actions.alerts import SeenKeys, parse_notification
+from monitor.actions.alerts import SeenKeys
 from monitor.actions.audit import AuditLog, read_audit
-from monitor.actions.policy import Decision, PolicyEngine
+from monitor.actions.decision import Decision
+from monitor.actions.notifications import parse_notification
+from monitor.actions.policy import PolicyEngine
 from monitor.actions.routes import register
 from monitor.config.rollback import RollbackSettings
 from monitor.outputs.server import AgentServer

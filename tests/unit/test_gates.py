@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from detectors.results import DriftResult, QualityCheck, QualityResult, TestResult, WindowReport
-from monitor.actions.alerts import Alert
+from monitor.actions.notifications import Alert
 from monitor.actions.policy import PolicyEngine
 from monitor.actions.routes import (
     ARGO_GATE_PATH,

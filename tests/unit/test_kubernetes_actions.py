@@ -23,9 +23,11 @@ from detectors.results import DriftResult, QualityResult, TestResult, WindowRepo
 from monitor.actions import ActionError, Retry
 from monitor.actions.argo import ArgoAbortAction
 from monitor.actions.audit import AuditLog, read_audit
+from monitor.actions.decision import Decision
+from monitor.actions.factory import build_actions
 from monitor.actions.kserve import KServeCanaryAction
 from monitor.actions.kubernetes import KubeConfigError, KubernetesClient
-from monitor.actions.policy import Decision, PolicyEngine, build_actions
+from monitor.actions.policy import PolicyEngine
 from monitor.config.rollback import ActionConfig, KubernetesConfig, RollbackSettings
 
 # A self-signed certificate for 127.0.0.1/localhost (valid 2000-2199), used both as the

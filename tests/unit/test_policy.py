@@ -11,9 +11,10 @@ from pydantic import ValidationError
 
 from detectors.results import DriftResult, QualityCheck, QualityResult, TestResult, WindowReport
 from monitor.actions import ActionError
-from monitor.actions.alerts import Alert
 from monitor.actions.audit import AuditLog, read_audit
-from monitor.actions.policy import OUTCOMES, Decision, PolicyEngine
+from monitor.actions.decision import OUTCOMES, Decision
+from monitor.actions.notifications import Alert
+from monitor.actions.policy import PolicyEngine
 from monitor.config.rollback import ActionConfig, PolicyConfig, RollbackSettings
 from monitor.outputs.exporter import Exporter
 

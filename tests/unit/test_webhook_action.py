@@ -17,7 +17,10 @@ import pytest
 from detectors.results import DriftResult, QualityResult, TestResult, WindowReport
 from monitor.actions import ActionError, Retry
 from monitor.actions.audit import AuditLog, read_audit
-from monitor.actions.policy import Decision, PolicyEngine, build_actions, report_summary
+from monitor.actions.decision import Decision
+from monitor.actions.factory import build_actions
+from monitor.actions.history import report_summary
+from monitor.actions.policy import PolicyEngine
 from monitor.actions.signing import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
