@@ -1,7 +1,8 @@
 """The window sketch: a bounded, exactly mergeable summary of one window's rows.
 
 Numeric columns are counted into the profile's bins, with count, missing, type errors
-(a string in a numeric column), non-finite values, min, max, sum and sum of squares, and
+(a string in a numeric column), non-finite values, min, max, sum, the sum and sum of
+squares of the deviations from a fixed shift (the reference mean: see ``std``), and
 the sum of the values in each bin (so each bin's mean is known: the binned Wasserstein
 distance places a bin's mass there).
 Categorical columns are counted over the profile's vocabulary plus "other" and "unseen".
@@ -64,7 +65,15 @@ class WindowSketch:
         self.num_min = np.full(nn, np.inf)
         self.num_max = np.full(nn, -np.inf)
         self.num_sum = np.zeros(nn)
-        self.num_sumsq = np.zeros(nn)
+        # Σ (x − shift) and Σ (x − shift)², the shift being the reference mean: the variance
+        # from raw power sums, Σx² − (Σx)² / n, cancels to nothing on values near 1e9 (a
+        # timestamp); from deviations it keeps its precision, and sums still merge by adding.
+        self.num_shift = np.array(
+            [_finite_or_zero(profile.numeric[n].mean) for n in profile.numeric_names],
+            dtype=np.float64,
+        )
+        self.num_dev_sum = np.zeros(nn)
+        self.num_dev_sumsq = np.zeros(nn)
         # sum of the finite values in each bin, laid out like num_counts
         self.num_bin_sums = np.zeros((nn, profile.numeric_width))
         # categorical, in profile.categorical_names order; last two columns other, unseen
@@ -119,10 +128,11 @@ class WindowSketch:
             return np.where(self.num_counts > 0, self.num_bin_sums / self.num_counts, np.nan)
 
     def std(self) -> np.ndarray:
-        """Sample standard deviation from the power sums (NaN with fewer than two values)."""
+        """Sample standard deviation from the shifted power sums (NaN with fewer than two
+        values): ``(Σd² − (Σd)² / n) / (n − 1)`` with ``d = x − shift``."""
         n = self.num_count.astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            var = (self.num_sumsq - self.num_sum**2 / n) / (n - 1)
+            var = (self.num_dev_sumsq - self.num_dev_sum**2 / n) / (n - 1)
         return np.sqrt(np.maximum(var, 0.0))
 
     # -- update ---------------------------------------------------------------------------
@@ -208,7 +218,9 @@ class WindowSketch:
         self.num_non_finite += n - nan - finite_n
         x0 = np.where(finite_mask, x, 0.0)
         self.num_sum += x0.sum(axis=1)
-        self.num_sumsq += np.einsum("ij,ij->i", x0, x0)
+        dev = np.where(finite_mask, x - self.num_shift[:, None], 0.0)
+        self.num_dev_sum += dev.sum(axis=1)
+        self.num_dev_sumsq += np.einsum("ij,ij->i", dev, dev)
         ordered = np.sort(x, axis=1)  # -inf first, then finite values, +inf, NaN last
         for j, name in enumerate(names):
             if not finite_n[j]:
@@ -294,7 +306,8 @@ class WindowSketch:
             "num_type_error",
             "num_non_finite",
             "num_sum",
-            "num_sumsq",
+            "num_dev_sum",
+            "num_dev_sumsq",
             "num_bin_sums",
             "cat_counts",
             "cat_missing",
@@ -342,7 +355,8 @@ class WindowSketch:
         "num_min",
         "num_max",
         "num_sum",
-        "num_sumsq",
+        "num_dev_sum",
+        "num_dev_sumsq",
         "num_bin_sums",
         "cat_counts",
         "cat_missing",
@@ -434,6 +448,10 @@ class WindowSketch:
             self.res_categorical.shape == other.res_categorical.shape
             and (self.res_categorical == other.res_categorical).all()
         )
+
+
+def _finite_or_zero(v: float) -> float:
+    return float(v) if np.isfinite(v) else 0.0
 
 
 def _columns(batch: Batch) -> Mapping[str, Any]:

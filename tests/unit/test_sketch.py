@@ -142,7 +142,14 @@ def assert_matches(sketch: WindowSketch, expected: Expected) -> None:
         assert sketch.num_max[j] == (max(values) if values else -math.inf)
         scale = math.fsum(abs(v) for v in values)
         assert abs(sketch.num_sum[j] - math.fsum(values)) <= 1e-12 * scale
-        assert abs(sketch.num_sumsq[j] - math.fsum(v * v for v in values)) <= 1e-12 * scale**2
+        shift = sketch.num_shift[j]
+        dev = [v - shift for v in values]
+        dev_scale = math.fsum(abs(d) for d in dev)
+        assert abs(sketch.num_dev_sum[j] - math.fsum(dev)) <= 1e-12 * max(dev_scale, scale)
+        assert (
+            abs(sketch.num_dev_sumsq[j] - math.fsum(d * d for d in dev))
+            <= 1e-12 * max(dev_scale, scale) ** 2
+        )
         # each bin's sum, and its mean (NaN where the bin is empty)
         edges = prof.numeric[name].edges.tolist()
         per_bin: list[list[float]] = [[] for _ in bins]
@@ -270,7 +277,9 @@ def test_infinities_stay_out_of_the_histogram_and_the_extremes(profile: Profile)
     j = profile.numeric_names.index("uniform")
     assert sketch.num_non_finite[j] == 3 and sketch.num_count[j] == 2
     assert (sketch.num_min[j], sketch.num_max[j]) == (-0.25, 0.5)
-    assert sketch.num_sum[j] == 0.25 and sketch.num_sumsq[j] == 0.3125
+    shift = sketch.num_shift[j]
+    assert sketch.num_sum[j] == 0.25
+    assert sketch.num_dev_sumsq[j] == pytest.approx((0.5 - shift) ** 2 + (-0.25 - shift) ** 2)
     assert sketch.num_below[j] == 0 and sketch.num_above[j] == 0
 
 
@@ -323,7 +332,8 @@ def test_summary_statistics_equal_numpy(profile: Profile) -> None:
     j = profile.numeric_names.index("normal")
     assert (sketch.num_min[j], sketch.num_max[j]) == (x.min(), x.max())
     np.testing.assert_allclose(sketch.num_sum[j], x.sum(), rtol=1e-12)
-    np.testing.assert_allclose(sketch.num_sumsq[j], (x * x).sum(), rtol=1e-12)
+    d = x - sketch.num_shift[j]
+    np.testing.assert_allclose(sketch.num_dev_sumsq[j], (d * d).sum(), rtol=1e-12)
     np.testing.assert_allclose(sketch.mean()[j], x.mean(), rtol=1e-12)
     np.testing.assert_allclose(sketch.std()[j], x.std(ddof=1), rtol=1e-9)
 
@@ -621,3 +631,41 @@ def test_checkpoint_of_another_profile_is_refused(
     with pytest.raises(SketchMismatchError) as info:
         WindowSketch.from_bytes(other, data)
     assert profile.short_hash in str(info.value) and other.short_hash in str(info.value)
+
+
+def test_variance_keeps_its_precision_near_1e9() -> None:
+    """Values near 1e9 (a timestamp in seconds) with a spread of 10: raw power sums cancel
+    to nothing there, the shifted sums do not; merged sketches agree with one sketch."""
+    from detectors.evaluate import compare_windows
+
+    rng = np.random.default_rng(40)
+    base = 1.7e9
+    reference = pd.DataFrame({"ts": base + rng.normal(0.0, 10.0, 50_000)})
+    profile = build_profile(reference, Schema.build(numeric=["ts"]))
+    x = base + rng.normal(0.0, 10.0, 20_000)
+    whole = WindowSketch(profile)
+    whole.update({"ts": x})
+    merged = WindowSketch(profile)
+    for part in np.array_split(x, 5):
+        piece = WindowSketch(profile)
+        piece.update({"ts": part})
+        merged = merged.merge(piece)
+    for sketch in (whole, merged):
+        np.testing.assert_allclose(sketch.std()[0], x.std(ddof=1), rtol=1e-9)
+        np.testing.assert_allclose(sketch.mean()[0], x.mean(), rtol=1e-14)
+    # what raw power sums give on the same values: no variance left at all
+    raw = (np.sum(x * x) - np.sum(x) ** 2 / len(x)) / (len(x) - 1)
+    assert abs(raw - x.var(ddof=1)) > 0.5 * x.var(ddof=1)
+    # a canary moved by half a standard deviation is found against the stable window,
+    # whose spread (from the sums) normalises the distance; an unmoved one is not
+    stable = WindowSketch(profile)
+    stable.update({"ts": base + rng.normal(0.0, 10.0, 20_000)})
+    moved = WindowSketch(profile)
+    moved.update({"ts": base + 5.0 + rng.normal(0.0, 10.0, 20_000)})
+    same = WindowSketch(profile)
+    same.update({"ts": base + rng.normal(0.0, 10.0, 20_000)})
+    shifted = compare_windows(stable, moved)[0].column("ts")
+    assert shifted.test == "wasserstein" and shifted.drifted
+    assert shifted.statistic == pytest.approx(0.5, abs=0.05)
+    assert shifted.effect is not None and shifted.effect.low > 0.4
+    assert not compare_windows(stable, same)[0].column("ts").drifted

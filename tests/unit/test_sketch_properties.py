@@ -24,7 +24,7 @@ from detectors.schema import Schema
 from detectors.sketch import WindowSketch
 
 RESERVOIR = 7
-SUMS = ("num_sum", "num_sumsq", "num_bin_sums")
+SUMS = ("num_sum", "num_dev_sum", "num_dev_sumsq", "num_bin_sums")
 
 
 @cache
