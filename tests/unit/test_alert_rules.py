@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import alert_rules
-from alert_rules import generate
+from alert_rules import expr, generate
 from detectors.settings import QUALITY_CHECKS
 from monitor.outputs import metrics as m
 
@@ -445,7 +445,7 @@ def test_every_rule_has_severity_summary_description_and_runbook() -> None:
     base = generate.load_thresholds().runbook_base_url
     for name, rule in _alerts().items():
         assert name.startswith("Driftline"), name
-        assert rule["labels"]["severity"] in generate.SEVERITIES, name
+        assert rule["labels"]["severity"] in expr.SEVERITIES, name
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
         assert annotations["runbook_url"] == f"{base}#{name.lower()}", name
