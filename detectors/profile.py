@@ -23,13 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
 from detectors.schema import Kind, Schema, SchemaError, as_float_array, infer_schema
+
+if TYPE_CHECKING:
+    from detectors.performance.reference import PerformanceReference
 
 PROFILE_FORMAT = "driftline-profile"
 PROFILE_VERSION = 1
@@ -214,6 +217,9 @@ class Profile:
     sample: dict[str, np.ndarray] = field(default_factory=dict)
     inference: dict[str, str] = field(default_factory=dict)
     calibrations: tuple[Calibration, ...] = ()
+    # What the performance estimators learnt from a labelled reference (``reference build
+    # --labels``); None for a profile built without labels.
+    performance: PerformanceReference | None = None
 
     # -- stacked views for the vectorized tests ---------------------------------------
 
@@ -272,7 +278,7 @@ class Profile:
     # -- identity -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema": self.schema.to_dict(),
             "rows": self.rows,
             "bins": self.bins,
@@ -283,6 +289,10 @@ class Profile:
             "inference": self.inference,
             "calibrations": [c.to_dict() for c in self.calibrations],
         }
+        # Left out when absent, so a profile without labels keeps its content hash.
+        if self.performance is not None:
+            out["performance"] = self.performance.to_dict()
+        return out
 
     @cached_property
     def content_hash(self) -> str:
@@ -318,6 +328,7 @@ class Profile:
             sample=sample,
             inference=dict(d.get("inference", {})),
             calibrations=tuple(Calibration.from_dict(c) for c in d.get("calibrations", [])),
+            performance=_performance_from_dict(d.get("performance")),
         )
 
     def with_calibration(self, calibration: Calibration) -> Profile:
@@ -636,6 +647,14 @@ def _category_strings_small(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         else:
             strings[i] = str(v)
     return strings, miss
+
+
+def _performance_from_dict(d: Mapping[str, Any] | None) -> PerformanceReference | None:
+    if d is None:
+        return None
+    from detectors.performance.reference import PerformanceReference
+
+    return PerformanceReference.from_dict(dict(d))
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
