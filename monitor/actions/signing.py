@@ -68,6 +68,10 @@ def signature_header(secret: str | bytes, body: bytes, timestamp: int | None = N
     return f"t={t},{SCHEME}={sign(secret, t, body)}"
 
 
+# Unix seconds have 10 digits until the year 2286.
+_MAX_TIMESTAMP_DIGITS = 12
+
+
 def _parse(header: str) -> tuple[int, list[str]]:
     timestamp: int | None = None
     signatures: list[str] = []
@@ -76,7 +80,11 @@ def _parse(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            if not value.isdigit() or timestamp is not None:
+            # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() refuses
+            # or reads; and few enough of them to stay a float (a time, not a big integer)
+            if not (value.isascii() and value.isdigit()) or len(value) > _MAX_TIMESTAMP_DIGITS:
+                raise SignatureError("the signature header's timestamp t is not one integer")
+            if timestamp is not None:
                 raise SignatureError("the signature header's timestamp t is not one integer")
             timestamp = int(value)
         elif key == SCHEME:
