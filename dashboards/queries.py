@@ -88,7 +88,7 @@ def _check_labels(
         raise ValueError(f"{defn.name} has no label {unknown[0]!r}; its labels: {defn.labels}")
 
 
-def series(defn: m.MetricDef, suffix: str = "", **matchers: str | Match) -> str:
+def series(defn: m.MetricDef, suffix: str = "", /, **matchers: str | Match) -> str:
     """The selector ``name{label="value", ...}`` of a family, matchers in the given order.
 
     A plain string value is an exact match. ``suffix`` selects a histogram's ``_bucket``,
@@ -133,7 +133,7 @@ def label_values(defn: m.MetricDef, label: str, **matchers: str | Match) -> str:
     return f"label_values({series(defn, **matchers)}, {label})"
 
 
-def rate(defn: m.MetricDef, window: str = RATE_INTERVAL, **matchers: str | Match) -> str:
+def rate(defn: m.MetricDef, window: str = RATE_INTERVAL, /, **matchers: str | Match) -> str:
     if defn.kind != "counter":
         raise ValueError(f"{defn.name} is a {defn.kind}; rate() needs a counter")
     return f"rate({series(defn, **matchers)}[{window}])"

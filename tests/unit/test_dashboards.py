@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as prom_models
 from prometheus_client import generate_latest
 
-from dashboards import build
+from dashboards import build, frame, style
 from dashboards import queries as q
 from monitor.outputs import metrics as m
 from monitor.outputs.exporter import new_registry
@@ -31,9 +31,9 @@ ALERT_RULES = ROOT / "alert_rules" / "driftline.rules.yaml"
 DOCS = ROOT / "docs" / "dashboards.md"
 
 UIDS = {
-    "driftline-fleet.json": build.FLEET_UID,
-    "driftline-model.json": build.MODEL_UID,
-    "driftline-agent.json": build.AGENT_UID,
+    "driftline-fleet.json": frame.FLEET_UID,
+    "driftline-model.json": frame.MODEL_UID,
+    "driftline-agent.json": frame.AGENT_UID,
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRAFANA_BUILTINS = {"$__rate_interval", "$__interval", "$__range"}
@@ -119,7 +119,56 @@ def test_runbook_base_url_can_be_overridden(tmp_path: Path) -> None:
     assert build.main(["--output-dir", str(tmp_path), "--runbook-base-url", base]) == 0
     text = (tmp_path / "driftline-fleet.json").read_text()
     assert base + "#driftlinedatasetdrift" in text
-    assert build.RUNBOOK_BASE_URL not in text
+    assert build.runbook_base_url() not in text
+
+
+def test_runbook_links_share_the_alert_rules_base_url() -> None:
+    from alert_rules.generate import load_thresholds
+
+    base = build.runbook_base_url()
+    assert base == load_thresholds().runbook_base_url
+    rules = yaml.safe_load(ALERT_RULES.read_text())
+    urls = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
+    assert urls and all(u.startswith(base + "#") for u in urls)
+
+
+def test_thresholds_file_sets_the_runbook_base_url(tmp_path: Path) -> None:
+    base = "https://runbooks.example.org/driftline/runbooks.md"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"runbook_base_url: {base}\nconsumer_lag_records: 5\n")
+    out = tmp_path / "out"
+    assert build.main(["--output-dir", str(out), "--thresholds", str(mine)]) == 0
+    text = (out / "driftline-agent.json").read_text()
+    assert base + "#driftlinesourcedown" in text
+    assert build.runbook_base_url() not in text
+    # a file without the key keeps the shipped base URL (merged over thresholds.yaml)
+    other = tmp_path / "other.yaml"
+    other.write_text("consumer_lag_records: 5\n")
+    assert build.runbook_base_url(other) == build.runbook_base_url()
+    # the command-line URL wins over the file's
+    flag = "https://flag.example/runbooks.md"
+    args = ["--output-dir", str(out), "--thresholds", str(mine), "--runbook-base-url", flag]
+    assert build.main(args) == 0
+    assert flag + "#driftlinesourcedown" in (out / "driftline-agent.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("runbook_base_url: 3\n", "runbook_base_url must be"), ("- a list\n", "mapping")],
+)
+def test_bad_thresholds_file_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    out = tmp_path / "out"
+    assert build.main(["--output-dir", str(out), "--thresholds", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and message in err
+    assert not out.exists()  # nothing written
+    missing = tmp_path / "missing.yaml"
+    assert build.main(["--output-dir", str(out), "--thresholds", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
 
 
 # -- the SDK's model --------------------------------------------------------------------------
@@ -179,9 +228,9 @@ def test_ratio_and_time_panels_use_matching_units(boards: dict[str, dict[str, An
                 continue
             (name,) = names
             if units.get(name) == "ratio" and not any("count(" in e for e in exprs):
-                assert unit == build.RATIO, panel["title"]
+                assert unit == style.RATIO, panel["title"]
             if units.get(name) == "seconds":
-                assert unit == build.SECONDS, panel["title"]
+                assert unit == style.SECONDS, panel["title"]
 
 
 def test_panel_ids_and_titles_are_unique_and_fit_the_grid(
@@ -359,12 +408,12 @@ def test_runbook_links_point_at_sections_of_the_runbooks(
     linked = 0
     for name, board in boards.items():
         assert any(
-            lk["url"] == build.RUNBOOK_BASE_URL and lk["type"] == "link" for lk in board["links"]
+            lk["url"] == build.runbook_base_url() and lk["type"] == "link" for lk in board["links"]
         ), name
         for panel in _panels(board):
             for lk in panel.get("links", []):
                 base, _, anchor = lk["url"].partition("#")
-                assert base == build.RUNBOOK_BASE_URL, lk
+                assert base == build.runbook_base_url(), lk
                 assert anchor in anchors, (name, panel["title"], anchor)
                 linked += 1
     assert linked >= 20
@@ -381,7 +430,7 @@ def test_fleet_links_open_the_model_dashboard_with_its_variables(
     ]
     assert len(links) >= 3
     for lk in links:
-        assert lk["url"].startswith(f"/d/{build.MODEL_UID}?")
+        assert lk["url"].startswith(f"/d/{frame.MODEL_UID}?")
         params = dict(
             part.split("=", 1) for part in lk["url"].split("?", 1)[1].split("&") if "=" in part
         )
@@ -402,6 +451,6 @@ def test_docs_describe_the_dashboards() -> None:
     text = DOCS.read_text()
     for name in UIDS:
         assert f"dashboards/json/{name}" in text
-    assert build.RUNBOOK_BASE_URL in text
+    assert build.runbook_base_url() in text
     assert "python3 -m dashboards.build" in text
     assert 'grafana_dashboard: "1"' in text
