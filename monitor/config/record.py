@@ -1,4 +1,4 @@
-"""``record``: how one message becomes prediction rows (see monitor.ingest.records)."""
+"""``record``: how one message becomes prediction rows (see monitor.ingest.decoder)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["RecordConfig"]
 
 
 class RecordConfig(Section):
-    """How one message becomes prediction rows (see monitor.ingest.records)."""
+    """How one message becomes prediction rows (see monitor.ingest.decoder)."""
 
     format: Literal["driftline", "kserve_v2"] = "driftline"
     max_bytes: int = Field(1_048_576, ge=1)
