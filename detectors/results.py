@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from detectors.performance.results import PerformanceResult
+
 # 2 added, without renaming anything: per-column ``effect`` and ``sequential``, the
 # ``multivariate``, ``attribution`` and ``performance`` blocks, ``partial`` and ``revised``.
 # Version 1 reports still load (the new fields take their defaults).
@@ -239,6 +241,9 @@ class WindowReport:
     exemplar_trace_ids: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = REPORT_VERSION
+    # Realized and estimated model performance and KPIs (labels:, kpis: in monitor.yaml);
+    # None when the profile was built without labels.
+    performance: PerformanceResult | None = None
 
     @property
     def drifted(self) -> bool:
@@ -265,6 +270,7 @@ class WindowReport:
             "quality": self.quality.to_dict(),
             "exemplar_trace_ids": list(self.exemplar_trace_ids),
             "extra": self.extra,
+            "performance": None if self.performance is None else self.performance.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -291,6 +297,9 @@ class WindowReport:
             quality=QualityResult.from_dict(d["quality"]),
             exemplar_trace_ids=tuple(d.get("exemplar_trace_ids", ())),
             extra=dict(d.get("extra", {})),
+            performance=(
+                PerformanceResult.from_dict(d["performance"]) if d.get("performance") else None
+            ),
         )
 
     @classmethod
