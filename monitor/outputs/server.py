@@ -60,15 +60,14 @@ JSON_CONTENT_TYPE = "application/json"
 
 __all__ = [
     "AgentServer",
-    "AgentState",
     "BackgroundServer",
     "HTTPError",
     "Handler",
     "JSONRequestHandler",
+    "PortInUseError",
     "Request",
     "Response",
     "expected_token",
-    "PortInUseError",
     "require_bearer_token",
 ]
 
@@ -180,65 +179,6 @@ def require_bearer_token(token_env: str) -> Callable[[Handler], Handler]:
         return guarded
 
     return decorate
-
-
-class AgentState:
-    """What the agent tells its server: loop ticks, readiness, latest reports. Thread-safe.
-
-    ``clock`` is monotonic seconds (injectable so tests need not sleep).
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last_tick = clock()
-        self._reference_loaded = False
-        self._source_consuming = False
-        self._reports: dict[tuple[str, str], WindowReport] = {}
-
-    def tick(self) -> None:
-        """Called by the agent's loop on every turn: the proof of liveness."""
-        with self._lock:
-            self._last_tick = self._clock()
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self._clock
-
-    def last_tick(self) -> float:
-        """The clock's time of the last tick."""
-        with self._lock:
-            return self._last_tick
-
-    def last_tick_age(self) -> float:
-        with self._lock:
-            return max(self._clock() - self._last_tick, 0.0)
-
-    def set_reference_loaded(self, loaded: bool) -> None:
-        with self._lock:
-            self._reference_loaded = loaded
-
-    def set_source_consuming(self, consuming: bool) -> None:
-        with self._lock:
-            self._source_consuming = consuming
-
-    def readiness(self) -> tuple[bool, str]:
-        """(ready, reason): ready needs the reference loaded and the source consuming."""
-        with self._lock:
-            reasons = []
-            if not self._reference_loaded:
-                reasons.append("reference profile not loaded")
-            if not self._source_consuming:
-                reasons.append("source not consuming")
-        return (not reasons, "; ".join(reasons) or "ready")
-
-    def record_report(self, report: WindowReport) -> None:
-        with self._lock:
-            self._reports[(report.model_version, report.baseline)] = report
-
-    def latest_reports(self) -> list[WindowReport]:
-        with self._lock:
-            return [r for _, r in sorted(self._reports.items())]
 
 
 def _discard(h: BaseHTTPRequestHandler, length: int) -> bool:
@@ -412,9 +352,9 @@ class AgentServer(BackgroundServer):
     ``registry`` is what ``/metrics`` exposes (the exporter's). The health, readiness and
     report endpoints read three providers: ``ready() -> (bool, reason)``, ``last_tick()``
     (the ``clock`` time of the loop's last turn) and ``latest_reports()`` (a mapping or
-    an iterable of WindowReports). Each defaults to the one of ``state`` (an
-    :class:`AgentState`, created when not given), so an agent can either update an
-    AgentState or hand over functions reading its own bookkeeping.
+    an iterable of WindowReports); the agent hands over its ``Health``
+    (monitor/runtime/agent.py) and its latest reports. Without them the server is not
+    ready, its tick is its creation and it has no reports.
     """
 
     what = "the agent's HTTP server"
@@ -426,7 +366,6 @@ class AgentServer(BackgroundServer):
         port: int = 0,
         *,
         registry: CollectorRegistry | None = None,
-        state: AgentState | None = None,
         ready: Callable[[], tuple[bool, str]] | None = None,
         last_tick: Callable[[], float] | None = None,
         latest_reports: ReportsProvider | None = None,
@@ -437,11 +376,11 @@ class AgentServer(BackgroundServer):
     ) -> None:
         super().__init__(host, port, port_setting=port_setting)
         self.registry = registry
-        self.state = state if state is not None else AgentState()
-        self._ready = ready or self.state.readiness
-        self._last_tick = last_tick or self.state.last_tick
-        self._latest = latest_reports or self.state.latest_reports
-        self._clock = clock or self.state.clock
+        self._clock = clock or time.monotonic
+        created = self._clock()
+        self._ready = ready or (lambda: (False, "not serving an agent"))
+        self._last_tick = last_tick or (lambda: created)
+        self._latest: ReportsProvider = latest_reports or (lambda: ())
         self.max_body_bytes = max_body_bytes
         self.stale_after = stale_after
         self._routes: dict[str, dict[str, Handler]] = {}
@@ -457,9 +396,8 @@ class AgentServer(BackgroundServer):
         config: ExporterConfig,
         *,
         registry: CollectorRegistry | None,
-        state: AgentState | None = None,
     ) -> AgentServer:
-        return cls(config.host, config.port, registry=registry, state=state)
+        return cls(config.host, config.port, registry=registry)
 
     # -- routes -----------------------------------------------------------------------------
     def add_route(self, method: str, path: str, handler: Handler) -> None:

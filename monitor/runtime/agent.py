@@ -24,7 +24,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -49,21 +49,38 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_REASON_HEADER = "x-driftline-reason"
 
+# /readyz's reason when the agent is ready (documented in docs/agent.md)
+READY = "ready"
 
 @dataclass
 class Health:
-    """What /healthz and /readyz answer from."""
+    """What /healthz and /readyz answer from: the loop's last turn and readiness.
+
+    ``clock`` is monotonic seconds, the clock the HTTP server measures the tick's age
+    with (injectable, so tests need not sleep).
+    """
 
     reference_loaded: bool = False
     consuming: bool = False
-    last_tick: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
+    last_tick: float = field(default=float("nan"))
+
+    def __post_init__(self) -> None:
+        if self.last_tick != self.last_tick:  # NaN: not given
+            self.last_tick = self.clock()
+
+    def tick(self) -> None:
+        """Called on every turn of the loop: the proof of liveness."""
+        self.last_tick = self.clock()
 
     def ready(self) -> tuple[bool, str]:
         if not self.reference_loaded:
-            return False, "reference profile not loaded"
+        """(ready, reason): the reference loaded and the source consuming, else why not."""
+        reasons: list[str] = []
+            reasons.append("reference profile not loaded")
         if not self.consuming:
-            return False, "source not consuming"
-        return True, "ok"
+            reasons.append("source not consuming")
+        return not reasons, "; ".join(reasons) or READY
 
 
 class Agent:
@@ -171,6 +188,7 @@ class Agent:
             self.server.start()
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
         needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
+                clock=self.health.clock,
         self.source = KafkaSource(self.kafka_cfg, start_offsets, on_revoke=self._on_revoke)
         self.exporter.set_source_up(False)
         try:
@@ -193,7 +211,7 @@ class Agent:
         while not stop.is_set():
             messages = await self.source.poll(timeout_ms=200)
             now = time.time()
-            self.health.last_tick = time.monotonic()
+            self.health.tick()
             self.health.consuming = self.source.up
             self.exporter.set_source_up(self.source.up)
             if messages:

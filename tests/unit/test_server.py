@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -19,12 +21,12 @@ from monitor.outputs import metrics as m
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.server import (
     AgentServer,
-    AgentState,
     HTTPError,
     Request,
     Response,
     require_bearer_token,
 )
+from monitor.runtime.agent import READY, Health
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -82,12 +84,29 @@ def exporter() -> Exporter:
 
 
 @pytest.fixture
-def server(exporter: Exporter, clock: FakeClock) -> Iterator[AgentServer]:
+def health(clock: FakeClock) -> Health:
+    """The agent's own health record (what Agent.run hands the server)."""
+    return Health(clock=clock)
+
+
+@pytest.fixture
+def latest() -> dict[str, WindowReport]:
+    """The agent's latest report per model version."""
+    return {}
+
+
+@pytest.fixture
+def server(
+    exporter: Exporter, clock: FakeClock, health: Health, latest: dict[str, WindowReport]
+) -> Iterator[AgentServer]:
     srv = AgentServer(
         "127.0.0.1",
         0,
         registry=exporter.registry,
-        state=AgentState(clock=clock),
+        ready=health.ready,
+        last_tick=lambda: health.last_tick,
+        latest_reports=lambda: dict(latest),
+        clock=health.clock,
         max_body_bytes=64,
         stale_after=30.0,
     )
@@ -178,7 +197,7 @@ def test_metrics_gzip_when_accepted(server: AgentServer, exporter: Exporter) -> 
 
 
 def test_healthz_reports_tick_age_and_fails_when_the_loop_stalls(
-    server: AgentServer, clock: FakeClock
+    server: AgentServer, clock: FakeClock, health: Health
 ) -> None:
     clock.now += 12.5
     status, _, body = call(server, "GET", "/healthz")
@@ -187,32 +206,45 @@ def test_healthz_reports_tick_age_and_fails_when_the_loop_stalls(
     clock.now += 20.0  # 32.5 s without a tick > stale_after=30
     status, _, body = call(server, "GET", "/healthz")
     assert status == 503 and orjson.loads(body)["status"] == "stalled"
-    server.state.tick()
+    health.tick()
     status, _, body = call(server, "GET", "/healthz")
     assert status == 200 and orjson.loads(body)["last_tick_age_seconds"] == 0.0
 
 
-def test_readyz_needs_reference_and_consuming_source(server: AgentServer) -> None:
+def test_readyz_needs_reference_and_consuming_source(server: AgentServer, health: Health) -> None:
     status, headers, body = call(server, "GET", "/readyz")
     assert status == 503 and headers["content-type"] == "application/json"
     reason = orjson.loads(body)["reason"]
-    assert "reference" in reason and "source" in reason
-    server.state.set_reference_loaded(True)
+    assert reason == "reference profile not loaded; source not consuming"
+    health.reference_loaded = True
     status, _, body = call(server, "GET", "/readyz")
-    assert status == 503 and "reference" not in orjson.loads(body)["reason"]
-    server.state.set_source_consuming(True)
+    assert status == 503 and orjson.loads(body)["reason"] == "source not consuming"
+    health.consuming = True
     status, _, body = call(server, "GET", "/readyz")
-    assert status == 200 and orjson.loads(body)["ready"] is True
-    server.state.set_source_consuming(False)  # e.g. the broker went away
+    assert status == 200 and orjson.loads(body) == {"ready": True, "reason": READY}
+    health.consuming = False  # e.g. the broker went away
     assert call(server, "GET", "/readyz")[0] == 503
 
 
-def test_latest_reports_per_model_version(server: AgentServer) -> None:
+def test_the_documented_readyz_answers_are_the_agents() -> None:
+    answered = {Health().ready()[1], Health(reference_loaded=True).ready()[1]}
+    answered.add(Health(reference_loaded=True, consuming=True).ready()[1])
+    text = "\n".join(
+        p.read_text() for p in (Path(__file__).resolve().parents[2] / "docs").glob("*.md")
+    )
+    quoted = set(re.findall(r'"ready": (?:true|false), "reason": "([^"]*)"', text))
+    assert quoted, "the docs show /readyz answers"
+    assert quoted <= answered, quoted - answered
+
+
+def test_latest_reports_per_model_version(
+    server: AgentServer, latest: dict[str, WindowReport]
+) -> None:
     status, _, body = call(server, "GET", "/v1/reports/latest")
     assert status == 200 and orjson.loads(body) == {"reports": []}
-    server.state.record_report(make_report("v1", statistic=0.1))
-    server.state.record_report(make_report("v1", statistic=0.4))  # replaces the first
-    server.state.record_report(make_report("v2"))
+    latest["v1"] = make_report("v1", statistic=0.1)
+    latest["v1"] = make_report("v1", statistic=0.4)  # replaces the first
+    latest["v2"] = make_report("v2")
     status, _, body = call(server, "GET", "/v1/reports/latest")
     reports = [WindowReport.from_dict(d) for d in orjson.loads(body)["reports"]]
     assert [r.model_version for r in reports] == ["v1", "v2"]
@@ -359,7 +391,7 @@ def test_stop_closes_the_port(exporter: Exporter) -> None:
         _ = srv.port
 
 
-def test_providers_instead_of_state(clock: FakeClock) -> None:
+def test_other_providers(clock: FakeClock) -> None:
     tick = {"at": clock.now - 5.0}
     latest = {"v2": make_report("v2"), "v1": make_report("v1")}
     srv = AgentServer(
@@ -384,3 +416,5 @@ def test_without_a_registry_there_is_no_metrics_route() -> None:
     with AgentServer() as srv:
         assert call(srv, "GET", "/metrics")[0] == 404
         assert call(srv, "GET", "/healthz")[0] == 200
+        # serving no agent, it is never ready
+        assert call(srv, "GET", "/readyz")[0] == 503

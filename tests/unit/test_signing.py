@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,7 +35,5 @@ def test_a_timestamp_that_is_not_ascii_unix_seconds_is_a_signature_error(timesta
 @given(header=st.text(max_size=80), extra=st.text(max_size=20))
 def test_any_header_is_verified_or_refused_with_a_signature_error(header: str, extra: str) -> None:
     for candidate in (header, f"t={extra},v1={header}", f"t=1000,v1={extra}"):
-        try:
+        with contextlib.suppress(SignatureError):
             verify(SECRET, candidate, BODY, now=lambda: 1_000.0)
-        except SignatureError:
-            pass
