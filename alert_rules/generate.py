@@ -203,6 +203,17 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
             f"{p.consumer_lag_records} and still growing for {duration(p.consumer_lag_for)}.",
             p.consumer_lag_for,
         ),
+        # One failed evaluation is already worth a look: the window has no verdict yet.
+        Alert(
+            "DriftlineWindowEvaluationFailed",
+            f"sum without (outcome) (increase({m.WINDOW_EVALUATIONS_FAILED.name}[{rate}])) > 0",
+            "warning",
+            "Window evaluations of {{ $labels.model }} are failing",
+            "{{ $value | humanize }} evaluations of {{ $labels.window }} windows of model "
+            "{{ $labels.model }} (agent {{ $labels.instance }}) raised over the last "
+            f"{rate}. Their sketches are kept under state.dir/failed-windows and retried; "
+            "windows given up stay there for an operator.",
+        ),
         Alert(
             "DriftlineDecodeErrors",
             f"rate({m.RECORDS_FAILED.name}[{rate}])\n"

@@ -251,6 +251,11 @@ class Exporter:
         self._inc(m.RECORDS_FAILED, {"model": self.model, "reason": reason}, float(n))
         self._count_records("failed", n, "")
 
+    def count_failed_evaluations(self, outcome: str, n: int) -> None:
+        """Count ``n`` window evaluations that raised (outcome "retry" or "given_up")."""
+        labels = {"model": self.model, "window": self.window_label, "outcome": outcome}
+        self._inc(m.WINDOW_EVALUATIONS_FAILED, labels, float(n))
+
     def set_lag(self, topic: str, partition: int, lag: int | None) -> None:
         """The partition's consumer lag in records; ``None`` drops the series (revoked)."""
         labels = {"model": self.model, "topic": topic, "partition": str(partition)}

@@ -38,7 +38,7 @@ LABELS: dict[str, str] = {
     "baseline": "what the window was compared with: `reference` or `version:<v>`",
     "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS)",
     "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
-    "outcome": "what happened to a record, or to a rollback decision",
+    "outcome": "what happened to a record, a window evaluation or a rollback decision",
     "action": "rollback action name",
     "topic": "Kafka topic",
     "partition": "Kafka partition number",
@@ -234,6 +234,13 @@ WINDOWS_CLOSED = MetricDef(
     "Windows closed and evaluated (exemplar: a trace id of one of the window's records).",
     _WINDOW_LABELS,
 )
+WINDOW_EVALUATIONS_FAILED = MetricDef(
+    "driftline_window_evaluations_failed_total",
+    "counter",
+    "Window evaluations that raised, by outcome: retry (the window's sketch is kept under "
+    "state.dir/failed-windows and tried again) or given_up (the files stay for an operator).",
+    ("model", "window", "outcome"),
+)
 WINDOW_EVALUATION_SECONDS = MetricDef(
     "driftline_window_evaluation_seconds",
     "histogram",
@@ -338,6 +345,7 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     WINDOW_QUALITY_BREACHED,
     WINDOW_ROWS,
     WINDOWS_CLOSED,
+    WINDOW_EVALUATIONS_FAILED,
     WINDOW_EVALUATION_SECONDS,
     LAST_WINDOW_CLOSE,
     LAST_WINDOW_END,

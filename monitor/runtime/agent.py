@@ -42,6 +42,7 @@ from monitor.outputs.telemetry import Telemetry
 from monitor.report.store import HtmlReportWriter
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
+from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.windows import ClosedWindow, SnapshotError, WindowManager
 
@@ -121,6 +122,8 @@ class Agent:
             else None
         )
         self.store = CheckpointStore(config.state.dir)
+        # Windows whose evaluation raised: kept on disk and retried (never lost silently).
+        self.failed = FailedWindows(config.state.dir / "failed-windows", self.profile)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
         self.offsets: dict[tuple[str, int], int] = {}
         self.latest: dict[str, WindowReport] = {}
@@ -175,6 +178,9 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         start_offsets = self._restore()
+        kept = self.failed.load(time.time())
+        if kept:
+            log.warning("retrying %d windows whose evaluation failed in an earlier run", kept)
         if self._serve_http:
             self.server = AgentServer(
                 host=self.config.exporter.host,
@@ -223,25 +229,41 @@ class Agent:
             else:
                 self.pipeline.expire(now)
             self._submit(self.pipeline.windows.tick(now))
+            self._submit(self.failed.due(now), retry=True)
             for (topic, partition), lag in self.source.lag().items():
                 self.exporter.set_lag(topic, partition, lag)
             if time.monotonic() - self._last_checkpoint >= interval:
                 await self.checkpoint()
 
-    def _submit(self, closed: list[ClosedWindow]) -> None:
+    def _submit(self, closed: list[ClosedWindow], retry: bool = False) -> None:
         if not closed:
             return
-        task = asyncio.create_task(self._evaluate(closed))
+        task = asyncio.create_task(self._evaluate(closed, retry))
         self._evaluations.add(task)
         task.add_done_callback(self._evaluations.discard)
 
-    async def _evaluate(self, closed: list[ClosedWindow]) -> None:
+    async def _evaluate(self, closed: list[ClosedWindow], retry: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self.executor, self._evaluate_closed, closed)
-        except Exception:
-            log.exception("window evaluation failed for %d windows", len(closed))
+        except Exception as exc:
+            # Kept on disk before the next checkpoint commits past the windows' records
+            # (checkpoint() drains evaluations first), then retried with back-off.
+            given_up = self.failed.keep(closed, exc, time.time())
+            log.exception(
+                "window evaluation failed for %d windows (%d given up, kept in %s)",
+                len(closed),
+                given_up,
+                self.failed.directory,
+            )
+            if len(closed) > given_up:
+                self.exporter.count_failed_evaluations("retry", len(closed) - given_up)
+            if given_up:
+                self.exporter.count_failed_evaluations("given_up", given_up)
             return
+        if retry:
+            for w in closed:
+                self.failed.succeeded(w)
         for result in results:
             self._publish(result)
 
