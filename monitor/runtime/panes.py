@@ -34,6 +34,9 @@ class ClosedWindow:
     duplicates: int
     traceparents: list[str]
     kind: WindowKind
+    # The window's merged performance state (detectors.performance.PerformanceState), set
+    # by the performance tracker when the profile has learnt from labels; else None.
+    performance: object | None = None
 
 
 @dataclass
@@ -44,6 +47,11 @@ class AddResult:
     late: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     accepted: int = 0
+    # Per row of the batch: the pane (time windows) or window ordinal (row windows) it
+    # went to, -1 when it was late or a duplicate; and its segment. The performance
+    # tracker files each accepted prediction under the same window this way.
+    pane: np.ndarray | None = None
+    segment: np.ndarray | None = None
 
 
 @dataclass

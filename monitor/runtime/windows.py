@@ -247,6 +247,7 @@ class WindowManager:
         result.late = _count_by(versions, version_code[late])
         result.duplicates = _count_by(versions, version_code[dup])
         result.accepted = int(n - late.sum() - dup.sum())
+        result.segment = np.asarray(segments, dtype=object)[seg_code]
         self.accepted_total += result.accepted
         _add_counts(self.late_total, result.late)
         _add_counts(self.duplicates_total, result.duplicates)
@@ -274,6 +275,7 @@ class WindowManager:
         horizon = np.maximum(horizon, self._closed_to)
         late = ~dup & (pane + k <= horizon)
         accepted = ~dup & ~late
+        result.pane = np.where(accepted, pane, -1)
         final = int(horizon[-1])
         deferred = accepted & (pane >= final)
         stepwise = accepted & ~deferred
@@ -314,6 +316,7 @@ class WindowManager:
         position = np.empty(len(t), dtype=np.int64)  # row number within the segment
         position[order] = base[seg_sorted] + before_sorted
         ordinal = position // n_rows
+        result.pane = np.where(accepted, ordinal, -1)
         # duplicates are attributed to the window being filled when they arrived
         for code, ordn in zip(seg_code[dup].tolist(), ordinal[dup].tolist(), strict=True):
             self._pane(segments[code], ordn).duplicates += 1
