@@ -4,18 +4,28 @@ Per column the test is, in order of precedence:
 
 1. the column's override (``drift.columns[name].test`` / ``.threshold``);
 2. by kind and window size: ``rows <= small_window_rows`` gets a p-value test (KS for
-   numeric, chi-square for categorical), a larger window an effect size (Wasserstein
+   numeric, chi-square for categorical), a larger window a distance (Wasserstein
    normalised by the reference standard deviation, Jensen–Shannon distance), because on
    large windows every p-value is tiny;
 3. the threshold is the column's override, else a calibrated threshold measured on the
    reference for windows of about this size (``mode="calibrated"``: drifted when
-   ``statistic > threshold``), else ``drift.thresholds[test]``;
-4. a distance test on ``drift.thresholds`` also needs its statistic beyond the sampling
-   noise it has on unchanged data: the threshold applied is
-   ``max(drift.thresholds[test], noise floor)``, the floor being the ``1 − noise_floor_alpha``
-   quantile of the statistic under no change for these sample sizes
-   (``detectors.noise_floor``). Calibrated thresholds already measure that noise, and a
-   column's own threshold is taken as written, so neither gets the floor.
+   ``statistic > threshold``), else ``drift.thresholds[test]``.
+
+One window judged alone flags any column of unchanged data with probability at most
+``drift.window_false_alarm_rate`` (α), over all its tested columns, features and
+predictions together (m of them). Each column gets the level α / m:
+
+- a distance flags its column when the lower end of its confidence interval at that
+  level exceeds its threshold, the margin of a negligible change
+  (``effect.low > threshold``; ``detectors.effects``);
+- the p-value tests form one family per set, corrected by ``drift.correction`` (Holm by
+  default) at the level α m_p / m for its m_p members, so the whole window stays within α
+  (with ``correction: none`` each p-value test is at its own threshold instead);
+- calibrated columns and p-value columns with their own threshold are taken as written,
+  at the rate they were set for (docs/detectors.md).
+
+The dataset verdict (``share >= share_threshold``, a positive share) needs a flagged
+column, so it inherits the same bound.
 
 All columns that share a kind, a test and a mode are tested by one call of the test's
 vectorized function on the stacked (columns × bins) counts, never one call per column.
@@ -32,12 +42,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from detectors import noise_floor
+from detectors import effects, noise_floor
 from detectors.chi_square import category_counts
 from detectors.multiple_testing import correct
 from detectors.profile import Calibration, Profile
 from detectors.quality import assess_quality
-from detectors.results import DriftResult, QualityResult, TestResult
+from detectors.results import DriftResult, Effect, QualityResult, TestResult
 from detectors.schema import Column, Kind
 from detectors.settings import DEFAULT_THRESHOLDS, DriftSettings, QualitySettings
 from detectors.sketch import SketchMismatchError, WindowSketch
@@ -54,7 +64,6 @@ MODE_CALIBRATED = "calibrated"
 SOURCE_DEFAULT = "default"
 SOURCE_OVERRIDE = "override"
 SOURCE_CALIBRATED = "calibrated"
-SOURCE_NOISE_FLOOR = "noise_floor"
 
 # A calibration measured for w rows serves windows of w / 2 to 2 w rows. A statistic's
 # spread under no drift shrinks like 1/sqrt(rows): a threshold calibrated on much larger
@@ -146,6 +155,8 @@ class _Sides:
     # (columns × rows, NaN for missing) that show each numeric bin's spread.
     floor_key: str | None = None
     floor_sample: Callable[[], np.ndarray | None] = lambda: None
+    # bridges simulated for the Wasserstein noise: many when cached for a profile
+    bridges: int = noise_floor.DEFAULT_SIMULATIONS
     # per column: whether both raw sides have a value (exact mode needs them)
     exact_numeric_ok: np.ndarray | None = None
     exact_categorical_ok: np.ndarray | None = None
@@ -246,8 +257,10 @@ def _evaluate_set(
     sides: _Sides,
     drift: DriftSettings,
     calibration: Calibration | None,
+    level: float,
 ) -> DriftResult:
-    """Test ``columns`` and give the verdict on them as a set."""
+    """Test ``columns`` and give the verdict on them as a set, each column at ``level``
+    (the window's false-alarm rate over its number of tested columns)."""
     where = _column_index(sides)
     ok = {
         Kind.NUMERIC: _testable(sides.numeric),
@@ -287,32 +300,44 @@ def _evaluate_set(
 
     thresholds = np.array([plan.choice.threshold for plan in plans], dtype=np.float64)
     sources = [plan.choice.source for plan in plans]
-    if drift.noise_floor_alpha is not None:
-        for (kind, test, exact), members in groups.items():
-            floored = [p for p in members if plans[p].choice.source == SOURCE_DEFAULT]
-            if test not in noise_floor.FLOOR_TESTS or not floored:
-                continue
-            idx = np.array([plans[p].index for p in floored], dtype=np.intp)
-            floor = _noise_floors(test, kind, idx, exact, sides, drift)
-            for p, f in zip(floored, floor, strict=True):
-                if np.isfinite(f) and f > thresholds[p]:
-                    thresholds[p] = f
-                    sources[p] = SOURCE_NOISE_FLOOR
     has_p = np.array([TESTS[plan.choice.test].has_p_value for plan in plans], dtype=bool)
     calibrated = np.array([plan.choice.calibrated for plan in plans], dtype=bool)
     # NaN: untestable. +inf is a result (a constant reference column that moved).
     tested = ~np.isnan(statistic) & (~has_p | calibrated | ~np.isnan(p_value))
     drifted = np.zeros(n, dtype=bool)
+    found: list[Effect | None] = [None] * n
     # Calibrated: the statistic against the measured quantile of its no-drift spread.
     cal = tested & calibrated
     drifted[cal] = statistic[cal] > thresholds[cal]
-    # Distances: the effect size against its threshold.
-    dist = tested & ~calibrated & ~has_p
-    drifted[dist] = statistic[dist] >= thresholds[dist]
-    # p-values: one family per set, corrected for multiple testing.
-    family = np.flatnonzero(tested & ~calibrated & has_p)
+    for (kind, test, exact), members in groups.items():
+        judged = [p for p in members if tested[p] and not calibrated[p]]
+        if not judged:
+            continue
+        idx = np.array([plans[p].index for p in judged], dtype=np.intp)
+        if test == "ks":
+            m, n_cur = _sizes(kind, idx, exact, sides)
+            interval = effects.ks_interval(statistic[judged], bound[judged], m, n_cur, level)
+        elif test in noise_floor.FLOOR_TESTS:
+            half, square = _noise(test, kind, idx, exact, sides, drift, level)
+            interval = effects.distance_interval(test, statistic[judged], half, square)
+        else:
+            continue
+        for p, est, low, high in zip(judged, *interval, strict=True):
+            if not (math.isnan(low) or math.isnan(high)):
+                found[p] = Effect(float(est), float(low), float(high))
+        if not TESTS[test].has_p_value:
+            # Distances: drifted when the change exceeds the margin with confidence.
+            low = np.asarray(interval[1])
+            drifted[judged] = ~np.isnan(low) & (low > thresholds[judged])
+    # p-values: one family per set, corrected for multiple testing at its share of the
+    # window's rate; a column's own p-value threshold is taken as written.
+    pvalue = tested & ~calibrated & has_p
+    own = np.array([s == SOURCE_OVERRIDE for s in sources], dtype=bool)
+    family = np.flatnonzero(pvalue & ~own) if drift.correction != "none" else np.zeros(0, int)
+    alone = np.flatnonzero(pvalue & (own | (drift.correction == "none")))
+    drifted[alone] = p_value[alone] < thresholds[alone]
     if len(family):
-        corrected = correct(p_value[family], thresholds[family], drift.correction)
+        corrected = correct(p_value[family], level * len(family), drift.correction)
         thresholds[family] = corrected.thresholds
         drifted[family] = corrected.rejected
 
@@ -329,6 +354,7 @@ def _evaluate_set(
             else (MODE_EXACT if plan.exact else MODE_BINNED),
             error_bound=float(bound[p]) if np.isfinite(bound[p]) else None,
             threshold_source=sources[p],
+            effect=found[p],
         )
         for p, plan in enumerate(plans)
     )
@@ -346,33 +372,58 @@ def _evaluate_set(
     )
 
 
-def _noise_floors(
-    test: str, kind: Kind, idx: np.ndarray, exact: bool, sides: _Sides, drift: DriftSettings
-) -> np.ndarray:
-    """The no-change noise floor of ``test`` on the columns ``idx`` of one kind, for the
-    sides the statistic was computed on (raw rows in exact mode, else the bins)."""
-    alpha = drift.noise_floor_alpha
-    assert alpha is not None
+def _sizes(
+    kind: Kind, idx: np.ndarray, exact: bool, sides: _Sides
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values on either side of the columns ``idx``: raw rows in exact mode, else bins."""
+    if exact and kind is Kind.NUMERIC:
+        assert sides.ref_numeric is not None and sides.cur_numeric is not None
+        ref, cur = sides.ref_numeric[idx], sides.cur_numeric[idx]
+        return (~np.isnan(ref)).sum(axis=1), (~np.isnan(cur)).sum(axis=1)
+    if exact:
+        ref_counts, cur_counts = category_counts(
+            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
+        )
+    else:
+        bins = sides.numeric if kind is Kind.NUMERIC else sides.categorical
+        ref_counts, cur_counts = bins.ref[idx], bins.cur[idx]
+    return ref_counts.sum(axis=1), cur_counts.sum(axis=1)
+
+
+def _noise(
+    test: str,
+    kind: Kind,
+    idx: np.ndarray,
+    exact: bool,
+    sides: _Sides,
+    drift: DriftSettings,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``1 − alpha`` no-change quantile of ``test`` on the columns ``idx`` of one kind,
+    and its no-change mean square, for the sides the statistic was computed on (raw rows
+    in exact mode, else the bins): the half-width and the bias of the effect's interval."""
     if test == "wasserstein":
         bins = sides.numeric
         if sides.floor_key is not None:  # every column at once, cached for the reference
-            q = noise_floor.wasserstein_quantile(
-                bins, alpha, sample_of=sides.floor_sample, key=sides.floor_key
-            )[idx]
+            law = noise_floor.wasserstein_null(
+                bins, sample_of=sides.floor_sample, key=sides.floor_key, simulations=sides.bridges
+            ).take(idx)
         else:
             sample = sides.floor_sample()
-            q = noise_floor.wasserstein_quantile(
-                take_rows(bins, idx), alpha, sample=None if sample is None else sample[idx]
+            law = noise_floor.wasserstein_null(
+                take_rows(bins, idx),
+                sample=None if sample is None else sample[idx],
+                simulations=sides.bridges,
             )
+        n_ref, n_cur = _sizes(kind, idx, exact, sides)
         if exact:
-            assert sides.ref_numeric is not None and sides.cur_numeric is not None
-            ref, cur = sides.ref_numeric[idx], sides.cur_numeric[idx]
-            n_ref, n_cur = (~np.isnan(ref)).sum(axis=1), (~np.isnan(cur)).sum(axis=1)
-            std = sample_std(ref)  # what exact mode divides by
+            assert sides.ref_numeric is not None
+            std = sample_std(sides.ref_numeric[idx])  # what exact mode divides by
         else:
-            n_ref, n_cur = bins.ref[idx].sum(axis=1), bins.cur[idx].sum(axis=1)
             std = bins.ref_std[idx]
-        return noise_floor.wasserstein_floor(q, n_ref, n_cur, std)
+        half = noise_floor.wasserstein_floor(law.quantile(alpha), n_ref, n_cur, std)
+        unit = noise_floor.wasserstein_floor(np.ones(len(idx)), n_ref, n_cur, std)
+        return half, law.mean_square * unit**2
     if exact and kind is Kind.CATEGORICAL:
         ref_counts, cur_counts = category_counts(
             [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
@@ -380,7 +431,7 @@ def _noise_floors(
     else:
         bins_ = sides.numeric if kind is Kind.NUMERIC else sides.categorical
         ref_counts, cur_counts = bins_.ref[idx], bins_.cur[idx]
-    return noise_floor.multinomial_floor(
+    return noise_floor.multinomial_null(
         test,
         ref_counts,
         ref_counts.sum(axis=1),
@@ -389,6 +440,18 @@ def _noise_floors(
         epsilon=drift.psi_epsilon,
         reuse=sides.floor_key is not None,
     )
+
+
+def _family_size(columns: Sequence[Column], sides: _Sides) -> int:
+    """Columns of ``columns`` with values on both sides: those a window tests."""
+    where = _column_index(sides)
+    ok = {Kind.NUMERIC: _testable(sides.numeric), Kind.CATEGORICAL: _testable(sides.categorical)}
+    return sum(bool(ok[where[c.name][0]][where[c.name][1]]) for c in columns)
+
+
+def _level(drift: DriftSettings, columns: Sequence[Column], sides: _Sides) -> float:
+    """The per-column level: the window's false-alarm rate over its tested columns."""
+    return drift.window_false_alarm_rate / max(_family_size(columns, sides), 1)
 
 
 def _roles(profile: Profile) -> tuple[list[Column], list[Column]]:
@@ -444,9 +507,10 @@ def evaluate_window(
         else None
     )
     features, predictions = _roles(profile)
+    level = _level(drift, [*features, *predictions], sides)
     return (
-        _evaluate_set(features, sides, drift, calibration),
-        _evaluate_set(predictions, sides, drift, calibration),
+        _evaluate_set(features, sides, drift, calibration, level),
+        _evaluate_set(predictions, sides, drift, calibration, level),
         assess_quality(profile, sketch, quality),
     )
 
@@ -468,6 +532,7 @@ def compare_windows(
         categorical=CategoricalBins.from_sketches(baseline, current),
         rows=current.rows,
         floor_sample=lambda: _finite_or_nan(baseline.res_numeric.T) if baseline.rows else None,
+        bridges=noise_floor.WINDOW_SIMULATIONS,
     )
     if exact and baseline.rows and current.rows:
         nc = len(baseline.profile.categorical_names)
@@ -479,9 +544,10 @@ def compare_windows(
             tuple(current.res_categorical[:, j] for j in range(nc)),
         )
     features, predictions = _roles(baseline.profile)
+    level = _level(drift, [*features, *predictions], sides)
     return (
-        _evaluate_set(features, sides, drift, None),
-        _evaluate_set(predictions, sides, drift, None),
+        _evaluate_set(features, sides, drift, None, level),
+        _evaluate_set(predictions, sides, drift, None, level),
     )
 
 

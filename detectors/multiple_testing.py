@@ -2,9 +2,15 @@
 
 Testing 50 features at 5% each flags about two of them in every window of unchanged
 data. A correction turns the per-column level into a statement about the whole set:
-Bonferroni bounds the chance of any false flag (family-wise error rate), Benjamini and
-Hochberg (1995) bound the expected share of false flags among the flagged (false
-discovery rate) and keep more power when several columns really drift.
+Bonferroni and Holm (1979) bound the chance of any false flag (family-wise error rate),
+Benjamini and Hochberg (1995) bound the expected share of false flags among the flagged
+(false discovery rate) and keep more power when several columns really drift.
+
+Holm is the default (``DriftSettings.correction``): alerts and rollbacks act on "some
+column drifted", so the error that matters is a false flag anywhere in the window, the
+family-wise error. Holm bounds it at alpha under any dependence between the columns, as
+Bonferroni does, and flags every column Bonferroni flags and sometimes more (it is
+uniformly more powerful), so there is no reason to prefer Bonferroni.
 
 Each correction returns, per column, the *effective* p-value threshold, so the rule a
 report shows stays ``drifted = p_value < threshold`` with or without a correction.
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CORRECTION_METHODS = ("none", "bonferroni", "benjamini_hochberg")
+CORRECTION_METHODS = ("none", "holm", "bonferroni", "benjamini_hochberg")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,45 @@ def bonferroni(p_values: np.ndarray, alpha: float | np.ndarray) -> Correction:
     p, a = _levels(p_values, alpha)
     m = max(len(p), 1)
     thresholds = a / m
+    return Correction(thresholds=thresholds, rejected=p < thresholds)
+
+
+def holm_adjusted(p_values: np.ndarray) -> np.ndarray:
+    """Holm's adjusted p-values, ``max_{j <= i} min(1, (m − j + 1) p_(j))`` in sorted order,
+    mapped back to the input order (``statsmodels``' ``multipletests(method="holm")``)."""
+    p, _ = _levels(p_values, 0.0)
+    m = len(p)
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(p[order] * (m - np.arange(m)), 1.0)
+    out = np.empty(m)
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def holm(p_values: np.ndarray, alpha: float | np.ndarray) -> Correction:
+    """Step-down procedure of Holm (1979): with the sorted p-values
+    ``p_(1) <= ... <= p_(m)``, flag ``p_(1), ..., p_(j)`` where j is the last rank before the
+    first ``p_(r) >= alpha / (m − r + 1)``. P(any false flag) <= alpha under any dependence.
+
+    Equivalently ``p < alpha / (m − j)``, the effective threshold returned (``alpha`` when
+    every column is flagged): the flagged passed their steps, which are at most that, and
+    the first that failed, like every larger p-value, is at least that. Columns may carry
+    different levels ``alpha_i``: each is then flagged when its adjusted p-value is below its
+    own level (the loop is over distinct levels only, usually one).
+    """
+    p, a = _levels(p_values, alpha)
+    m = len(p)
+    if m == 0:
+        return Correction(thresholds=a.copy(), rejected=np.zeros(0, dtype=bool))
+    p_sorted = np.sort(p)
+    steps = m - np.arange(m)  # m, m − 1, ..., 1
+    thresholds = np.empty(m)
+    for level in np.unique(a):
+        failed = np.flatnonzero(p_sorted >= level / steps)
+        j = int(failed[0]) if len(failed) else m
+        thresholds[a == level] = level / max(m - j, 1)
     return Correction(thresholds=thresholds, rejected=p < thresholds)
 
 
@@ -100,6 +145,8 @@ def correct(p_values: np.ndarray, alpha: float | np.ndarray, method: str) -> Cor
     """Apply the correction named in ``DriftSettings.correction``."""
     if method == "none":
         return no_correction(p_values, alpha)
+    if method == "holm":
+        return holm(p_values, alpha)
     if method == "bonferroni":
         return bonferroni(p_values, alpha)
     if method == "benjamini_hochberg":

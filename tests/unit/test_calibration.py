@@ -15,7 +15,7 @@ from detectors.calibration import calibrate, conformal_quantile
 from detectors.evaluate import CALIBRATION_MAX_RATIO, evaluate_window
 from detectors.profile import Profile, build_profile
 from detectors.schema import Schema
-from detectors.settings import ColumnTest, DriftSettings
+from detectors.settings import DEFAULT_THRESHOLDS, ColumnTest, DriftSettings
 from detectors.sketch import WindowSketch
 from detectors.tests_registry import TESTS
 
@@ -72,18 +72,19 @@ def test_false_alarm_rate_on_fresh_data_is_the_target(
 def test_fixed_default_threshold_misses_the_target_both_ways(
     reference: pd.DataFrame, profile: Profile
 ) -> None:
-    """Why calibration exists: at 3000 rows the fixed Wasserstein threshold (0.1) is far
-    above the no-drift noise of both columns, so unchanged windows never reach it (a false
-    alarm rate of 0, not the 5% asked for) and a real shift of 0.06 standard deviations
-    goes unnoticed; the calibrated thresholds sit below it, keep 5% (the test above) and
-    catch that shift."""
+    """Why calibration exists: at 3000 rows the default rule (the Wasserstein distance's
+    lower confidence bound at the window's per-column level above the 0.05 margin) keeps
+    unchanged windows far from flagging (a false alarm rate of 0, not the 5% asked for),
+    and a real shift of 0.06 standard deviations goes unnoticed; the calibrated thresholds,
+    at 5% per column, keep 5% (the test above) and catch that shift."""
     fresh = shapes(3000 * 100, seed=2)
     alarms = {"skewed": 0, "ties": 0}
     for w in range(100):
         sketch = WindowSketch(profile)
         sketch.update(fresh.iloc[w * 3000 : (w + 1) * 3000])
         for col in evaluate_window(profile, sketch)[0].columns:
-            assert (col.test, col.threshold, col.mode) == ("wasserstein", 0.1, "binned")
+            margin = DEFAULT_THRESHOLDS["wasserstein"]
+            assert (col.test, col.threshold, col.mode) == ("wasserstein", margin, "binned")
             alarms[col.feature] += col.drifted
     assert alarms == {"skewed": 0, "ties": 0}
     cal = calibrate(profile, reference, 3000, false_alarm_rate=TARGET, draws=200)
@@ -187,10 +188,12 @@ def test_where_calibration_applies(profile: Profile, reference: pd.DataFrame) ->
     assert near.drifted == (near.statistic > near.threshold)
     # far from the calibrated size (more than CALIBRATION_MAX_RATIO): configured thresholds
     far = first(int(1000 * CALIBRATION_MAX_RATIO) + 500)
-    assert far.mode == "binned" and far.threshold == 0.1
+    assert far.mode == "binned" and far.threshold == DEFAULT_THRESHOLDS["wasserstein"]
     # switched off, or overridden for the column
     off = first(1000, DriftSettings(use_calibration=False))
-    assert off.mode == "exact" and off.threshold == 0.05  # 1000 rows: small-window KS
+    assert off.mode == "exact" and off.test == "ks"  # 1000 rows: small-window KS
+    assert off.p_value is not None and off.drifted == (off.p_value < off.threshold)
+    assert off.threshold <= DriftSettings().window_false_alarm_rate  # Holm's level
     pinned = first(1500, DriftSettings(columns={"skewed": ColumnTest(threshold=0.3)}))
     assert pinned.mode == "binned" and pinned.threshold == 0.3
 

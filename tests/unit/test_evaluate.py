@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from detectors.evaluate import choose_test, compare_windows, evaluate_window, take_rows
 from detectors.multiple_testing import benjamini_hochberg, bh_adjusted, bonferroni, correct
 from detectors.profile import Profile, build_profile
 from detectors.schema import Kind, Schema
-from detectors.settings import ColumnTest, DriftSettings
+from detectors.settings import DEFAULT_THRESHOLDS, ColumnTest, DriftSettings
 from detectors.sketch import WindowSketch
 from detectors.stats import CategoricalBins, NumericBins
 
@@ -99,13 +100,22 @@ def test_small_window_uses_p_value_tests_on_raw_rows(
     window = make_reference(500, seed=1)
     sketch = sketch_of(small_profile, window)
     assert sketch.complete
-    features, _, _ = evaluate_window(small_profile, sketch)
-    for col in features.columns:
+    features, predictions, _ = evaluate_window(small_profile, sketch)
+    # Holm over the feature p-values, at their share of the window's 1% rate
+    tested = features.tested_count + predictions.tested_count
+    level = DriftSettings().window_false_alarm_rate * features.tested_count / tested
+    p_values = np.array([c.p_value for c in features.columns if c.p_value is not None])
+    holm = correct(p_values, level, "holm")
+    assert features.correction == "holm"
+    for col, threshold in zip(features.columns, holm.thresholds, strict=True):
         kind = small_profile.schema.column(col.feature).kind
         assert col.test == ("ks" if kind is Kind.NUMERIC else "chi_square")
         assert col.p_value is not None and 0.0 <= col.p_value <= 1.0
-        assert col.threshold == 0.05
-        assert col.drifted == (col.p_value < 0.05)
+        assert col.threshold == pytest.approx(threshold)
+        assert col.drifted == (col.p_value < col.threshold)
+        if col.test == "ks":  # D with its confidence interval
+            assert col.effect is not None
+            assert col.effect.low <= col.statistic <= col.effect.high
     # numeric columns run exactly: the raw window against the profile's raw sample
     for name in ("normal", "lognormal", "ties", "with_nan"):
         col = features.column(name)
@@ -127,7 +137,9 @@ def test_large_window_uses_effect_sizes(make_reference: Callable, small_profile:
         assert col.test == ("wasserstein" if kind is Kind.NUMERIC else "jensen_shannon")
         assert col.mode == "binned"
         assert col.p_value is None
-        assert col.threshold == 0.1
+        assert col.threshold == DEFAULT_THRESHOLDS[col.test]  # the margin
+        assert col.effect is not None and col.effect.low <= col.effect.high
+        assert col.drifted == (col.effect.low > col.threshold)
     assert features.column("normal").error_bound is not None
     assert not features.drifted and features.drifted_count == 0
 
@@ -243,7 +255,9 @@ def test_column_overrides(make_reference: Callable, small_profile: Profile) -> N
     assert (features.column("normal").test, features.column("normal").threshold) == ("psi", 0.5)
     uniform = features.column("uniform")
     assert (uniform.test, uniform.threshold) == ("wasserstein", 0.01)
-    assert uniform.drifted == (uniform.statistic >= 0.01)
+    # the column's own margin, with the same confidence as the default one
+    assert uniform.effect is not None
+    assert uniform.drifted == (uniform.effect.low > 0.01)
     assert features.column("device").test == "jensen_shannon"
     # small window: the override still wins over the small-window default
     small = evaluate_window(
@@ -311,32 +325,45 @@ def _borderline_window(profile: Profile) -> pd.DataFrame:
 
 
 def test_corrections_change_the_verdict_as_defined(wide_profile: Profile) -> None:
+    """Every correction at a window rate of 5%: the p-value family of the features gets
+    its share 5% · m_p / m of the window's m tested columns (the prediction is one)."""
     sketch = sketch_of(wide_profile, _borderline_window(wide_profile))
-    plain = evaluate_window(wide_profile, sketch, DriftSettings(share_threshold=0.4))[0]
+    rate = 0.05
+
+    def run(correction: str):
+        settings = DriftSettings(
+            share_threshold=0.4, correction=correction, window_false_alarm_rate=rate
+        )
+        return evaluate_window(wide_profile, sketch, settings)
+
+    plain, predictions, _ = run("none")
     pvals = {c.feature: c.p_value for c in plain.columns}
     assert all(p is not None for p in pvals.values())
     names = list(pvals)
     p = np.array([pvals[n] for n in names])
-    m = len(p)
+    m = plain.tested_count + predictions.tested_count
+    family = rate * len(p) / m
+    # none: each column at its own threshold (0.05)
     assert plain.drifted_count == int((p < 0.05).sum())
 
-    bonf = evaluate_window(
-        wide_profile, sketch, DriftSettings(share_threshold=0.4, correction="bonferroni")
-    )[0]
-    assert [bonf.column(n).drifted for n in names] == list(p < 0.05 / m)
-    assert all(bonf.column(n).threshold == pytest.approx(0.05 / m) for n in names)
+    bonf = run("bonferroni")[0]
+    assert [bonf.column(n).drifted for n in names] == list(p < rate / m)
+    assert all(bonf.column(n).threshold == pytest.approx(rate / m) for n in names)
 
-    bh = evaluate_window(
-        wide_profile, sketch, DriftSettings(share_threshold=0.4, correction="benjamini_hochberg")
-    )[0]
+    holm = run("holm")[0]
+    expected = multipletests(p, family, method="holm")[0]
+    assert [holm.column(n).drifted for n in names] == list(expected)
+
+    bh = run("benjamini_hochberg")[0]
     assert [bh.column(n).drifted for n in names] == list(
-        stats.false_discovery_control(p, method="bh") < 0.05
+        stats.false_discovery_control(p, method="bh") < family
     )
     # the reported threshold is the effective one: drifted == p < threshold, for every rule
-    for result in (plain, bonf, bh):
+    for result in (plain, bonf, holm, bh):
         assert all(c.drifted == (c.p_value < c.threshold) for c in result.columns)
-    # the data are borderline by construction: each correction flags fewer columns
-    assert plain.drifted_count > bh.drifted_count >= bonf.drifted_count
+    # the data are borderline by construction: each correction flags fewer columns, Holm
+    # at least what Bonferroni flags
+    assert plain.drifted_count > bh.drifted_count >= holm.drifted_count >= bonf.drifted_count
     assert plain.drifted and not bonf.drifted
     assert bonf.correction == "bonferroni" and bh.correction == "benjamini_hochberg"
 
@@ -381,7 +408,7 @@ def test_bonferroni_by_definition() -> None:
     np.testing.assert_allclose(c.thresholds, 0.005)
     assert correct(p, 0.05, "none").rejected.sum() == int((p < 0.05).sum())
     with pytest.raises(ValueError):
-        correct(p, 0.05, "holm")
+        correct(p, 0.05, "sidak")
     with pytest.raises(ValueError, match="NaN"):
         bonferroni(np.array([0.1, np.nan]), 0.05)
 

@@ -1,6 +1,6 @@
 """Noise floors of the distance tests: their limits checked by simulation, and the default
-thresholds on unchanged and on changed data at the window sizes where a fixed effect-size
-threshold alone false-alarms."""
+verdicts (confidence intervals whose half-width is the floor) on unchanged and on changed
+data at the window sizes where a fixed effect-size threshold alone false-alarms."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from detectors.evaluate import compare_windows, evaluate_window
 from detectors.profile import Profile, build_profile
 from detectors.results import TestResult
 from detectors.schema import Schema
-from detectors.settings import ColumnTest, DriftSettings
+from detectors.settings import DEFAULT_THRESHOLDS, ColumnTest, DriftSettings
 from detectors.sketch import WindowSketch
 from detectors.stats import CategoricalBins, NumericBins, Stats
 
@@ -244,26 +244,28 @@ def test_unchanged_windows_are_rarely_flagged(
     model_profile: Profile, rows: int, windows: int
 ) -> None:
     """At most 1% of unchanged windows flagged per column, at every size, with the
-    default settings (the bound: the binomial 99.9% quantile of a 1% rate)."""
+    default settings (the bound: the binomial 99.9% quantile of a 1% rate). The noise
+    floor is the half-width of each distance's confidence interval: a column flags only
+    when the interval's lower end clears the margin."""
     rng = np.random.default_rng(rows)
     flagged = dict.fromkeys((*NUMERIC, *CATEGORICAL), 0)
-    without_floor = dict.fromkeys(CATEGORICAL, 0)
+    plug_in = dict.fromkeys(CATEGORICAL, 0)
     for w in range(windows):
         sketch = window(model_profile, model_frame(rows, rng))
         for col in evaluate_window(model_profile, sketch)[0].columns:
             assert col.test in ("wasserstein", "jensen_shannon")
-            assert col.threshold >= 0.1
-            assert col.drifted == (col.statistic >= col.threshold)
+            assert col.threshold == DEFAULT_THRESHOLDS[col.test]
+            assert col.effect is not None
+            assert col.effect.low <= col.statistic <= col.effect.high
+            assert col.drifted == (col.effect.low > col.threshold)
             flagged[col.feature] += col.drifted
-        if rows == 1001 and w < 20:  # the fixed threshold alone, for comparison
-            plain = evaluate_window(model_profile, sketch, DriftSettings(noise_floor_alpha=None))
-            for name in CATEGORICAL:
-                without_floor[name] += plain[0].column(name).drifted
+            if col.feature in plug_in and w < 20:  # the plug-in distance alone
+                plug_in[col.feature] += col.statistic >= col.threshold
     limit = stats.binom.ppf(0.999, windows, 0.01)
     assert all(count <= limit for count in flagged.values()), (rows, flagged)
     if rows == 1001:
-        # 0.1 is below the no-change noise of 100 categories at 1001 rows
-        assert without_floor["uniform100"] >= 18, without_floor
+        # the margin is far below the no-change noise of 100 categories at 1001 rows
+        assert plug_in["uniform100"] >= 18, plug_in
 
 
 def test_real_changes_are_still_flagged_at_1001_rows(model_profile: Profile) -> None:
@@ -279,8 +281,8 @@ def test_real_changes_are_still_flagged_at_1001_rows(model_profile: Profile) -> 
             frame[name] += 0.25 * model_profile.numeric[name].std
         features, _, _ = evaluate_window(model_profile, window(model_profile, frame))
         for col in features.columns:
-            assert col.drifted, (col.feature, col.statistic, col.threshold)
-        assert {features.column(n).threshold_source for n in CATEGORICAL} == {"noise_floor"}
+            assert col.effect is not None
+            assert col.drifted, (col.feature, col.statistic, col.effect, col.threshold)
 
 
 def test_threshold_source_and_precedence(model_profile: Profile) -> None:
@@ -288,32 +290,32 @@ def test_threshold_source_and_precedence(model_profile: Profile) -> None:
     sketch = window(model_profile, model_frame(1001, rng))
     features = evaluate_window(model_profile, sketch)[0]
     uniform = features.column("uniform100")
-    # the floor of 100 categories at 1001 rows is above the configured 0.1
-    assert uniform.threshold_source == "noise_floor" and uniform.threshold > 0.12
+    assert uniform.threshold_source == "default"
+    assert uniform.threshold == DEFAULT_THRESHOLDS["jensen_shannon"]
     assert uniform.mode == "exact"  # the reservoir holds the window: raw categories
-    # disabled: the configured thresholds alone
-    plain = evaluate_window(model_profile, sketch, DriftSettings(noise_floor_alpha=None))[0]
-    assert {(c.threshold, c.threshold_source) for c in plain.columns} == {(0.1, "default")}
-    assert [c.statistic for c in plain.columns] == [c.statistic for c in features.columns]
-    # a column's own threshold is taken as written
+    # the noise of 100 categories at 1001 rows: the interval is wide
+    assert uniform.effect is not None and uniform.effect.high - uniform.statistic > 0.12
+    # a column's own threshold is its margin, judged with the same confidence
     pinned = DriftSettings(columns={"uniform100": ColumnTest(threshold=0.05)})
     col = evaluate_window(model_profile, sketch, pinned)[0].column("uniform100")
     assert (col.threshold, col.threshold_source) == (0.05, "override")
-    # large windows: the floor is far below the default, which applies
+    assert col.effect == uniform.effect and col.drifted == (col.effect.low > 0.05)
+    # large windows: narrow intervals
     big = window(model_profile, model_frame(100_000, rng))
-    assert {c.threshold_source for c in evaluate_window(model_profile, big)[0].columns} == {
-        "default"
-    }
-    # p-value tests keep their level
+    for c in evaluate_window(model_profile, big)[0].columns:
+        assert c.threshold_source == "default" and c.effect is not None
+        assert c.effect.high - c.effect.low < 0.05
+    # p-value tests: Holm's threshold at the window's rate
     small = evaluate_window(model_profile, window(model_profile, model_frame(500, rng)))[0]
-    assert {(c.threshold, c.threshold_source) for c in small.columns} == {(0.05, "default")}
-    with pytest.raises(ValueError, match="noise_floor_alpha"):
-        DriftSettings(noise_floor_alpha=0.0)
-    with pytest.raises(ValueError, match="noise_floor_alpha"):
-        DriftSettings(noise_floor_alpha=1.0)
+    assert {c.threshold_source for c in small.columns} == {"default"}
+    assert all(c.threshold <= 0.01 for c in small.columns)
+    with pytest.raises(ValueError, match="window_false_alarm_rate"):
+        DriftSettings(window_false_alarm_rate=0.0)
+    with pytest.raises(ValueError, match="window_false_alarm_rate"):
+        DriftSettings(window_false_alarm_rate=1.0)
 
 
-def test_calibrated_thresholds_get_no_floor(model_profile: Profile) -> None:
+def test_calibrated_thresholds_get_no_interval(model_profile: Profile) -> None:
     reference = model_frame(20_000, np.random.default_rng(13))
     cal = calibrate(
         model_profile, reference, 1000, false_alarm_rate=0.05, draws=100, tests=["wasserstein"]
@@ -325,8 +327,10 @@ def test_calibrated_thresholds_get_no_floor(model_profile: Profile) -> None:
         col = features.column(name)
         assert (col.mode, col.threshold_source) == ("calibrated", "calibrated")
         assert col.threshold == cal.thresholds[name]["wasserstein"]
-    # the categorical columns had no calibration for their test: default, then floor
-    assert features.column("uniform100").threshold_source == "noise_floor"
+        assert col.effect is None and col.drifted == (col.statistic > col.threshold)
+    # the categorical columns had no calibration for their test: the margin and interval
+    uniform = features.column("uniform100")
+    assert uniform.threshold_source == "default" and uniform.effect is not None
 
 
 def test_threshold_source_in_json() -> None:
@@ -348,8 +352,9 @@ def test_canary_floors_come_from_the_baseline_window(model_profile: Profile) -> 
         canary = window(model_profile, model_frame(3000, rng))
         features, _ = compare_windows(stable, canary)
         alarms += features.drifted_count
-        # n_eff 1500 for 100 categories: the floor is above 0.1
-        assert features.column("uniform100").threshold_source == "noise_floor"
+        # n_eff 1500 for 100 categories: the interval is wider than the margin
+        effect = features.column("uniform100").effect
+        assert effect is not None and effect.high - effect.low > 0.1
     assert alarms <= 1
     moved = model_frame(3000, rng)
     moved.loc[rng.random(3000) < 0.2, "uniform100"] = "brand_new"
@@ -363,7 +368,7 @@ def test_floors_are_deterministic(model_profile: Profile) -> None:
     first = evaluate_window(model_profile, sketch)[0]
     noise_floor.clear_cache()
     again = evaluate_window(model_profile, sketch)[0]
-    assert [c.threshold for c in first.columns] == [c.threshold for c in again.columns]
+    assert [c.effect for c in first.columns] == [c.effect for c in again.columns]
 
 
 # -- binned KS p-values on large windows -------------------------------------------------
