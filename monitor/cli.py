@@ -21,6 +21,7 @@ import monitor
 
 err = Console(stderr=True)
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 class UsageError(Exception):
     """A command line that cannot work as given; the message says what to change."""
@@ -387,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -415,3 +416,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 if __name__ == "__main__":
     sys.exit(main())
+    from monitor.redaction import RedactingFormatter
+
+    for handler in logging.getLogger().handlers:
+        # no URL credentials in any log line, whichever library wrote it
+        handler.setFormatter(RedactingFormatter(LOG_FORMAT))

@@ -11,6 +11,7 @@ request on the standard library, so no action needs a client dependency.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import random
@@ -19,7 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from monitor.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from monitor.actions.decision import Decision
@@ -80,13 +83,22 @@ def http_request(
     ssl_context: ssl.SSLContext | None = None,
 ) -> HTTPReply:
     """One request, no redirects followed; connection problems raise a retryable
-    :class:`ActionError`, any HTTP status is returned."""
+    :class:`ActionError`, any HTTP status is returned.
+
+    User info in the URL (``https://user:password@host/...``) is sent as HTTP Basic
+    authentication (unless ``headers`` has an Authorization) and never shown: errors
+    name the URL redacted (monitor/redaction.py).
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ActionError(f"not an http(s) URL: {url}")
+        raise ActionError(f"not an http(s) URL: {redact_url(url)}")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
+    headers = dict(headers or {})
+    if parts.username is not None and not any(k.lower() == "authorization" for k in headers):
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(
@@ -98,17 +110,16 @@ def http_request(
     else:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read(MAX_REPLY_BYTES)
         return HTTPReply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
     except ssl.SSLError as exc:
         # a certificate problem does not fix itself on retry
-        raise ActionError(f"TLS error talking to {parts.netloc}: {exc}") from None
+        raise ActionError(f"TLS error talking to {redact_url(url)}: {exc}") from None
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
         raise ActionError(
-            f"{method} {parts.scheme}://{parts.netloc}{parts.path} failed: "
-            f"{type(exc).__name__}: {exc}",
+            f"{method} {redact_url(url)} failed: {type(exc).__name__}: {redact_text(str(exc))}",
             retryable=True,
         ) from None
     finally:

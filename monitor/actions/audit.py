@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from monitor.redaction import redact_text
+
 __all__ = ["AuditLog", "read_audit"]
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,12 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def append(self, record: Mapping[str, Any]) -> bool:
-        """Write ``record`` as one line; False (and a logged error) when it could not be."""
-        line = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str) + b"\n"
+        """Write ``record`` as one line; False (and a logged error) when it could not be.
+
+        Credentials in any URL the record mentions are masked (monitor/redaction.py).
+        """
+        raw = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+        line = redact_text(raw).encode() + b"\n"
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from monitor import __version__
 from monitor.actions import ActionError, Retry, http_request
 from monitor.actions.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
 from monitor.config.rollback import ActionConfig
+from monitor.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,6 +82,7 @@ class WebhookAction:
         self.name = name
         self.config = config
         self.url = config.url
+        self.shown_url = redact_url(config.url)  # what logs and the audit log may show
         self.retry = retry or Retry(config.retries, config.backoff, config.max_backoff)
         self._clock = clock
 
@@ -114,9 +116,9 @@ class WebhookAction:
                 timeout=self.config.timeout,
             )
             if 200 <= reply.status < 300:
-                return f"POST {self.url} answered {reply.status} (attempt {n + 1})"
+                return f"POST {self.shown_url} answered {reply.status} (attempt {n + 1})"
             raise ActionError(
-                f"POST {self.url} answered {reply.status}: {reply.text()}",
+                f"POST {self.shown_url} answered {reply.status}: {redact_text(reply.text())}",
                 retryable=reply.status >= 500,
                 status=reply.status,
             )

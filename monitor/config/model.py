@@ -12,7 +12,6 @@ import difflib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
@@ -40,6 +39,7 @@ from monitor.config.state import StateConfig
 from monitor.config.windows import WindowsConfig
 
 __all__ = ["DEFAULT_REPLAY_ROWS", "MonitorConfig"]
+from monitor.redaction import redact
 
 
 class MonitorConfig(Section):
@@ -216,13 +216,11 @@ class MonitorConfig(Section):
     def effective_yaml(self) -> str:
         """The configuration with every default filled in, as YAML that loads back to it.
 
-        Nothing secret is printed: the file only ever names environment variables, and a
-        password written into a URL's user info is masked.
+        Nothing secret is printed: the file only ever names environment variables, and
+        credentials written into any URL (a webhook's, the OTLP endpoint's) are masked
+        (monitor/redaction.py). A masked URL does not load back to the same secret.
         """
-        data = self.model_dump(mode="json", by_alias=True)
-        endpoint = data["exporter"]["otlp_endpoint"]
-        if endpoint:
-            data["exporter"]["otlp_endpoint"] = _mask_userinfo(endpoint)
+        data = redact(self.model_dump(mode="json", by_alias=True))
         header = (
             "# effective driftline configuration: every default filled in.\n"
             "# Secrets are not here: *_env keys name the environment variables holding them.\n"
@@ -309,11 +307,3 @@ def _has_column(path: Path, name: str) -> bool:
 
 
 DEFAULT_REPLAY_ROWS = 1000
-
-
-def _mask_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))

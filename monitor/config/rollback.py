@@ -40,6 +40,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from monitor.config.durations import DURATION_HINT
 from monitor.config.rules import Duration, Section, bad_value, env_name, fail
+from monitor.redaction import redact_url
 
 # What a window was compared with: the reference (training data) or the stable version.
 Baseline = Literal["reference", "stable"]
@@ -327,7 +328,7 @@ class ActionConfig(Section):
             if not self.url:
                 raise fail("url", "is required for kind webhook; write the receiver's URL")
             if not re.match(r"^https?://[^/\s]+", self.url):
-                raise fail("url", f"{self.url!r} is not an http(s) URL")
+                raise fail("url", f"{redact_url(self.url)!r} is not an http(s) URL")
             if not self.secret_env:
                 raise fail(
                     "secret_env",
