@@ -314,7 +314,8 @@ def run_demo(
     schedule: tuple[synthetic.Drift, ...] = synthetic.DEFAULT_SCHEDULE,
     console: Console | None = None,
 ) -> int:
-    """Run the demo; returns 0 when every injected drift was found, 1 otherwise.
+    """Run the demo; returns 0 when every change injected in the run was found and the
+    windows before the first one were clean, 1 otherwise.
 
     Raises BrokerError without the ``demo`` extra and PortInUseError when ``port`` is
     taken, before anything is built.
@@ -323,15 +324,63 @@ def run_demo(
     if port:
         _check_port(port)
     console = console or Console()
+    state = play(duration, rate, port, window_seconds, schedule, console)
+    return conclude(state, schedule, duration, window_seconds, console)
+
+
+def play(
+    duration: float,
+    rate: int,
+    port: int,
+    window_seconds: float,
+    schedule: tuple[synthetic.Drift, ...],
+    console: Console,
+) -> DemoState:
+    """The live part of the demo: broker, model and agent for ``duration`` seconds."""
     logging.getLogger("monitor").setLevel(logging.WARNING)
-    state = asyncio.run(
+    return asyncio.run(
         _demo(duration, rate, port, window_seconds, schedule, console, live=console.is_terminal)
     )
+
+
+def injected(
+    schedule: tuple[synthetic.Drift, ...], duration: float, window_seconds: float
+) -> tuple[synthetic.Drift, ...]:
+    """The changes the run really made: injected at least one window before its end
+    (a change injected later cannot fill a window, one after the end never happened)."""
+    return tuple(d for d in schedule if d.at + window_seconds <= duration)
+
+
+def alarm(report: WindowReport) -> bool:
+    """Whether a window says anything changed: a verdict, any drifted column (features
+    or prediction) or a quality breach."""
+    columns = (*report.drift.columns, *report.prediction_drift.columns)
+    return report.drifted or any(c.drifted for c in columns) or report.quality.breached
+
+
+def clean_before(state: DemoState, schedule: tuple[synthetic.Drift, ...]) -> tuple[int, int]:
+    """(windows, windows with an alarm) among those that ended before the first change."""
+    first = min((d.at for d in schedule), default=float("inf"))
+    before = [r for r in state.reports if r.window_end <= state.started + first]
+    alarms = [r for r in before if alarm(r)]
+    return len(before), len(alarms)
+
+
+def conclude(
+    state: DemoState,
+    schedule: tuple[synthetic.Drift, ...],
+    duration: float,
+    window_seconds: float,
+    console: Console,
+) -> int:
+    """Print what the agent found for each change the run injected; 0 when it found
+    every one and raised no alarm before the first, else 1."""
+    made = injected(schedule, duration, window_seconds)
     table = Table(title="what the agent found")
     for col in ("injected", "at", "found in window", "after"):
         table.add_column(col)
     ok = True
-    for f in findings(state, schedule):
+    for f in findings(state, made):
         if f.window_start is None:
             ok = False
             table.add_row(f.drift.description, f"+{f.drift.at:.0f}s", "[red]not found[/]", "-")
@@ -344,5 +393,18 @@ def run_demo(
                 f"{f.latency:.1f} s" if f.latency is not None else "-",
             )
     console.print(table)
+    skipped = [d for d in schedule if d not in made]
+    if skipped:
+        console.print(
+            f"not injected in a {duration:.0f} s run (each change needs a {window_seconds:g} s "
+            "window before the end): " + "; ".join(f"+{d.at:.0f}s {d.description}" for d in skipped)
+        )
+    before, alarms = clean_before(state, schedule)
+    if schedule:
+        console.print(
+            f"{before} windows before the first change, "
+            + (f"[red]{alarms} with a false alarm[/]" if alarms else "all clean")
+        )
+    ok = ok and alarms == 0
     console.print(f"{len(state.reports)} windows, {state.produced:,} predictions")
     return 0 if ok else 1

@@ -1,7 +1,8 @@
 """`driftline demo`, compressed: embedded broker, drifting synthetic model, agent.
 
 The demo's schedule is squeezed into 25 seconds (a change every 6 s, 3-second windows);
-it returns 0 only when the agent found every injected change in a window after it.
+it returns 0 only when the agent found every injected change in a window after it and
+raised no alarm in the windows before the first change.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from monitor.demo import synthetic
-from monitor.demo.live import run_demo
+from monitor.demo.live import alarm, clean_before, conclude, play
 
 pytestmark = pytest.mark.integration
 
@@ -23,13 +24,24 @@ SCHEDULE = (
 )
 
 
-def test_compressed_demo_finds_every_injected_drift() -> None:
+def test_compressed_demo_finds_every_injected_drift_and_nothing_before() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=160)
-    code = run_demo(
+    state = play(
         duration=25.0, rate=1000, port=0, window_seconds=3.0, schedule=SCHEDULE, console=console
     )
+    code = conclude(state, SCHEDULE, 25.0, 3.0, console)
     text = out.getvalue()
+    # the windows before the first change are clean: no drift, no quality breach
+    before, alarms = clean_before(state, SCHEDULE)
+    assert before >= 1, text
+    early = [r for r in state.reports if r.window_end <= state.started + SCHEDULE[0].at]
+    assert len(early) == before
+    for r in early:
+        assert not r.drifted and not r.quality.breached, r.to_dict()
+        assert not any(c.drifted for c in (*r.drift.columns, *r.prediction_drift.columns))
+        assert not alarm(r)
+    assert alarms == 0
     assert code == 0, text
     assert "what the agent found" in text
     assert "not found" not in text
