@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from detectors.run_length import SequentialCalibration
 from detectors.schema import Kind, Schema, SchemaError, as_float_array, infer_schema
 
 if TYPE_CHECKING:
@@ -220,6 +221,8 @@ class Profile:
     # What the performance estimators learnt from a labelled reference (``reference build
     # --labels``); None for a profile built without labels.
     performance: PerformanceReference | None = None
+    # Run-length curves of the sequential detectors (detectors/sequential_calibration.py).
+    sequential: SequentialCalibration | None = None
 
     # -- stacked views for the vectorized tests ---------------------------------------
 
@@ -292,6 +295,8 @@ class Profile:
         # Left out when absent, so a profile without labels keeps its content hash.
         if self.performance is not None:
             out["performance"] = self.performance.to_dict()
+        if self.sequential is not None:
+            out["sequential"] = self.sequential.to_dict()
         return out
 
     @cached_property
@@ -329,7 +334,14 @@ class Profile:
             inference=dict(d.get("inference", {})),
             calibrations=tuple(Calibration.from_dict(c) for c in d.get("calibrations", [])),
             performance=_performance_from_dict(d.get("performance")),
+            sequential=(
+                SequentialCalibration.from_dict(d["sequential"]) if d.get("sequential") else None
+            ),
         )
+
+    def with_sequential(self, calibration: SequentialCalibration) -> Profile:
+        """A copy that holds the sequential detectors' run-length curves."""
+        return replace(self, sequential=calibration)
 
     def with_calibration(self, calibration: Calibration) -> Profile:
         """A copy that also holds ``calibration`` (replacing one for the same window size)."""

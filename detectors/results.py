@@ -55,6 +55,49 @@ class Effect:
 
 
 @dataclass(frozen=True)
+class Sequential:
+    """Where a column's (or the dataset's) sequential detector stands after this window.
+
+    ``statistic`` is the CUSUM of its leading ``channel`` ("location_up", "scale_down",
+    "shape", "unseen", "dataset", ...) and ``threshold`` the one it is judged against,
+    calibrated for the configured expected run time between false alarms
+    (``detectors/sequential.py``). ``detected_at`` is set only in the window where the
+    detector fired: the event time (agent) or row offset (row windows in replay) of the
+    window's end; None otherwise.
+    """
+
+    statistic: float
+    threshold: float
+    detected_at: float | None = None
+    channel: str | None = None
+
+    @property
+    def fired(self) -> bool:
+        return self.detected_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "statistic": _num(self.statistic),
+            "threshold": _num(self.threshold),
+            "detected_at": self.detected_at,
+            "channel": self.channel,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Sequential:
+        def f(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        at = d.get("detected_at")
+        return cls(
+            statistic=f(d.get("statistic")),
+            threshold=f(d.get("threshold")),
+            detected_at=None if at is None else float(at),
+            channel=d.get("channel"),
+        )
+
+
+@dataclass(frozen=True)
 class TestResult:
     """One test of one column: what was measured and whether it crossed its threshold.
 
@@ -80,12 +123,14 @@ class TestResult:
     error_bound: float | None = None
     threshold_source: str = "default"
     effect: Effect | None = None
+    sequential: Sequential | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("statistic", "p_value", "threshold", "error_bound"):
             d[k] = _num(d[k])
         d["effect"] = None if self.effect is None else self.effect.to_dict()
+        d["sequential"] = None if self.sequential is None else self.sequential.to_dict()
         return d
 
     @classmethod
@@ -101,6 +146,9 @@ class TestResult:
             error_bound=d.get("error_bound"),
             threshold_source=d.get("threshold_source", "default"),
             effect=None if d.get("effect") is None else Effect.from_dict(d["effect"]),
+            sequential=(
+                None if d.get("sequential") is None else Sequential.from_dict(d["sequential"])
+            ),
         )
 
 
@@ -110,7 +158,9 @@ class DriftResult:
 
     ``drifted`` is ``share >= share_threshold`` where ``share`` is the fraction of tested
     columns flagged after the multiple-testing ``correction`` ("none", "bonferroni" or
-    "benjamini_hochberg"; corrections apply to p-value tests only).
+    "benjamini_hochberg"; corrections apply to p-value tests only). On a stream the
+    columns' flags are their sequential detectors' verdicts, and ``sequential`` is the
+    dataset-level detector, which also sets ``drifted`` in the window where it fires.
     """
 
     share: float
@@ -120,6 +170,7 @@ class DriftResult:
     drifted: bool
     correction: str
     columns: tuple[TestResult, ...] = ()
+    sequential: Sequential | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +181,7 @@ class DriftResult:
             "drifted": self.drifted,
             "correction": self.correction,
             "columns": [c.to_dict() for c in self.columns],
+            "sequential": None if self.sequential is None else self.sequential.to_dict(),
         }
 
     @classmethod
@@ -142,6 +194,9 @@ class DriftResult:
             drifted=bool(d["drifted"]),
             correction=d["correction"],
             columns=tuple(TestResult.from_dict(c) for c in d["columns"]),
+            sequential=(
+                None if d.get("sequential") is None else Sequential.from_dict(d["sequential"])
+            ),
         )
 
     def column(self, name: str) -> TestResult:

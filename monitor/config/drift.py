@@ -17,6 +17,7 @@ from detectors.settings import (
 )
 from monitor.config.errors import show
 from monitor.config.rules import Section, fail, unknown_name
+from monitor.config.sequential import SequentialConfig
 
 __all__ = ["ALL_TESTS", "ColumnTestConfig", "DriftConfig"]
 
@@ -70,6 +71,8 @@ class DriftConfig(Section):
     exact_max_rows: int = Field(5000, ge=0)
     psi_epsilon: float = Field(1e-4, gt=0, lt=1)
     noise_floor_alpha: float | None = Field(0.001, gt=0, lt=1)
+    # Page's CUSUM over the stream of windows (monitor/config/sequential.py)
+    sequential: SequentialConfig = Field(default_factory=SequentialConfig)
 
     @model_validator(mode="after")
     def _check(self) -> DriftConfig:

@@ -1,4 +1,4 @@
-"""Durations as people write them in ``monitor.yaml`` ("500ms", "60s", "5m", "1h" or a
+"""Durations as people write them in ``monitor.yaml`` ("500ms", "60s", "5m", "1h", "90d" or a
 number of seconds), held as float seconds so the rest of the agent never parses units.
 """
 
@@ -8,10 +8,10 @@ import json
 import math
 import re
 
-DURATION_HINT = "use a number of seconds or 500ms, 60s, 5m, 1h"
+DURATION_HINT = "use a number of seconds or 500ms, 60s, 5m, 1h, 90d"
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 
 
 def parse_duration(value: object) -> float:
@@ -42,7 +42,7 @@ def format_duration(seconds: float) -> str:
     ``parse_duration(format_duration(x)) == x`` for every duration that is a whole number
     of milliseconds, and a close approximation (``%g`` seconds) otherwise.
     """
-    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
     ms = seconds * 1000.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from detectors.evaluate import compare_windows, evaluate_window
 from detectors.profile import Profile
@@ -18,6 +19,9 @@ from detectors.results import WindowReport
 from detectors.settings import DriftSettings, QualitySettings
 from monitor.ingest.traceparent import parse_traceparent
 from monitor.runtime.windows import ClosedWindow
+
+if TYPE_CHECKING:
+    from monitor.runtime.sequential import SequentialMonitor
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,11 @@ class WindowEvaluator:
         drift: DriftSettings,
         quality: QualitySettings,
         stable_version: str | None = None,
+        sequential: SequentialMonitor | None = None,
     ) -> None:
         self.profile = profile
+        # Page's CUSUMs over the stream of windows: the columns' drifted flags follow them.
+        self.sequential = sequential
         self.model = model
         self.drift = drift
         self.quality = quality
@@ -63,6 +70,8 @@ class WindowEvaluator:
         drift, prediction, quality = evaluate_window(
             self.profile, w.sketch, self.drift, self.quality
         )
+        if self.sequential is not None:
+            drift, prediction = self.sequential.observe(w, drift, prediction)
         return EvaluatedWindow(
             self._report(w, drift, prediction, quality, "reference"),
             time.perf_counter() - started,

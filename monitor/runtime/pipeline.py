@@ -19,6 +19,7 @@ from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
 from monitor.ingest.decoder import Decoder
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
+from monitor.runtime.sequential import SequentialMonitor
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,17 @@ class Pipeline:
             self.config.drift.to_settings(),
             self.config.quality.to_settings(),
             stable_version=self.config.windows.stable_version,
+            sequential=self._sequential(),
+        )
+
+    def _sequential(self) -> SequentialMonitor | None:
+        """Page's CUSUMs over the windows unless ``drift.sequential.enabled`` is false."""
+        seq = self.config.drift.sequential
+        if not seq.enabled:
+            return None
+        w = self.config.windows
+        return SequentialMonitor(
+            self.profile, seq.to_settings(w), window_size=w.size, window_slide=w.slide
         )
 
     @property
