@@ -22,7 +22,7 @@ from monitor.report.plots import (
     fmt,
     pct,
 )
-from monitor.report.wording import decision_text, test_name
+from monitor.report.wording import decision_text, effect_text, test_name
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def _article(
     bound = ""
     if r.error_bound is not None:
         bound = f" · error bound {fmt(r.error_bound, 2)}"
+    if r.effect is not None:
+        p_value += f" · effect {effect_text(r)}"
     return (
         f'<article id="{col.anchor}" class="feature{" drifted" if r.drifted else ""}" '
         f'data-feature="{escape(name)}" data-kind="{col.kind.value}" data-role="{role}">'

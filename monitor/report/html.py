@@ -35,7 +35,7 @@ from monitor.report.plots import (
     fmt,
     pct,
 )
-from monitor.report.wording import test_name, when
+from monitor.report.wording import EFFECT_NOTE, effect_text, test_name, when
 
 # progress(description, done, total): called as the page is built, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]
@@ -310,6 +310,7 @@ def _summary(report: WindowReport, columns: list[_Column], previous: WindowRepor
             f"<td class=num>{fmt(r.statistic)}</td>"
             f"<td class=num>{fmt(r.p_value, 3) if r.p_value is not None else '–'}</td>"
             f"<td class=num>{fmt(r.threshold)}</td>"
+            f"<td class=num>{effect_text(r)}</td>"
             f"<td>{_mode_text(r)}</td>"
             f"<td>{_badge(r.drifted, untested)}</td>"
             f"<td class=num>{change}</td>"
@@ -318,12 +319,13 @@ def _summary(report: WindowReport, columns: list[_Column], previous: WindowRepor
     return (
         '<section id="summary" class="card"><h2>Drift by column</h2>'
         '<table class="summary"><thead><tr><th>column</th><th>kind</th><th>test</th>'
-        "<th>statistic</th><th>p-value</th><th>threshold</th><th>mode</th><th>verdict</th>"
+        "<th>statistic</th><th>p-value</th><th>threshold</th><th>effect [interval]</th>"
+        "<th>mode</th><th>verdict</th>"
         "<th>change since previous</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
         '<p class="note">p-value tests (KS, chi-square, Cramér–von Mises) drift when p is below '
-        "the threshold; distances when the statistic reaches it; calibrated thresholds were "
-        "measured on the reference for windows of this size. Binned statistics carry their "
-        "error bound against the exact value.</p></section>"
+        "the threshold, which the multiple-testing correction sets; calibrated thresholds were "
+        "measured on the reference for windows of this size. "
+        f"{escape(EFFECT_NOTE)}</p></section>"
     )
 
 

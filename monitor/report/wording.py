@@ -50,5 +50,32 @@ def decision_text(r: TestResult) -> str:
             return "not tested: no p-value"
         op = "<" if r.drifted else "≥"
         return f"p = {fmt(r.p_value, 3)} {op} {fmt(r.threshold, 3)}"
+    effect = getattr(r, "effect", None)
+    if effect is not None:
+        op = ">" if r.drifted else "≤"
+        return (
+            f"lower confidence bound {fmt(effect.low)} {op} margin {fmt(r.threshold)} "
+            f"(distance {fmt(effect.estimate)}, interval {fmt(effect.low)} … {fmt(effect.high)})"
+        )
     op = "≥" if r.drifted else "<"
     return f"statistic {fmt(r.statistic)} {op} threshold {fmt(r.threshold)}"
+
+
+def effect_text(r: TestResult) -> str:
+    """A column's effect and its confidence interval, or a dash where it has none."""
+    effect = getattr(r, "effect", None)
+    if effect is None:
+        return "–"
+    return f"{fmt(effect.estimate)} [{fmt(effect.low)}, {fmt(effect.high)}]"
+
+
+# What the interval means for the verdict, and what the error bound is not.
+EFFECT_NOTE = (
+    "Effect: the distance between the window and the reference with its confidence "
+    "interval, at the per-column level that keeps the window's chance of any false alarm "
+    "at drift.window_false_alarm_rate; a distance drifts when the interval's lower end "
+    "exceeds its threshold (the margin of a negligible change), so a flag means the change "
+    "is larger than negligible with that confidence. The error bound is a worst-case bound "
+    "on how far a binned statistic can be from its value on the raw rows, usually far looser "
+    "than the actual difference, and does not enter the verdict."
+)

@@ -766,3 +766,24 @@ def test_config_html_keys(tmp_path: Path) -> None:
     path.write_text(base + "reports:\n  html_dir: pages\n  html_base_url: r.example\n")
     with pytest.raises(ConfigError, match="http"):
         load_config(path)
+
+
+def test_effect_interval_and_what_it_means(drifted_page: str, windows: list[Window]) -> None:
+    """Each distance column shows its effect with the interval, the verdict says how it
+    follows from the interval's lower end, and one sentence says what the interval and the
+    error bound mean."""
+    from monitor.report.plots import fmt
+
+    doc = parse(drifted_page)
+    report = windows[2].report
+    with_effect = [r for r in results_of(report) if r.effect is not None]
+    assert with_effect
+    for r in with_effect:
+        assert r.effect is not None
+        row = doc.by_id("summary").find_all("tr", data_feature=r.feature)[0].all_text()
+        assert f"[{fmt(r.effect.low)}, {fmt(r.effect.high)}]" in row
+        line = doc.find_all("article", data_feature=r.feature)[0].find("p", "test-line")
+        if r.test not in ("ks", "chi_square", "cramer_von_mises"):
+            assert f"lower confidence bound {fmt(r.effect.low)}" in line.all_text()
+    note = doc.by_id("summary").find("p", "note").all_text()
+    assert "lower end exceeds its threshold" in note and "does not enter the verdict" in note
