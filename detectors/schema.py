@@ -111,6 +111,14 @@ class Schema:
 # not a measurement, when its name gives no other hint: treated as categorical.
 CATEGORICAL_MAX_DISTINCT_INTEGERS = 10
 
+# An object (text) column is numeric when at least this share of its non-missing values
+# parse as numbers: one stray "n/a" in a column of numbers must not make it categorical
+# (every later window would then alarm on unseen categories). The strays are reported in
+# the inference reason and profiled as missing. See docs/detectors.md.
+NUMERIC_PARSE_SHARE = 0.95
+# How many stray values a reason quotes.
+_STRAY_EXAMPLES = 3
+
 PREDICTION_NAME_HINTS = ("prediction", "predicted", "pred", "score", "y_pred", "output")
 
 
@@ -178,14 +186,46 @@ def _infer_kind(series: pd.Series) -> tuple[Kind, str]:
         return Kind.NUMERIC, f"numeric: integer with {distinct} distinct values"
     if pd.api.types.is_float_dtype(dtype):
         return Kind.NUMERIC, "numeric: float"
-    # Object columns: numeric only if every non-missing value parses as a number.
+    # Object columns: numeric when nearly every non-missing value parses as a number.
     values = series.dropna()
     if len(values) and pd.api.types.infer_dtype(values, skipna=True) == "boolean":
         # Booleans with missing values come as objects; to_numeric would take them as 0/1.
         return Kind.CATEGORICAL, "categorical: boolean"
-    if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
-        return Kind.NUMERIC, "numeric: object column whose values all parse as numbers"
+    if not len(values):
+        return Kind.CATEGORICAL, "categorical: text values"
+    parsed = pd.to_numeric(values, errors="coerce")
+    parses = parsed.notna().to_numpy()
+    n, good = len(values), int(parses.sum())
+    if good == n:
+        return _parsed_kind(parsed, "numeric: object column whose values all parse as numbers")
+    share = good / n
+    if share >= NUMERIC_PARSE_SHARE:
+        strays = values[~parses]
+        examples = ", ".join(repr(str(v)) for v in strays.unique()[:_STRAY_EXAMPLES])
+        more = ", ..." if strays.nunique() > _STRAY_EXAMPLES else ""
+        why = (
+            f"numeric: {good:,} of {n:,} values parse as numbers ({share:.2%}, at least "
+            f"{NUMERIC_PARSE_SHARE:.0%}); {n - good:,} stray value(s) profiled as missing: "
+            f"{examples}{more}"
+        )
+        return _parsed_kind(parsed, why)
+    if good:
+        return Kind.CATEGORICAL, (
+            f"categorical: text values (only {share:.1%} parse as numbers; numeric needs "
+            f"{NUMERIC_PARSE_SHARE:.0%})"
+        )
     return Kind.CATEGORICAL, "categorical: text values"
+
+
+def _parsed_kind(parsed: pd.Series, why: str) -> tuple[Kind, str]:
+    """Numbers written as text follow the rule of numeric columns: a few distinct
+    integers are codes (categorical), anything else is numeric."""
+    numbers = parsed.dropna().to_numpy(dtype=np.float64)
+    integral = bool(np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)))
+    distinct = len(np.unique(numbers))
+    if integral and distinct <= CATEGORICAL_MAX_DISTINCT_INTEGERS:
+        return Kind.CATEGORICAL, f"categorical: text of integers with {distinct} distinct values"
+    return Kind.NUMERIC, why
 
 
 def _is_temporal(series: pd.Series) -> bool:

@@ -27,6 +27,7 @@ from monitor.config.record import RecordConfig
 from monitor.config.reports import ReportsConfig
 from monitor.config.rollback import (
     ActionConfig,
+from monitor.config.replay_input import record_layout
     AlertsConfig,
     AuditConfig,
     PolicyConfig,
@@ -260,15 +261,18 @@ class MonitorConfig(Section):
         """A configuration for ``driftline replay`` without a file.
 
         The input's columns are the features (``features_field`` is empty: each record is
-        flat). Windows are ``window_rows`` rows when given; else ``window_size`` (60s by
-        default) of event time when the input has the time column (``event_time_field``,
-        by default "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
+        flat), unless it is JSON lines of driftline's own records (a ``features`` object,
+        or a batch), which are decoded with the default ``record:`` settings; KServe v2
+        records are refused (see monitor/config/replay_input.py). Windows are
+        ``window_rows`` rows when given; else ``window_size`` (60s by default) of event
+        time when the input has the time column (``event_time_field``, by default
+        "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
         """
         time_field = event_time_field or RecordConfig.model_fields["event_time_field"].default
         windows: dict[str, Any] = {}
         if window_rows is not None:
             windows["rows"] = window_rows
-        elif window_size is not None or _has_column(Path(input_path), time_field):
+        elif window_size is not None or has_time:
             windows["size"] = 60.0 if window_size is None else window_size
         else:
             windows["rows"] = DEFAULT_REPLAY_ROWS
@@ -276,10 +280,20 @@ class MonitorConfig(Section):
             "model": model,
             "reference": str(reference),
             "source": {"kind": "file", "file": {"path": str(input_path), "format": format}},
-            "record": {"features_field": "", "event_time_field": time_field},
+            "record": record,
             "windows": windows,
             "reports": {"log": True},
         }
+        path = Path(input_path)
+        layout, first = "flat", None
+        if (format or format_from_extension(path)) == "jsonl":
+            layout, first = record_layout(path)
+        if layout == "driftline":
+            record: dict[str, Any] = {"event_time_field": time_field}
+            has_time = first is not None and time_field in first
+        else:
+            record = {"features_field": "", "event_time_field": time_field}
+            has_time = _has_column(path, time_field)
         return cls.model_validate(data, source="replay")
 
 
