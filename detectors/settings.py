@@ -87,9 +87,6 @@ class DriftSettings:
     exact_max_rows: int = 5000
     # PSI and KL-type divergences need non-zero proportions: empty bins get this mass.
     psi_epsilon: float = 1e-4
-    # Superseded by window_false_alarm_rate (the confidence intervals use the per-column
-    # level); accepted and ignored.
-    noise_floor_alpha: float | None = None
 
     def __post_init__(self) -> None:
         for attr in ("numeric_small", "numeric_large"):
@@ -113,10 +110,6 @@ class DriftSettings:
         for test in self.thresholds:
             if test not in DEFAULT_THRESHOLDS:
                 raise ValueError(f"thresholds: unknown test {test!r}")
-        if self.noise_floor_alpha is not None and not 0.0 < self.noise_floor_alpha < 1.0:
-            raise ValueError(
-                f"noise_floor_alpha must be in (0, 1) or None, got {self.noise_floor_alpha}"
-            )
 
 
 @dataclass(frozen=True)

@@ -65,14 +65,27 @@ class DriftConfig(Section):
     thresholds: dict[str, float] = Field(default_factory=dict)
     columns: dict[str, ColumnTestConfig] = Field(default_factory=dict)
     share_threshold: float = 0.5
-    correction: Literal["none", "bonferroni", "benjamini_hochberg"] = "none"
+    correction: Literal["none", "holm", "bonferroni", "benjamini_hochberg"] = "holm"
+    # The chance that a window of unchanged data flags any column (docs/detectors.md).
+    window_false_alarm_rate: float = Field(0.01, gt=0, lt=1)
     use_calibration: bool = True
     exact: Literal["auto", "never", "always"] = "auto"
     exact_max_rows: int = Field(5000, ge=0)
     psi_epsilon: float = Field(1e-4, gt=0, lt=1)
-    noise_floor_alpha: float | None = Field(0.001, gt=0, lt=1)
     # Page's CUSUM over the stream of windows (monitor/config/sequential.py)
     sequential: SequentialConfig = Field(default_factory=SequentialConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, value: object) -> object:
+        if isinstance(value, dict) and "noise_floor_alpha" in value:
+            raise fail(
+                "noise_floor_alpha",
+                "was replaced by window_false_alarm_rate (the chance that a window of "
+                "unchanged data flags any column, default 0.01; each distance's confidence "
+                "interval uses its share of it): remove noise_floor_alpha",
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> DriftConfig:
@@ -113,9 +126,9 @@ class DriftConfig(Section):
             },
             share_threshold=self.share_threshold,
             correction=self.correction,
+            window_false_alarm_rate=self.window_false_alarm_rate,
             use_calibration=self.use_calibration,
             exact=self.exact,
             exact_max_rows=self.exact_max_rows,
             psi_epsilon=self.psi_epsilon,
-            noise_floor_alpha=self.noise_floor_alpha,
         )

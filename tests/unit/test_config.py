@@ -236,7 +236,7 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"drift.columns": {"age": "wassersten"}}, "drift.columns.age.test", '"wasserstein"'),
     ({"drift.columns": {"age": {}}}, "drift.columns.age.test", "set test and/or threshold"),
     ({"drift.share_threshold": 1.5}, "drift.share_threshold", "(0, 1]"),
-    ({"drift.correction": "holm"}, "drift.correction", "'bonferroni'"),
+    ({"drift.correction": "sidak"}, "drift.correction", "'holm'"),
     ({"quality.thresholds": {"mising": 0.1}}, "quality.thresholds.mising", '"missing"'),
     ({"quality.columns": {"age": {"missing": 2}}}, "quality.columns.age.missing", "[0, 1]"),
     ({"exporter.port": 70000}, "exporter.port", "at most 65535"),
@@ -588,14 +588,19 @@ def test_format_duration_round_trips_whole_milliseconds(ms: int) -> None:
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, rel=1e-12)
 
 
-def test_noise_floor_alpha_reaches_the_drift_settings() -> None:
+def test_window_false_alarm_rate_reaches_the_drift_settings() -> None:
     base = {
         "model": "m",
         "reference": "ref.json",
         "source": {"kind": "file", "file": {"path": "x.jsonl"}},
     }
-    assert MonitorConfig.model_validate(base).drift.to_settings().noise_floor_alpha == 0.001
-    off = MonitorConfig.model_validate({**base, "drift": {"noise_floor_alpha": None}})
-    assert off.drift.to_settings().noise_floor_alpha is None
-    with pytest.raises(ConfigError, match="noise_floor_alpha"):
-        MonitorConfig.model_validate({**base, "drift": {"noise_floor_alpha": 2}})
+    settings = MonitorConfig.model_validate(base).drift.to_settings()
+    assert (settings.window_false_alarm_rate, settings.correction) == (0.01, "holm")
+    set_ = MonitorConfig.model_validate({**base, "drift": {"window_false_alarm_rate": 0.001}})
+    assert set_.drift.to_settings().window_false_alarm_rate == 0.001
+    for bad in (0, 1, 2):
+        with pytest.raises(ConfigError, match="window_false_alarm_rate"):
+            MonitorConfig.model_validate({**base, "drift": {"window_false_alarm_rate": bad}})
+    # the key it replaced names its replacement
+    with pytest.raises(ConfigError, match=r"noise_floor_alpha.*window_false_alarm_rate"):
+        MonitorConfig.model_validate({**base, "drift": {"noise_floor_alpha": 0.001}})
