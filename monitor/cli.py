@@ -48,9 +48,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from detectors.calibration import calibrate
     from detectors.profile import ProfileError, build_profile, read_frame
     from detectors.schema import Schema, SchemaError
-    from detectors.sequential_calibration import calibrate_sequential
 
-    steps = 3 + len(args.calibrate_window)
+    steps = 2 + len(args.calibrate_window)
     with _progress() as progress:
         task = progress.add_task("reading data", total=steps)
         frame = read_frame(args.data)
@@ -61,7 +60,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
         prediction = args.prediction.split(",") if args.prediction else None
         try:
             profile = build_profile(
-                frame,
+                frame.drop(columns=[args.labels]) if args.labels in frame.columns else frame,
                 schema,
                 prediction=prediction,
                 bins=args.bins,
@@ -81,15 +80,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 return _error(exc)
             profile = profile.with_calibration(cal)
             progress.update(task, advance=1)
-        progress.update(task, description="simulating the sequential detectors' run lengths")
-        try:
-            seq = calibrate_sequential(
-                profile, frame, pane_rows=args.sequential_pane_rows, panes=args.sequential_panes
-            )
-        except ValueError as exc:
-            return _error(f"--sequential-pane-rows/--sequential-panes: {exc}")
-        profile = profile.with_sequential(seq)
-        progress.update(task, advance=1)
+    if args.labels:
+        profile = _with_performance(profile, frame, args)
     if profile.inference:
         err.print("[bold]schema inferred[/] (pass --schema to fix it):")
         for name, why in profile.inference.items():
@@ -104,6 +96,30 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     )
     _ = Schema  # schema files are parsed by _load_schema
     return 0
+
+
+def _with_performance(profile, frame, args: argparse.Namespace):
+    """The profile with what the performance estimators learn from the label column."""
+    from dataclasses import replace
+
+    from detectors.performance import PerformanceError, learn_performance
+    from detectors.profile import ProfileError
+
+    try:
+        perf = learn_performance(
+            profile,
+            frame,
+            args.labels,
+            threshold=args.threshold,
+            chunk_rows=args.performance_chunk_rows,
+        )
+    except PerformanceError as exc:
+        raise ProfileError(f"{args.data}: --labels {args.labels}: {exc}") from None
+    err.print(
+        f"performance: {perf.task} model, estimators learnt from {perf.rows:,} labelled rows "
+        f"({perf.chunk_rows:,}-row reference chunks)"
+    )
+    return replace(profile, performance=perf)
 
 
 def _load_schema(path: Path):
@@ -174,7 +190,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with _progress() as progress:
         task = progress.add_task(f"replaying {path.name}", total=None)
         try:
-            for report in replay(cfg, profile, path, progress=lambda n: progress.advance(task, n)):
+            labels = _labels_for(cfg, args)
+            for report in replay(
+                cfg, profile, path, progress=lambda n: progress.advance(task, n), labels=labels
+            ):
                 out.write(report.to_json() + b"\n")
                 out.flush()
                 windows += 1
@@ -183,6 +202,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return _error(exc)
     err.print(f"{windows} windows, {drifted} with drift")
     return 0
+
+
+def _labels_for(cfg, args: argparse.Namespace):
+    """The labels of ``--labels FILE`` (or ``labels.file``), or None."""
+    from monitor.labels.files import read_labels
+
+    path = Path(args.labels) if args.labels else cfg.labels.file
+    if path is None:
+        return None
+    labels = read_labels(path, cfg.labels, cfg.kpis)
+    if labels.failures:
+        err.print(f"{path}: {len(labels.failures)} label records set aside (unreadable)")
+    return labels
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -320,23 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROWS",
         help="calibrate thresholds for windows of ROWS rows (repeatable)",
     )
+    build.add_argument(
+        "--labels",
+        metavar="COLUMN",
+        help="the label column: learn the performance estimators (CBPE, DLE) from it",
+    )
+    build.add_argument(
+        "--threshold", type=float, default=0.5, help="a binary model's decision threshold"
+    )
+    build.add_argument(
+        "--performance-chunk-rows",
+        type=int,
+        metavar="ROWS",
+        help="reference chunk size for the performance bands and thresholds",
+    )
     build.add_argument("--false-alarm-rate", type=float, default=0.01)
     build.add_argument("--draws", type=int, default=200, help="reference chunks per calibration")
-    build.add_argument(
-        "--sequential-pane-rows",
-        type=int,
-        default=100,
-        metavar="ROWS",
-        help="rows per simulated window when calibrating the sequential detectors "
-        "(about the smallest windows you expect)",
-    )
-    build.add_argument(
-        "--sequential-panes",
-        type=int,
-        default=20_000,
-        metavar="N",
-        help="simulated windows per sequential calibration",
-    )
     build.set_defaults(func=cmd_reference_build)
 
     rep = sub.add_parser("replay", help="window reports for a file, offline")
@@ -344,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reference", help="reference profile (overrides the config's)")
     rep.add_argument("--input", required=True, help="JSONL records, or a Parquet/CSV/JSONL table")
     rep.add_argument("--window", type=int, help="row-count windows of N rows")
+    rep.add_argument(
+        "--labels", metavar="FILE", help="labels joined to the records by request_id"
+    )
     rep.set_defaults(func=cmd_replay)
 
     run = sub.add_parser("run", help="run the agent")

@@ -21,13 +21,13 @@ from detectors.settings import CATEGORICAL_TESTS, NUMERIC_TESTS
 from monitor.config.drift import DriftConfig
 from monitor.config.errors import ConfigError, show
 from monitor.config.exporter import ExporterConfig
+from monitor.config.labels import KpiConfig, LabelsConfig
 from monitor.config.messages import validation_problems
 from monitor.config.quality import CATEGORICAL_ONLY_CHECKS, NUMERIC_ONLY_CHECKS, QualityConfig
 from monitor.config.record import RecordConfig
 from monitor.config.reports import ReportsConfig
 from monitor.config.rollback import (
     ActionConfig,
-from monitor.config.replay_input import record_layout
     AlertsConfig,
     AuditConfig,
     PolicyConfig,
@@ -59,6 +59,9 @@ class MonitorConfig(Section):
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    # Ground truth and business KPIs: see docs/performance.md.
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    kpis: list[KpiConfig] = Field(default_factory=list)
     # Receiving alerts, deciding rollbacks and acting on them: see docs/alerting.md.
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     policies: list[PolicyConfig] = Field(default_factory=list)
@@ -77,6 +80,7 @@ class MonitorConfig(Section):
         ("reports", "file"),
         ("reports", "html_dir"),
         ("state", "dir"),
+        ("labels", "file"),
     )
 
     @model_validator(mode="after")
@@ -261,18 +265,15 @@ class MonitorConfig(Section):
         """A configuration for ``driftline replay`` without a file.
 
         The input's columns are the features (``features_field`` is empty: each record is
-        flat), unless it is JSON lines of driftline's own records (a ``features`` object,
-        or a batch), which are decoded with the default ``record:`` settings; KServe v2
-        records are refused (see monitor/config/replay_input.py). Windows are
-        ``window_rows`` rows when given; else ``window_size`` (60s by default) of event
-        time when the input has the time column (``event_time_field``, by default
-        "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
+        flat). Windows are ``window_rows`` rows when given; else ``window_size`` (60s by
+        default) of event time when the input has the time column (``event_time_field``,
+        by default "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
         """
         time_field = event_time_field or RecordConfig.model_fields["event_time_field"].default
         windows: dict[str, Any] = {}
         if window_rows is not None:
             windows["rows"] = window_rows
-        elif window_size is not None or has_time:
+        elif window_size is not None or _has_column(Path(input_path), time_field):
             windows["size"] = 60.0 if window_size is None else window_size
         else:
             windows["rows"] = DEFAULT_REPLAY_ROWS
@@ -280,20 +281,10 @@ class MonitorConfig(Section):
             "model": model,
             "reference": str(reference),
             "source": {"kind": "file", "file": {"path": str(input_path), "format": format}},
-            "record": record,
+            "record": {"features_field": "", "event_time_field": time_field},
             "windows": windows,
             "reports": {"log": True},
         }
-        path = Path(input_path)
-        layout, first = "flat", None
-        if (format or format_from_extension(path)) == "jsonl":
-            layout, first = record_layout(path)
-        if layout == "driftline":
-            record: dict[str, Any] = {"event_time_field": time_field}
-            has_time = first is not None and time_field in first
-        else:
-            record = {"features_field": "", "event_time_field": time_field}
-            has_time = _has_column(path, time_field)
         return cls.model_validate(data, source="replay")
 
 

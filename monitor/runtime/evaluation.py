@@ -9,8 +9,8 @@ reports from the same windows.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from detectors.evaluate import compare_windows, evaluate_window
@@ -21,7 +21,7 @@ from monitor.ingest.traceparent import parse_traceparent
 from monitor.runtime.windows import ClosedWindow
 
 if TYPE_CHECKING:
-    from monitor.runtime.sequential import SequentialMonitor
+    from detectors.performance import PerformanceResult, PerformanceState
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,11 @@ class WindowEvaluator:
         drift: DriftSettings,
         quality: QualitySettings,
         stable_version: str | None = None,
-        sequential: SequentialMonitor | None = None,
+        performance: Callable[[PerformanceState, int], PerformanceResult] | None = None,
     ) -> None:
         self.profile = profile
-        # Page's CUSUMs over the stream of windows: the columns' drifted flags follow them.
-        self.sequential = sequential
+        # The performance block from a closed window's merged performance state.
+        self.performance = performance
         self.model = model
         self.drift = drift
         self.quality = quality
@@ -70,10 +70,12 @@ class WindowEvaluator:
         drift, prediction, quality = evaluate_window(
             self.profile, w.sketch, self.drift, self.quality
         )
-        if self.sequential is not None:
-            drift, prediction = self.sequential.observe(w, drift, prediction)
+        report = self._report(w, drift, prediction, quality, "reference")
+        if self.performance is not None and w.performance is not None:
+            state: PerformanceState = w.performance  # type: ignore[assignment]
+            report = replace(report, performance=self.performance(state, w.rows))
         return EvaluatedWindow(
-            self._report(w, drift, prediction, quality, "reference"),
+            report,
             time.perf_counter() - started,
             tuple(w.traceparents),
         )

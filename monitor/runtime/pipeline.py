@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,10 +18,14 @@ from detectors.schema import Schema
 from monitor.config.model import MonitorConfig
 from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
 from monitor.ingest.decoder import Decoder
+from monitor.labels.decode import LabelDecoder
+from monitor.labels.tracker import PerformanceTracker
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
-from monitor.runtime.sequential import SequentialMonitor
 from monitor.runtime.windows import ClosedWindow, WindowManager
+
+if TYPE_CHECKING:
+    from monitor.labels.decode import LabelBatch
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +53,30 @@ class Pipeline:
     decoder: Decoder = field(init=False)
     windows: WindowManager = field(init=False)
     evaluator: WindowEvaluator = field(init=False)
+    # Realized and estimated performance; None when the profile learnt no labels.
+    performance: PerformanceTracker | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.decoder = Decoder(self.config.record, self.schema)
         self.windows = WindowManager.from_config(self.profile, self.config.windows)
+        self.label_decoder = LabelDecoder(self.config.labels, self.config.kpis)
+        if self.profile.performance is not None:
+            w = self.config.windows
+            self.performance = PerformanceTracker(
+                self.profile.performance,
+                self.config.labels,
+                self.config.kpis,
+                pane_length=float(w.rows) if w.rows else float(w.slide or w.size),
+                panes_per_window=1 if w.rows or not w.slide else round(w.size / w.slide),
+                row_windows=bool(w.rows),
+            )
         self.evaluator = WindowEvaluator(
             self.profile,
             self.config.model,
             self.config.drift.to_settings(),
             self.config.quality.to_settings(),
             stable_version=self.config.windows.stable_version,
-            sequential=self._sequential(),
-        )
-
-    def _sequential(self) -> SequentialMonitor | None:
-        """Page's CUSUMs over the windows unless ``drift.sequential.enabled`` is false."""
-        seq = self.config.drift.sequential
-        if not seq.enabled:
-            return None
-        w = self.config.windows
-        return SequentialMonitor(
-            self.profile, seq.to_settings(w), window_size=w.size, window_slide=w.slide
+            performance=None if self.performance is None else self.performance.evaluate,
         )
 
     @property
@@ -106,6 +114,9 @@ class Pipeline:
             for version, n in zip(versions.tolist(), counts.tolist(), strict=True):
                 self.exporter.count_records("decoded", n, model_version=version)
         result = self.windows.add(batch, now)
+        if self.performance is not None:
+            self.performance.observe(batch.columns, batch.row_key, batch.event_time, result, now)
+            self.performance.on_closed(result.closed)
         for version, n in result.late.items():
             if n:
                 self.exporter.count_records("late", n, model_version=version)
@@ -113,3 +124,55 @@ class Pipeline:
             if n:
                 self.exporter.count_records("duplicate", n, model_version=version)
         return result.closed
+
+    def ingest_labels(self, messages: Sequence[SourceMessage]) -> None:
+        """Decode label records and join them; bad ones are counted and set aside."""
+        batch = self.label_decoder.decode(messages)
+        for failure in batch.failures:
+            self.exporter.count_labels("invalid", 1)
+            log.warning(
+                "label set aside: %s (%s) at %s[%d]@%d",
+                failure.reason,
+                failure.detail,
+                failure.topic,
+                failure.partition,
+                failure.offset,
+            )
+        self.join_labels(batch)
+
+    def join_labels(self, batch: LabelBatch) -> None:
+        if self.performance is None:
+            self.exporter.count_labels("no_reference", batch.rows)
+            return
+        before = dict(self.performance.join.counts)
+        invalid = self.performance.invalid_labels
+        self.performance.add_labels(batch)
+        self._count_join(before, invalid)
+
+    def _count_join(self, before: dict[str, int], invalid: int) -> None:
+        assert self.performance is not None
+        for outcome, n in self.performance.join.counts.items():
+            if n > before.get(outcome, 0):
+                self.exporter.count_labels(outcome, n - before.get(outcome, 0))
+        if self.performance.invalid_labels > invalid:
+            self.exporter.count_labels("invalid", self.performance.invalid_labels - invalid)
+        self.exporter.set_label_join(
+            self.performance.join.pending_predictions, self.performance.join.pending_labels
+        )
+
+    def tick(self, now: float) -> list[ClosedWindow]:
+        """Windows idle for ``idle_timeout``, closed; expired predictions and labels."""
+        closed = self.windows.tick(now)
+        if self.performance is not None:
+            self.performance.on_closed(closed)
+            before = dict(self.performance.join.counts)
+            self.performance.expire()
+            self._count_join(before, self.performance.invalid_labels)
+        return closed
+
+    def flush(self) -> list[ClosedWindow]:
+        """Every open window, closed now."""
+        closed = self.windows.flush()
+        if self.performance is not None:
+            self.performance.on_closed(closed)
+        return closed

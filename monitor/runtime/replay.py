@@ -3,6 +3,12 @@
 Time windows when the records carry event times, row-count windows otherwise (``--window
 N`` rows, or the configured ``windows.rows``). Reports come out in window order as the
 windows close, and the trailing windows are flushed at the end of the input.
+
+With labels (``--labels FILE`` or ``labels.file``), a label with an event time arrives
+once the predictions' event time has reached it — so a label later than its window's
+close revises that window's report, which comes out again with ``performance.revised``
+— and a label without a time is known from the start (it joins as its prediction is
+read). What never met a prediction is counted at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from monitor.ingest.files import (
     iter_messages,
     iter_table_batches,
 )
+from monitor.labels.decode import LabelBatch
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.windows import ClosedWindow
@@ -35,8 +42,10 @@ def replay(
     path: Path,
     exporter: Exporter | None = None,
     progress: Progress | None = None,
+    labels: LabelBatch | None = None,
 ) -> Iterator[WindowReport]:
-    """Yield the reports the agent would have produced for the records in ``path``."""
+    """Yield the reports the agent would have produced for the records in ``path``
+    (and, with ``labels``, the revisions late labels make)."""
     exporter = exporter or Exporter(
         model=config.model,
         window_label=window_label(config),
@@ -45,10 +54,23 @@ def replay(
     pipeline = Pipeline(config, profile, exporter)
     now = time.time()
 
+    feed = _LabelFeed(labels) if labels is not None and labels.rows else None
+    if feed is not None:
+        pipeline.join_labels(feed.due(-np.inf))  # labels without a time: known from the start
+
     def emit(closed: list[ClosedWindow]) -> Iterator[WindowReport]:
         for result in pipeline.evaluator.evaluate(closed):
             exporter.observe_report(result.report, result.seconds)
+            if pipeline.performance is not None:
+                pipeline.performance.remember(result.report)
             yield result.report
+        tracker = pipeline.performance
+        if feed is not None and tracker is not None:
+            pipeline.join_labels(feed.due(tracker.join.watermark))
+            tracker.expire()
+            for report in tracker.revisions():
+                exporter.observe_revision(report)
+                yield report
 
     if file_format(path, config.source.file.format if config.source.file else None) == "table" or (
         not is_record_lines(path, config.record)
@@ -67,4 +89,31 @@ def replay(
             yield from emit(pipeline.ingest_messages(messages, now))
             if progress is not None:
                 progress(len(messages))
-    yield from emit(pipeline.windows.flush())
+    if feed is not None:
+        pipeline.join_labels(feed.rest())
+        yield from emit([])
+    yield from emit(pipeline.flush())
+    if pipeline.performance is not None:
+        pipeline.performance.join.finish()
+
+
+class _LabelFeed:
+    """Labels released in event-time order as the predictions' event time passes them;
+    the ones without a time first."""
+
+    def __init__(self, labels: LabelBatch) -> None:
+        t = labels.event_time
+        order = np.argsort(np.where(np.isnan(t), -np.inf, t), kind="stable")
+        self.labels = labels.take(order)
+        self.times = np.where(np.isnan(t[order]), -np.inf, t[order])
+        self.pos = 0
+
+    def due(self, watermark: float) -> LabelBatch:
+        end = int(np.searchsorted(self.times, watermark, side="right"))
+        end = max(end, self.pos)
+        out = self.labels.take(np.arange(self.pos, end))
+        self.pos = end
+        return out
+
+    def rest(self) -> LabelBatch:
+        return self.due(np.inf)

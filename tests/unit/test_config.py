@@ -406,6 +406,8 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
         "exporter",
         "reports",
         "state",
+        "labels",
+        "kpis",
         "alerts",
         "policies",
         "actions",
