@@ -22,7 +22,14 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from detectors.results import DriftResult, QualityCheck, QualityResult, TestResult, WindowReport
+from detectors.results import (
+    DriftResult,
+    Effect,
+    QualityCheck,
+    QualityResult,
+    TestResult,
+    WindowReport,
+)
 from monitor.outputs import metrics as m
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.telemetry import Telemetry, headers_from_env, span_contexts
@@ -48,7 +55,15 @@ def make_report(
     label did not (chi-square)."""
     columns = [
         TestResult("age", "ks", 0.31, 1.2e-6, 0.05, True, mode="exact"),
-        TestResult("income", "wasserstein", income_statistic, None, 0.1, False),
+        TestResult(
+            "income",
+            "wasserstein",
+            income_statistic,
+            None,
+            0.05,
+            False,
+            effect=Effect(income_statistic * 0.9, income_statistic * 0.5, income_statistic * 1.5),
+        ),
     ]
     if with_city:
         columns.append(TestResult("city", "chi_square", 3.5, 0.62, 0.05, False))
@@ -70,7 +85,7 @@ def make_report(
         drifted=True,
         correction="none",
         columns=(
-            TestResult("score", "psi", 0.27, None, 0.2, True),
+            TestResult("score", "psi", 0.27, None, 0.0025, True, effect=Effect(0.26, 0.2, 0.35)),
             TestResult("label", "chi_square", 1.9, 0.17, 0.05, False),
         ),
     )
@@ -278,6 +293,26 @@ def test_source_lag_checkpoint_reference_and_rollback(exporter: Exporter) -> Non
     assert value(exporter, m.ROLLBACK_DECISIONS.name, **roll) == 2.0
     build = samples(exporter)[m.BUILD_INFO.name]
     assert len(build) == 1 and build[0][0]["version"] and build[0][0]["python"]
+
+
+def test_effects_are_exported_with_their_intervals(exporter: Exporter) -> None:
+    """Each column's effect and interval, where its test has one (not KS here, not
+    chi-square), with the column's bounded labels."""
+    exporter.observe_report(make_report(income_statistic=0.04), 0.01)
+    exposed = samples(exporter)
+    income = {"feature": "income", "detector": "wasserstein"}
+
+    def value(name: str, labels: dict[str, str]) -> list[float]:
+        return [v for lab, v in exposed.get(name, []) if labels.items() <= lab.items()]
+
+    assert value("driftline_feature_drift_effect", income) == [pytest.approx(0.036)]
+    assert value("driftline_feature_drift_effect_low", income) == [pytest.approx(0.02)]
+    assert value("driftline_feature_drift_effect_high", income) == [pytest.approx(0.06)]
+    assert value("driftline_feature_drift_effect_low", {"feature": "city"}) == []
+    score = {"feature": "score", "detector": "psi"}
+    assert value("driftline_prediction_drift_effect_high", score) == [pytest.approx(0.35)]
+    for labels, _ in exposed["driftline_feature_drift_effect_low"]:
+        assert set(labels) == set(m.FEATURE_DRIFT_EFFECT_LOW.labels)
 
 
 def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
