@@ -39,6 +39,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from detectors.performance.results import PerformanceResult
 from detectors.results import DriftResult, WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
@@ -118,6 +119,43 @@ def _put_effects(
         put(high, c.effect.high, **labels)
 
 
+_PERFORMANCE_FAMILIES = (
+    m.PERFORMANCE_REALIZED,
+    m.PERFORMANCE_REALIZED_LOW,
+    m.PERFORMANCE_REALIZED_HIGH,
+    m.PERFORMANCE_ESTIMATED,
+    m.PERFORMANCE_ESTIMATED_LOW,
+    m.PERFORMANCE_ESTIMATED_HIGH,
+    m.PERFORMANCE_ESTIMATED_THRESHOLD,
+    m.PERFORMANCE_ESTIMATED_ALERT,
+    m.LABEL_COVERAGE,
+    m.KPI_MEAN,
+    m.KPI_CORRELATION,
+    m.KPI_DECILE_MEAN,
+)
+
+
+def _put_performance(put: _Put, perf: PerformanceResult) -> None:
+    """Stage a window's performance block: realized, estimated, coverage and KPIs."""
+    put(m.LABEL_COVERAGE, perf.coverage)
+    for r in perf.realized:
+        put(m.PERFORMANCE_REALIZED, r.value, metric=r.metric)
+        put(m.PERFORMANCE_REALIZED_LOW, r.low, metric=r.metric)
+        put(m.PERFORMANCE_REALIZED_HIGH, r.high, metric=r.metric)
+    for e in perf.estimated:
+        labels = {"metric": e.metric, "method": e.method}
+        put(m.PERFORMANCE_ESTIMATED, e.value, **labels)
+        put(m.PERFORMANCE_ESTIMATED_LOW, e.low, **labels)
+        put(m.PERFORMANCE_ESTIMATED_HIGH, e.high, **labels)
+        put(m.PERFORMANCE_ESTIMATED_THRESHOLD, e.threshold, **labels)
+        put(m.PERFORMANCE_ESTIMATED_ALERT, float(e.alert), **labels)
+    for k in perf.kpis:
+        put(m.KPI_MEAN, k.mean, kpi=k.name)
+        put(m.KPI_CORRELATION, k.correlation_with_prediction, kpi=k.name)
+        for i, v in enumerate(k.by_decile):
+            put(m.KPI_DECILE_MEAN, v, kpi=k.name, decile=str(i + 1))
+
+
 class Exporter:
     """The Prometheus side of the agent: one object per model, safe to call from threads.
 
@@ -146,6 +184,8 @@ class Exporter:
         self._metrics = {d.name: _build(d, self.registry) for d in m.ALL_METRICS}
         # (model_version, baseline) -> family name -> label values exported for it
         self._live: dict[tuple[str, str], dict[str, set[LabelValues]]] = {}
+        # model_version -> start of the latest window with a performance block
+        self._latest_start: dict[str, float] = {}
         self.reference_hash = ""
         self._info(m.BUILD_INFO, {"version": __version__, "python": platform.python_version()})
         self._set(m.SOURCE_UP, {"model": model}, 0.0)
@@ -215,6 +255,9 @@ class Exporter:
                 put(m.QUALITY_BREACHED, float(q.breached), feature=q.feature, check=q.check)
             put(m.WINDOW_QUALITY_BREACHED, float(report.quality.breached))
             put(m.WINDOW_ROWS, float(report.rows))
+            if report.performance is not None:
+                _put_performance(put, report.performance)
+                self._latest_start[mv] = report.window_start
             put(m.LAST_WINDOW_CLOSE, closed_at)
             if report.window_kind == "time":
                 put(m.LAST_WINDOW_END, report.window_end)
@@ -261,6 +304,47 @@ class Exporter:
                         elif defn.kind == "counter" and sample.name == defn.name:
                             telemetry.add(defn, sample.labels, sample.value)
             self.telemetry = telemetry
+
+    def observe_revision(self, report: WindowReport) -> None:
+        """A report sent again with a revised performance block (late labels): counted,
+        and its performance series updated when it is the latest window of its version."""
+        mv = report.model_version
+        self._inc(m.PERFORMANCE_REVISIONS, {"model": self.model, "model_version": mv}, 1.0)
+        if report.performance is None or report.baseline != "reference":
+            return
+        if report.window_start < self._latest_start.get(mv, -math.inf):
+            return
+        base = {"model": self.model, "model_version": mv, "window": self.window_label}
+        values: dict[str, dict[LabelValues, float]] = {}
+
+        def put(defn: m.MetricDef, value: float | None, **labels: str) -> None:
+            if _finite(value):
+                merged = {**base, **labels}
+                key = tuple(merged[name] for name in defn.labels)
+                values.setdefault(defn.name, {})[key] = float(value)  # type: ignore[arg-type]
+
+        _put_performance(put, report.performance)
+        with self._lock:
+            live = self._live.setdefault((mv, report.baseline), {})
+            for defn in _PERFORMANCE_FAMILIES:
+                now = values.get(defn.name, {})
+                for key in live.get(defn.name, set()) - now.keys():
+                    self._remove(defn, key)
+                for key, value in now.items():
+                    self._set(defn, dict(zip(defn.labels, key, strict=True)), value)
+                live[defn.name] = set(now)
+
+    def count_labels(self, outcome: str, n: int) -> None:
+        """Count ``n`` labels (or unlabelled predictions) by what the join did with them."""
+        if outcome not in m.LABEL_OUTCOMES:
+            raise ValueError(f"outcome {outcome!r} is not one of {m.LABEL_OUTCOMES}")
+        if n:
+            self._inc(m.LABELS_TOTAL, {"model": self.model, "outcome": outcome}, float(n))
+
+    def set_label_join(self, predictions: int, labels: int) -> None:
+        """How many predictions wait for a label and labels for a prediction."""
+        self._set(m.LABEL_JOIN_PENDING, {"model": self.model, "kind": "predictions"}, predictions)
+        self._set(m.LABEL_JOIN_PENDING, {"model": self.model, "kind": "labels"}, labels)
 
     def count_records(self, outcome: str, n: int, model_version: str | None = None) -> None:
         """Count ``n`` records that were decoded, late or duplicate (failures: count_failures).

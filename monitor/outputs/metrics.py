@@ -45,6 +45,12 @@ LABELS: dict[str, str] = {
     "reference": "short hash of the reference profile",
     "version": "driftline version",
     "python": "Python version",
+    "metric": "model-performance metric: accuracy, precision, recall, f1, roc_auc, pr_auc, "
+    "log_loss, brier, ece, mae, rmse, mape",
+    "method": "performance estimator: cbpe (classifiers) or dle (regressors)",
+    "kpi": "business KPI name from the kpis: section of monitor.yaml",
+    "decile": "decile of the reference's predictions, 1 to 10",
+    "kind": "what waits in the label join: predictions or labels",
 }
 FORBIDDEN_LABELS: frozenset[str] = frozenset(
     {"value", "request_id", "trace_id", "span_id", "id", "row", "offset", "key"}
@@ -365,6 +371,116 @@ ROLLBACK_DECISIONS = MetricDef(
     ("model", "model_version", "action", "outcome"),
 )
 
+# -- model performance (labels:, kpis:) ---------------------------------------------------
+_PERFORMANCE_LABELS = ("model", "model_version", "metric", "window")
+_ESTIMATED_LABELS = ("model", "model_version", "metric", "method", "window")
+_KPI_LABELS = ("model", "model_version", "kpi", "window")
+LABEL_OUTCOMES: tuple[str, ...] = (
+    "joined",
+    "duplicate",
+    "no_prediction",
+    "expired",
+    "evicted",
+    "invalid",
+    "no_reference",
+)
+PERFORMANCE_REALIZED = MetricDef(
+    "driftline_performance_realized",
+    "gauge",
+    "A performance metric measured on the labelled rows of the latest window (revised when "
+    "late labels for that window arrive).",
+    _PERFORMANCE_LABELS,
+)
+PERFORMANCE_REALIZED_LOW = MetricDef(
+    "driftline_performance_realized_low",
+    "gauge",
+    "Lower bound of the realized metric's 95% confidence interval.",
+    _PERFORMANCE_LABELS,
+)
+PERFORMANCE_REALIZED_HIGH = MetricDef(
+    "driftline_performance_realized_high",
+    "gauge",
+    "Upper bound of the realized metric's 95% confidence interval.",
+    _PERFORMANCE_LABELS,
+)
+PERFORMANCE_ESTIMATED = MetricDef(
+    "driftline_performance_estimated",
+    "gauge",
+    "A performance metric estimated without labels (CBPE for classifiers, DLE for regressors).",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_LOW = MetricDef(
+    "driftline_performance_estimated_low",
+    "gauge",
+    "Lower bound of the estimate's 95% band (the metric's sampling spread at this window size).",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_HIGH = MetricDef(
+    "driftline_performance_estimated_high",
+    "gauge",
+    "Upper bound of the estimate's 95% band.",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_THRESHOLD = MetricDef(
+    "driftline_performance_estimated_threshold",
+    "gauge",
+    "Alert threshold of the estimate, from the reference (its chunks' mean estimate minus 3 "
+    "standard deviations; plus 3 for errors).",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_ALERT = MetricDef(
+    "driftline_performance_estimated_alert",
+    "gauge",
+    "1 when the estimate crossed its threshold in the latest window, else 0.",
+    _ESTIMATED_LABELS,
+)
+LABEL_COVERAGE = MetricDef(
+    "driftline_performance_label_coverage_ratio",
+    "gauge",
+    "Share of the latest window's predictions that have a joined label.",
+    _WINDOW_LABELS,
+    unit="ratio",
+)
+PERFORMANCE_REVISIONS = MetricDef(
+    "driftline_performance_revisions_total",
+    "counter",
+    "Window reports sent again because labels arrived after the window closed.",
+    ("model", "model_version"),
+)
+LABELS_TOTAL = MetricDef(
+    "driftline_labels_total",
+    "counter",
+    "Labels and predictions by what the join did with them: joined, duplicate (label), "
+    "no_prediction (label), expired and evicted (prediction left unlabelled), invalid "
+    "(unreadable label record or unknown class), no_reference (profile without labels).",
+    ("model", "outcome"),
+)
+LABEL_JOIN_PENDING = MetricDef(
+    "driftline_label_join_pending",
+    "gauge",
+    "Predictions waiting for their label, and labels waiting for their prediction.",
+    ("model", "kind"),
+)
+KPI_MEAN = MetricDef(
+    "driftline_kpi_mean",
+    "gauge",
+    "Mean of a business KPI over the latest window.",
+    _KPI_LABELS,
+)
+KPI_CORRELATION = MetricDef(
+    "driftline_kpi_prediction_correlation",
+    "gauge",
+    "Pearson correlation of a business KPI with the model's prediction in the latest window.",
+    _KPI_LABELS,
+)
+KPI_DECILE_MEAN = MetricDef(
+    "driftline_kpi_decile_mean",
+    "gauge",
+    "Mean of a business KPI over the latest window's rows in one decile of the reference's "
+    "predictions.",
+    ("model", "model_version", "kpi", "decile", "window"),
+)
+
 ALL_METRICS: tuple[MetricDef, ...] = (
     FEATURE_DRIFT_STATISTIC,
     FEATURE_DRIFT_P_VALUE,
@@ -402,6 +518,21 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     REFERENCE_INFO,
     REFERENCE_ROWS,
     ROLLBACK_DECISIONS,
+    PERFORMANCE_REALIZED,
+    PERFORMANCE_REALIZED_LOW,
+    PERFORMANCE_REALIZED_HIGH,
+    PERFORMANCE_ESTIMATED,
+    PERFORMANCE_ESTIMATED_LOW,
+    PERFORMANCE_ESTIMATED_HIGH,
+    PERFORMANCE_ESTIMATED_THRESHOLD,
+    PERFORMANCE_ESTIMATED_ALERT,
+    LABEL_COVERAGE,
+    PERFORMANCE_REVISIONS,
+    LABELS_TOTAL,
+    LABEL_JOIN_PENDING,
+    KPI_MEAN,
+    KPI_CORRELATION,
+    KPI_DECILE_MEAN,
 )
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in ALL_METRICS}
