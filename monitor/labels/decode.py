@@ -64,8 +64,8 @@ class LabelBatch:
         cls,
         request_id: Sequence[Any],
         label: Sequence[Any],
-        event_time: Sequence[float] | None = None,
-        kpis: Mapping[str, Sequence[float]] | None = None,
+        event_time: Sequence[float] | np.ndarray | None = None,
+        kpis: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     ) -> LabelBatch:
         ids = np.array([str(i) for i in request_id], dtype=object)
         n = len(ids)
