@@ -170,6 +170,13 @@ class Pipeline:
             self._count_join(before, self.performance.invalid_labels)
         return closed
 
+    def end_of_labels(self) -> None:
+        """End of a replay's input: labels still waiting for a prediction count as such."""
+        if self.performance is not None:
+            before = dict(self.performance.join.counts)
+            self.performance.join.finish()
+            self._count_join(before, self.performance.invalid_labels)
+
     def flush(self) -> list[ClosedWindow]:
         """Every open window, closed now."""
         closed = self.windows.flush()

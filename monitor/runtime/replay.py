@@ -76,6 +76,7 @@ def replay(
         not is_record_lines(path, config.record)
     ):
         for batch in iter_table_batches(path, profile.schema, config.record):
+            pipeline.set_aside(batch.failures)  # lines that are not rows: counted, skipped
             if config.windows.rows is None and np.isnan(batch.event_time).any():
                 raise ValueError(
                     f"{path}: rows without a time in column {config.record.event_time_field!r}; "
@@ -93,8 +94,7 @@ def replay(
         pipeline.join_labels(feed.rest())
         yield from emit([])
     yield from emit(pipeline.flush())
-    if pipeline.performance is not None:
-        pipeline.performance.join.finish()
+    pipeline.end_of_labels()
 
 
 class _LabelFeed:
