@@ -20,12 +20,16 @@ from monitor.ingest.values import (
     categorical_column,
     numeric_column,
     objects,
+    out_of_range,
     parse_event_time,
     row_keys,
     scale_epochs,
-    text,
+    text_or_none,
     type_name,
 )
+
+# A model version that is a number of more digits than this is not a version.
+MAX_VERSION_CHARS = 256
 
 _PARTITION = attrgetter("partition")
 _OFFSET = attrgetter("offset")
@@ -73,6 +77,8 @@ class BatchAssembler:
                         )
                         values[i] = None
                 types = set(map(type, values))
+            if int in types:  # integers no float64 (or no text) can hold
+                values = self._huge_ints(name, values, rows, bad)
             if self._kinds[name] is Kind.NUMERIC:
                 arrays[name] = numeric_column(values, types)
             else:
@@ -89,7 +95,10 @@ class BatchAssembler:
         default = self.config.default_model_version
         versions = [default if v is None else v for v in rows.version]
         if not set(map(type, versions)) <= {str}:
-            versions = [v if type(v) is str else text(v) for v in versions]
+            versions = [
+                v if type(v) is str else self._version(i, v, rows, bad)
+                for i, v in enumerate(versions)
+            ]
         batch = DecodedBatch(
             columns=arrays,
             event_time=event_time,
@@ -140,9 +149,39 @@ class BatchAssembler:
             messages=sum(p.messages for p in parts),
         )
 
+    def _huge_ints(
+        self, name: str, values: Sequence[Any], rows: Rows, bad: dict[int, DecodeFailure]
+    ) -> Sequence[Any]:
+        """``values`` with integers beyond float64 set aside as ``bad_value`` (None in
+        their place): a number no sketch can count, and for a categorical one whose text
+        may be too long to make."""
+        huge = out_of_range(values)
+        if not huge:
+            return values
+        values = list(values)
+        for i in huge:
+            mark(bad, i, rows, "bad_value", f"{name} is an integer beyond the range of a float")
+            values[i] = None
+        return values
+
+    def _version(self, i: int, v: Any, rows: Rows, bad: dict[int, DecodeFailure]) -> str:
+        """Text of a model version that is not text; a row without one is set aside."""
+        if type(v) is not dict and type(v) is not list:
+            version = text_or_none(v)
+            if version is not None and len(version) <= MAX_VERSION_CHARS:
+                return version
+        mark(
+            bad,
+            i,
+            rows,
+            "bad_value",
+            f"{self.config.model_version_field!r} is {type_name(v)}, not text",
+        )
+        return self.config.default_model_version
+
     def _event_times(self, rows: Rows, now: float, bad: dict[int, DecodeFailure]) -> np.ndarray:
         raw = rows.time_raw
-        if raw and set(map(type, raw)) <= {int, float}:
+        if raw and set(map(type, raw)) <= {int, float} and not out_of_range(raw):
             return scale_epochs(np.asarray(raw, dtype=np.float64))
         out = np.empty(len(raw), dtype=np.float64)
         require = self.config.require_event_time and self.config.format == "driftline"
@@ -174,8 +213,8 @@ class BatchAssembler:
         for i, v in enumerate(ids):
             if v is None or type(v) is str:
                 fixed.append(v)
-            elif type(v) is int or type(v) is float:
-                fixed.append(text(v))
+            elif (type(v) is int or type(v) is float) and (t := text_or_none(v)) is not None:
+                fixed.append(t)
             else:
                 mark(
                     bad,

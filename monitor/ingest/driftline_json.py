@@ -133,7 +133,7 @@ class DriftlineJsonReader:
                 # straight into typed structs; anything else takes the general path.
                 try:
                     r = fast(value)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):  # deep nesting: general path
                     r = None
                 if r is not None and type(r.f) is not UnsetType and r.f is not None:
                     f = r.f
@@ -163,7 +163,7 @@ class DriftlineJsonReader:
                     continue
             try:
                 obj = loads(value)
-            except orjson.JSONDecodeError as exc:
+            except orjson.JSONDecodeError as exc:  # also nesting deeper than 1024 levels
                 failures.append(DecodeFailure("invalid_json", f"not valid JSON: {exc}", m))
                 continue
             envelope: dict | None = None

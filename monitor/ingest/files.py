@@ -8,6 +8,7 @@ the agent. Without a time column, windows are counted in rows.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +16,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from detectors.profile import MISSING, category_strings, read_frame
+from detectors.profile import MISSING, ProfileError, category_strings, read_frame
 from detectors.schema import Kind, Schema
 from monitor.config.record import RecordConfig
-from monitor.ingest.batch import DecodedBatch, RawMessage
+from monitor.ingest.batch import DecodedBatch, DecodeFailure, RawMessage
 from monitor.ingest.values import row_keys
 
 
@@ -70,9 +71,60 @@ def iter_table_batches(
     record: RecordConfig,
     batch_rows: int = 100_000,
 ) -> Iterator[DecodedBatch]:
-    """Column batches of a table: schema columns as the sketch expects them."""
-    frame = read_frame(path)
-    yield from frame_batches(frame, schema, record, str(path), batch_rows)
+    """Column batches of a table: schema columns as the sketch expects them. Lines of a
+    JSON-lines table that are not JSON objects ride on the first batch as failures."""
+    failures: list[DecodeFailure] = []
+    if _is_json_lines(path):
+        frame, failures = read_json_lines(path)
+    else:
+        frame = read_frame(path)
+    first = True
+    for batch in frame_batches(frame, schema, record, str(path), batch_rows):
+        if first:
+            batch.failures, first = failures, False
+        yield batch
+    if first and failures:  # no good line at all
+        empty = DecodedBatch.empty()
+        empty.failures = failures
+        yield empty
+
+
+def _is_json_lines(path: Path) -> bool:
+    suffixes = [s.lower() for s in path.suffixes]
+    return any(s in suffixes for s in (".jsonl", ".ndjson", ".json")) and not any(
+        s in suffixes for s in (".parquet", ".pq", ".csv")
+    )
+
+
+def read_json_lines(path: Path) -> tuple[pd.DataFrame, list[DecodeFailure]]:
+    """A JSON-lines table read as ``read_frame`` reads it, less the lines that are not a
+    JSON object (invalid JSON, numbers beyond float64, nesting past 1,024 levels): each
+    of those is a failure at its line number, and the file is read on (decision 7 of
+    docs/architecture.md: count a bad record and go on)."""
+    try:
+        return read_frame(path), []
+    except ProfileError:
+        pass  # find the lines that spoil it
+    good: list[bytes] = []
+    failures: list[DecodeFailure] = []
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh):
+            if not line.strip():
+                continue
+            where = RawMessage(value=None, topic=str(path), offset=lineno)
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                failures.append(DecodeFailure("invalid_json", f"line {lineno + 1}", where))
+                continue
+            if type(obj) is not dict:
+                failures.append(DecodeFailure("not_an_object", f"line {lineno + 1}", where))
+                continue
+            good.append(line.rstrip(b"\r\n"))
+    if not good:
+        return pd.DataFrame(), failures
+    frame = pd.read_json(io.BytesIO(b"\n".join(good)), lines=True, precise_float=True)
+    return frame, failures
 
 
 def frame_batches(

@@ -68,6 +68,11 @@ class KServePairing:
             except BadRecord as bad:
                 failures.append(DecodeFailure(bad.reason, bad.detail, m))
                 continue
+            except Exception as exc:
+                # a value no rule foresaw (tensor data nested 1,000 deep, ...): set aside
+                detail = f"a value could not be decoded ({type(exc).__name__})"
+                failures.append(DecodeFailure("bad_value", detail, m))
+                continue
             if half is None:  # a half the configured logger mode does not use
                 continue
             if not paired:

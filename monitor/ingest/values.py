@@ -14,6 +14,8 @@ import numpy as np
 
 NUMBER_TYPES = frozenset({int, float, type(None)})
 TEXT_TYPES = frozenset({str, type(None)})
+# The largest integer that converts to a finite float64.
+FLOAT_MAX_INT = int(np.finfo(np.float64).max)
 
 
 def row_keys(ids: Iterable[str]) -> np.ndarray:
@@ -30,7 +32,10 @@ def parse_event_time(value: object) -> float:
     if isinstance(value, bool) or value is None:
         raise ValueError(f"event time is a {type(value).__name__}")
     if isinstance(value, int | float):
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an integer literal of hundreds of digits
+            raise ValueError("event time is a number out of range") from None
     elif isinstance(value, str):
         try:
             x = float(value)
@@ -76,10 +81,21 @@ def type_name(value: object) -> str:
 
 
 def text(v: Any) -> str:
-    """Text of a scalar; integral floats without ".0" (as the profile writes categories)."""
+    """Text of a scalar; integral floats without ".0" (as the profile writes categories).
+
+    Raises ValueError for an integer of more digits than Python converts to text."""
     if type(v) is float and v.is_integer():
         return str(int(v))
     return str(v)
+
+
+def text_or_none(v: Any) -> str | None:
+    """:func:`text`, or None for a value that has no text (an integer of thousands of
+    digits)."""
+    try:
+        return text(v)
+    except ValueError:
+        return None
 
 
 def objects(values: Sequence[Any]) -> np.ndarray:
@@ -89,16 +105,28 @@ def objects(values: Sequence[Any]) -> np.ndarray:
     return arr
 
 
+def out_of_range(values: Sequence[Any]) -> list[int]:
+    """Where ``values`` holds an integer no float64 can hold (JSON allows ``1`` followed by
+    400 zeros; msgspec reads it as a Python int, and numpy would raise OverflowError)."""
+    return [
+        i
+        for i, v in enumerate(values)
+        if type(v) is int and not -FLOAT_MAX_INT <= v <= FLOAT_MAX_INT
+    ]
+
+
 def numeric_column(values: Sequence[Any], types: set[type]) -> np.ndarray:
     """float64 when every value is a number or null; else the values as objects (so the
-    sketch counts the type errors)."""
+    sketch counts the type errors). Integers beyond float64 must be taken out first
+    (:func:`out_of_range`)."""
     if types <= NUMBER_TYPES:
         return np.array(values, dtype=np.float64)
     return objects(values)
 
 
 def categorical_column(values: Sequence[Any], types: set[type]) -> np.ndarray:
-    """Text or None; numbers and booleans as their text (3.0 as "3", like the profile)."""
+    """Text or None; numbers and booleans as their text (3.0 as "3", like the profile).
+    Integers too long for text must be taken out first (:func:`text_or_none`)."""
     if types <= TEXT_TYPES:
         return objects(values)
     return objects([v if v is None or type(v) is str else text(v) for v in values])
