@@ -20,6 +20,8 @@ class WindowsConfig(Section):
     rows: int | None = Field(None, ge=1)
     allowed_lateness: Duration = 10.0
     idle_timeout: Duration = 30.0
+    # Records dated further ahead of the clock are set aside (monitor/runtime/event_time.py).
+    max_event_skew: OptionalDuration = 300.0
     dedupe: bool = True
     dedupe_max_ids: int = Field(1_000_000, ge=1)
     reservoir_size: int = Field(1024, ge=0)
@@ -57,6 +59,10 @@ class WindowsConfig(Section):
                     f"({format_duration(self.size)}); use a slide such as "
                     f"{_divisor_hint(self.size, self.slide)}",
                 )
+        if self.max_event_skew is not None and self.max_event_skew < 0:
+            raise fail(
+                "max_event_skew", f"must be 0 or longer, or null to turn it off; {DURATION_HINT}"
+            )
         if self.idle_timeout <= 0:
             raise fail("idle_timeout", f"must be longer than 0; {DURATION_HINT}")
         if self.stable_version is not None and not self.segment_by_version:

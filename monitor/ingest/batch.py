@@ -63,6 +63,7 @@ FAILURE_REASONS: tuple[str, ...] = (
     "bad_cloudevent",
     "bad_tensor",
     "unpaired",
+    "future_timestamp",
 )
 
 

@@ -220,6 +220,8 @@ class Agent:
             self.health.tick()
             self.health.consuming = self.source.up
             self.exporter.set_source_up(self.source.up)
+            # owned partitions hold the watermark back; revoked ones stop (watermarks.py)
+            self.pipeline.windows.assign({p for _, p in self.source.assigned()}, now)
             if messages:
                 closed = self.pipeline.ingest_messages(messages, now)
                 # The last message's, not max(): a partition whose log was lost restarts

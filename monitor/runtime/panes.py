@@ -37,6 +37,9 @@ class ClosedWindow:
     # The window's merged performance state (detectors.performance.PerformanceState), set
     # by the performance tracker when the profile has learnt from labels; else None.
     performance: object | None = None
+    # Source partition -> [first offset, last offset, rows] of the rows in the window:
+    # what a partial of this window covers (docs/agent.md, "Scaling out").
+    offsets: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +65,37 @@ class _Pane:
     t_max: float = -math.inf
     traceparents: list[str] = field(default_factory=list)
     duplicates: int = 0  # row windows: duplicates that arrived while it was being filled
+    offsets: dict[int, list[int]] = field(default_factory=dict)  # partition -> [lo, hi, rows]
+
+    def cover(self, partition: np.ndarray, offset: np.ndarray) -> None:
+        """Widen the offset range of each partition these rows came from."""
+        if len(partition) == 1 or (partition[0] == partition).all():
+            _widen(self.offsets, int(partition[0]), offset)
+            return
+        for p in np.unique(partition).tolist():
+            _widen(self.offsets, int(p), offset[partition == p])
+
+
+def _widen(ranges: dict[int, list[int]], p: int, offset: np.ndarray) -> None:
+    lo, hi = int(offset.min()), int(offset.max())
+    r = ranges.get(p)
+    if r is None:
+        ranges[p] = [lo, hi, len(offset)]
+    else:
+        r[0], r[1], r[2] = min(r[0], lo), max(r[1], hi), r[2] + len(offset)
+
+
+def merge_offsets(parts: Iterable[dict[int, list[int]]]) -> dict[int, list[int]]:
+    """The offset ranges of several panes (or windows) together."""
+    out: dict[int, list[int]] = {}
+    for ranges in parts:
+        for p, (lo, hi, n) in ranges.items():
+            r = out.get(p)
+            if r is None:
+                out[p] = [lo, hi, n]
+            else:
+                r[0], r[1], r[2] = min(r[0], lo), max(r[1], hi), r[2] + n
+    return out
 
 
 def _factorize_versions(values: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -22,6 +22,7 @@ from monitor.labels.decode import LabelDecoder
 from monitor.labels.tracker import PerformanceTracker
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
+from monitor.runtime.event_time import bound_event_time
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class Pipeline:
         """Decode raw messages and add their rows; failures are counted and set aside."""
         batch = self.decoder.decode(messages, now=now)
         self.set_aside(batch.failures)
+        batch, ahead = bound_event_time(batch, now, self.config.windows.max_event_skew, messages)
+        self.set_aside(ahead)
         return self.ingest_batch(batch, now)
 
     def expire(self, now: float) -> None:
@@ -109,6 +112,8 @@ class Pipeline:
                 self.on_failure(failure)
 
     def ingest_batch(self, batch: DecodedBatch, now: float) -> list[ClosedWindow]:
+        batch, ahead = bound_event_time(batch, now, self.config.windows.max_event_skew)
+        self.set_aside(ahead)  # a table's rows (ingest_messages has done its own)
         if batch.rows:
             versions, counts = np.unique(batch.model_version.astype(str), return_counts=True)
             for version, n in zip(versions.tolist(), counts.tolist(), strict=True):

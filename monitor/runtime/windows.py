@@ -11,18 +11,18 @@ Windows are segmented by model version (canary and stable side by side, each wit
 own sketch) unless ``segment_by_version`` is off, when one segment, ``"all"``, holds
 every row. Late and duplicate counts are always reported per model version.
 
-The watermark is global — one for every model version and partition: the largest event
-time seen minus ``allowed_lateness``. Keeping one per version would let a quiet canary
-hold its windows open while the stable version moves on; keeping one per partition would
-need the source to say which partitions are idle, and the agent hands over one mixed
-batch at a time. A window closes once the watermark reaches its end; a row whose every
-window has closed is late: counted (per version), never added. The watermark advances
-row by row — each row sees the running maximum of the event times before it — and the
-windows it passes close before the next row is routed. So which rows are late, and what
-each closed window holds, does not depend on where the stream is cut into batches; that
-is what lets a checkpoint taken between any two batches resume to exactly the windows of
-an uninterrupted run. The price of one watermark: a record stamped far in the future
-moves it for everyone, so the decoder must not let such timestamps through unchecked.
+The watermark is one for every model version (a quiet canary must not hold the stable
+version's windows open) but follows each source partition: it is the smallest event-time
+progress over the active partitions minus ``allowed_lateness``
+(``monitor/runtime/watermarks.py``), so catching up on a backlog partition by partition
+loses nothing to lateness. A window closes once the watermark reaches its end; a row
+whose every window has closed is late: counted (per version), never added. The watermark
+advances row by row — each row sees the progress of the rows before it and its own — and
+the windows it passes close before the next row is routed. So which rows are late, and
+what each closed window holds, does not depend on where the stream is cut into batches;
+that is what lets a checkpoint taken between any two batches resume to exactly the
+windows of an uninterrupted run. A record stamped far in the future would still move its
+partition's progress: the pipeline sets such records aside first (``max_event_skew``).
 
 Duplicates (a row key seen before within ``size + slide + allowed_lateness`` of event
 time, ``slide`` being ``size`` for tumbling windows) are found first, so a record
@@ -40,9 +40,7 @@ an idle partition or a quiet model does not hold a window open forever.
 
 from __future__ import annotations
 
-import io
 import itertools
-import json
 import math
 from typing import Any, Protocol
 
@@ -63,17 +61,10 @@ from monitor.runtime.panes import (
     _factorize_versions,
     _first_traceparents,
     _Pane,
+    merge_offsets,
 )
-from monitor.runtime.window_snapshot import (
-    _HEAD,
-    _MAGIC,
-    SNAPSHOT_FORMAT,
-    SnapshotError,
-    _finite_or_none,
-    _float_or,
-    _float_or_none,
-    _read_snapshot,
-)
+from monitor.runtime.watermarks import PartitionClock
+from monitor.runtime.window_snapshot import SnapshotError, read_state, write_state
 
 ALL_VERSIONS = "all"
 _NEVER = -(2**62)  # closed-pane index before any window closed
@@ -164,7 +155,8 @@ class WindowManager:
         )
         self._panes: dict[tuple[str, int], _Pane] = {}
         self._closed_to = _NEVER  # windows ending at pane index <= this are closed
-        self._max_event: float | None = None
+        self._max_event: float | None = None  # event-time progress (watermarks.py)
+        self._clock = PartitionClock(self.idle_timeout)
         self._last_activity: float | None = None
         self._pending_late: dict[str, int] = {}
         self._pending_dup: dict[str, int] = {}
@@ -190,6 +182,14 @@ class WindowManager:
         if self.kind == "time" and self._closed_to != _NEVER:
             wm = max(wm, self._closed_to * self._pane_len)
         return wm
+
+    def assign(self, partitions: set[int] | None, now: float) -> None:
+        """The source partitions this agent owns now (see ``PartitionClock.assign``)."""
+        self._clock.assign(partitions, now)
+
+    @property
+    def partitions(self) -> PartitionClock:
+        return self._clock
 
     @property
     def open_panes(self) -> int:
@@ -231,7 +231,7 @@ class WindowManager:
             if self._dedupe is not None
             else np.zeros(n, dtype=bool)
         )
-        running_max = np.maximum.accumulate(t)
+        running_max = self._clock.advance(t, batch.partition, now)
         if self._max_event is not None:
             running_max = np.maximum(running_max, self._max_event)
 
@@ -241,9 +241,10 @@ class WindowManager:
             late = np.zeros(n, dtype=bool)
             self._add_rows(batch, t, dup, segments, seg_code, result)
 
-        self._max_event = float(running_max[-1])
-        if self._dedupe is not None:
-            self._dedupe.advance(self._max_event - self.allowed_lateness)
+        if np.isfinite(running_max[-1]):
+            self._max_event = float(running_max[-1])
+            if self._dedupe is not None:
+                self._dedupe.advance(self._max_event - self.allowed_lateness)
         result.late = _count_by(versions, version_code[late])
         result.duplicates = _count_by(versions, version_code[dup])
         result.accepted = int(n - late.sum() - dup.sum())
@@ -271,7 +272,9 @@ class WindowManager:
         """
         p, k = self._pane_len, self._k
         pane = np.floor(t / p).astype(np.int64)
-        horizon = np.floor((running_max - self.allowed_lateness) / p).astype(np.int64)
+        known = np.isfinite(running_max)
+        wm = np.where(known, running_max - self.allowed_lateness, 0.0)
+        horizon = np.where(known, np.floor(wm / p), _NEVER).astype(np.int64)
         horizon = np.maximum(horizon, self._closed_to)
         late = ~dup & (pane + k <= horizon)
         accepted = ~dup & ~late
@@ -358,6 +361,7 @@ class WindowManager:
             times = t[rows]
             target.t_min = min(target.t_min, float(times.min()))
             target.t_max = max(target.t_max, float(times.max()))
+            target.cover(batch.partition[rows], batch.offset[rows])
             need = MAX_TRACEPARENTS - len(target.traceparents)
             if need > 0:
                 tids = batch.traceparent[rows]
@@ -422,6 +426,7 @@ class WindowManager:
                         duplicates=self._pending_dup.pop(seg, 0) if n == 0 else 0,
                         traceparents=_first_traceparents(pane.traceparents for pane in panes),
                         kind="time",
+                        offsets=merge_offsets(pane.offsets for pane in panes),
                     )
                 )
         for key in [key for key in self._panes if key[1] + k <= upto]:
@@ -447,6 +452,7 @@ class WindowManager:
             duplicates=pane.duplicates,
             traceparents=list(pane.traceparents),
             kind="rows",
+            offsets=pane.offsets,
         )
 
     def _close_all(self) -> list[ClosedWindow]:
@@ -492,49 +498,7 @@ class WindowManager:
 
     def snapshot(self) -> bytes:
         """The complete state: restoring it and continuing gives the same windows."""
-        blobs: list[bytes] = []
-        panes = []
-        for (seg, index), pane in sorted(self._panes.items()):
-            panes.append(
-                {
-                    "segment": seg,
-                    "index": index,
-                    "rows": pane.rows,
-                    "t_min": _finite_or_none(pane.t_min),
-                    "t_max": _finite_or_none(pane.t_max),
-                    "traceparents": pane.traceparents,
-                    "duplicates": pane.duplicates,
-                    "sketch": len(blobs),
-                }
-            )
-            blobs.append(pane.sketch.to_bytes())
-        dedupe_blob = None
-        if self._dedupe is not None:
-            dedupe_blob = len(blobs)
-            blobs.append(self._dedupe.to_bytes())
-        meta = {
-            "profile": self.profile.content_hash,
-            "params": self._params(),
-            "closed_to": self._closed_to,
-            "max_event": self._max_event,
-            "last_activity": self._last_activity,
-            "pending_late": self._pending_late,
-            "pending_dup": self._pending_dup,
-            "row_base": self._row_base,
-            "accepted_total": self.accepted_total,
-            "late_total": self.late_total,
-            "duplicates_total": self.duplicates_total,
-            "panes": panes,
-            "dedupe": dedupe_blob,
-            "blobs": [len(b) for b in blobs],
-        }
-        head = json.dumps(meta, separators=(",", ":")).encode()
-        buf = io.BytesIO()
-        buf.write(_HEAD.pack(_MAGIC, SNAPSHOT_FORMAT, len(head)))
-        buf.write(head)
-        for blob in blobs:
-            buf.write(blob)
-        return buf.getvalue()
+        return write_state(self)
 
     @classmethod
     def restore(
@@ -552,58 +516,13 @@ class WindowManager:
         which take precedence. The window layout (size, slide, rows, dedupe, reservoir
         size, segmentation) must match the snapshot's, else ``SnapshotError``: the caller
         starts windows fresh. Lateness, idle timeout and the dedupe cap take the new
-        values. With ``now`` the idle clock restarts at ``now``, so the time the agent was
+        values. With ``now`` the idle clocks restart at ``now``, so the time the agent was
         down does not count as idle.
         """
         if config is not None:
             params = {**window_params(config), **params}
         out = cls(profile, **params)
-        meta, blobs = _read_snapshot(data)
-        if meta["profile"] != profile.content_hash:
-            raise SnapshotError(
-                f"window state was built on reference {str(meta['profile'])[:12]}, "
-                f"not {profile.short_hash}"
-            )
-        saved = meta["params"]
-        current = out._params()
-        layout = ("size", "slide", "rows", "dedupe", "reservoir_size", "segment_by_version")
-        changed = [
-            f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in layout if saved.get(k) != current[k]
-        ]
-        if changed:
-            raise SnapshotError(
-                "window parameters changed since the snapshot: " + ", ".join(changed)
-            )
-        try:
-            out._closed_to = int(meta["closed_to"])
-            out._max_event = _float_or_none(meta["max_event"])
-            out._last_activity = _float_or_none(meta["last_activity"])
-            if now is not None and out._last_activity is not None:
-                out._last_activity = float(now)
-            out._pending_late = {str(k): int(v) for k, v in meta["pending_late"].items()}
-            out._pending_dup = {str(k): int(v) for k, v in meta["pending_dup"].items()}
-            out._row_base = {str(k): int(v) for k, v in meta["row_base"].items()}
-            out.accepted_total = int(meta["accepted_total"])
-            out.late_total = {str(k): int(v) for k, v in meta["late_total"].items()}
-            out.duplicates_total = {str(k): int(v) for k, v in meta["duplicates_total"].items()}
-            for entry in meta["panes"]:
-                sketch = WindowSketch.from_bytes(profile, blobs[entry["sketch"]])
-                pane = _Pane(
-                    sketch=sketch,
-                    rows=int(entry["rows"]),
-                    t_min=_float_or(entry["t_min"], math.inf),
-                    t_max=_float_or(entry["t_max"], -math.inf),
-                    traceparents=[str(x) for x in entry["traceparents"]],
-                    duplicates=int(entry["duplicates"]),
-                )
-                out._panes[(str(entry["segment"]), int(entry["index"]))] = pane
-            if meta["dedupe"] is not None:
-                dedupe = Deduplicator.from_bytes(blobs[meta["dedupe"]])
-                dedupe.max_ids = out.dedupe_max_ids
-                dedupe.horizon_seconds = out.size + out._pane_len + out.allowed_lateness
-                out._dedupe = dedupe
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SnapshotError(f"corrupt window state: {exc}") from exc
+        read_state(out, data, now)
         return out
 
 
