@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 from collections.abc import Mapping
 from itertools import repeat
 from typing import Any, TypeAlias
@@ -68,10 +69,8 @@ class WindowSketch:
         # Σ (x − shift) and Σ (x − shift)², the shift being the reference mean: the variance
         # from raw power sums, Σx² − (Σx)² / n, cancels to nothing on values near 1e9 (a
         # timestamp); from deviations it keeps its precision, and sums still merge by adding.
-        self.num_shift = np.array(
-            [_finite_or_zero(profile.numeric[n].mean) for n in profile.numeric_names],
-            dtype=np.float64,
-        )
+        numeric = [profile.numeric[n] for n in profile.numeric_names]
+        self.num_shift = np.array([_shift(p.mean, p.std) for p in numeric], dtype=np.float64)
         self.num_dev_sum = np.zeros(nn)
         self.num_dev_sumsq = np.zeros(nn)
         # sum of the finite values in each bin, laid out like num_counts
@@ -450,8 +449,17 @@ class WindowSketch:
         )
 
 
-def _finite_or_zero(v: float) -> float:
-    return float(v) if np.isfinite(v) else 0.0
+def _shift(mean: float, std: float) -> float:
+    """The reference mean rounded to a multiple of the power of two just below its standard
+    deviation: as close as matters for precision, and coarse enough that ``x − shift`` is
+    exact wherever ``x`` is on a coarser grid (values that are multiples of 1/4, say, keep
+    sums that are exact in any order, so merged sketches equal direct ones bit for bit)."""
+    if not math.isfinite(mean):
+        return 0.0
+    if not (math.isfinite(std) and std > 0):
+        return float(mean)  # a constant column: its deviations are exactly 0
+    grain = 2.0 ** math.floor(math.log2(std))
+    return float(round(mean / grain) * grain)
 
 
 def _columns(batch: Batch) -> Mapping[str, Any]:
