@@ -106,6 +106,47 @@ def drift_rules(t: Thresholds) -> list[Alert]:
     ]
 
 
+def below_for(value: m.MetricDef, limit: m.MetricDef, windows: int, t: Thresholds) -> str:
+    """``value`` stayed below the gauge ``limit`` in every sample of ``windows`` close
+    periods, and the agent closed windows meanwhile (as ``persisted`` checks)."""
+    close = m.LAST_WINDOW_CLOSE
+    if value.labels != limit.labels or not set(close.labels) <= set(value.labels):
+        raise ValueError(f"{value.name}, {limit.name} and {close.name}: labels do not match")
+
+    def build(label: str, period: int) -> str:
+        sel = _selector(value, window=label)
+        if windows == 1:
+            return f"{value.name}{sel}\n  < {limit.name}{sel}"
+        lookback = duration(windows * period)
+        return (
+            f"max_over_time({value.name}{sel}[{lookback}])\n"
+            f"  < {limit.name}{sel}\n"
+            f"  and ignoring ({_labels(_others(value, close))})\n"
+            f"  changes({close.name}{_selector(close, window=label)}[{lookback}]) >= {windows - 1}"
+        )
+
+    return per_window(t, build)
+
+
+def attribution_rules(t: Thresholds) -> list[Alert]:
+    n = t.drift.feature_windows
+    return [
+        Alert(
+            "DriftlineAttributionDrift",
+            below_for(m.ATTRIBUTION_NDCG, m.ATTRIBUTION_NDCG_THRESHOLD, n, t),
+            "warning",
+            f"Feature attribution ranking of {_MV} drifted for {n} windows",
+            "The nDCG of the feature ranking by mean |SHAP| of model {{ $labels.model }} "
+            "version {{ $labels.model_version }} against its reference stayed below its "
+            f"threshold for at least {n} consecutive {{{{ $labels.window }}}} windows "
+            '(highest {{ printf "%.3f" $value }}): the model now relies on its features in '
+            "another order. The drifted features ranked by impact are on the model dashboard "
+            "and in the report.",
+            links_report=True,
+        ),
+    ]
+
+
 # (alert name, check label value, summary title, what the ratio counts)
 QUALITY_CHECKS: tuple[tuple[str, str, str, str], ...] = (
     ("DriftlineMissingValues", "missing", "Missing values spike", "missing"),
@@ -299,6 +340,7 @@ def availability_rules(t: Thresholds) -> list[Alert]:
 
 GROUPS: tuple[tuple[str, Callable[[Thresholds], list[Alert]]], ...] = (
     ("driftline.drift", drift_rules),
+    ("driftline.attribution", attribution_rules),
     ("driftline.quality", quality_rules),
     ("driftline.pipeline", pipeline_rules),
     ("driftline.availability", availability_rules),

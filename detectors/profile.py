@@ -204,6 +204,80 @@ class Calibration:
 
 
 @dataclass(frozen=True, eq=False)
+class AttributionProfile:
+    """The model's SHAP attributions on the reference sample (see detectors/attribution.py).
+
+    ``mean_abs`` is each feature's global importance (mean |SHAP|, the quantity SageMaker
+    Clarify ranks), ``abs_std`` the standard deviation of |SHAP| (the reference mean's
+    sampling error in the window's bootstrap), ``mean`` the signed mean (a change in the
+    mean prediction splits exactly into changes of these), and ``distributions`` each
+    feature's SHAP values binned like a numeric column, for the same drift tests.
+    ``model_sha256`` names the model file the attributions came from.
+    """
+
+    method: str
+    library: str
+    features: tuple[str, ...]
+    mean_abs: np.ndarray
+    abs_std: np.ndarray
+    mean: np.ndarray
+    expected_value: float
+    rows: int
+    distributions: dict[str, NumericProfile]
+    model_sha256: str = ""
+    output: int | None = None
+
+    @property
+    def ranking(self) -> tuple[str, ...]:
+        """Features by decreasing importance (ties in schema order)."""
+        order = np.argsort(-self.mean_abs, kind="stable")
+        return tuple(self.features[i] for i in order)
+
+    @property
+    def importance(self) -> np.ndarray:
+        """Each feature's share of the model's total mean |SHAP| (sums to 1)."""
+        total = float(self.mean_abs.sum())
+        return self.mean_abs / total if total > 0 else np.zeros_like(self.mean_abs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "library": self.library,
+            "features": list(self.features),
+            "mean_abs": self.mean_abs.tolist(),
+            "abs_std": self.abs_std.tolist(),
+            "mean": self.mean.tolist(),
+            "expected_value": self.expected_value,
+            "rows": self.rows,
+            "distributions": [self.distributions[f].to_dict() for f in self.features],
+            "model_sha256": self.model_sha256,
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AttributionProfile:
+        features = tuple(d["features"])
+        dists = {p["name"]: NumericProfile.from_dict(p) for p in d["distributions"]}
+        if set(dists) != set(features):
+            raise ValueError("attribution distributions do not match the attribution features")
+        arrays = {k: np.asarray(d[k], dtype=np.float64) for k in ("mean_abs", "abs_std", "mean")}
+        for k, v in arrays.items():
+            if v.shape != (len(features),):
+                raise ValueError(f"attribution {k} has {v.size} values for {len(features)}")
+        return cls(
+            method=str(d["method"]),
+            library=str(d["library"]),
+            features=features,
+            expected_value=float(d["expected_value"]),
+            rows=int(d["rows"]),
+            distributions=dists,
+            model_sha256=str(d.get("model_sha256", "")),
+            output=None if d.get("output") is None else int(d["output"]),
+            **arrays,
+        )
+
+
+@dataclass(frozen=True, eq=False)
 class Profile:
     """Everything the detectors need to know about the reference data."""
 
@@ -218,6 +292,8 @@ class Profile:
     sample: dict[str, np.ndarray] = field(default_factory=dict)
     inference: dict[str, str] = field(default_factory=dict)
     calibrations: tuple[Calibration, ...] = ()
+    # The model's attributions on ``sample`` (``reference build --model``); None without.
+    attribution: AttributionProfile | None = None
     # What the performance estimators learnt from a labelled reference (``reference build
     # --labels``); None for a profile built without labels.
     performance: PerformanceReference | None = None
@@ -292,7 +368,9 @@ class Profile:
             "inference": self.inference,
             "calibrations": [c.to_dict() for c in self.calibrations],
         }
-        # Left out when absent, so a profile without labels keeps its content hash.
+        # Each left out when absent, so a profile without it keeps its content hash.
+        if self.attribution is not None:
+            out["attribution"] = self.attribution.to_dict()
         if self.performance is not None:
             out["performance"] = self.performance.to_dict()
         if self.sequential is not None:
@@ -333,6 +411,9 @@ class Profile:
             sample=sample,
             inference=dict(d.get("inference", {})),
             calibrations=tuple(Calibration.from_dict(c) for c in d.get("calibrations", [])),
+            attribution=(
+                AttributionProfile.from_dict(d["attribution"]) if d.get("attribution") else None
+            ),
             performance=_performance_from_dict(d.get("performance")),
             sequential=(
                 SequentialCalibration.from_dict(d["sequential"]) if d.get("sequential") else None
@@ -426,6 +507,14 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     """Read a Parquet, CSV or JSON-lines file into a DataFrame, by its extension."""
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
+    if not path.exists():
+        raise ProfileError(f"{path}: no such file; check the path (relative to {Path.cwd()})")
+    if path.is_dir():
+        raise ProfileError(f"{path}: is a directory; name a .parquet, .csv or .jsonl file")
+    if path.stat().st_size == 0:
+        raise ProfileError(
+            f"{path}: the file is empty; it needs a header (or JSON objects) and rows of data"
+        )
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
             return pd.read_parquet(path)
@@ -466,6 +555,13 @@ def build_profile(
     reasons are kept in ``Profile.inference``.
     """
     frame = read_frame(data) if isinstance(data, (str, Path)) else data
+    if len(frame) == 0:
+        what = f"only the columns {list(map(str, frame.columns))[:5]}" if len(frame.columns) else ""
+        raise ProfileError(
+            "the reference data has no rows"
+            + (f" ({what}: a header and nothing else?)" if what else "")
+            + "; a reference profile is built from rows of training or validation data"
+        )
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
     if top_k < 1:
@@ -525,14 +621,6 @@ def numeric_edges(finite: np.ndarray, bins: int) -> np.ndarray:
 def profile_numeric(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> NumericProfile:
     x = as_float_array(values)
     missing = int(np.isnan(x).sum())
-    if not path.exists():
-        raise ProfileError(f"{path}: no such file; check the path (relative to {Path.cwd()})")
-    if path.is_dir():
-        raise ProfileError(f"{path}: is a directory; name a .parquet, .csv or .jsonl file")
-    if path.stat().st_size == 0:
-        raise ProfileError(
-            f"{path}: the file is empty; it needs a header (or JSON objects) and rows of data"
-        )
     finite_mask = np.isfinite(x)
     non_finite = int((~finite_mask).sum()) - missing
     finite = x[finite_mask]
@@ -566,13 +654,6 @@ def profile_categorical(
     max_known: int = DEFAULT_MAX_KNOWN_CATEGORIES,
 ) -> CategoricalProfile:
     strings, miss = category_strings(values)
-    if len(frame) == 0:
-        what = f"only the columns {list(map(str, frame.columns))[:5]}" if len(frame.columns) else ""
-        raise ProfileError(
-            "the reference data has no rows"
-            + (f" ({what}: a header and nothing else?)" if what else "")
-            + "; a reference profile is built from rows of training or validation data"
-        )
     present = pd.Series(strings[~miss])
     freq = present.value_counts(sort=False)
     # Most frequent first; ties broken by the category text so the profile is deterministic.

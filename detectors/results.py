@@ -270,6 +270,182 @@ class QualityResult:
 
 
 @dataclass(frozen=True)
+class AttributionColumn:
+    """How one feature's SHAP attributions moved between the reference and the window.
+
+    ``change`` is ``window_mean_abs − reference_mean_abs`` (model output units) and
+    ``[change_low, change_high]`` its bootstrap interval over the explained rows. ``test``,
+    ``statistic``, ``p_value`` and ``threshold`` are the drift test of the feature's SHAP
+    distribution (the test a numeric feature would get); ``share`` is the Wasserstein
+    distance between the two SHAP distributions as a share of the model's total reference
+    attribution. ``mean_shift`` is the change in the feature's mean SHAP (its part of the
+    change in the mean explained output), ``[mean_shift_low, mean_shift_high]`` its
+    interval. ``drifted``: the test flagged the distribution and one of the two intervals
+    lies beyond the configured margin (a change the model barely feels is not attribution
+    drift; detectors/attribution.py).
+    """
+
+    feature: str
+    reference_mean_abs: float
+    window_mean_abs: float
+    change: float
+    change_low: float
+    change_high: float
+    test: str
+    statistic: float
+    p_value: float | None
+    threshold: float
+    share: float
+    drifted: bool
+    mean_shift: float = 0.0
+    mean_shift_low: float = float("nan")
+    mean_shift_high: float = float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float):
+                d[k] = _num(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AttributionColumn:
+        def f(key: str) -> float:
+            v = d.get(key)
+            return float("nan") if v is None else float(v)
+
+        return cls(
+            feature=d["feature"],
+            reference_mean_abs=f("reference_mean_abs"),
+            window_mean_abs=f("window_mean_abs"),
+            change=f("change"),
+            change_low=f("change_low"),
+            change_high=f("change_high"),
+            test=d.get("test", ""),
+            statistic=f("statistic"),
+            p_value=d.get("p_value"),
+            threshold=f("threshold"),
+            share=f("share"),
+            drifted=bool(d["drifted"]),
+            mean_shift=f("mean_shift") if d.get("mean_shift") is not None else 0.0,
+            mean_shift_low=f("mean_shift_low"),
+            mean_shift_high=f("mean_shift_high"),
+        )
+
+
+@dataclass(frozen=True)
+class ImpactItem:
+    """A drifted feature weighted by how much the model relies on it.
+
+    ``drift`` is how far the feature's drift statistic went past its threshold (1 at the
+    threshold, see detectors/attribution.py), ``importance`` the feature's share of the
+    reference's mean |SHAP|, ``score = drift × importance``. ``prediction_shift`` is the
+    feature's part of the change in the mean explained output (its change in mean SHAP).
+    """
+
+    feature: str
+    drift: float
+    importance: float
+    score: float
+    prediction_shift: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (_num(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImpactItem:
+        return cls(
+            feature=d["feature"],
+            drift=float(d["drift"] or 0.0),
+            importance=float(d["importance"] or 0.0),
+            score=float(d["score"] or 0.0),
+            prediction_shift=float(d.get("prediction_shift") or 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """Attribution drift of one window: the nDCG of the feature ranking (SageMaker
+    Clarify's measure), each feature's attribution change, and the drifted features ranked
+    by impact. ``drifted`` when nDCG < ``ndcg_threshold`` or any column drifted.
+    ``prediction_drivers`` are the features whose attributions drifted, largest share of
+    the mean output's change first: what drives a prediction drift."""
+
+    method: str
+    ndcg: float
+    ndcg_threshold: float
+    drifted: bool
+    rows: int
+    columns: tuple[AttributionColumn, ...] = ()
+    impact: tuple[ImpactItem, ...] = ()
+    prediction_drivers: tuple[str, ...] = ()
+    seconds: float = 0.0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "ndcg": _num(self.ndcg),
+            "ndcg_threshold": self.ndcg_threshold,
+            "drifted": self.drifted,
+            "rows": self.rows,
+            "columns": [c.to_dict() for c in self.columns],
+            "impact": [i.to_dict() for i in self.impact],
+            "prediction_drivers": list(self.prediction_drivers),
+            "seconds": _num(self.seconds),
+            "device": self.device,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AttributionResult:
+        return cls(
+            method=d["method"],
+            ndcg=float("nan") if d.get("ndcg") is None else float(d["ndcg"]),
+            ndcg_threshold=float(d["ndcg_threshold"]),
+            drifted=bool(d["drifted"]),
+            rows=int(d.get("rows", 0)),
+            columns=tuple(AttributionColumn.from_dict(c) for c in d.get("columns", [])),
+            impact=tuple(ImpactItem.from_dict(i) for i in d.get("impact", [])),
+            prediction_drivers=tuple(d.get("prediction_drivers", ())),
+            seconds=float(d.get("seconds") or 0.0),
+            device=d.get("device", "cpu"),
+        )
+
+    def column(self, name: str) -> AttributionColumn:
+        for c in self.columns:
+            if c.feature == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a report merged from several agents' partials covers (docs/agent.md,
+    "Scaling out"): the source partitions there are, the ones whose owner had reported
+    past the window's end, and how many agents' partials went into it."""
+
+    partitions: int
+    reported: tuple[int, ...]
+    agents: int
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        return tuple(p for p in range(self.partitions) if p not in set(self.reported))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partitions": self.partitions,
+            "reported": list(self.reported),
+            "missing": list(self.missing),
+            "agents": self.agents,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Coverage:
+        return cls(int(d["partitions"]), tuple(int(p) for p in d["reported"]), int(d["agents"]))
+
+
+@dataclass(frozen=True)
 class WindowReport:
     """Everything driftline concluded about one window of one model version.
 
@@ -296,6 +472,8 @@ class WindowReport:
     exemplar_trace_ids: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = REPORT_VERSION
+    # SHAP attribution drift (explain: in monitor.yaml); None when not configured or skipped.
+    attribution: AttributionResult | None = None
     # Realized and estimated model performance and KPIs (labels:, kpis: in monitor.yaml);
     # None when the profile was built without labels.
     performance: PerformanceResult | None = None
@@ -325,6 +503,7 @@ class WindowReport:
             "quality": self.quality.to_dict(),
             "exemplar_trace_ids": list(self.exemplar_trace_ids),
             "extra": self.extra,
+            "attribution": None if self.attribution is None else self.attribution.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
         }
 
@@ -352,6 +531,9 @@ class WindowReport:
             quality=QualityResult.from_dict(d["quality"]),
             exemplar_trace_ids=tuple(d.get("exemplar_trace_ids", ())),
             extra=dict(d.get("extra", {})),
+            attribution=(
+                AttributionResult.from_dict(d["attribution"]) if d.get("attribution") else None
+            ),
             performance=(
                 PerformanceResult.from_dict(d["performance"]) if d.get("performance") else None
             ),

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import monitor
+from monitor.explain.cli import add_model_arguments
 
 err = Console(stderr=True)
 
@@ -82,6 +83,11 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             progress.update(task, advance=1)
     if args.labels:
         profile = _with_performance(profile, frame, args)
+        if args.model:
+            from monitor.explain.cli import with_reference_attributions
+
+            progress.update(task, description=f"attributions of {Path(args.model).name}")
+            profile = with_reference_attributions(profile, args)
     if profile.inference:
         err.print("[bold]schema inferred[/] (pass --schema to fix it):")
         for name, why in profile.inference.items():
@@ -177,6 +183,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.runtime.replay import replay
 
     cfg = _config_for(args)
+    if args.model:
+        from monitor.explain.cli import with_model
+
+        cfg = with_model(cfg, args)
     try:
         profile = load_profile(cfg.reference)
         cfg.check_against_profile(profile)
@@ -368,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--false-alarm-rate", type=float, default=0.01)
     build.add_argument("--draws", type=int, default=200, help="reference chunks per calibration")
+    add_model_arguments(build)
     build.set_defaults(func=cmd_reference_build)
 
     rep = sub.add_parser("replay", help="window reports for a file, offline")
@@ -375,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reference", help="reference profile (overrides the config's)")
     rep.add_argument("--input", required=True, help="JSONL records, or a Parquet/CSV/JSONL table")
     rep.add_argument("--window", type=int, help="row-count windows of N rows")
+    add_model_arguments(rep)
     rep.add_argument(
         "--labels", metavar="FILE", help="labels joined to the records by request_id"
     )
@@ -468,9 +480,18 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from detectors.schema import SchemaError
     from monitor.config.errors import ConfigError
     from monitor.demo.broker import BrokerError
+    from monitor.explain.loader import ModelLoadError
     from monitor.outputs.server import PortInUseError
 
-    return (UsageError, ProfileError, SchemaError, ConfigError, BrokerError, PortInUseError)
+    return (
+        UsageError,
+        ProfileError,
+        SchemaError,
+        ConfigError,
+        BrokerError,
+        PortInUseError,
+        ModelLoadError,
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from detectors.schema import Kind, Schema
 from detectors.settings import CATEGORICAL_TESTS, NUMERIC_TESTS
 from monitor.config.drift import DriftConfig
 from monitor.config.errors import ConfigError, show
+from monitor.config.explain import ExplainConfig
 from monitor.config.exporter import ExporterConfig
 from monitor.config.labels import KpiConfig, LabelsConfig
 from monitor.config.messages import validation_problems
@@ -59,6 +60,8 @@ class MonitorConfig(Section):
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    # SHAP attribution drift: see docs/explainability.md.
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
     # Ground truth and business KPIs: see docs/performance.md.
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     kpis: list[KpiConfig] = Field(default_factory=list)
@@ -80,6 +83,7 @@ class MonitorConfig(Section):
         ("reports", "file"),
         ("reports", "html_dir"),
         ("state", "dir"),
+        ("explain", "model"),
         ("labels", "file"),
     )
 
@@ -189,6 +193,9 @@ class MonitorConfig(Section):
                         "profile with --schema naming it as a prediction",
                     )
                 )
+        for name in self.explain.features or ():
+            if name not in kinds:
+                unknown("explain.features", name)
         for attr in ("kserve_input_columns", "kserve_output_columns"):
             for name in getattr(self.record, attr):
                 if name not in kinds:

@@ -40,7 +40,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from detectors.performance.results import PerformanceResult
-from detectors.results import DriftResult, WindowReport
+from detectors.results import AttributionResult, DriftResult, WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
 
@@ -261,6 +261,8 @@ class Exporter:
             put(m.LAST_WINDOW_CLOSE, closed_at)
             if report.window_kind == "time":
                 put(m.LAST_WINDOW_END, report.window_end)
+            if report.attribution is not None:
+                self._put_attribution(put, report.attribution)
 
         with self._lock:
             previous = self._live.get((mv, baseline), {})
@@ -393,6 +395,10 @@ class Exporter:
         if rows is not None:
             self._set(m.REFERENCE_ROWS, {"model": self.model}, float(rows))
 
+    def count_attribution_skipped(self, reason: str) -> None:
+        """A window whose attributions were not computed (explain: budget, too few rows)."""
+        self._inc(m.ATTRIBUTION_SKIPPED, {"model": self.model, "reason": reason}, 1.0)
+
     def count_rollback(self, model_version: str, action: str, outcome: str) -> None:
         labels = {
             "model": self.model,
@@ -423,6 +429,18 @@ class Exporter:
             share, verdict = set_defs
             put(share, result.share)
             put(verdict, float(result.drifted))
+
+    @staticmethod
+    def _put_attribution(put: _Put, result: AttributionResult) -> None:
+        put(m.ATTRIBUTION_NDCG, result.ndcg)
+        put(m.ATTRIBUTION_NDCG_THRESHOLD, result.ndcg_threshold)
+        put(m.ATTRIBUTION_DRIFTED, float(result.drifted))
+        for c in result.columns:
+            put(m.FEATURE_ATTRIBUTION, c.window_mean_abs, feature=c.feature)
+            put(m.FEATURE_ATTRIBUTION_REFERENCE, c.reference_mean_abs, feature=c.feature)
+            put(m.FEATURE_ATTRIBUTION_DRIFTED, float(c.drifted), feature=c.feature)
+        for item in result.impact:
+            put(m.FEATURE_DRIFT_IMPACT, item.score, feature=item.feature)
 
     def _exemplar(self, report: WindowReport) -> dict[str, str] | None:
         if not self.exemplars:

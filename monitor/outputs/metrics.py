@@ -36,7 +36,8 @@ LABELS: dict[str, str] = {
     "detector": "drift test name: ks, psi, jensen_shannon, wasserstein, chi_square, ...",
     "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
     "baseline": "what the window was compared with: `reference` or `version:<v>`",
-    "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS)",
+    "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS), or why a "
+    "window's attributions were skipped (monitor.explain.window.SKIP_REASONS)",
     "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
     "outcome": "what happened to a record, a window evaluation or a rollback decision",
     "action": "rollback action name",
@@ -481,6 +482,218 @@ KPI_DECILE_MEAN = MetricDef(
     ("model", "model_version", "kpi", "decile", "window"),
 )
 
+# -- attributions (explain:) ----------------------------------------------------------------
+_ATTRIBUTION_LABELS = ("model", "model_version", "feature", "window")
+ATTRIBUTION_NDCG = MetricDef(
+    "driftline_attribution_ndcg",
+    "gauge",
+    "nDCG of the window's feature ranking by mean |SHAP| against the reference's (SageMaker "
+    "Clarify's measure; 1 = same ranking).",
+    _WINDOW_LABELS,
+)
+ATTRIBUTION_NDCG_THRESHOLD = MetricDef(
+    "driftline_attribution_ndcg_threshold",
+    "gauge",
+    "nDCG below which the ranking has drifted (explain.ndcg_threshold).",
+    _WINDOW_LABELS,
+)
+ATTRIBUTION_DRIFTED = MetricDef(
+    "driftline_attribution_drifted",
+    "gauge",
+    "1 when the window's attributions drifted (nDCG below its threshold, or a feature's "
+    "attribution distribution moved materially), else 0.",
+    _WINDOW_LABELS,
+)
+FEATURE_ATTRIBUTION = MetricDef(
+    "driftline_feature_attribution_mean_abs",
+    "gauge",
+    "Mean |SHAP| of a feature over the window's explained rows (model output units).",
+    _ATTRIBUTION_LABELS,
+)
+FEATURE_ATTRIBUTION_REFERENCE = MetricDef(
+    "driftline_feature_attribution_reference_mean_abs",
+    "gauge",
+    "Mean |SHAP| of a feature on the reference sample (model output units).",
+    _ATTRIBUTION_LABELS,
+)
+FEATURE_ATTRIBUTION_DRIFTED = MetricDef(
+    "driftline_feature_attribution_drifted",
+    "gauge",
+    "1 when the feature's SHAP distribution drifted materially in the last window, else 0.",
+    _ATTRIBUTION_LABELS,
+)
+FEATURE_DRIFT_IMPACT = MetricDef(
+    "driftline_feature_drift_impact_score",
+    "gauge",
+    "Impact of a drifted feature: its drift (statistic over threshold) times its share of "
+    "the model's reference attributions; absent for features that did not drift.",
+    _ATTRIBUTION_LABELS,
+)
+ATTRIBUTION_SKIPPED = MetricDef(
+    "driftline_attribution_windows_skipped_total",
+    "counter",
+    "Windows whose attributions were not computed, by reason: budget (too few rows "
+    "explained within explain.budget_seconds), too_few_rows, error.",
+    ("model", "reason"),
+)
+
+# -- model performance (labels:, kpis:) ---------------------------------------------------
+_PERFORMANCE_LABELS = ("model", "model_version", "metric", "window")
+_ESTIMATED_LABELS = ("model", "model_version", "metric", "method", "window")
+_KPI_LABELS = ("model", "model_version", "kpi", "window")
+LABEL_OUTCOMES: tuple[str, ...] = (
+    "joined",
+    "duplicate",
+    "no_prediction",
+    "expired",
+    "evicted",
+    "invalid",
+    "no_reference",
+)
+PERFORMANCE_REALIZED = MetricDef(
+    "driftline_performance_realized",
+    "gauge",
+    "A performance metric measured on the labelled rows of the latest window (revised when "
+    "late labels for that window arrive).",
+    _PERFORMANCE_LABELS,
+)
+PERFORMANCE_REALIZED_LOW = MetricDef(
+    "driftline_performance_realized_low",
+    "gauge",
+    "Lower bound of the realized metric's 95% confidence interval.",
+    _PERFORMANCE_LABELS,
+)
+PERFORMANCE_REALIZED_HIGH = MetricDef(
+    "driftline_performance_realized_high",
+    "gauge",
+    "Upper bound of the realized metric's 95% confidence interval.",
+    _PERFORMANCE_LABELS,
+)
+PERFORMANCE_ESTIMATED = MetricDef(
+    "driftline_performance_estimated",
+    "gauge",
+    "A performance metric estimated without labels (CBPE for classifiers, DLE for regressors).",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_LOW = MetricDef(
+    "driftline_performance_estimated_low",
+    "gauge",
+    "Lower bound of the estimate's 95% band (the metric's sampling spread at this window size).",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_HIGH = MetricDef(
+    "driftline_performance_estimated_high",
+    "gauge",
+    "Upper bound of the estimate's 95% band.",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_THRESHOLD = MetricDef(
+    "driftline_performance_estimated_threshold",
+    "gauge",
+    "Alert threshold of the estimate, from the reference (its chunks' mean estimate minus 3 "
+    "standard deviations; plus 3 for errors).",
+    _ESTIMATED_LABELS,
+)
+PERFORMANCE_ESTIMATED_ALERT = MetricDef(
+    "driftline_performance_estimated_alert",
+    "gauge",
+    "1 when the estimate crossed its threshold in the latest window, else 0.",
+    _ESTIMATED_LABELS,
+)
+LABEL_COVERAGE = MetricDef(
+    "driftline_performance_label_coverage_ratio",
+    "gauge",
+    "Share of the latest window's predictions that have a joined label.",
+    _WINDOW_LABELS,
+    unit="ratio",
+)
+PERFORMANCE_REVISIONS = MetricDef(
+    "driftline_performance_revisions_total",
+    "counter",
+    "Window reports sent again because labels arrived after the window closed.",
+    ("model", "model_version"),
+)
+LABELS_TOTAL = MetricDef(
+    "driftline_labels_total",
+    "counter",
+    "Labels and predictions by what the join did with them: joined, duplicate (label), "
+    "no_prediction (label), expired and evicted (prediction left unlabelled), invalid "
+    "(unreadable label record or unknown class), no_reference (profile without labels).",
+    ("model", "outcome"),
+)
+LABEL_JOIN_PENDING = MetricDef(
+    "driftline_label_join_pending",
+    "gauge",
+    "Predictions waiting for their label, and labels waiting for their prediction.",
+    ("model", "kind"),
+)
+KPI_MEAN = MetricDef(
+    "driftline_kpi_mean",
+    "gauge",
+    "Mean of a business KPI over the latest window.",
+    _KPI_LABELS,
+)
+KPI_CORRELATION = MetricDef(
+    "driftline_kpi_prediction_correlation",
+    "gauge",
+    "Pearson correlation of a business KPI with the model's prediction in the latest window.",
+    _KPI_LABELS,
+)
+KPI_DECILE_MEAN = MetricDef(
+    "driftline_kpi_decile_mean",
+    "gauge",
+    "Mean of a business KPI over the latest window's rows in one decile of the reference's "
+    "predictions.",
+    ("model", "model_version", "kpi", "decile", "window"),
+)
+
+# -- multivariate (multivariate: in monitor.yaml) ------------------------------------------
+_MULTIVARIATE_LABELS = ("model", "model_version", "detector", "window")
+MULTIVARIATE_STATISTIC = MetricDef(
+    "driftline_multivariate_statistic",
+    "gauge",
+    "Row-level test of the latest window against the reference rows: MMD² (detector mmd) "
+    "or held-out AUC (detector classifier).",
+    _MULTIVARIATE_LABELS,
+)
+MULTIVARIATE_P_VALUE = MetricDef(
+    "driftline_multivariate_p_value",
+    "gauge",
+    "p-value of the row-level test (permutation test for mmd, Mann-Whitney for classifier).",
+    _MULTIVARIATE_LABELS,
+)
+MULTIVARIATE_DRIFTED = MetricDef(
+    "driftline_multivariate_drifted",
+    "gauge",
+    "1 when the row-level tests flagged the latest window (combined verdict), else 0.",
+    _WINDOW_LABELS,
+)
+MULTIVARIATE_SKIPPED = MetricDef(
+    "driftline_multivariate_windows_skipped_total",
+    "counter",
+    "Windows whose row-level tests did not run, by reason: too_few_rows, budget "
+    "(multivariate.time_budget exceeded), error.",
+    ("model", "reason"),
+)
+MULTIVARIATE_ONLINE_STATISTIC = MetricDef(
+    "driftline_multivariate_online_statistic",
+    "gauge",
+    "Online MMD² of the latest sliding window of rows against the reference.",
+    ("model", "model_version"),
+)
+MULTIVARIATE_ONLINE_THRESHOLD = MetricDef(
+    "driftline_multivariate_online_threshold",
+    "gauge",
+    "Threshold of the online MMD at its current step (calibrated to the expected run time).",
+    ("model", "model_version"),
+)
+MULTIVARIATE_ONLINE_DETECTIONS = MetricDef(
+    "driftline_multivariate_online_detections_total",
+    "counter",
+    "Times the online MMD crossed its threshold (it restarts after each).",
+    ("model", "model_version"),
+)
+
 ALL_METRICS: tuple[MetricDef, ...] = (
     FEATURE_DRIFT_STATISTIC,
     FEATURE_DRIFT_P_VALUE,
@@ -533,6 +746,14 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     KPI_MEAN,
     KPI_CORRELATION,
     KPI_DECILE_MEAN,
+    ATTRIBUTION_NDCG,
+    ATTRIBUTION_NDCG_THRESHOLD,
+    ATTRIBUTION_DRIFTED,
+    FEATURE_ATTRIBUTION,
+    FEATURE_ATTRIBUTION_REFERENCE,
+    FEATURE_ATTRIBUTION_DRIFTED,
+    FEATURE_DRIFT_IMPACT,
+    ATTRIBUTION_SKIPPED,
 )
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in ALL_METRICS}

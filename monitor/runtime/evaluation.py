@@ -21,6 +21,7 @@ from monitor.ingest.traceparent import parse_traceparent
 from monitor.runtime.windows import ClosedWindow
 
 if TYPE_CHECKING:
+    from monitor.explain.window import WindowAttributor
     from detectors.performance import PerformanceResult, PerformanceState
 
 
@@ -44,9 +45,12 @@ class WindowEvaluator:
         drift: DriftSettings,
         quality: QualitySettings,
         stable_version: str | None = None,
+        attributor: WindowAttributor | None = None,
         performance: Callable[[PerformanceState, int], PerformanceResult] | None = None,
     ) -> None:
         self.profile = profile
+        # SHAP attribution drift on each window against the reference (explain:)
+        self.attributor = attributor
         # The performance block from a closed window's merged performance state.
         self.performance = performance
         self.model = model
@@ -71,6 +75,9 @@ class WindowEvaluator:
             self.profile, w.sketch, self.drift, self.quality
         )
         report = self._report(w, drift, prediction, quality, "reference")
+        if self.attributor is not None and w.rows:
+            attribution = self.attributor.evaluate(w.sketch, self.drift, drift)
+            report = replace(report, attribution=attribution)
         if self.performance is not None and w.performance is not None:
             state: PerformanceState = w.performance  # type: ignore[assignment]
             report = replace(report, performance=self.performance(state, w.rows))

@@ -26,6 +26,7 @@ from monitor.runtime.event_time import bound_event_time
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
 if TYPE_CHECKING:
+    from monitor.explain.window import WindowAttributor
     from monitor.labels.decode import LabelBatch
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,20 @@ class Pipeline:
             self.config.drift.to_settings(),
             self.config.quality.to_settings(),
             stable_version=self.config.windows.stable_version,
+            attributor=self._attributor(),
             performance=None if self.performance is None else self.performance.evaluate,
+        )
+
+    def _attributor(self) -> WindowAttributor | None:
+        """Attribution drift when ``explain.model`` is set (the model loads here, once)."""
+        if not self.config.explain.enabled:
+            return None
+        from monitor.explain.window import WindowAttributor
+
+        return WindowAttributor.from_settings(
+            self.profile,
+            self.config.explain.to_settings(),
+            on_skip=self.exporter.count_attribution_skipped,
         )
 
     @property

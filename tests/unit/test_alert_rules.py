@@ -257,7 +257,7 @@ def test_thresholds_reach_the_rules(promtool: str, tmp_path: Path) -> None:
     assert _run(promtool, "check", "rules", rules_file).returncode == 0
 
 
-REPORT_GROUPS = ("driftline.drift", "driftline.quality")
+REPORT_GROUPS = ("driftline.drift", "driftline.attribution", "driftline.quality")
 
 
 def test_shipped_rules_carry_no_report_link() -> None:

@@ -408,6 +408,7 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
         "state",
         "labels",
         "kpis",
+        "explain",
         "alerts",
         "policies",
         "actions",

@@ -1,0 +1,86 @@
+"""``explain``: the model file whose SHAP attributions are monitored, how they are
+computed and judged; mirrors ``monitor.explain.window.ExplainSettings`` (docs/explainability.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from detectors.attribution import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_MIN_SHARE,
+    DEFAULT_NDCG_THRESHOLD,
+    AttributionSettings,
+)
+from monitor.config.rules import Section, fail
+
+if TYPE_CHECKING:
+    from monitor.explain.window import ExplainSettings
+
+__all__ = ["ExplainConfig"]
+
+
+class ExplainConfig(Section):
+    """Attribution drift; off while ``model`` is unset."""
+
+    model: Path | None = Field(None, description="the model file (XGBoost, LightGBM, skops)")
+    format: Literal["auto", "xgboost", "lightgbm", "skops", "joblib"] = "auto"
+    explainer: Literal["auto", "tree", "linear", "permutation", "kernel"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    budget_seconds: float = Field(2.0, gt=0)
+    min_rows: int = Field(100, ge=10)
+    max_rows: int | None = Field(None, ge=10)
+    max_evals: int | None = Field(None, ge=1)
+    output: int | None = Field(None, ge=0)
+    features: list[str] | None = None
+    trust_pickle: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
+    ndcg_threshold: float = Field(DEFAULT_NDCG_THRESHOLD, gt=0, le=1)
+    min_share: float = Field(DEFAULT_MIN_SHARE, ge=0, lt=1)
+    bootstrap: int = Field(DEFAULT_BOOTSTRAP, ge=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExplainConfig:
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            raise fail(
+                "max_rows",
+                f"{self.max_rows} is below min_rows ({self.min_rows}): no window could be "
+                "explained; raise max_rows or lower min_rows",
+            )
+        if self.format == "joblib" and not self.trust_pickle:
+            raise fail(
+                "format",
+                "joblib files are pickles, which run code when loaded; set trust_pickle: "
+                "true if you trust the file, or save the model with skops",
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.model is not None
+
+    def to_settings(self) -> ExplainSettings:
+        """The agent's settings (model libraries load only when a model is)."""
+        from monitor.explain.window import ExplainSettings
+
+        return ExplainSettings(
+            model=None if self.model is None else str(self.model),
+            format=self.format,
+            explainer=self.explainer,
+            device=self.device,
+            budget_seconds=self.budget_seconds,
+            min_rows=self.min_rows,
+            max_rows=self.max_rows,
+            max_evals=self.max_evals,
+            output=self.output,
+            features=None if self.features is None else tuple(self.features),
+            trust_pickle=self.trust_pickle,
+            trusted_types=tuple(self.trusted_types),
+            attribution=AttributionSettings(
+                ndcg_threshold=self.ndcg_threshold,
+                min_share=self.min_share,
+                bootstrap=self.bootstrap,
+            ),
+        )

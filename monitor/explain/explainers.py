@@ -1,0 +1,255 @@
+"""SHAP values of a loaded model on a frame of rows: one matrix, rows × model features.
+
+The method follows the model (``explain.explainer: auto``):
+
+- tree models: TreeSHAP, exact. XGBoost and LightGBM run their own TreeSHAP
+  (``pred_contribs`` / ``pred_contrib``: the same path-dependent algorithm as
+  ``shap.TreeExplainer``, multi-threaded), XGBoost on the GPU (GPUTreeShap) when
+  ``explain.device`` is ``cuda``, or ``auto`` and XGBoost was built with CUDA and a GPU is
+  present; scikit-learn tree ensembles through ``shap.TreeExplainer``;
+- linear scikit-learn models: ``shap.LinearExplainer`` (exact, interventional, against a
+  background drawn from the reference sample);
+- anything else (pipelines, other estimators): ``shap.PermutationExplainer`` (or
+  ``kernel``: ``shap.KernelExplainer``) on the model's prediction function, against the
+  same background. These cost many model calls per row; the window's time budget
+  (monitor/explain/window.py) bounds them.
+
+Classifiers are explained on one output: the positive class of a binary model (the
+margin, log-odds, for boosters; the probability for scikit-learn ensembles and
+model-agnostic explainers), or ``explain.output`` for more classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.explain.loader import LoadedModel, ModelLoadError
+
+METHODS = ("auto", "tree", "linear", "permutation", "kernel")
+DEVICES = ("auto", "cpu", "cuda")
+# Rows of the reference sample the interventional explainers integrate over.
+DEFAULT_BACKGROUND_ROWS = 100
+
+
+@dataclass
+class Explainer:
+    """Computes attributions; ``explain(frame)`` returns (rows × features) float64."""
+
+    method: str
+    device: str
+    features: tuple[str, ...]
+    compute: Callable[[pd.DataFrame], tuple[np.ndarray, float]]
+    expected_value: float = float("nan")
+    output: int | None = None
+
+    def explain(self, frame: pd.DataFrame) -> np.ndarray:
+        if len(frame) == 0:
+            return np.empty((0, len(self.features)))
+        values, base = self.compute(frame[list(self.features)])
+        self.expected_value = base
+        return values
+
+
+def gpu_available() -> bool:
+    """An NVIDIA driver with at least one GPU is visible to this process."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def make_explainer(
+    loaded: LoadedModel,
+    background: pd.DataFrame,
+    *,
+    method: str = "auto",
+    device: str = "auto",
+    output: int | None = None,
+    max_evals: int | None = None,
+) -> Explainer:
+    """The explainer for ``loaded`` (module docstring); ``background`` holds reference rows
+    with the model's features (linear and model-agnostic explainers integrate over it)."""
+    if method not in METHODS:
+        raise ModelLoadError(f"explain.explainer: {method!r} is not one of {list(METHODS)}")
+    if device not in DEVICES:
+        raise ModelLoadError(f"explain.device: {device!r} is not one of {list(DEVICES)}")
+    chosen = {"tree": "tree", "linear": "linear"}.get(loaded.kind, "permutation")
+    if method != "auto":
+        if method == "tree" and loaded.kind != "tree":
+            raise ModelLoadError(
+                f"{loaded.path}: explain.explainer is tree, but a {type(loaded.model).__name__} "
+                "is not a tree model; use auto, permutation or kernel"
+            )
+        if method == "linear" and loaded.kind != "linear":
+            raise ModelLoadError(
+                f"{loaded.path}: explain.explainer is linear, but a "
+                f"{type(loaded.model).__name__} is not a linear model; use auto, permutation "
+                "or kernel"
+            )
+        chosen = method
+    if device == "cuda" and not (chosen == "tree" and loaded.library == "xgboost"):
+        raise ModelLoadError(
+            f"{loaded.path}: explain.device cuda needs an XGBoost model explained by TreeSHAP "
+            f"(this is {loaded.library}, {chosen}); use device auto or cpu"
+        )
+    features = loaded.features
+    bg = background[list(features)].head(DEFAULT_BACKGROUND_ROWS)
+    if chosen == "tree" and loaded.library == "xgboost":
+        return _xgboost(loaded, device, output)
+    if chosen == "tree" and loaded.library == "lightgbm":
+        return Explainer("tree", "cpu", features, _lightgbm(loaded, output), output=output)
+    shap = _shap(loaded.path)
+    if chosen == "tree":
+        explainer = shap.TreeExplainer(loaded.model)
+
+        def tree(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+            values = explainer.shap_values(frame, check_additivity=False)
+            return _one_output(values, output, loaded), _base(explainer.expected_value, output)
+
+        return Explainer("tree", "cpu", features, tree, output=output)
+    if chosen == "linear":
+        linear = shap.LinearExplainer(loaded.model, _numeric(bg, loaded))
+
+        def lin(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+            values = linear.shap_values(_numeric(frame, loaded))
+            return _one_output(values, output, loaded), _base(linear.expected_value, output)
+
+        return Explainer("linear", "cpu", features, lin, output=output)
+    predict = _predict_fn(loaded, output)
+    if chosen == "kernel":
+        kernel = shap.KernelExplainer(predict, bg.to_numpy())
+
+        def ker(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+            nsamples = max_evals if max_evals is not None else "auto"
+            values = kernel.shap_values(frame.to_numpy(), nsamples=nsamples, silent=True)
+            return np.asarray(values, dtype=np.float64), _base(kernel.expected_value, None)
+
+        return Explainer("kernel", "cpu", features, ker, output=output)
+    masker = shap.maskers.Independent(bg.to_numpy(), max_samples=len(bg))
+    perm = shap.PermutationExplainer(predict, masker)
+    evals = max(max_evals or 0, 2 * len(features) + 1)
+
+    def permutation(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+        result = perm(frame.to_numpy(), max_evals=evals, silent=True)
+        base = float(np.mean(result.base_values))
+        return np.asarray(result.values, dtype=np.float64), base
+
+    return Explainer("permutation", "cpu", features, permutation, output=output)
+
+
+# -- libraries' own TreeSHAP ---------------------------------------------------------------
+
+
+def _xgboost(loaded: LoadedModel, device: str, output: int | None) -> Explainer:
+    xgb = importlib.import_module("xgboost")
+    booster = loaded.model
+    use_cuda = device == "cuda" or (
+        device == "auto" and bool(xgb.build_info().get("USE_CUDA")) and gpu_available()
+    )
+    booster.set_param({"device": "cuda" if use_cuda else "cpu"})
+
+    def contribs(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+        dm = xgb.DMatrix(_numeric(frame, loaded), feature_names=list(loaded.features))
+        raw = booster.predict(dm, pred_contribs=True)  # (n, d+1) or (n, classes, d+1)
+        if raw.ndim == 3:
+            raw = raw[:, _class_index(raw.shape[1], output, loaded), :]
+        return raw[:, :-1].astype(np.float64), float(raw[0, -1])
+
+    return Explainer("tree", "cuda" if use_cuda else "cpu", loaded.features, contribs)
+
+
+def _lightgbm(
+    loaded: LoadedModel, output: int | None
+) -> Callable[[pd.DataFrame], tuple[np.ndarray, float]]:
+    booster = loaded.model
+    d = len(loaded.features)
+
+    def contribs(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+        raw = np.asarray(booster.predict(_numeric(frame, loaded), pred_contrib=True))
+        if raw.shape[1] != d + 1:  # multiclass: classes blocks of d + 1
+            blocks = raw.reshape(len(raw), -1, d + 1)
+            raw = blocks[:, _class_index(blocks.shape[1], output, loaded), :]
+        return raw[:, :-1].astype(np.float64), float(raw[0, -1])
+
+    return contribs
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _shap(path: Path) -> Any:
+    try:
+        return importlib.import_module("shap")
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{path}: explaining this model needs shap, which is not installed; "
+            "pip install 'driftline[shap]'"
+        ) from exc
+
+
+def _numeric(frame: pd.DataFrame, loaded: LoadedModel) -> np.ndarray:
+    try:
+        return frame.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{loaded.path}: a {loaded.library} model explained by {loaded.kind} SHAP takes "
+            f"numeric inputs, and some of {list(loaded.features)} are categorical; wrap the "
+            "encoding and the model in a scikit-learn pipeline saved with skops"
+        ) from exc
+
+
+def _class_index(classes: int, output: int | None, loaded: LoadedModel) -> int:
+    if output is not None:
+        if not 0 <= output < classes:
+            raise ModelLoadError(
+                f"{loaded.path}: explain.output {output} is not a class index (0..{classes - 1})"
+            )
+        return output
+    if classes == 1:
+        return 0
+    if classes == 2:
+        return 1
+    raise ModelLoadError(
+        f"{loaded.path}: the model has {classes} outputs; set explain.output to the index "
+        "of the class whose attributions to monitor"
+    )
+
+
+def _one_output(values: Any, output: int | None, loaded: LoadedModel) -> np.ndarray:
+    if isinstance(values, list):  # older shap: one array per class
+        values = np.stack(values, axis=-1)
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 3:
+        arr = arr[:, :, _class_index(arr.shape[2], output, loaded)]
+    return arr
+
+
+def _base(expected: Any, output: int | None) -> float:
+    arr = np.atleast_1d(np.asarray(expected, dtype=np.float64))
+    if len(arr) == 1:
+        return float(arr[0])
+    return float(arr[output if output is not None else (1 if len(arr) == 2 else 0)])
+
+
+def _predict_fn(loaded: LoadedModel, output: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    model, features = loaded.model, list(loaded.features)
+    proba = loaded.classifier and hasattr(model, "predict_proba")
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        frame = pd.DataFrame(x, columns=features)
+        for c in features:  # object arrays from the masker: numbers back to numbers
+            if frame[c].dtype == object:
+                converted = pd.to_numeric(frame[c], errors="coerce")
+                if converted.notna().sum() == frame[c].notna().sum():
+                    frame[c] = converted
+        if proba:
+            p = np.asarray(model.predict_proba(frame))
+            return p[:, _class_index(p.shape[1], output, loaded)]
+        return np.asarray(model.predict(frame), dtype=np.float64)
+
+    return predict
