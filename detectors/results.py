@@ -446,6 +446,33 @@ class Coverage:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """What a report merged from several agents' partials covers (docs/agent.md,
+    "Scaling out"): the source partitions there are, the ones whose owner had reported
+    past the window's end, and how many agents' partials went into it."""
+
+    partitions: int
+    reported: tuple[int, ...]
+    agents: int
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        return tuple(p for p in range(self.partitions) if p not in set(self.reported))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partitions": self.partitions,
+            "reported": list(self.reported),
+            "missing": list(self.missing),
+            "agents": self.agents,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Coverage:
+        return cls(int(d["partitions"]), tuple(int(p) for p in d["reported"]), int(d["agents"]))
+
+
+@dataclass(frozen=True)
 class WindowReport:
     """Everything driftline concluded about one window of one model version.
 
@@ -477,6 +504,12 @@ class WindowReport:
     # Realized and estimated model performance and KPIs (labels:, kpis: in monitor.yaml);
     # None when the profile was built without labels.
     performance: PerformanceResult | None = None
+    # True when the report covers less than the whole window; ``partial_reason`` says
+    # why ("coverage": an aggregator's deadline passed before every source partition
+    # reported, and ``coverage`` says what it had).
+    partial: bool = False
+    partial_reason: str | None = None
+    coverage: Coverage | None = None
 
     @property
     def drifted(self) -> bool:
@@ -505,6 +538,9 @@ class WindowReport:
             "extra": self.extra,
             "attribution": None if self.attribution is None else self.attribution.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
+            "partial": self.partial,
+            "partial_reason": self.partial_reason,
+            "coverage": None if self.coverage is None else self.coverage.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -531,6 +567,9 @@ class WindowReport:
             quality=QualityResult.from_dict(d["quality"]),
             exemplar_trace_ids=tuple(d.get("exemplar_trace_ids", ())),
             extra=dict(d.get("extra", {})),
+            partial=bool(d.get("partial", False)),
+            partial_reason=d.get("partial_reason"),
+            coverage=Coverage.from_dict(d["coverage"]) if d.get("coverage") else None,
             attribution=(
                 AttributionResult.from_dict(d["attribution"]) if d.get("attribution") else None
             ),
