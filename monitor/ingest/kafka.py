@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -93,8 +93,12 @@ class KafkaSource:
         cfg: KafkaSourceConfig,
         start_offsets: Offsets | None = None,
         on_revoke: Callable[[set[tuple[str, int]]], Awaitable[None]] | None = None,
+        extra_topics: Sequence[str] = (),
     ) -> None:
         self.cfg = cfg
+        # Topics read beside cfg.topics by the same group member (the labels topic), so
+        # their offsets are committed with the same checkpoints.
+        self.topics = [*cfg.topics, *(t for t in extra_topics if t not in cfg.topics)]
         self.start_offsets = dict(start_offsets or {})
         self.on_revoke = on_revoke
         self.consumer: AIOKafkaConsumer | None = None
@@ -123,7 +127,7 @@ class KafkaSource:
             )
             try:
                 await consumer.start()
-                consumer.subscribe(self.cfg.topics, listener=_Rebalance(self))
+                consumer.subscribe(self.topics, listener=_Rebalance(self))
                 self.consumer = consumer
                 self.up = True
                 self._probe = asyncio.create_task(self._watch(consumer))

@@ -274,18 +274,30 @@ class PerformanceTracker:
         }
 
     def restore(self, d: dict[str, Any]) -> None:
+        """Resume from ``snapshot()``; all or nothing (a bad snapshot raises and leaves
+        this tracker as it was)."""
         if d.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"performance state format {d.get('format')!r} is not supported")
-        self.join.restore(d["join"], base64.b64decode(d["join_arrays"]))
-        self.panes = {
+        join = LabelJoin(
+            self.join.width,
+            horizon=self.join.horizon,
+            wait=self.join.wait,
+            max_pending=self.join.max_pending,
+            max_labels=self.join.max_labels,
+            kpi_names=self.join.kpi_names,
+        )
+        join.restore(d["join"], base64.b64decode(d["join_arrays"]))
+        panes = {
             (str(s), int(p)): PerformanceState.from_dict(self.ref, st) for s, p, st in d["panes"]
         }
-        self.closed_to = {str(k): int(v) for k, v in d["closed_to"].items()}
-        self.reports = {
+        closed_to = {str(k): int(v) for k, v in d["closed_to"].items()}
+        reports = {
             (str(s), int(p)): None if r is None else WindowReport.from_dict(r)
             for s, p, r in d["reports"]
         }
-        self.dirty = {(str(s), int(p)) for s, p in d["dirty"]}
+        dirty = {(str(s), int(p)) for s, p in d["dirty"]}
+        self.join, self.panes, self.closed_to = join, panes, closed_to
+        self.reports, self.dirty = reports, dirty
         self.invalid_labels = int(d.get("invalid_labels", 0))
 
 

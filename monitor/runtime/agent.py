@@ -122,6 +122,9 @@ class Agent:
             else None
         )
         self.store = CheckpointStore(config.state.dir)
+        # Labels come from their own topic, read by this consumer group (labels: in
+        # monitor.yaml); None when they come from nowhere or from a file.
+        self.labels_topic = config.labels.topic if config.labels.source == "kafka" else None
         # Windows whose evaluation raised: kept on disk and retried (never lost silently).
         self.failed = FailedWindows(config.state.dir / "failed-windows", self.profile)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
@@ -166,6 +169,13 @@ class Agent:
         except SnapshotError as exc:
             log.warning("checkpoint window state unusable (%s); starting windows afresh", exc)
             return {}
+        tracker, saved = self.pipeline.performance, checkpoint.extra.get("performance")
+        if tracker is not None and saved is not None:
+            try:
+                tracker.restore(saved)
+            except (KeyError, TypeError, ValueError) as exc:
+                # the windows resume; only the labels joined so far are lost
+                log.warning("checkpoint performance state unusable (%s); starting it afresh", exc)
         log.info(
             "restored checkpoint from %.0f with %d partitions",
             checkpoint.created_at,
@@ -195,7 +205,12 @@ class Agent:
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
         needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
                 clock=self.health.clock,
-        self.source = KafkaSource(self.kafka_cfg, start_offsets, on_revoke=self._on_revoke)
+        self.source = KafkaSource(
+            self.kafka_cfg,
+            start_offsets,
+            on_revoke=self._on_revoke,
+            extra_topics=[self.labels_topic] if self.labels_topic else [],
+        )
         self.exporter.set_source_up(False)
         try:
             if not await self.source.start(stop):
@@ -222,6 +237,9 @@ class Agent:
             self.exporter.set_source_up(self.source.up)
             # owned partitions hold the watermark back; revoked ones stop (watermarks.py)
             self.pipeline.windows.assign({p for _, p in self.source.assigned()}, now)
+            labels = [m for m in messages if m.topic == self.labels_topic]
+            if labels:
+                messages = [m for m in messages if m.topic != self.labels_topic]
             if messages:
                 closed = self.pipeline.ingest_messages(messages, now)
                 # The last message's, not max(): a partition whose log was lost restarts
@@ -230,7 +248,11 @@ class Agent:
                 self._submit(closed)
             else:
                 self.pipeline.expire(now)
-            self._submit(self.pipeline.windows.tick(now))
+            if labels:
+                # after this poll's predictions, so a label and its prediction meet now
+                self.pipeline.ingest_labels(labels)
+                self.offsets.update(self.source.polled)
+            self._submit(self.pipeline.tick(now))
             self._submit(self.failed.due(now), retry=True)
             for (topic, partition), lag in self.source.lag().items():
                 self.exporter.set_lag(topic, partition, lag)
@@ -282,6 +304,8 @@ class Agent:
         self.telemetry.window_evaluated(report, result.seconds, result.traceparents)
         if report.baseline == "reference":
             self.latest[report.model_version] = report
+            if self.pipeline.performance is not None:
+                self.pipeline.performance.remember(report)
         self.engine.observe_report(report)
         for sink in self.sinks:
             try:
@@ -303,11 +327,13 @@ class Agent:
         """
         async with self._checkpoint_lock:
             await self.drain()
+            self._publish_revisions()
             snapshot = Checkpoint(
                 offsets=self._durable_offsets(),
                 windows=self.pipeline.windows.snapshot(),
                 reference_hash=self.profile.content_hash,
                 created_at=time.time(),
+                extra=self._checkpoint_extra(),
             )
             try:
                 await asyncio.to_thread(self.store.save, snapshot)
@@ -322,6 +348,27 @@ class Agent:
             self.exporter.set_checkpoint(snapshot.created_at)
             if self.source is not None:
                 await self.source.commit(snapshot.offsets)
+
+    def _publish_revisions(self) -> None:
+        """Reports of closed windows whose performance late labels changed, sent again."""
+        tracker = self.pipeline.performance
+        if tracker is None:
+            return
+        for report in tracker.revisions():
+            self.exporter.observe_revision(report)
+            for sink in self.sinks:
+                try:
+                    sink.write(report)
+                except Exception:
+                    log.exception("report sink %s failed", type(sink).__name__)
+
+    def _checkpoint_extra(self) -> dict[str, object]:
+        """State checkpointed beside the windows: the label join with the windows'
+        performance state."""
+        extra: dict[str, object] = {}
+        if self.pipeline.performance is not None:
+            extra["performance"] = self.pipeline.performance.snapshot()
+        return extra
 
     def _durable_offsets(self) -> dict[tuple[str, int], int]:
         """Next offsets whose records are all in the window state.
