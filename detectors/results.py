@@ -446,33 +446,6 @@ class Coverage:
 
 
 @dataclass(frozen=True)
-class Coverage:
-    """What a report merged from several agents' partials covers (docs/agent.md,
-    "Scaling out"): the source partitions there are, the ones whose owner had reported
-    past the window's end, and how many agents' partials went into it."""
-
-    partitions: int
-    reported: tuple[int, ...]
-    agents: int
-
-    @property
-    def missing(self) -> tuple[int, ...]:
-        return tuple(p for p in range(self.partitions) if p not in set(self.reported))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "partitions": self.partitions,
-            "reported": list(self.reported),
-            "missing": list(self.missing),
-            "agents": self.agents,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Coverage:
-        return cls(int(d["partitions"]), tuple(int(p) for p in d["reported"]), int(d["agents"]))
-
-
-@dataclass(frozen=True)
 class WindowReport:
     """Everything driftline concluded about one window of one model version.
 
