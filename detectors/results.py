@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from detectors.multivariate.result import MultivariateResult
 from detectors.performance.results import PerformanceResult
 
 # 2 added, without renaming anything: per-column ``effect`` and ``sequential``, the
@@ -477,6 +478,10 @@ class WindowReport:
     # Realized and estimated model performance and KPIs (labels:, kpis: in monitor.yaml);
     # None when the profile was built without labels.
     performance: PerformanceResult | None = None
+    # Row-level tests (multivariate: in monitor.yaml); None when disabled or skipped, and
+    # then multivariate_skipped_reason says why.
+    multivariate: MultivariateResult | None = None
+    multivariate_skipped_reason: str | None = None
     # True when the report covers less than the whole window; ``partial_reason`` says
     # why ("coverage": an aggregator's deadline passed before every source partition
     # reported, and ``coverage`` says what it had).
@@ -486,7 +491,11 @@ class WindowReport:
 
     @property
     def drifted(self) -> bool:
-        return self.drift.drifted or self.prediction_drift.drifted
+        return (
+            self.drift.drifted
+            or self.prediction_drift.drifted
+            or (self.multivariate is not None and self.multivariate.drifted)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -511,6 +520,8 @@ class WindowReport:
             "extra": self.extra,
             "attribution": None if self.attribution is None else self.attribution.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
+            "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
+            "multivariate_skipped_reason": self.multivariate_skipped_reason,
             "partial": self.partial,
             "partial_reason": self.partial_reason,
             "coverage": None if self.coverage is None else self.coverage.to_dict(),
@@ -549,6 +560,10 @@ class WindowReport:
             performance=(
                 PerformanceResult.from_dict(d["performance"]) if d.get("performance") else None
             ),
+            multivariate=(
+                MultivariateResult.from_dict(d["multivariate"]) if d.get("multivariate") else None
+            ),
+            multivariate_skipped_reason=d.get("multivariate_skipped_reason"),
         )
 
     @classmethod

@@ -36,10 +36,12 @@ FEATURE_SHARE = 0.3
 
 @dataclass(frozen=True)
 class Outcome:
-    """A window's multivariate result, or why there is none."""
+    """A window's multivariate result, or why there is none (``reason_code``, for the
+    skipped-windows counter: too_few_rows, budget or error)."""
 
     result: MultivariateResult | None
     skipped_reason: str | None = None
+    reason_code: str | None = None
 
 
 class MultivariateDetector:
@@ -71,13 +73,16 @@ class MultivariateDetector:
         n = len(rows)
         if n < s.min_rows:
             return Outcome(
-                None, f"{n} rows in the window's sample, fewer than min_rows={s.min_rows}"
+                None,
+                f"{n} rows in the window's sample, fewer than min_rows={s.min_rows}",
+                "too_few_rows",
             )
         if len(self.reference) < s.min_rows:
             return Outcome(
                 None,
                 f"{len(self.reference)} reference rows in the profile, fewer than "
                 f"min_rows={s.min_rows}; rebuild it with a larger --sample-rows",
+                "too_few_rows",
             )
         y = self.encoder.transform(rows)
         started = time.perf_counter()
@@ -89,9 +94,9 @@ class MultivariateDetector:
             if s.test in ("classifier", "both"):
                 tests.append(self._classifier(y, seed, started))
         except BudgetExceeded as exc:
-            return Outcome(None, str(exc))
+            return Outcome(None, str(exc), "budget")
         except (RuntimeError, MemoryError) as exc:  # e.g. CUDA out of memory
-            return Outcome(None, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return Outcome(None, f"{type(exc).__name__}: {str(exc)[:200]}", "error")
         best = min(tests, key=lambda t: 1.0 if t.p_value is None else t.p_value)
         p_value = best.p_value
         if len(tests) > 1:

@@ -30,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -112,13 +113,17 @@ class OnlineMMD:
         length = w + steps - 1
         streams = np.argsort(rng.random((sims, len(pool))), axis=1)[:, :length]
         win = streams[:, :w]
+        # Flat float32 gathers (summed in float64) are several times faster than 2-d ones.
+        flat = k_pp.astype(np.float32).ravel()
+        width = len(pool)
         # within-window kernel sum over ordered pairs i != j (in chunks of streams: the
         # gather is sims × W × W), and the cross-term sum
         within = np.empty(sims)
         chunk = max(1, 2**22 // (w * w))
         for a in range(0, sims, chunk):
             wa = win[a : a + chunk]
-            within[a : a + chunk] = k_pp[wa[:, :, None], wa[:, None, :]].sum((1, 2)) - w
+            pairs = np.take(flat, wa[:, :, None] * width + wa[:, None, :])
+            within[a : a + chunk] = pairs.sum((1, 2), dtype=np.float64) - w
         cross_sum = cross[win].sum(1)
         q = 1.0 - 1.0 / self.expected_run_time
         alive = np.ones(sims, dtype=bool)
@@ -127,7 +132,9 @@ class OnlineMMD:
             if t:
                 old, new = streams[:, t - 1], streams[:, w + t - 1]
                 kept = streams[:, t : w + t - 1]  # the W-1 rows that stay
-                within += 2.0 * (k_pp[new[:, None], kept].sum(1) - k_pp[old[:, None], kept].sum(1))
+                gain = np.take(flat, new[:, None] * width + kept).sum(1, dtype=np.float64)
+                loss = np.take(flat, old[:, None] * width + kept).sum(1, dtype=np.float64)
+                within += 2.0 * (gain - loss)
                 cross_sum += cross[new] - cross[old]
             stat = self._statistic(within, cross_sum)
             live = stat[alive]
@@ -150,6 +157,13 @@ class OnlineMMD:
         self._rows = np.empty((0, self.reference.shape[1]))
         self._cross = np.empty(0)
         self.statistic: float | None = None
+
+    def copy(self) -> OnlineMMD:
+        """A detector with the same reference and thresholds, at the start of a run
+        (calibration is the costly part; each stream gets its own copy)."""
+        out = copy.copy(self)
+        out.reset()
+        return out
 
     def threshold_at(self, step: int) -> float:
         """Threshold of the check at ``step`` (the first full window is step ``W - 1``)."""

@@ -24,6 +24,7 @@ from monitor.config.explain import ExplainConfig
 from monitor.config.exporter import ExporterConfig
 from monitor.config.labels import KpiConfig, LabelsConfig
 from monitor.config.messages import validation_problems
+from monitor.config.multivariate import MultivariateConfig
 from monitor.config.quality import CATEGORICAL_ONLY_CHECKS, NUMERIC_ONLY_CHECKS, QualityConfig
 from monitor.config.record import RecordConfig
 from monitor.config.reports import ReportsConfig
@@ -60,6 +61,8 @@ class MonitorConfig(Section):
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    # Row-level drift tests (kernel MMD, classifier test, online MMD).
+    multivariate: MultivariateConfig = Field(default_factory=MultivariateConfig)
     # SHAP attribution drift: see docs/explainability.md.
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     # Ground truth and business KPIs: see docs/performance.md.

@@ -43,6 +43,7 @@ from detectors.performance.results import PerformanceResult
 from detectors.results import AttributionResult, DriftResult, WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
+from monitor.outputs.multivariate_export import put_multivariate
 
 
 class Telemetry(Protocol):
@@ -255,6 +256,7 @@ class Exporter:
                 put(m.QUALITY_BREACHED, float(q.breached), feature=q.feature, check=q.check)
             put(m.WINDOW_QUALITY_BREACHED, float(report.quality.breached))
             put(m.WINDOW_ROWS, float(report.rows))
+            put_multivariate(put, report)
             if report.performance is not None:
                 _put_performance(put, report.performance)
                 self._latest_start[mv] = report.window_start
@@ -359,6 +361,21 @@ class Exporter:
         if outcome == "failed":
             raise ValueError("count failed records with count_failures(reason, n)")
         self._count_records(outcome, n, model_version or "")
+
+    def count_multivariate_skipped(self, reason: str) -> None:
+        """A window whose row-level tests did not run (too few rows, budget, error)."""
+        self._inc(m.MULTIVARIATE_SKIPPED, {"model": self.model, "reason": reason}, 1.0)
+
+    def set_online_mmd(
+        self, model_version: str, statistic: float | None, threshold: float, detected: bool
+    ) -> None:
+        """Where the online MMD stands after a batch, and whether it fired in it."""
+        labels = {"model": self.model, "model_version": model_version}
+        if statistic is not None and math.isfinite(statistic):
+            self._set(m.MULTIVARIATE_ONLINE_STATISTIC, labels, statistic)
+        self._set(m.MULTIVARIATE_ONLINE_THRESHOLD, labels, threshold)
+        if detected:
+            self._inc(m.MULTIVARIATE_ONLINE_DETECTIONS, labels, 1.0)
 
     def count_failures(self, reason: str, n: int) -> None:
         """Count ``n`` records set aside for ``reason`` (also in records_total, outcome=failed)."""

@@ -21,6 +21,7 @@ from monitor.ingest.traceparent import parse_traceparent
 from monitor.runtime.windows import ClosedWindow
 
 if TYPE_CHECKING:
+    from monitor.runtime.multivariate import MultivariateMonitor
     from monitor.explain.window import WindowAttributor
     from detectors.performance import PerformanceResult, PerformanceState
 
@@ -45,10 +46,13 @@ class WindowEvaluator:
         drift: DriftSettings,
         quality: QualitySettings,
         stable_version: str | None = None,
+        multivariate: MultivariateMonitor | None = None,
         attributor: WindowAttributor | None = None,
         performance: Callable[[PerformanceState, int], PerformanceResult] | None = None,
     ) -> None:
         self.profile = profile
+        # Row-level tests on the window's reservoir and the online MMD (multivariate:)
+        self.multivariate = multivariate
         # SHAP attribution drift on each window against the reference (explain:)
         self.attributor = attributor
         # The performance block from a closed window's merged performance state.
@@ -60,7 +64,7 @@ class WindowEvaluator:
 
     def evaluate(self, closed: Sequence[ClosedWindow]) -> list[EvaluatedWindow]:
         """Reports for a set of windows closed together, canary comparisons included."""
-        out = [self._against_reference(w) for w in closed]
+        out = [self._with_multivariate(w, self._against_reference(w)) for w in closed]
         if self.stable_version is not None:
             stable = {(w.start, w.end): w for w in closed if w.model_version == self.stable_version}
             for w in closed:
@@ -86,6 +90,14 @@ class WindowEvaluator:
             time.perf_counter() - started,
             tuple(w.traceparents),
         )
+
+    def _with_multivariate(self, w: ClosedWindow, ev: EvaluatedWindow) -> EvaluatedWindow:
+        """Adds the ``multivariate`` block (its time counts in the window's evaluation)."""
+        if self.multivariate is None:
+            return ev
+        started = time.perf_counter()
+        report = self.multivariate.attach(w, ev.report)
+        return EvaluatedWindow(report, ev.seconds + time.perf_counter() - started, ev.traceparents)
 
     def _against_version(self, w: ClosedWindow, base: ClosedWindow) -> EvaluatedWindow:
         started = time.perf_counter()

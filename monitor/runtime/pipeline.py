@@ -22,6 +22,7 @@ from monitor.labels.decode import LabelDecoder
 from monitor.labels.tracker import PerformanceTracker
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
+from monitor.runtime.multivariate import MultivariateMonitor
 from monitor.runtime.event_time import bound_event_time
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
@@ -78,8 +79,20 @@ class Pipeline:
             self.config.drift.to_settings(),
             self.config.quality.to_settings(),
             stable_version=self.config.windows.stable_version,
+            multivariate=self._multivariate(),
             attributor=self._attributor(),
             performance=None if self.performance is None else self.performance.evaluate,
+        )
+
+    def _multivariate(self) -> MultivariateMonitor | None:
+        """Row-level tests when ``multivariate.enabled`` (the online MMD calibrates here)."""
+        if not self.config.multivariate.enabled:
+            return None
+        return MultivariateMonitor(
+            self.profile,
+            self.config.multivariate.to_settings(),
+            on_skip=self.exporter.count_multivariate_skipped,
+            on_online=self.exporter.set_online_mmd,
         )
 
     def _attributor(self) -> WindowAttributor | None:
@@ -132,6 +145,8 @@ class Pipeline:
             versions, counts = np.unique(batch.model_version.astype(str), return_counts=True)
             for version, n in zip(versions.tolist(), counts.tolist(), strict=True):
                 self.exporter.count_records("decoded", n, model_version=version)
+        if self.evaluator.multivariate is not None:
+            self.evaluator.multivariate.observe(batch)
         result = self.windows.add(batch, now)
         if self.performance is not None:
             self.performance.observe(batch.columns, batch.row_key, batch.event_time, result, now)

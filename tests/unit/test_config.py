@@ -409,6 +409,7 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
         "labels",
         "kpis",
         "explain",
+        "multivariate",
         "alerts",
         "policies",
         "actions",

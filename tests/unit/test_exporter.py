@@ -30,6 +30,7 @@ from detectors.results import (
     TestResult,
     WindowReport,
 )
+from detectors.multivariate.result import MultivariateResult
 from monitor.outputs import metrics as m
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.telemetry import Telemetry, headers_from_env, span_contexts
@@ -323,6 +324,10 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
     exporter.set_checkpoint(1.0)
     exporter.set_reference("abc", 10)
     exporter.count_rollback("v1", "noop", "skipped")
+    block = MultivariateResult("mmd", 0.01, 0.002, 0.004, True, "numpy", 0.1, 500, 5000)
+    exporter.observe_report(replace(make_report(), multivariate=block), 0.01)
+    exporter.count_multivariate_skipped("budget")
+    exporter.set_online_mmd("v1", 0.01, 0.02, True)
     exposed = samples(exporter)
     for defn in m.ALL_METRICS:
         name = defn.name + ("_count" if defn.kind == "histogram" else "")

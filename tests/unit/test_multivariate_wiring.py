@@ -1,0 +1,214 @@
+"""Multivariate drift end to end: ``driftline replay`` on a generated file whose second
+window has a correlation change that no per-column test sees, the report block's JSON
+round trip, the metrics, the config section and the skipped-window accounting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from detectors.multivariate.detector import MultivariateDetector
+from detectors.multivariate.result import MultivariateResult, MultivariateTest, OnlineVerdict
+from detectors.multivariate.settings import MultivariateSettings
+from detectors.profile import build_profile
+from detectors.results import WindowReport
+from detectors.sketch import WindowSketch
+from monitor.config.errors import ConfigError
+from monitor.config.model import MonitorConfig
+
+FEATURES = [f"f{i}" for i in range(6)]
+WINDOW = 1500
+
+
+def _frame(n: int, seed: int, rho: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, len(FEATURES)))
+    z[:, 2] = rho * z[:, 1] + np.sqrt(1 - rho**2) * z[:, 2]
+    frame = pd.DataFrame(z, columns=FEATURES)
+    frame["segment"] = rng.choice(["a", "b", "c"], n)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    tmp = tmp_path_factory.mktemp("mv")
+    build_profile(_frame(4000, 0), sample_rows=3000).save(tmp / "ref.json.gz")
+    data = pd.concat([_frame(WINDOW, 1), _frame(WINDOW, 2, rho=0.8)], ignore_index=True)
+    data.to_csv(tmp / "input.csv", index=False)
+    config = {
+        "model": "corr",
+        "reference": "ref.json.gz",
+        "source": {"kind": "file", "file": {"path": "input.csv"}},
+        "record": {"features_field": ""},
+        "windows": {"rows": WINDOW, "reservoir_size": WINDOW},
+        "multivariate": {
+            "enabled": True,
+            "test": "both",
+            "permutations": 200,
+            "device": "numpy",
+        },
+    }
+    (tmp / "monitor.yaml").write_text(yaml.safe_dump(config))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "replay",
+            "-c",
+            "monitor.yaml",
+            "--input",
+            "input.csv",
+        ],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_replay_flags_the_correlation_change_and_names_its_features(replayed) -> None:
+    """``driftline replay -c monitor.yaml``: window 1 unchanged, window 2 with f1 and f2
+    correlated at 0.8 (marginals unchanged): only window 2 is flagged, by both tests, and
+    the two features are named."""
+    assert len(replayed) == 2
+    first, second = (r["multivariate"] for r in replayed)
+    # every marginal is unchanged: the per-column tests see nothing in either window
+    assert not any(
+        c["drifted"]
+        for r in replayed
+        for c in r["drift"]["columns"]
+        if c["feature"] in ("f1", "f2")
+    )
+    assert first["test"] == "both" and first["rows_window"] == WINDOW
+    assert first["rows_reference"] == 3000 and first["device"] == "numpy"
+    assert not first["drifted"] and first["features"] == []
+    assert second["drifted"] and second["p_value"] < 0.01
+    assert set(second["features"][:2]) == {"f1", "f2"}, second["features"]
+    assert {t["test"] for t in second["tests"]} == {"mmd", "classifier"}
+    assert replayed[1]["multivariate_skipped_reason"] is None
+
+
+def test_online_detector_fires_in_the_changed_window_at_a_row_offset(tmp_path: Path) -> None:
+    """In-process replay: 1000 unchanged rows, then 1000 with f0 shifted by one standard
+    deviation. A fifth of the rows feed the online MMD (window 50, a false alarm every 3000
+    sampled rows on average, so about 150 checks in the first window: quiet with
+    probability about 0.95); it fires in the second window, at a row offset past the
+    change."""
+    from monitor.runtime.replay import replay
+
+    build_profile(_frame(4000, 0), sample_rows=3000).save(tmp_path / "ref.json.gz")
+    shifted = _frame(1000, 4)
+    shifted["f0"] += 1.0
+    pd.concat([_frame(1000, 3), shifted], ignore_index=True).to_csv(
+        tmp_path / "input.csv", index=False
+    )
+    cfg = MonitorConfig.for_replay(
+        tmp_path / "ref.json.gz", tmp_path / "input.csv", window_rows=1000
+    )
+    online = {
+        "enabled": True,
+        "window": 50,
+        "expected_run_time": 3000,
+        "simulations": 6000,
+        "sample_fraction": 0.2,
+        "reference_rows": 1000,
+    }
+    mv = type(cfg.multivariate).model_validate(
+        {"enabled": True, "test": "mmd", "permutations": 100, "device": "numpy", "online": online}
+    )
+    cfg = cfg.model_copy(update={"multivariate": mv})
+    profile = __import__("detectors.profile", fromlist=["load_profile"]).load_profile(
+        tmp_path / "ref.json.gz"
+    )
+    reports = list(replay(cfg, profile, tmp_path / "input.csv"))
+    assert len(reports) == 2
+    first, second = (r.multivariate for r in reports)
+    assert first is not None and first.sequential is None
+    assert second is not None and second.sequential is not None and second.drifted
+    assert second.sequential.statistic > second.sequential.threshold
+    assert second.sequential.detected_at is not None
+    assert 1000 <= second.sequential.detected_at < 2000
+
+
+def test_report_block_round_trips() -> None:
+    block = MultivariateResult(
+        test="both",
+        statistic=0.01,
+        p_value=0.002,
+        threshold=0.004,
+        drifted=True,
+        device="torch-cpu",
+        seconds=0.5,
+        rows_window=900,
+        rows_reference=5000,
+        features=("a", "b"),
+        tests=(
+            MultivariateTest("mmd", 0.01, 0.002, 0.004, True, ("a",)),
+            MultivariateTest("classifier", 0.6, 0.01, 0.55, True, ("a", "b")),
+        ),
+        sequential=OnlineVerdict(0.02, 0.015, 1234.0),
+    )
+    assert MultivariateResult.from_dict(json.loads(json.dumps(block.to_dict()))) == block
+
+
+def _profile_and_sketch(rows: int, rho: float):
+    profile = build_profile(_frame(3000, 0), sample_rows=2000)
+    sketch = WindowSketch(profile, reservoir_size=rows, seed=1)
+    sketch.update(_frame(rows, 5, rho=rho))
+    return profile, sketch
+
+
+def test_windows_too_small_or_over_budget_are_skipped_with_a_reason() -> None:
+    profile, sketch = _profile_and_sketch(50, 0.0)
+    det = MultivariateDetector(profile, MultivariateSettings(enabled=True, device="numpy"))
+    outcome = det.evaluate(sketch)
+    assert outcome.result is None and outcome.reason_code == "too_few_rows"
+    assert "fewer than min_rows=100" in (outcome.skipped_reason or "")
+    profile, sketch = _profile_and_sketch(800, 0.8)
+    det = MultivariateDetector(
+        profile, MultivariateSettings(enabled=True, device="numpy", budget_seconds=1e-9)
+    )
+    outcome = det.evaluate(sketch)
+    assert outcome.result is None and outcome.reason_code == "budget"
+    assert "time budget" in (outcome.skipped_reason or "")
+
+
+def test_exporter_publishes_the_block(replayed) -> None:
+    from monitor.outputs.exporter import Exporter
+
+    exporter = Exporter(model="corr", window_label="1500rows", reference_hash="abc")
+    exporter.observe_report(WindowReport.from_dict(replayed[1]), 0.1)
+    exporter.count_multivariate_skipped("budget")
+    text = __import__("prometheus_client").generate_latest(exporter.registry).decode()
+    assert 'driftline_multivariate_drifted{model="corr"' in text
+    assert 'detector="classifier"' in text and 'detector="mmd"' in text
+    assert 'driftline_multivariate_windows_skipped_total{model="corr",reason="budget"} 1.0' in text
+
+
+def test_config_section_validates_and_names_bad_keys(tmp_path: Path) -> None:
+    base = {
+        "model": "m",
+        "reference": "r.json",
+        "source": {"kind": "file", "file": {"path": "x.csv"}},
+    }
+    cfg = MonitorConfig.model_validate(
+        {**base, "multivariate": {"enabled": True, "time_budget": "2s", "test": "mmd"}}
+    )
+    s = cfg.multivariate.to_settings()
+    assert s.enabled and s.budget_seconds == 2.0 and s.test == "mmd"
+    assert MonitorConfig.model_validate(base).multivariate.enabled is False
+    with pytest.raises(ConfigError, match=r"multivariate\.test"):
+        MonitorConfig.model_validate({**base, "multivariate": {"test": "energy"}})
+    with pytest.raises(ConfigError, match=r"multivariate\.online\.sample_fraction"):
+        MonitorConfig.model_validate({**base, "multivariate": {"online": {"sample_fraction": 0}}})
