@@ -53,6 +53,7 @@ DEAD_LETTER_REASON_HEADER = "x-driftline-reason"
 # /readyz's reason when the agent is ready (documented in docs/agent.md)
 READY = "ready"
 
+
 @dataclass
 class Health:
     """What /healthz and /readyz answer from: the loop's last turn and readiness.
@@ -75,9 +76,9 @@ class Health:
         self.last_tick = self.clock()
 
     def ready(self) -> tuple[bool, str]:
-        if not self.reference_loaded:
         """(ready, reason): the reference loaded and the source consuming, else why not."""
         reasons: list[str] = []
+        if not self.reference_loaded:
             reasons.append("reference profile not loaded")
         if not self.consuming:
             reasons.append("source not consuming")
@@ -198,13 +199,13 @@ class Agent:
                 registry=self.exporter.registry,
                 ready=self.health.ready,
                 last_tick=lambda: self.health.last_tick,
+                clock=self.health.clock,
                 latest_reports=lambda: dict(self.latest),
             )
             register(self.server, self.engine, self.config)
             self.server.start()
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
         needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
-                clock=self.health.clock,
         self.source = KafkaSource(
             self.kafka_cfg,
             start_offsets,
