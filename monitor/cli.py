@@ -21,8 +21,8 @@ import monitor
 from monitor.explain.cli import add_model_arguments
 
 err = Console(stderr=True)
-
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class UsageError(Exception):
     """A command line that cannot work as given; the message says what to change."""
@@ -462,6 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=LOG_FORMAT,
         stream=sys.stderr,
     )
+    from monitor.redaction import RedactingFormatter
+
+    for handler in logging.getLogger().handlers:
+        # no URL credentials in any log line, whichever library wrote it
+        handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
@@ -496,8 +501,3 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 if __name__ == "__main__":
     sys.exit(main())
-    from monitor.redaction import RedactingFormatter
-
-    for handler in logging.getLogger().handlers:
-        # no URL credentials in any log line, whichever library wrote it
-        handler.setFormatter(RedactingFormatter(LOG_FORMAT))

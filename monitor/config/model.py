@@ -27,6 +27,7 @@ from monitor.config.messages import validation_problems
 from monitor.config.multivariate import MultivariateConfig
 from monitor.config.quality import CATEGORICAL_ONLY_CHECKS, NUMERIC_ONLY_CHECKS, QualityConfig
 from monitor.config.record import RecordConfig
+from monitor.config.replay_input import record_layout
 from monitor.config.reports import ReportsConfig
 from monitor.config.rollback import (
     ActionConfig,
@@ -40,9 +41,9 @@ from monitor.config.schema import SchemaConfig
 from monitor.config.source import FileFormat, SourceConfig, format_from_extension
 from monitor.config.state import StateConfig
 from monitor.config.windows import WindowsConfig
+from monitor.redaction import redact
 
 __all__ = ["DEFAULT_REPLAY_ROWS", "MonitorConfig"]
-from monitor.redaction import redact
 
 
 class MonitorConfig(Section):
@@ -275,15 +276,28 @@ class MonitorConfig(Section):
         """A configuration for ``driftline replay`` without a file.
 
         The input's columns are the features (``features_field`` is empty: each record is
-        flat). Windows are ``window_rows`` rows when given; else ``window_size`` (60s by
-        default) of event time when the input has the time column (``event_time_field``,
-        by default "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
+        flat), unless it is JSON lines of driftline's own records (a ``features`` object,
+        or a batch), which are decoded with the default ``record:`` settings; KServe v2
+        records are refused (see monitor/config/replay_input.py). Windows are
+        ``window_rows`` rows when given; else ``window_size`` (60s by default) of event
+        time when the input has the time column (``event_time_field``, by default
+        "timestamp"); else :data:`DEFAULT_REPLAY_ROWS` rows.
         """
         time_field = event_time_field or RecordConfig.model_fields["event_time_field"].default
+        path = Path(input_path)
+        layout, first = "flat", None
+        if (format or format_from_extension(path)) == "jsonl":
+            layout, first = record_layout(path)
+        if layout == "driftline":
+            record: dict[str, Any] = {"event_time_field": time_field}
+            has_time = first is not None and time_field in first
+        else:
+            record = {"features_field": "", "event_time_field": time_field}
+            has_time = _has_column(path, time_field)
         windows: dict[str, Any] = {}
         if window_rows is not None:
             windows["rows"] = window_rows
-        elif window_size is not None or _has_column(Path(input_path), time_field):
+        elif window_size is not None or has_time:
             windows["size"] = 60.0 if window_size is None else window_size
         else:
             windows["rows"] = DEFAULT_REPLAY_ROWS
@@ -291,7 +305,7 @@ class MonitorConfig(Section):
             "model": model,
             "reference": str(reference),
             "source": {"kind": "file", "file": {"path": str(input_path), "format": format}},
-            "record": {"features_field": "", "event_time_field": time_field},
+            "record": record,
             "windows": windows,
             "reports": {"log": True},
         }
