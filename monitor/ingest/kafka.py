@@ -43,6 +43,8 @@ PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 3.0
 #: Seconds a commit (and each step of closing the producer) may take.
 COMMIT_TIMEOUT = 5.0
+#: The producer's request limit (Kafka's default): a dead letter is cut to fit it.
+MAX_REQUEST_BYTES = 1_048_576
 
 
 def client_settings(cfg: KafkaSourceConfig) -> dict[str, object]:
@@ -329,8 +331,13 @@ class KafkaPublisher:
 
     def __init__(self, cfg: KafkaSourceConfig) -> None:
         self.producer = AIOKafkaProducer(
-            acks="all", enable_idempotence=False, linger_ms=20, **client_settings(cfg)
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=20,
+            max_request_size=MAX_REQUEST_BYTES,
+            **client_settings(cfg),
         )
+        self.max_request_bytes = MAX_REQUEST_BYTES
         self._pending: set[asyncio.Future] = set()
 
     async def start(self) -> None:
@@ -348,6 +355,13 @@ class KafkaPublisher:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def deliver(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Send one message and wait for the brokers' acknowledgement; raises when it is
+        not acknowledged (the dead-letter topic retries, then says so per record)."""
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
+
     async def _send(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
     ) -> None:
@@ -363,10 +377,12 @@ class KafkaPublisher:
     async def stop(self) -> None:
         """Flush and close, within ``COMMIT_TIMEOUT`` each: with the brokers gone, the
         agent must still exit (what is not sent by then is logged, not waited for)."""
-        try:
-            await asyncio.wait_for(self.flush(), COMMIT_TIMEOUT)
-        except TimeoutError:
-            log.warning("%d messages not published before shutdown", len(self._pending))
+        pending = set(self._pending)
+        if pending:
+            # counted before closing: closing cancels them, and their count with them
+            _, unsent = await asyncio.wait(pending, timeout=COMMIT_TIMEOUT)
+            if unsent:
+                log.warning("%d messages not published before shutdown", len(unsent))
         try:
             await asyncio.wait_for(self.producer.stop(), COMMIT_TIMEOUT)
         except (KafkaError, TimeoutError) as exc:

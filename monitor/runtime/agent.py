@@ -34,6 +34,7 @@ from monitor.actions.policy import PolicyEngine
 from monitor.actions.routes import register
 from monitor.config.model import MonitorConfig
 from monitor.ingest.batch import DecodeFailure
+from monitor.ingest.dead_letters import REASON_HEADER, DeadLetters, lowest
 from monitor.ingest.kafka import KafkaPublisher, KafkaSource
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.server import AgentServer
@@ -48,7 +49,9 @@ from monitor.runtime.windows import ClosedWindow, SnapshotError, WindowManager
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_REASON_HEADER = "x-driftline-reason"
+DEAD_LETTER_REASON_HEADER = REASON_HEADER
+# Seconds a SIGTERM waits for dead letters on their way before the final checkpoint.
+DEAD_LETTER_SHUTDOWN_WAIT = 20.0
 
 # /readyz's reason when the agent is ready (documented in docs/agent.md)
 READY = "ready"
@@ -132,6 +135,7 @@ class Agent:
         self.offsets: dict[tuple[str, int], int] = {}
         self.latest: dict[str, WindowReport] = {}
         self.publisher: KafkaPublisher | None = None
+        self.dead_letters: DeadLetters | None = None
         self.source: KafkaSource | None = None
         self.server: AgentServer | None = None
         self._serve_http = serve_http
@@ -219,6 +223,9 @@ class Agent:
             if needs_publisher:
                 self.publisher = KafkaPublisher(self.kafka_cfg)
                 await self.publisher.start()
+                if self.kafka_cfg.dead_letter_topic:
+                    topic = self.kafka_cfg.dead_letter_topic
+                    self.dead_letters = DeadLetters(self.publisher, topic)
                 if self.config.reports.kafka_topic:
                     self.sinks.append(
                         KafkaSink(self.config.reports.kafka_topic, self.publisher.send)
@@ -377,10 +384,9 @@ class Agent:
         A message the decoder still holds (half of a request/response pair) is not in
         the windows yet: its partition's offset stays at it until it is.
         """
-        offsets = dict(self.offsets)
-        for key, held in self.pipeline.decoder.pending_offsets().items():
-            if key in offsets:
-                offsets[key] = min(offsets[key], held)
+        offsets = lowest(self.offsets, self.pipeline.decoder.pending_offsets())
+        if self.dead_letters is not None:  # and none past a dead letter on its way
+            offsets = lowest(offsets, self.dead_letters.hold())
         return offsets
 
     async def _on_revoke(self, partitions: set[tuple[str, int]]) -> None:
@@ -391,14 +397,18 @@ class Agent:
             self.exporter.set_lag(topic, partition, None)
 
     def _dead_letter(self, failure: DecodeFailure) -> None:
-        topic = self.kafka_cfg.dead_letter_topic
-        if topic and self.publisher is not None:
-            m = failure.message
-            headers = [(k, v or b"") for k, v in m.headers or ()]
-            headers.append((DEAD_LETTER_REASON_HEADER, failure.reason.encode()))
-            self.publisher.send(topic, m.key, m.value or b"", headers)
+        if self.dead_letters is not None:
+            self.dead_letters.add(failure)
 
     async def _shutdown(self) -> None:
+        if self.dead_letters is not None:
+            unsent = await self.dead_letters.settle(DEAD_LETTER_SHUTDOWN_WAIT)
+            if unsent:
+                log.warning(
+                    "%d dead letters not acknowledged at shutdown; their records stay "
+                    "uncommitted and are read again at the next start",
+                    unsent,
+                )
         try:
             if self.source is not None and self.source.consumer is not None:
                 await self.checkpoint()
