@@ -337,9 +337,7 @@ def attribution_drift(
     with np.errstate(invalid="ignore", divide="ignore"):
         w1 = np.asarray(wasserstein.binned(bins, normalize=False).statistic, dtype=np.float64)
         shares = w1 / total if total > 0 else np.full(d, np.nan)
-    changes = bootstrap_change(
-        reference, phi, settings.bootstrap, settings.level, settings.seed
-    )
+    changes = bootstrap_change(reference, phi, settings.bootstrap, settings.level, settings.seed)
     material = changes.beyond(settings.min_share * total)
     columns = []
     for j, f in enumerate(reference.features):

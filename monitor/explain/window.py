@@ -161,15 +161,18 @@ class WindowAttributor:
         if self.settings.max_rows is not None:
             frame = frame.head(self.settings.max_rows)
         if len(frame) < self.settings.min_rows:
-            return self._skip("too_few_rows")
+            self._skip("too_few_rows")
+            return None
         started = self.clock()
         try:
             values = self._explain_within_budget(frame, started)
         except Exception as exc:  # a model that fails on a window must not stop the agent
             log.warning("attributions failed for a window: %s", type(exc).__name__)
-            return self._skip("error")
+            self._skip("error")
+            return None
         if len(values) < self.settings.min_rows:
-            return self._skip("budget")
+            self._skip("budget")
+            return None
         return attribution_drift(
             self.reference,
             values,
@@ -204,4 +207,3 @@ class WindowAttributor:
         self.skipped[reason] += 1
         if self.on_skip is not None:
             self.on_skip(reason)
-        return None

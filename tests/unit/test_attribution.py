@@ -61,7 +61,9 @@ def _reference(rng: np.random.Generator, rows: int = 5000) -> tuple[AttributionP
     phi = np.c_[
         rng.normal(0, 2.0, rows), rng.normal(0, 1.0, rows), rng.normal(0, 0.3, rows), np.zeros(rows)
     ]
-    return attribution_profile(FEATURES, phi, method="tree", library="test", expected_value=0.5), phi
+    return attribution_profile(
+        FEATURES, phi, method="tree", library="test", expected_value=0.5
+    ), phi
 
 
 def test_profile_keeps_importance_ranking_and_distributions() -> None:
@@ -108,7 +110,9 @@ def test_bootstrap_interval_covers_the_true_change_at_its_level() -> None:
     trials = 200
     for seed in range(trials):
         r = np.random.default_rng(1000 + seed)
-        w = np.c_[r.normal(0, 2.2, 500), r.normal(0, 1.0, 500), r.normal(0, 0.3, 500), np.zeros(500)]
+        w = np.c_[
+            r.normal(0, 2.2, 500), r.normal(0, 1.0, 500), r.normal(0, 0.3, 500), np.zeros(500)
+        ]
         changes = bootstrap_change(ref, w, draws=300, seed=seed)
         # the window's true mean |SHAP| minus the reference's true one (the interval
         # accounts for both sides' sampling error)
@@ -153,7 +157,9 @@ def test_unchanged_attributions_are_not_drift_and_a_shifted_one_is() -> None:
     detected = 0
     for seed in range(10):
         r = np.random.default_rng(seed)
-        same = np.c_[r.normal(0, 2, 1024), r.normal(0, 1, 1024), r.normal(0, 0.3, 1024), np.zeros(1024)]
+        same = np.c_[
+            r.normal(0, 2, 1024), r.normal(0, 1, 1024), r.normal(0, 0.3, 1024), np.zeros(1024)
+        ]
         res = attribution_drift(ref, same, drift, floor_key="t")
         false_alarms += res.drifted
         assert res.ndcg == 1.0
@@ -180,7 +186,9 @@ def test_ranking_reversal_is_ndcg_drift() -> None:
 def test_attribution_block_round_trips_in_the_window_report() -> None:
     rng = np.random.default_rng(6)
     ref, phi = _reference(rng)
-    features = DriftResult(0.25, 1, 4, 0.5, False, "none", (TestResult("a", "ks", 0.2, 1e-6, 0.05, True),))
+    features = DriftResult(
+        0.25, 1, 4, 0.5, False, "none", (TestResult("a", "ks", 0.2, 1e-6, 0.05, True),)
+    )
     res = attribution_drift(ref, phi[:900], DriftSettings(), features)
     report = WindowReport(
         model="m",
@@ -199,7 +207,13 @@ def test_attribution_block_round_trips_in_the_window_report() -> None:
     assert back.attribution.to_dict() == res.to_dict()
     d = report.to_dict()["attribution"]
     assert set(d) >= {"method", "ndcg", "ndcg_threshold", "drifted", "columns", "impact"}
-    assert set(d["columns"][0]) >= {"feature", "reference_mean_abs", "window_mean_abs", "change", "drifted"}
+    assert set(d["columns"][0]) >= {
+        "feature",
+        "reference_mean_abs",
+        "window_mean_abs",
+        "change",
+        "drifted",
+    }
     assert set(d["impact"][0]) >= {"feature", "drift", "importance", "score"}
     # a report without the block (an older one) still loads
     old = report.to_dict()

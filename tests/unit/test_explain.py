@@ -188,7 +188,9 @@ def test_loader_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         load_model(tmp_path / "notes.txt")
 
     (tmp_path / "blob.bin").write_bytes(b"\x00\x01garbage")
-    with pytest.raises(ModelLoadError, match=r"blob\.bin: unrecognised model file.*explain\.format"):
+    with pytest.raises(
+        ModelLoadError, match=r"blob\.bin: unrecognised model file.*explain\.format"
+    ):
         load_model(tmp_path / "blob.bin")
 
     doc = json.loads((tmp_path / "m.json").read_text())
@@ -308,7 +310,9 @@ def test_base_install_imports_no_model_library() -> None:
 def _setup(tmp_path: Path, seed: int):
     rng = np.random.default_rng(seed)
     x = _data(rng, 6000)
-    model = xgb.XGBRegressor(n_estimators=60, max_depth=3, random_state=seed).fit(x, _target(x, rng))
+    model = xgb.XGBRegressor(n_estimators=60, max_depth=3, random_state=seed).fit(
+        x, _target(x, rng)
+    )
     path = tmp_path / f"m{seed}.json"
     model.save_model(path)
     ref = x.assign(prediction=model.predict(x))
@@ -325,7 +329,9 @@ def _window(profile, model, rng, shift):
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_read_feature_shift_is_attribution_drift_ignored_one_is_not(tmp_path: Path, seed: int) -> None:
+def test_read_feature_shift_is_attribution_drift_ignored_one_is_not(
+    tmp_path: Path, seed: int
+) -> None:
     rng, model, profile, attributor = _setup(tmp_path, seed)
     assert set(profile.attribution.ranking[:3]) == set(READ)
     drift = DriftSettings()
