@@ -35,13 +35,15 @@ What each window contributes, all from the window's histogram against the profil
   columns' evidence pooled (``scale`` from their correlation on the reference sample), so
   many small changes at once are found before any single column's.
 
-``margin_t`` is the change too small to matter: ``min_effect`` (in score standard
-deviations; Cohen's w for ``shape``), and at least three standard errors of the
-reference itself, ``3/sqrt(N_ref)``, which the reference cannot resolve: a difference
-between the reference sample and its population is the same in every window and would
-otherwise accumulate. It grows with ``sqrt(rows)``, so very large windows accumulate only
-changes beyond it; the thresholds are calibrated without it, so the false-alarm
-guarantee holds for every window size.
+``margin_t`` is the change too small to matter, in the window's standard errors: the
+larger of ``min_effect·sqrt(n)`` (``min_effect`` per row, in score standard deviations;
+Cohen's w for ``shape``) and ``3·sqrt(n/N_ref) − k/2``: a difference between the
+reference sample and its population is the same in every window, about
+``sqrt(n/N_ref)`` standard errors, and would otherwise accumulate in windows that are
+not small against the reference; three of them may take at most half the allowance.
+Both grow with ``sqrt(n)``, so very large windows accumulate only changes beyond them.
+The thresholds are calibrated with the margins of ``pane_rows``-row windows; larger
+windows have larger margins, so the false-alarm guarantee holds for them too.
 
 After an alarm the channel's column restarts from 0 (Page's renewal), so a change that
 persists fires again after about one detection delay.
@@ -87,13 +89,19 @@ from detectors.results import Sequential
 from detectors.run_length import RunLengthCurve, SequentialCalibration
 from detectors.sketch import WindowSketch
 
-NUMERIC_CHANNELS = ("location_up", "location_down", "scale_up", "scale_down")
-CATEGORICAL_CHANNELS = ("shape", "unseen")
+# Each statistic feeds CUSUMs with the allowance k and with 0.4 k: one tuned to a change
+# of 2k standard errors per window, one to changes 2.5 times smaller, which the first
+# cannot accumulate (a multi-chart CUSUM: Han, Tsung, Hu and Wang 2007).
+ALLOWANCE_BANK = (1.0, 0.4)
+_NUMERIC_BASE = ("location_up", "location_down", "scale_up", "scale_down")
+NUMERIC_CHANNELS = (*_NUMERIC_BASE, *(f"{c}_small" for c in _NUMERIC_BASE))
+SHAPE_CHANNELS = ("shape", "shape_small")
+CATEGORICAL_CHANNELS = (*SHAPE_CHANNELS, "unseen")
 ROLES = ("features", "predictions")
 DATASET_CHANNEL = "dataset"
 
 DEFAULT_ALLOWANCE = 0.5
-DEFAULT_MIN_EFFECT = 0.01
+DEFAULT_MIN_EFFECT = 0.005
 DEFAULT_NEW_CATEGORY_SHARE = 0.01
 # 90 days of one-minute windows.
 DEFAULT_EXPECTED_RUN_WINDOWS = 90 * 24 * 60.0
@@ -173,7 +181,8 @@ class PaneScorer:
         floor = 1.0 / (16.0 * (n_ref + 1.0))
         self.loc_sd = np.sqrt(np.maximum((p * self.loc_score**2).sum(axis=1), floor))
         self.scale_sd = np.sqrt(np.maximum((p * self.scale_score**2).sum(axis=1), floor / 4))
-        self.numeric_margin = np.maximum(min_effect, 3.0 / np.sqrt(np.maximum(n_ref, 1.0)))
+        self.min_effect = min_effect
+        self.numeric_ref_rows = np.maximum(n_ref, 1.0)
 
         cat = profile.categorical_counts.astype(np.float64)
         c_ref = cat.sum(axis=1)
@@ -185,7 +194,7 @@ class PaneScorer:
         self.inv_sum = inv.sum(axis=1)
         dof = np.maximum(self.k_seen - 1.0, 0.0)
         resolution = (dof + 3.0 * np.sqrt(2.0 * dof)) / np.maximum(c_ref, 1.0)
-        self.shape_margin_w2 = np.maximum(min_effect**2, resolution)
+        self.shape_resolution = resolution
         rates = unseen_rate or {}
         kt = 0.5 / (c_ref + 1.0)  # Krichevsky–Trofimov: half a row never seen
         self.unseen_rate = np.array(
@@ -227,19 +236,32 @@ class PaneScorer:
             unseen=unseen,
         )
 
+    def numeric_margin(self, s: Scores, allowance: float) -> np.ndarray:
+        """(..., m) the margin of each numeric window, in standard errors: ``min_effect``,
+        and three standard errors of the reference beyond half the allowance."""
+        n = s.n_numeric
+        reference = 3.0 * np.sqrt(n / self.numeric_ref_rows) - allowance / 2
+        return np.maximum(self.min_effect * np.sqrt(n), reference)
+
+    def shape_margin(self, s: Scores, allowance: float) -> np.ndarray:
+        """(..., c) the same for ``shape``, in X² standard deviations (Cohen's w²·n)."""
+        n = s.n_seen
+        floor = n * self.min_effect**2 / s.shape_sd
+        return np.maximum(floor, n * self.shape_resolution / s.shape_sd - allowance / 2)
+
     def numeric_increments(self, s: Scores, allowance: float, margin: bool) -> np.ndarray:
-        """(..., m, 4) CUSUM increments of the numeric channels."""
+        """(..., m, 8) CUSUM increments of the numeric channels (``NUMERIC_CHANNELS``)."""
         z = np.stack([s.location, -s.location, s.scale, -s.scale], axis=-1)
-        x = z - allowance
+        x = np.concatenate([z - allowance * b for b in ALLOWANCE_BANK], axis=-1)
         if margin:
-            x = x - (self.numeric_margin * np.sqrt(s.n_numeric))[..., None]
+            x = x - self.numeric_margin(s, allowance)[..., None]
         return x
 
     def shape_increments(self, s: Scores, allowance: float, margin: bool) -> np.ndarray:
-        """(..., c) CUSUM increments of the categorical ``shape`` channel."""
-        x = s.shape - allowance
+        """(..., c, 2) CUSUM increments of the categorical ``SHAPE_CHANNELS``."""
+        x = np.stack([s.shape - allowance * b for b in ALLOWANCE_BANK], axis=-1)
         if margin:
-            x = x - s.n_seen * self.shape_margin_w2 / s.shape_sd
+            x = x - self.shape_margin(s, allowance)[..., None]
         return x
 
     def unseen_increments(self, s: Scores, share: float) -> np.ndarray:
@@ -250,15 +272,18 @@ class PaneScorer:
         return s.unseen * np.log(lam1 / lam0) - rows * (lam1 - lam0)
 
     def dataset_statistic(
-        self, s: Scores, numeric: np.ndarray, categorical: np.ndarray, scale: float, margin: bool
+        self,
+        s: Scores,
+        numeric: np.ndarray,
+        categorical: np.ndarray,
+        scale: float,
+        allowance: float,
     ) -> np.ndarray:
-        """The pooled statistic ``Q`` of the columns selected by the two boolean masks."""
-        loc = s.location
-        shape = s.shape
-        if margin:
-            cut = self.numeric_margin * np.sqrt(s.n_numeric)
-            loc = np.sign(loc) * np.maximum(np.abs(loc) - cut, 0.0)
-            shape = shape - s.n_seen * self.shape_margin_w2 / s.shape_sd
+        """The pooled statistic ``Q`` of the columns selected by the two boolean masks,
+        each column's statistic reduced by its margin."""
+        cut = self.numeric_margin(s, allowance)
+        loc = np.sign(s.location) * np.maximum(np.abs(s.location) - cut, 0.0)
+        shape = s.shape - self.shape_margin(s, allowance)
         present = s.n_numeric > 0
         terms = np.where(present & numeric, (loc**2 - 1.0) / math.sqrt(2.0), 0.0).sum(axis=-1)
         terms = terms + np.where((s.n_seen > 0) & categorical, shape, 0.0).sum(axis=-1)
@@ -339,13 +364,20 @@ class SequentialDetector:
             ]
         ).reshape(-1, nc)
         # unseen: Lorden's bound, in rows; windows of the calibrated size.
-        lorden = math.log(arl * len(CATEGORICAL_CHANNELS) * max(1, calibration.pane_rows))
+        ncat = len(CATEGORICAL_CHANNELS)
+        lorden = math.log(arl * ncat * max(1, calibration.pane_rows))
         self.categorical_thresholds = np.array(
             [
-                [curves.get(n, {}).get("shape", fallback).threshold(arl * 2), lorden]
+                [
+                    *(
+                        curves.get(n, {}).get(ch, fallback).threshold(arl * ncat)
+                        for ch in SHAPE_CHANNELS
+                    ),
+                    lorden,
+                ]
                 for n in self.scorer.categorical_names
             ]
-        ).reshape(-1, len(CATEGORICAL_CHANNELS))
+        ).reshape(-1, ncat)
         schema = profile.schema
         roles = {"features": schema.features(), "predictions": schema.predictions()}
         self.role_numeric = {
@@ -390,10 +422,10 @@ class SequentialDetector:
         s = sc.scores(numeric_counts, categorical_counts)
         x_num = sc.numeric_increments(s, k, margin=True)
         x_num = np.where((s.n_numeric > 0)[:, None], x_num, 0.0)  # no rows: no evidence
-        x_cat = np.stack(
+        x_cat = np.concatenate(
             [
                 sc.shape_increments(s, k, margin=True),
-                sc.unseen_increments(s, self.settings.new_category_share),
+                sc.unseen_increments(s, self.settings.new_category_share)[..., None],
             ],
             axis=-1,
         ).reshape(-1, len(CATEGORICAL_CHANNELS))
@@ -409,7 +441,7 @@ class SequentialDetector:
                 self.role_numeric[role],
                 self.role_categorical[role],
                 float(self.dataset_scale[i]),
-                margin=True,
+                k,
             )
             state.dataset[i] = max(0.0, state.dataset[i] + float(q) - k)
         state.windows += 1
@@ -428,7 +460,7 @@ class SequentialDetector:
                 continue
             ratio = stat / np.maximum(h, 1e-12)
             lead = ratio.argmax(axis=1)
-            fired = (stat > h).any(axis=1)
+            fired: np.ndarray = np.asarray((stat > h).any(axis=1))
             rows = np.arange(len(names))
             for j, name in enumerate(names):
                 c = int(lead[j])

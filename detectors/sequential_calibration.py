@@ -50,6 +50,7 @@ from detectors.sequential import (
     DEFAULT_MIN_EFFECT,
     NUMERIC_CHANNELS,
     ROLES,
+    SHAPE_CHANNELS,
     PaneScorer,
     siegmund_curve,
 )
@@ -112,7 +113,7 @@ def calibrate_sequential(
     rng = np.random.default_rng(seed)
     m, c = len(scorer.numeric_names), len(scorer.categorical_names)
     x_num = np.empty((panes, m, len(NUMERIC_CHANNELS)))
-    x_shape = np.empty((panes, c))
+    x_shape = np.empty((panes, c, len(SHAPE_CHANNELS)))
     width = max(profile.numeric_width, profile.categorical_width, 1)
     batch = max(1, _BATCH_ELEMENTS // max(1, (m + c) * width))
     for start in range(0, panes, batch):
@@ -122,10 +123,10 @@ def calibrate_sequential(
         s = scorer.scores(num, cat)
         x_num[start : start + size] = scorer.numeric_increments(s, allowance, margin=True)
         x_shape[start : start + size] = scorer.shape_increments(s, allowance, margin=True)
-    z_shape = x_shape + allowance  # the margin-reduced statistic the dataset pools
+    z_shape = x_shape[..., 0] + allowance  # the margin-reduced statistic the dataset pools
 
     columns: dict[str, dict[str, RunLengthCurve]] = {}
-    flat = [x_num.reshape(panes, -1), x_shape]
+    flat = [x_num.reshape(panes, -1), x_shape.reshape(panes, -1)]
     dataset_x, dataset_scale = _dataset_increments(
         profile, scorer, z_shape, rng, allowance, pane_rows
     )
@@ -135,7 +136,7 @@ def calibrate_sequential(
     for name in scorer.numeric_names:
         columns[name] = {ch: next(it) for ch in NUMERIC_CHANNELS}
     for name in scorer.categorical_names:
-        columns[name] = {"shape": next(it)}
+        columns[name] = {ch: next(it) for ch in SHAPE_CHANNELS}
     dataset = {role: next(it) for role in ROLES}
     return SequentialCalibration(
         pane_rows=pane_rows,
@@ -211,7 +212,8 @@ def _dataset_increments(
             root = v * np.sqrt(np.maximum(w, 0.0))
             z = rng.standard_normal((panes, len(num))) @ root.T
             idx = [scorer.numeric_names.index(n) for n in num]
-            cut = scorer.numeric_margin[idx] * math.sqrt(pane_rows)
+            reference = 3.0 * np.sqrt(pane_rows / scorer.numeric_ref_rows[idx]) - allowance / 2
+            cut = np.maximum(scorer.min_effect * math.sqrt(pane_rows), reference)
             z = np.sign(z) * np.maximum(np.abs(z) - cut, 0.0)
             q += ((z**2 - 1.0) / math.sqrt(2.0)).sum(axis=1)
         if cat_idx:

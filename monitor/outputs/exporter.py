@@ -31,7 +31,7 @@ import platform
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -44,6 +44,7 @@ from detectors.results import AttributionResult, DriftResult, WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
 from monitor.outputs.multivariate_export import put_multivariate
+from monitor.outputs.sequential_export import fired, put_sequential
 
 
 class Telemetry(Protocol):
@@ -265,6 +266,7 @@ class Exporter:
                 put(m.LAST_WINDOW_END, report.window_end)
             if report.attribution is not None:
                 self._put_attribution(put, report.attribution)
+            put_sequential(put, report)
 
         with self._lock:
             previous = self._live.get((mv, baseline), {})
@@ -277,6 +279,9 @@ class Exporter:
                 for key, value in series_values.items():
                     self._set(defn, dict(zip(defn.labels, key, strict=True)), value)
             self._live[(mv, baseline)] = {name: set(s) for name, s in values.items()}
+            if primary:
+                for feature in fired(report):
+                    self._sequential_alarm(mv, feature, 1.0)
 
         exemplar = self._exemplar(report)
         self._observe(
@@ -426,6 +431,47 @@ class Exporter:
         self._inc(m.ROLLBACK_DECISIONS, labels, 1.0)
 
     # -- internals --------------------------------------------------------------------------
+    def _sequential_alarm(self, model_version: str, feature: str | None, value: float) -> None:
+        """Raise (1) or clear (0) one alarm gauge; raising also counts a firing."""
+        base = {"model": self.model, "model_version": model_version, "window": self.window_label}
+        if feature is None:
+            self._set(m.DATASET_SEQUENTIAL_ALARM, base, value)
+            return
+        labels = {**base, "feature": feature}
+        self._set(m.SEQUENTIAL_ALARM, labels, value)
+        if value:
+            self._inc(m.SEQUENTIAL_ALARMS, labels, 1.0)
+
+    def set_sequential_alarms(self, alarms: Mapping[str, Iterable[str]]) -> None:
+        """Raise the alarm gauges of the columns (and ``features``/``predictions`` for the
+        dataset detectors) in alarm per model version: after a restart from a checkpoint."""
+        with self._lock:
+            for mv, names in alarms.items():
+                base = {"model": self.model, "model_version": mv, "window": self.window_label}
+                for name in names:
+                    if name == "features":
+                        self._set(m.DATASET_SEQUENTIAL_ALARM, base, 1.0)
+                    elif name != "predictions":
+                        self._set(m.SEQUENTIAL_ALARM, {**base, "feature": name}, 1.0)
+
+    def clear_sequential_alarms(
+        self, model_version: str | None = None, feature: str | None = None
+    ) -> None:
+        """Set the alarm gauges an acknowledgement covers back to 0."""
+        with self._lock:
+            for defn in (m.SEQUENTIAL_ALARM, m.DATASET_SEQUENTIAL_ALARM):
+                gauge = self._metrics[defn.name]
+                for family in gauge.collect():
+                    for sample in family.samples:
+                        labels = sample.labels
+                        if model_version is not None and labels["model_version"] != model_version:
+                            continue
+                        if defn is m.SEQUENTIAL_ALARM and feature not in (None, labels["feature"]):
+                            continue
+                        if defn is m.DATASET_SEQUENTIAL_ALARM and feature not in (None, "features"):
+                            continue
+                        self._set(defn, labels, 0.0)
+
     @staticmethod
     def _put_set(
         put: _Put,

@@ -173,6 +173,55 @@ FEATURE_DRIFT_EFFECT_HIGH = MetricDef(
     _DRIFT_LABELS,
 )
 
+# -- sequential detectors (Page's CUSUM over the windows; docs/detectors.md) ----------------
+_SEQUENTIAL_LABELS = ("model", "model_version", "feature", "window")
+SEQUENTIAL_STATISTIC = MetricDef(
+    "driftline_sequential_statistic",
+    "gauge",
+    "CUSUM of the column's leading sequential channel after the last window it saw "
+    "(features and prediction columns); it alarms above driftline_sequential_threshold.",
+    _SEQUENTIAL_LABELS,
+)
+SEQUENTIAL_THRESHOLD = MetricDef(
+    "driftline_sequential_threshold",
+    "gauge",
+    "Threshold of the column's leading sequential channel, calibrated for "
+    "drift.sequential.expected_run_time between false alarms.",
+    _SEQUENTIAL_LABELS,
+)
+SEQUENTIAL_ALARM = MetricDef(
+    "driftline_sequential_alarm",
+    "gauge",
+    "1 from the window where the column's sequential detector fired until an operator "
+    "acknowledges it (POST /v1/sequential/reset), else 0.",
+    _SEQUENTIAL_LABELS,
+)
+SEQUENTIAL_ALARMS = MetricDef(
+    "driftline_sequential_alarms_total",
+    "counter",
+    "Times the column's sequential detector fired (it restarts from 0 after each).",
+    _SEQUENTIAL_LABELS,
+)
+DATASET_SEQUENTIAL_STATISTIC = MetricDef(
+    "driftline_dataset_sequential_statistic",
+    "gauge",
+    "CUSUM of the features' pooled evidence (the dataset-level sequential detector).",
+    _WINDOW_LABELS,
+)
+DATASET_SEQUENTIAL_THRESHOLD = MetricDef(
+    "driftline_dataset_sequential_threshold",
+    "gauge",
+    "Threshold of the dataset-level sequential detector.",
+    _WINDOW_LABELS,
+)
+DATASET_SEQUENTIAL_ALARM = MetricDef(
+    "driftline_dataset_sequential_alarm",
+    "gauge",
+    "1 from the window where the dataset-level sequential detector fired until an operator "
+    "acknowledges it, else 0.",
+    _WINDOW_LABELS,
+)
+
 # -- dataset verdict -----------------------------------------------------------------------
 DATASET_DRIFT_SHARE = MetricDef(
     "driftline_dataset_drift_share_ratio",
@@ -592,6 +641,13 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     FEATURE_DRIFT_EFFECT,
     FEATURE_DRIFT_EFFECT_LOW,
     FEATURE_DRIFT_EFFECT_HIGH,
+    SEQUENTIAL_STATISTIC,
+    SEQUENTIAL_THRESHOLD,
+    SEQUENTIAL_ALARM,
+    SEQUENTIAL_ALARMS,
+    DATASET_SEQUENTIAL_STATISTIC,
+    DATASET_SEQUENTIAL_THRESHOLD,
+    DATASET_SEQUENTIAL_ALARM,
     DATASET_DRIFT_SHARE,
     DATASET_DRIFT_VERDICT,
     PREDICTION_DRIFT_STATISTIC,

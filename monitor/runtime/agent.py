@@ -37,6 +37,7 @@ from monitor.ingest.batch import DecodeFailure
 from monitor.ingest.dead_letters import REASON_HEADER, DeadLetters, lowest
 from monitor.ingest.kafka import KafkaPublisher, KafkaSource
 from monitor.outputs.exporter import Exporter
+from monitor.outputs.sequential_routes import register_sequential
 from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.outputs.telemetry import Telemetry
@@ -181,6 +182,9 @@ class Agent:
             except (KeyError, TypeError, ValueError) as exc:
                 # the windows resume; only the labels joined so far are lost
                 log.warning("checkpoint performance state unusable (%s); starting it afresh", exc)
+        sequential = self.pipeline.evaluator.sequential
+        if sequential is not None and sequential.restore(checkpoint.extra.get("sequential")):
+            self.exporter.set_sequential_alarms(sequential.alarms())
         log.info(
             "restored checkpoint from %.0f with %d partitions",
             checkpoint.created_at,
@@ -207,6 +211,13 @@ class Agent:
                 latest_reports=lambda: dict(self.latest),
             )
             register(self.server, self.engine, self.config)
+            if self.pipeline.evaluator.sequential is not None:
+                register_sequential(
+                    self.server,
+                    self.pipeline.evaluator.sequential,
+                    self.config.alerts.token_env or "DRIFTLINE_TOKEN",
+                    self.exporter.clear_sequential_alarms,
+                )
             self.server.start()
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
         needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
@@ -371,9 +382,12 @@ class Agent:
                     log.exception("report sink %s failed", type(sink).__name__)
 
     def _checkpoint_extra(self) -> dict[str, object]:
-        """State checkpointed beside the windows: the label join with the windows'
-        performance state."""
+        """State checkpointed beside the windows: the sequential detectors' CUSUMs, and
+        the label join with the windows' performance state."""
+        sequential = self.pipeline.evaluator.sequential
         extra: dict[str, object] = {}
+        if sequential is not None:
+            extra["sequential"] = sequential.snapshot()
         if self.pipeline.performance is not None:
             extra["performance"] = self.pipeline.performance.snapshot()
         return extra
