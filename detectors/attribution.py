@@ -339,6 +339,7 @@ def attribution_drift(
         shares = w1 / total if total > 0 else np.full(d, np.nan)
     changes = bootstrap_change(reference, phi, settings.bootstrap, settings.level, settings.seed)
     material = changes.beyond(settings.min_share * total)
+    deciles = np.quantile(phi, np.linspace(0.0, 1.0, 11), axis=0) if n else np.empty((11, d))
     columns = []
     for j, f in enumerate(reference.features):
         t = tests.column(f)
@@ -359,6 +360,7 @@ def attribution_drift(
                 mean_shift=float(window_mean[j] - reference.mean[j]),
                 mean_shift_low=float(changes.mean_low[j]),
                 mean_shift_high=float(changes.mean_high[j]),
+                quantiles=tuple(float(q) for q in deciles[:, j]) if n else (),
             )
         )
     drivers = sorted(

@@ -301,9 +301,13 @@ class AttributionColumn:
     mean_shift: float = 0.0
     mean_shift_low: float = float("nan")
     mean_shift_high: float = float("nan")
+    # the window's SHAP values at 0, 10, ..., 100 % (the report draws them against the
+    # reference's); empty in reports written before
+    quantiles: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["quantiles"] = [_num(q) for q in self.quantiles]
         for k, v in d.items():
             if isinstance(v, float):
                 d[k] = _num(v)
@@ -331,6 +335,9 @@ class AttributionColumn:
             mean_shift=f("mean_shift") if d.get("mean_shift") is not None else 0.0,
             mean_shift_low=f("mean_shift_low"),
             mean_shift_high=f("mean_shift_high"),
+            quantiles=tuple(
+                float("nan") if q is None else float(q) for q in d.get("quantiles", ())
+            ),
         )
 
 

@@ -23,6 +23,7 @@ from detectors.results import QualityCheck, TestResult, WindowReport
 from detectors.schema import Kind, Role
 from detectors.settings import P_VALUE_TESTS
 from detectors.sketch import WindowSketch
+from monitor.report.attribution import section as attribution_section
 from monitor.report.columns import (
     _article,
     _Column,
@@ -131,6 +132,7 @@ def render_report(
         chart,
         changes,
         quality,
+        attribution_section(report, profile),
         '<section id="features" class="card"><h2>Features</h2>'
         '<label class="filter"><input type="checkbox" id="only-drifted"> only drifted columns'
         "</label>" + "".join(features) + "</section>",
@@ -264,6 +266,7 @@ def _nav(predictions: bool) -> str:
         ("history", "Drift share"),
         ("changes", "Since previous window"),
         ("quality", "Data quality"),
+        ("attribution", "Attributions"),
         ("features", "Features"),
     ]
     if predictions:
