@@ -247,9 +247,11 @@ class WindowSketch:
     ) -> np.ndarray:
         """Count categories through a dict from category text to bin.
 
-        Text values (what decoded JSON holds) are looked up directly, which costs far
-        less per batch than building pandas objects; only values the dict does not know
-        (numbers, unseen or missing values) go through ``category_strings``.
+        A column of text (what decoded JSON holds) is hash-coded in C first
+        (``pandas.factorize``), so only its few distinct values meet the dict
+        (docs/architecture.md, decision 3); values that are not text (numbers, missing
+        values) go through ``category_strings`` row by row, so 1, 1.0 and True keep their
+        own categories.
         """
         prof = self.profile
         names = prof.categorical_names
@@ -262,10 +264,7 @@ class WindowSketch:
                 continue
             arr = np.asarray(raw)
             slots = _category_slots(prof, name)
-            try:
-                slot = np.fromiter(map(slots.get, arr, repeat(-1, n)), dtype=np.int64, count=n)
-            except TypeError:  # an unhashable value (a list or dict): the slow path decides
-                slot = np.full(n, -1, dtype=np.int64)
+            slot = _text_slots(arr, slots, width - 1)
             unknown = np.flatnonzero(slot < 0)
             if len(unknown):
                 strings, miss = category_strings(arr[unknown])
@@ -484,6 +483,27 @@ def _numeric_values(raw: Any) -> tuple[np.ndarray, int]:
     x = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
     type_errors = int((np.isnan(x) & series.notna().to_numpy()).sum())
     return x, type_errors
+
+
+def _text_slots(arr: np.ndarray, slots: dict[str, int], unseen: int) -> np.ndarray:
+    """Bin of every text value of ``arr`` (``unseen`` for text the profile does not know);
+    -1 where the value is not text (missing, a number) or cannot be hashed."""
+    n = len(arr)
+    if arr.dtype == object:
+        try:
+            codes, uniques = pd.factorize(arr)  # missing values (None, NaN) get code -1
+        except TypeError:  # an unhashable value (a list or dict): the slow path decides
+            return np.full(n, -1, dtype=np.int64)
+        lookup = np.fromiter(
+            (slots.get(u, unseen) if type(u) is str else -1 for u in uniques),
+            dtype=np.int64,
+            count=len(uniques),
+        )
+        return np.append(lookup, -1)[codes]  # code -1 reads the appended -1
+    try:
+        return np.fromiter(map(slots.get, arr, repeat(-1, n)), dtype=np.int64, count=n)
+    except TypeError:
+        return np.full(n, -1, dtype=np.int64)
 
 
 _SLOT_CACHE: dict[tuple[str, str], dict[str, int]] = {}
