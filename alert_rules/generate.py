@@ -106,6 +106,39 @@ def drift_rules(t: Thresholds) -> list[Alert]:
     ]
 
 
+def sequential_rules(t: Thresholds) -> list[Alert]:
+    """Sequential alarms hold until acknowledged: one alert per alarm, not per window."""
+    wait = t.drift.sequential_for
+    return [
+        Alert(
+            "DriftlineSequentialDrift",
+            f"{m.SEQUENTIAL_ALARM.name} == 1",
+            "warning",
+            f"Sequential drift detector of {{{{ $labels.feature }}}} in {_MV} fired",
+            "The sequential detector (CUSUM over the stream of windows) of column "
+            "{{ $labels.feature }} of model {{ $labels.model }} version "
+            "{{ $labels.model_version }} fired: the evidence of consecutive "
+            "{{ $labels.window }} windows adds up to a change that unchanged data shows less "
+            "than once per drift.sequential.expected_run_time. It stays firing until the "
+            "alarm is acknowledged (POST /v1/sequential/reset).",
+            wait,
+            links_report=True,
+        ),
+        Alert(
+            "DriftlineSequentialDatasetDrift",
+            f"{m.DATASET_SEQUENTIAL_ALARM.name} == 1",
+            "critical",
+            f"Sequential dataset drift detector of {_MV} fired",
+            "The dataset-level sequential detector of model {{ $labels.model }} version "
+            "{{ $labels.model_version }} fired: small changes in many features at once add up "
+            "over consecutive {{ $labels.window }} windows. It stays firing until the alarm is "
+            "acknowledged (POST /v1/sequential/reset).",
+            wait,
+            links_report=True,
+        ),
+    ]
+
+
 def below_for(value: m.MetricDef, limit: m.MetricDef, windows: int, t: Thresholds) -> str:
     """``value`` stayed below the gauge ``limit`` in every sample of ``windows`` close
     periods, and the agent closed windows meanwhile (as ``persisted`` checks)."""
@@ -340,6 +373,7 @@ def availability_rules(t: Thresholds) -> list[Alert]:
 
 GROUPS: tuple[tuple[str, Callable[[Thresholds], list[Alert]]], ...] = (
     ("driftline.drift", drift_rules),
+    ("driftline.sequential", sequential_rules),
     ("driftline.attribution", attribution_rules),
     ("driftline.quality", quality_rules),
     ("driftline.pipeline", pipeline_rules),

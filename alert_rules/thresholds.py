@@ -67,6 +67,7 @@ class DriftThresholds(_Section):
     dataset_windows: Windows
     feature_windows: Windows
     prediction_windows: Windows
+    sequential_for: Seconds
 
 
 class QualityThresholds(_Section):

@@ -175,7 +175,12 @@ def test_blip_tests_catch_rules_that_do_not_wait(promtool: str, tmp_path: Path) 
     """With every persistence threshold at its minimum, every alert fires on its blip:
     the blip tests really exercise the waiting, each rule's silence is not an accident."""
     minimal = {
-        "drift": {"dataset_windows": 1, "feature_windows": 1, "prediction_windows": 1},
+        "drift": {
+            "dataset_windows": 1,
+            "feature_windows": 1,
+            "prediction_windows": 1,
+            "sequential_for": "1s",
+        },
         "quality": {"windows": 1},
         "pipeline": {
             "stalled_windows": 1,
@@ -257,7 +262,12 @@ def test_thresholds_reach_the_rules(promtool: str, tmp_path: Path) -> None:
     assert _run(promtool, "check", "rules", rules_file).returncode == 0
 
 
-REPORT_GROUPS = ("driftline.drift", "driftline.attribution", "driftline.quality")
+REPORT_GROUPS = (
+    "driftline.drift",
+    "driftline.sequential",
+    "driftline.attribution",
+    "driftline.quality",
+)
 
 
 def test_shipped_rules_carry_no_report_link() -> None:
