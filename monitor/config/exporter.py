@@ -30,6 +30,11 @@ class ExporterConfig(Section):
     otlp_interval: Duration = 15.0
     otlp_headers_env: EnvName = None
     exemplars: bool = True
+    # Versions with series of their own; the rest count under model_version="other"
+    # (monitor/outputs/versions.py). Any producer can send a new version with each record.
+    max_model_versions: int = Field(5, ge=1, le=1000)
+    # A tracked version that sends nothing for this long loses its series and its slot.
+    model_version_idle: Duration = 3600.0
 
     @model_validator(mode="after")
     def _check(self) -> ExporterConfig:
@@ -42,6 +47,8 @@ class ExporterConfig(Section):
                 )
         if self.otlp_interval <= 0:
             raise fail("otlp_interval", f"must be longer than 0; {DURATION_HINT}")
+        if self.model_version_idle <= 0:
+            raise fail("model_version_idle", f"must be longer than 0; {DURATION_HINT}")
         return self
 
     def otlp_headers(self) -> dict[str, str]:

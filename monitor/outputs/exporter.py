@@ -18,6 +18,11 @@ failures go through :meth:`Exporter.count_failures`, which counts them both ther
 always agree. The exporter never derives record counts from a WindowReport (whose late
 and duplicate counts the agent has already reported as they happened).
 
+Model versions. At most ``max_model_versions`` versions have series of their own; the
+records, windows and decisions of others are counted under ``model_version="other"``,
+and a version idle for ``model_version_idle`` seconds loses all its series (see
+:mod:`monitor.outputs.versions`).
+
 Windows compared with another version (``report.baseline == "version:<v>"``, canary
 analysis) export their drift families under their own ``baseline`` label; rows, quality
 and the windows-closed counter come from the reference comparison only, so a window is
@@ -45,6 +50,7 @@ from monitor import __version__
 from monitor.outputs import metrics as m
 from monitor.outputs.multivariate_export import put_multivariate
 from monitor.outputs.sequential_export import fired, put_sequential
+from monitor.outputs.versions import OTHER_VERSION, VersionSlots
 
 
 class Telemetry(Protocol):
@@ -176,6 +182,9 @@ class Exporter:
         exemplars: bool = True,
         *,
         telemetry: Telemetry | None = None,
+        max_model_versions: int = 5,
+        model_version_idle: float = 3600.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
         self.window_label = window_label
@@ -189,6 +198,11 @@ class Exporter:
         # model_version -> start of the latest window with a performance block
         self._latest_start: dict[str, float] = {}
         self.reference_hash = ""
+        self.versions = VersionSlots(max_model_versions, model_version_idle, clock)
+        self._set(m.MODEL_VERSIONS_TRACKED, {"model": model}, 0.0)
+        # at 0 from the start, so increase() sees the first overflow or expiry
+        self._inc(m.UNTRACKED_VERSION_WINDOWS, {"model": model}, 0.0)
+        self._inc(m.MODEL_VERSIONS_EXPIRED, {"model": model}, 0.0)
         self._info(m.BUILD_INFO, {"version": __version__, "python": platform.python_version()})
         self._set(m.SOURCE_UP, {"model": model}, 0.0)
         self.set_reference(reference_hash, None)
@@ -202,7 +216,11 @@ class Exporter:
         (The evaluation's span is Telemetry.window_evaluated: it needs the records' trace
         contexts, which a report does not carry.)
         """
-        mv, baseline = report.model_version, report.baseline
+        mv, baseline = self.versions.label(report.model_version), report.baseline
+        self._expire_versions()
+        if mv == OTHER_VERSION:
+            self._observe_untracked(report, evaluation_seconds)
+            return
         base = {"model": self.model, "model_version": mv, "window": self.window_label}
         values: dict[str, dict[LabelValues, float]] = {}
 
@@ -317,9 +335,9 @@ class Exporter:
     def observe_revision(self, report: WindowReport) -> None:
         """A report sent again with a revised performance block (late labels): counted,
         and its performance series updated when it is the latest window of its version."""
-        mv = report.model_version
+        mv = self.versions.label(report.model_version)
         self._inc(m.PERFORMANCE_REVISIONS, {"model": self.model, "model_version": mv}, 1.0)
-        if report.performance is None or report.baseline != "reference":
+        if report.performance is None or report.baseline != "reference" or mv == OTHER_VERSION:
             return
         if report.window_start < self._latest_start.get(mv, -math.inf):
             return
@@ -365,7 +383,8 @@ class Exporter:
             raise ValueError(f"outcome {outcome!r} is not one of {m.RECORD_OUTCOMES}")
         if outcome == "failed":
             raise ValueError("count failed records with count_failures(reason, n)")
-        self._count_records(outcome, n, model_version or "")
+        self._count_records(outcome, n, self.versions.label(model_version or ""))
+        self._expire_versions()
 
     def count_multivariate_skipped(self, reason: str) -> None:
         """A window whose row-level tests did not run (too few rows, budget, error)."""
@@ -375,7 +394,11 @@ class Exporter:
         self, model_version: str, statistic: float | None, threshold: float, detected: bool
     ) -> None:
         """Where the online MMD stands after a batch, and whether it fired in it."""
-        labels = {"model": self.model, "model_version": model_version}
+        labels = {"model": self.model, "model_version": self.versions.label(model_version)}
+        if labels["model_version"] == OTHER_VERSION:
+            if detected:
+                self._inc(m.MULTIVARIATE_ONLINE_DETECTIONS, labels, 1.0)
+            return  # no gauges shared by several versions
         if statistic is not None and math.isfinite(statistic):
             self._set(m.MULTIVARIATE_ONLINE_STATISTIC, labels, statistic)
         self._set(m.MULTIVARIATE_ONLINE_THRESHOLD, labels, threshold)
@@ -424,13 +447,54 @@ class Exporter:
     def count_rollback(self, model_version: str, action: str, outcome: str) -> None:
         labels = {
             "model": self.model,
-            "model_version": model_version,
+            "model_version": self.versions.label(model_version),
             "action": action,
             "outcome": outcome,
         }
         self._inc(m.ROLLBACK_DECISIONS, labels, 1.0)
 
     # -- internals --------------------------------------------------------------------------
+    def _observe_untracked(self, report: WindowReport, evaluation_seconds: float) -> None:
+        """A window of a version beyond the limit: counted, no per-window series."""
+        self._observe(
+            m.WINDOW_EVALUATION_SECONDS,
+            {"model": self.model, "window": self.window_label},
+            evaluation_seconds,
+        )
+        if report.baseline == "reference":
+            labels = {"model": self.model, "model_version": OTHER_VERSION}
+            self._inc(m.WINDOWS_CLOSED, {**labels, "window": self.window_label}, 1.0)
+            self._inc(m.UNTRACKED_VERSION_WINDOWS, {"model": self.model}, 1.0)
+
+    def _expire_versions(self) -> None:
+        """Drop every series of the versions that stopped sending (freeing their slots)."""
+        gone = self.versions.expire()
+        if gone:
+            with self._lock:
+                for version in gone:
+                    self._drop_version(version)
+            self._inc(m.MODEL_VERSIONS_EXPIRED, {"model": self.model}, float(len(gone)))
+        self._set(m.MODEL_VERSIONS_TRACKED, {"model": self.model}, float(len(self.versions)))
+
+    def _drop_version(self, version: str) -> None:
+        for defn in m.ALL_METRICS:
+            if "model_version" not in defn.labels:
+                continue
+            metric = self._metrics[defn.name]
+            keys: set[LabelValues] = set()
+            for family in metric.collect():
+                for sample in family.samples:
+                    if sample.labels.get("model_version") == version:
+                        keys.add(tuple(sample.labels[k] for k in defn.labels))
+            for key in keys:
+                if defn.kind == "gauge":
+                    self._remove(defn, key)
+                else:
+                    metric.remove(*key)  # type: ignore[union-attr]
+        for live_key in [k for k in self._live if k[0] == version]:
+            del self._live[live_key]
+        self._latest_start.pop(version, None)
+
     def _sequential_alarm(self, model_version: str, feature: str | None, value: float) -> None:
         """Raise (1) or clear (0) one alarm gauge; raising also counts a firing."""
         base = {"model": self.model, "model_version": model_version, "window": self.window_label}

@@ -31,7 +31,8 @@ PREFIX = "driftline_"
 # feature value, a request id or any other per-record value.
 LABELS: dict[str, str] = {
     "model": "model name from monitor.yaml",
-    "model_version": "model version of the window's records (empty when unknown)",
+    "model_version": "model version of the window's records (empty when unknown; `other` for "
+    "versions beyond exporter.max_model_versions)",
     "feature": "schema column name (a feature, or a prediction column)",
     "detector": "drift test name: ks, psi, jensen_shannon, wasserstein, chi_square, ...",
     "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
@@ -373,6 +374,28 @@ RECORDS_FAILED = MetricDef(
     "Records set aside because they could not be decoded, by reason.",
     ("model", "reason"),
 )
+MODEL_VERSIONS_TRACKED = MetricDef(
+    "driftline_model_versions_tracked",
+    "gauge",
+    "Model versions that have series of their own now (at most exporter.max_model_versions; "
+    'the others are counted under model_version="other").',
+    ("model",),
+)
+UNTRACKED_VERSION_WINDOWS = MetricDef(
+    "driftline_untracked_version_windows_total",
+    "counter",
+    "Windows of model versions beyond exporter.max_model_versions: counted under "
+    'model_version="other" in driftline_windows_closed_total, their per-window series not '
+    "exported.",
+    ("model",),
+)
+MODEL_VERSIONS_EXPIRED = MetricDef(
+    "driftline_model_versions_expired_total",
+    "counter",
+    "Tracked model versions dropped, with all their series, after sending nothing for "
+    "exporter.model_version_idle.",
+    ("model",),
+)
 CONSUMER_LAG = MetricDef(
     "driftline_consumer_lag_records",
     "gauge",
@@ -670,6 +693,9 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     LAST_WINDOW_END,
     RECORDS,
     RECORDS_FAILED,
+    MODEL_VERSIONS_TRACKED,
+    UNTRACKED_VERSION_WINDOWS,
+    MODEL_VERSIONS_EXPIRED,
     CONSUMER_LAG,
     SOURCE_UP,
     LAST_CHECKPOINT,

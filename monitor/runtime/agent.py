@@ -114,6 +114,8 @@ class Agent:
             window_label=window_label(config),
             reference_hash=self.profile.short_hash,
             exemplars=config.exporter.exemplars,
+            max_model_versions=config.exporter.max_model_versions,
+            model_version_idle=config.exporter.model_version_idle,
         )
         self.exporter.set_reference(self.profile.short_hash, self.profile.rows)
         self.engine = PolicyEngine.from_config(config, self.exporter)
