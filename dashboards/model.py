@@ -17,6 +17,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import queries as q
 from dashboards.frame import MODEL_UID, model_variable, new_board, runbook_links
+from dashboards.model_attribution import attribution_row
 from dashboards.model_drift import prediction_drift_row, reference_drift_row
 from dashboards.panels import (
     DATASOURCE,
@@ -225,6 +226,7 @@ def policy_row(layout: Layout, runbook_base: str) -> None:
 ROWS: tuple[Callable[[Layout, str], None], ...] = (
     reference_drift_row,
     prediction_drift_row,
+    attribution_row,
     canary_row,
     quality_row,
     policy_row,

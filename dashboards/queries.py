@@ -463,3 +463,32 @@ def windows_closed_rate(model: str | Match) -> str:
 def agent_builds(model: str | Match) -> str:
     d = m.BUILD_INFO
     return f"count {by(d, 'version', 'python')} ({of_agents(d.name, model=model)})"
+
+
+# -- attributions (explain:) --------------------------------------------------------------
+
+
+def attribution_ndcg(model: str | Match, version: str | Match) -> str:
+    d = m.ATTRIBUTION_NDCG
+    return f"min {by(d, *_VERSION)} ({series(d, model=model, model_version=version)})"
+
+
+def attribution_ndcg_threshold(model: str | Match, version: str | Match) -> str:
+    d = m.ATTRIBUTION_NDCG_THRESHOLD
+    return f"max {by(d, *_VERSION)} ({series(d, model=model, model_version=version)})"
+
+
+def attribution_family(defn: m.MetricDef, model: str | Match, version: str | Match) -> str:
+    """A per-feature attribution family of one version, one series per feature."""
+    return f"max {by(defn, 'feature')} ({series(defn, model=model, model_version=version)})"
+
+
+def top_impact_features(model: str | Match, version: str | Match, k: int = 10) -> str:
+    """The ``k`` drifted features with the highest impact (drift × importance) now."""
+    d = m.FEATURE_DRIFT_IMPACT
+    return f"topk({k}, {attribution_family(d, model, version)})"
+
+
+def attribution_skipped(model: str | Match) -> str:
+    d = m.ATTRIBUTION_SKIPPED
+    return f"sum {by(d, 'reason')} (increase({series(d, model=model)}[{RANGE}]))"
