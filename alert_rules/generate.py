@@ -161,6 +161,38 @@ def below_for(value: m.MetricDef, limit: m.MetricDef, windows: int, t: Threshold
     return per_window(t, build)
 
 
+def multivariate_rules(t: Thresholds) -> list[Alert]:
+    n = t.drift.dataset_windows
+    online = m.MULTIVARIATE_ONLINE_DETECTIONS
+    return [
+        Alert(
+            "DriftlineMultivariateDrift",
+            persisted(m.MULTIVARIATE_DRIFTED, m.MULTIVARIATE_DRIFTED, n, t),
+            "warning",
+            f"Joint distribution of {_MV} drifted for {n} windows",
+            "The row-level tests (kernel MMD and/or the classifier two-sample test) told the "
+            "rows of model {{ $labels.model }} version {{ $labels.model_version }} apart from "
+            f"the reference rows in at least {n} consecutive {{{{ $labels.window }}}} windows: "
+            "the features changed together (a correlation, a joint shift) even where each "
+            "one alone may not have. The report's multivariate.features names the features "
+            "that separate the window from the reference.",
+            links_report=True,
+        ),
+        Alert(
+            "DriftlineMultivariateOnlineChange",
+            f"increase({online.name}[5m]) > 0",
+            "warning",
+            f"Online MMD of {_MV} detected a change",
+            "The online MMD detector of model {{ $labels.model }} version "
+            "{{ $labels.model_version }} crossed its threshold in the last 5 minutes, before "
+            "the window closed; it is calibrated to fire on unchanged data only once per "
+            "multivariate.online.expected_run_time sampled rows on average. The next window "
+            "report carries the detection in multivariate.sequential.",
+            links_report=True,
+        ),
+    ]
+
+
 def attribution_rules(t: Thresholds) -> list[Alert]:
     n = t.drift.feature_windows
     return [
@@ -375,6 +407,7 @@ GROUPS: tuple[tuple[str, Callable[[Thresholds], list[Alert]]], ...] = (
     ("driftline.drift", drift_rules),
     ("driftline.sequential", sequential_rules),
     ("driftline.attribution", attribution_rules),
+    ("driftline.multivariate", multivariate_rules),
     ("driftline.quality", quality_rules),
     ("driftline.pipeline", pipeline_rules),
     ("driftline.availability", availability_rules),

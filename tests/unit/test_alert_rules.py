@@ -266,6 +266,7 @@ REPORT_GROUPS = (
     "driftline.drift",
     "driftline.sequential",
     "driftline.attribution",
+    "driftline.multivariate",
     "driftline.quality",
 )
 
