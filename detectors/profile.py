@@ -44,6 +44,10 @@ DEFAULT_SAMPLE_ROWS = 5000
 # Categories remembered to tell "rare but seen" from "never seen"; more distinct values
 # than this and the rest of the tail counts as unseen.
 DEFAULT_MAX_KNOWN_CATEGORIES = 10_000
+# The most bytes a profile file may hold once decompressed. A profile of 1,000 columns with
+# a 5,000-row sample is about 100 MB of JSON; a gzip "bomb" of 1 MB can expand to
+# gigabytes, so decompression stops here instead of exhausting the agent's memory.
+MAX_PROFILE_BYTES = 256 << 20
 
 
 class ProfileError(ValueError):
@@ -460,18 +464,26 @@ class Profile:
         return path
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and verify a profile file; any problem raises ProfileError naming the file."""
+def load_profile(path: str | Path, *, max_bytes: int = MAX_PROFILE_BYTES) -> Profile:
+    """Read and verify a profile file; any problem raises ProfileError naming the file.
+
+    Neither the file nor its decompressed content may exceed ``max_bytes``
+    (:data:`MAX_PROFILE_BYTES`): decompression stops there, whatever the file claims.
+    """
     path = Path(path)
     try:
+        if path.stat().st_size > max_bytes:
+            raise ProfileError(f"{path}: {_too_big(max_bytes)}")
         raw = path.read_bytes()
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read reference profile: {exc.strerror}") from exc
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
+            raw = _gunzip(raw, max_bytes)
         except (OSError, EOFError, zlib.error) as exc:
             raise ProfileError(f"{path}: truncated or corrupt gzip data: {exc}") from exc
+        except ValueError as exc:
+            raise ProfileError(f"{path}: {exc}") from None
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -498,6 +510,28 @@ def load_profile(path: str | Path) -> Profile:
             f"{profile.content_hash}); the file was altered or corrupted"
         )
     return profile
+
+
+def _too_big(limit: int) -> str:
+    return (
+        f"decompresses to more than {limit >> 20} MiB, the most a reference profile may "
+        "hold; this is not a profile written by `driftline reference build` (a compressed "
+        "bomb?)"
+    )
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """gzip members decompressed, at most ``limit`` bytes (ValueError beyond it)."""
+    out = bytearray()
+    while data:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += member.decompress(data, limit + 1 - len(out))
+        if len(out) > limit:
+            raise ValueError(_too_big(limit))
+        if not member.eof:
+            raise EOFError("the gzip stream ends before its last member does")
+        data = member.unused_data
+    return bytes(out)
 
 
 # -- building --------------------------------------------------------------------------
