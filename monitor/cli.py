@@ -231,14 +231,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError
     from monitor.config.errors import ConfigError
     from monitor.config.loader import load_config
-    from monitor.runtime.agent import run_agent
+    from monitor.runtime.aggregator import run
 
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         return _error(exc)
     try:
-        return run_agent(cfg)
+        return run(cfg, role=args.role)
     except (ProfileError, ConfigError) as exc:
         return _error(exc)
 
@@ -394,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("-c", "--config", required=True)
+    run.add_argument(
+        "--role",
+        choices=("none", "agent", "aggregator", "both"),
+        help="override aggregation.role: publish partials (agent), merge them (aggregator)",
+    )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="embedded broker + drifting synthetic model + agent, live")

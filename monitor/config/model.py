@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from detectors.schema import Kind, Schema
 from detectors.settings import CATEGORICAL_TESTS, NUMERIC_TESTS
+from monitor.config.aggregation import AggregationConfig
 from monitor.config.drift import DriftConfig
 from monitor.config.errors import ConfigError, show
 from monitor.config.explain import ExplainConfig
@@ -62,6 +63,8 @@ class MonitorConfig(Section):
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    # Several agents, one verdict per window: see docs/agent.md, "Scaling out".
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     # Row-level drift tests (kernel MMD, classifier test, online MMD).
     multivariate: MultivariateConfig = Field(default_factory=MultivariateConfig)
     # SHAP attribution drift: see docs/explainability.md.
@@ -101,6 +104,19 @@ class MonitorConfig(Section):
                 "needs the brokers of source.kafka; add a source.kafka section or remove "
                 "reports.kafka_topic",
             )
+        if self.aggregation.role != "none":
+            if self.source.kafka is None:
+                raise fail(
+                    "aggregation.role",
+                    f"{self.aggregation.role} needs source.kafka (partials go through Kafka); "
+                    "add a source.kafka section or set role: none",
+                )
+            if self.windows.rows is not None:
+                raise fail(
+                    "aggregation.role",
+                    "merges time windows; replace windows.rows with windows.size or set "
+                    "role: none",
+                )
         problems = rollback_problems(self.policies, self.actions)
         if problems:
             raise fail(*problems[0])

@@ -415,6 +415,27 @@ class Exporter:
         labels = {"model": self.model, "window": self.window_label, "outcome": outcome}
         self._inc(m.WINDOW_EVALUATIONS_FAILED, labels, float(n))
 
+    def count_partials_published(self, kind: str, n: int) -> None:
+        """``n`` partials of ``kind`` (window, progress) acknowledged by the broker."""
+        self._inc(m.PARTIALS_PUBLISHED, {"model": self.model, "kind": kind}, float(n))
+
+    def count_partials_received(self, outcome: str, n: int = 1) -> None:
+        self._inc(m.PARTIALS_RECEIVED, {"model": self.model, "outcome": outcome}, float(n))
+
+    def observe_aggregation(
+        self, latency: float, coverage: float, partial_reasons: Iterable[str], open_windows: int
+    ) -> None:
+        """One aggregated window judged: its latency, coverage and why it is partial."""
+        labels = {"model": self.model}
+        self._observe(m.AGGREGATION_LATENCY, labels, max(0.0, latency))
+        self._set(m.AGGREGATION_COVERAGE, labels, coverage)
+        for reason in partial_reasons:
+            self._inc(m.AGGREGATION_PARTIAL_WINDOWS, {"model": self.model, "reason": reason}, 1.0)
+        self.set_open_windows(open_windows)
+
+    def set_open_windows(self, n: int) -> None:
+        self._set(m.AGGREGATION_OPEN_WINDOWS, {"model": self.model}, float(n))
+
     def set_lag(self, topic: str, partition: int, lag: int | None) -> None:
         """The partition's consumer lag in records; ``None`` drops the series (revoked)."""
         labels = {"model": self.model, "topic": topic, "partition": str(partition)}

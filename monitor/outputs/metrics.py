@@ -37,7 +37,8 @@ LABELS: dict[str, str] = {
     "detector": "drift test name: ks, psi, jensen_shannon, wasserstein, chi_square, ...",
     "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
     "baseline": "what the window was compared with: `reference` or `version:<v>`",
-    "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS), or why a "
+    "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS), why an "
+    "aggregated window is partial (coverage, overlap), or why a "
     "window's attributions were skipped (monitor.explain.window.SKIP_REASONS)",
     "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
     "outcome": "what happened to a record, a window evaluation or a rollback decision",
@@ -52,7 +53,8 @@ LABELS: dict[str, str] = {
     "method": "performance estimator: cbpe (classifiers) or dle (regressors)",
     "kpi": "business KPI name from the kpis: section of monitor.yaml",
     "decile": "decile of the reference's predictions, 1 to 10",
-    "kind": "what waits in the label join: predictions or labels",
+    "kind": "what waits in the label join (predictions or labels), or what a partial is "
+    "(window or progress)",
 }
 FORBIDDEN_LABELS: frozenset[str] = frozenset(
     {"value", "request_id", "trace_id", "span_id", "id", "row", "offset", "key"}
@@ -416,6 +418,49 @@ LAST_CHECKPOINT = MetricDef(
     unit="seconds",
 )
 
+# -- scaling out: partials and the aggregator (docs/agent.md, "Scaling out") -------------
+PARTIALS_PUBLISHED = MetricDef(
+    "driftline_partials_published_total",
+    "counter",
+    "Partials an agent sent to the partials topic, acknowledged, by kind: window or progress.",
+    ("model", "kind"),
+)
+PARTIALS_RECEIVED = MetricDef(
+    "driftline_partials_received_total",
+    "counter",
+    "Partials the aggregator read, by outcome: accepted, repeated, stale (an older epoch), "
+    "late (window already judged), foreign (another model or reference), invalid.",
+    ("model", "outcome"),
+)
+AGGREGATION_LATENCY = MetricDef(
+    "driftline_aggregation_latency_seconds",
+    "histogram",
+    "From the last agent closing a window to the aggregator publishing its report.",
+    ("model",),
+    unit="seconds",
+    buckets=EVALUATION_BUCKETS,
+)
+AGGREGATION_COVERAGE = MetricDef(
+    "driftline_aggregation_coverage_ratio",
+    "gauge",
+    "Share of the source partitions the last aggregated window covered (1: all of them).",
+    ("model",),
+    unit="ratio",
+)
+AGGREGATION_PARTIAL_WINDOWS = MetricDef(
+    "driftline_aggregation_partial_windows_total",
+    "counter",
+    "Aggregated windows reported as partial, by reason: coverage (the deadline passed "
+    "before every partition reported) or overlap (two agents' partials share offsets).",
+    ("model", "reason"),
+)
+AGGREGATION_OPEN_WINDOWS = MetricDef(
+    "driftline_aggregation_open_windows",
+    "gauge",
+    "Windows the aggregator holds partials of, not judged yet.",
+    ("model",),
+)
+
 # -- identity ------------------------------------------------------------------------------
 BUILD_INFO = MetricDef(
     "driftline_build_info",
@@ -699,6 +744,12 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     CONSUMER_LAG,
     SOURCE_UP,
     LAST_CHECKPOINT,
+    PARTIALS_PUBLISHED,
+    PARTIALS_RECEIVED,
+    AGGREGATION_LATENCY,
+    AGGREGATION_COVERAGE,
+    AGGREGATION_PARTIAL_WINDOWS,
+    AGGREGATION_OPEN_WINDOWS,
     BUILD_INFO,
     REFERENCE_INFO,
     REFERENCE_ROWS,

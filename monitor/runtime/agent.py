@@ -46,6 +46,7 @@ from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointSt
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.pipeline import Pipeline, window_label
+from monitor.runtime.publishing import AgentPartials
 from monitor.runtime.windows import ClosedWindow, SnapshotError, WindowManager
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class Agent:
         self.labels_topic = config.labels.topic if config.labels.source == "kafka" else None
         # Windows whose evaluation raised: kept on disk and retried (never lost silently).
         self.failed = FailedWindows(config.state.dir / "failed-windows", self.profile)
+        # With aggregation.role agent/both, closed windows go out as partials (publishing.py).
+        self.partials = AgentPartials.from_config(config, self.profile.content_hash)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
         self.offsets: dict[tuple[str, int], int] = {}
         self.latest: dict[str, WindowReport] = {}
@@ -222,7 +225,9 @@ class Agent:
                 )
             self.server.start()
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
-        needs_publisher = self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic
+        needs_publisher = (
+            self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic or self.partials
+        )
         self.source = KafkaSource(
             self.kafka_cfg,
             start_offsets,
@@ -236,6 +241,8 @@ class Agent:
             if needs_publisher:
                 self.publisher = KafkaPublisher(self.kafka_cfg)
                 await self.publisher.start()
+                if self.partials is not None:
+                    self.partials.start(self.publisher.producer, self.exporter)
                 if self.kafka_cfg.dead_letter_topic:
                     topic = self.kafka_cfg.dead_letter_topic
                     self.dead_letters = DeadLetters(self.publisher, topic)
@@ -283,7 +290,11 @@ class Agent:
     def _submit(self, closed: list[ClosedWindow], retry: bool = False) -> None:
         if not closed:
             return
-        task = asyncio.create_task(self._evaluate(closed, retry))
+        if self.partials is not None:  # an aggregator judges them (publishing.py)
+            work = self.partials.closed(closed, self.source, self.pipeline.windows)
+        else:
+            work = self._evaluate(closed, retry)
+        task = asyncio.create_task(work)
         self._evaluations.add(task)
         task.add_done_callback(self._evaluations.discard)
 
@@ -348,6 +359,8 @@ class Agent:
         """
         async with self._checkpoint_lock:
             await self.drain()
+            if self.partials is not None:  # owned partitions and horizon, empty ones too
+                await self.partials.progress(self.source, self.pipeline.windows, time.time())
             self._publish_revisions()
             snapshot = Checkpoint(
                 offsets=self._durable_offsets(),

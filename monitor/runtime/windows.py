@@ -183,6 +183,13 @@ class WindowManager:
             wm = max(wm, self._closed_to * self._pane_len)
         return wm
 
+    @property
+    def closed_until(self) -> float | None:
+        """Every time window ending at or before this is closed (None: none yet)."""
+        if self.kind != "time" or self._closed_to == _NEVER:
+            return None
+        return self._closed_to * self._pane_len
+
     def assign(self, partitions: set[int] | None, now: float) -> None:
         """The source partitions this agent owns now (see ``PartitionClock.assign``)."""
         self._clock.assign(partitions, now)

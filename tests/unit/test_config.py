@@ -406,6 +406,7 @@ def test_effective_yaml_has_every_default_and_loads_back(tmp_path: Path) -> None
         "exporter",
         "reports",
         "state",
+        "aggregation",
         "labels",
         "kpis",
         "explain",
