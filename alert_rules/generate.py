@@ -163,7 +163,6 @@ def below_for(value: m.MetricDef, limit: m.MetricDef, windows: int, t: Threshold
 
 def multivariate_rules(t: Thresholds) -> list[Alert]:
     n = t.drift.dataset_windows
-    online = m.MULTIVARIATE_ONLINE_DETECTIONS
     return [
         Alert(
             "DriftlineMultivariateDrift",
@@ -176,18 +175,6 @@ def multivariate_rules(t: Thresholds) -> list[Alert]:
             "the features changed together (a correlation, a joint shift) even where each "
             "one alone may not have. The report's multivariate.features names the features "
             "that separate the window from the reference.",
-            links_report=True,
-        ),
-        Alert(
-            "DriftlineMultivariateOnlineChange",
-            f"increase({online.name}[5m]) > 0",
-            "warning",
-            f"Online MMD of {_MV} detected a change",
-            "The online MMD detector of model {{ $labels.model }} version "
-            "{{ $labels.model_version }} crossed its threshold in the last 5 minutes, before "
-            "the window closed; it is calibrated to fire on unchanged data only once per "
-            "multivariate.online.expected_run_time sampled rows on average. The next window "
-            "report carries the detection in multivariate.sequential.",
             links_report=True,
         ),
     ]
