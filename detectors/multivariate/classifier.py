@@ -14,9 +14,15 @@ binned at their training quantiles, with the logistic loss and second-order leaf
 (Friedman 2001; Chen and Guestrin 2016). Histograms of every feature come from one
 ``bincount`` per node. No scikit-learn, so the base install stays light.
 
+Trees split one feature at a time, so a correlation change (every marginal unchanged)
+is found only if a root split happens to fall on one of the two features. The products of
+the ``pairs`` column pairs whose correlation differs most between the two *training*
+halves are therefore added as features (standardised by the training rows): chosen without
+the held-out rows, they leave the test's null distribution untouched.
+
 Which features separate: held-out permutation importance, the AUC lost when one column's
-test values are shuffled (Breiman 2001) — measured on rows the classifier never saw, so a
-feature it merely overfitted scores about zero.
+test values (and so its products) are shuffled (Breiman 2001) — measured on rows the
+classifier never saw, so a feature it merely overfitted scores about zero.
 
 Example::
 
@@ -41,6 +47,8 @@ from detectors.multivariate.backend import Deadline
 DEFAULT_TREES = 100
 DEFAULT_DEPTH = 2
 DEFAULT_BINS = 32
+# Products of this many column pairs (largest correlation change) join the features.
+DEFAULT_PAIRS = 10
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,30 @@ def auc_threshold(n_window: int, n_reference: int, alpha: float) -> float:
     return float(0.5 + stats.norm.isf(alpha) * sd)
 
 
+def correlation_pairs(x: np.ndarray, y: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """The ``k`` column pairs whose correlation differs most between ``x`` and ``y``."""
+    d = x.shape[1]
+    if k <= 0 or d < 2 or len(x) < 3 or len(y) < 3:
+        return []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.abs(np.corrcoef(y, rowvar=False) - np.corrcoef(x, rowvar=False))
+    iu = np.triu_indices(d, k=1)
+    score = np.nan_to_num(diff[iu], nan=0.0)
+    order = np.argsort(-score, kind="stable")[:k]
+    return [(int(iu[0][i]), int(iu[1][i])) for i in order if score[i] > 0]
+
+
+def _with_pairs(
+    z: np.ndarray, pairs: list[tuple[int, int]], mean: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """``z`` with one column per pair: the product of the two standardised columns."""
+    if not pairs:
+        return z
+    s = (z - mean) / scale
+    a, b = np.array(pairs).T
+    return np.concatenate([z, s[:, a] * s[:, b]], axis=1)
+
+
 def classifier_test(
     x: np.ndarray,
     y: np.ndarray,
@@ -198,11 +230,17 @@ def classifier_test(
     bins: int = DEFAULT_BINS,
     learning_rate: float = 0.2,
     test_fraction: float = 0.5,
+    pairs: int = DEFAULT_PAIRS,
     alpha: float = 0.05,
     seed: int = 0,
     budget_seconds: float | None = None,
 ) -> ClassifierResult:
-    """Reference rows ``x`` against window rows ``y`` (see the module docstring)."""
+    """Reference rows ``x`` against window rows ``y`` (see the module docstring).
+
+    ``pairs``: products of the column pairs whose correlation differs most between the
+    two training halves are added as features (chosen on training rows only, so the
+    held-out AUC stays a valid test).
+    """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
@@ -215,8 +253,14 @@ def classifier_test(
     mx, my = round(len(x) * test_fraction), round(len(y) * test_fraction)
     if min(mx, my, len(x) - mx, len(y) - my) < 2:
         raise ValueError(f"too few rows to split: {len(x)} reference and {len(y)} window rows")
-    train = np.concatenate([x[xi[mx:]], y[yi[my:]]])
-    target = np.concatenate([np.zeros(len(x) - mx), np.ones(len(y) - my)])
+    train_x, train_y = x[xi[mx:]], y[yi[my:]]
+    train_raw = np.concatenate([train_x, train_y])
+    mean = train_raw.mean(0)
+    std = train_raw.std(0)
+    scale = np.where(std > 0, std, 1.0)
+    chosen = correlation_pairs(train_x, train_y, pairs)
+    train = _with_pairs(train_raw, chosen, mean, scale)
+    target = np.concatenate([np.zeros(len(train_x)), np.ones(len(train_y))])
     cuts = quantile_codes(train, bins)
     base, model = fit_boosting(
         apply_codes(train, cuts),
@@ -226,18 +270,22 @@ def classifier_test(
         learning_rate=learning_rate,
         deadline=deadline,
     )
-    test_x, test_y = apply_codes(x[xi[:mx]], cuts), apply_codes(y[yi[:my]], cuts)
-    sx, sy = predict_boosting(base, model, test_x), predict_boosting(base, model, test_y)
-    auc, p_value = auc_test(sy, sx)
-    importance = np.zeros(x.shape[1])
-    used = {int(f) for t in model for f in t.feature if f >= 0}
-    test = np.concatenate([test_x, test_y])
+    test_raw = np.concatenate([x[xi[:mx]], y[yi[:my]]])
+    s = predict_boosting(base, model, apply_codes(_with_pairs(test_raw, chosen, mean, scale), cuts))
+    auc, p_value = auc_test(s[mx:], s[:mx])
+    # A feature counts as used when a tree splits on it or on a product it is part of.
+    d = x.shape[1]
+    used: set[int] = set()
+    for f in {int(f) for t in model for f in t.feature if f >= 0}:
+        used.update([f] if f < d else chosen[f - d])
+    importance = np.zeros(d)
     for j in sorted(used):
         deadline.check()
-        shuffled = test.copy()
+        shuffled = test_raw.copy()
         shuffled[:, j] = rng.permutation(shuffled[:, j])
-        s = predict_boosting(base, model, shuffled)
-        importance[j] = auc - _auc(s[mx:], s[:mx])
+        codes = apply_codes(_with_pairs(shuffled, chosen, mean, scale), cuts)
+        s_j = predict_boosting(base, model, codes)
+        importance[j] = auc - _auc(s_j[mx:], s_j[:mx])
     return ClassifierResult(
         statistic=auc,
         p_value=p_value,
