@@ -394,3 +394,34 @@ def test_a_different_model_file_than_the_references_is_refused(tmp_path: Path) -
     xgb.XGBRegressor(n_estimators=5).fit(x, x.x0).save_model(tmp_path / "other.json")
     with pytest.raises(ModelLoadError, match=r"not the model the reference attributions"):
         WindowAttributor.from_settings(profile, ExplainSettings(model=str(tmp_path / "other.json")))
+
+
+def test_gpu_treeshap_is_chosen_by_config_or_auto_and_cpu_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.explain.explainers as ex
+
+    rng = np.random.default_rng(16)
+    x = _data(rng, 300)
+    xgb.XGBRegressor(n_estimators=5, max_depth=2).fit(x, x.x0).save_model(tmp_path / "m.json")
+    lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(x, x.x0).booster_.save_model(
+        tmp_path / "m.txt"
+    )
+
+    def device_of(explainer_booster) -> str:
+        return json.loads(explainer_booster.save_config())["learner"]["generic_param"]["device"]
+
+    monkeypatch.setattr(ex, "gpu_available", lambda: False)
+    loaded = load_model(tmp_path / "m.json")
+    assert make_explainer(loaded, x).device == "cpu"
+    assert device_of(loaded.model) == "cpu"
+    cuda_build = bool(xgb.build_info().get("USE_CUDA"))
+    monkeypatch.setattr(ex, "gpu_available", lambda: True)
+    loaded = load_model(tmp_path / "m.json")
+    # (without a GPU XGBoost itself falls back to the CPU, with a warning)
+    assert make_explainer(loaded, x).device == ("cuda" if cuda_build else "cpu")
+    loaded = load_model(tmp_path / "m.json")
+    assert make_explainer(loaded, x, device="cpu").device == "cpu"
+    assert make_explainer(loaded, x, device="cuda").device == "cuda"
+    with pytest.raises(ModelLoadError, match=r"device cuda needs an XGBoost model"):
+        make_explainer(load_model(tmp_path / "m.txt"), x, device="cuda")
