@@ -19,6 +19,7 @@ from dashboards import queries as q
 from dashboards.frame import MODEL_UID, model_variable, new_board, runbook_links
 from dashboards.model_attribution import attribution_row
 from dashboards.model_drift import prediction_drift_row, reference_drift_row
+from dashboards.model_multivariate import multivariate_row
 from dashboards.panels import (
     DATASOURCE,
     FLAG_DRIFT,
@@ -227,6 +228,7 @@ ROWS: tuple[Callable[[Layout, str], None], ...] = (
     reference_drift_row,
     prediction_drift_row,
     attribution_row,
+    multivariate_row,
     canary_row,
     quality_row,
     policy_row,
