@@ -132,10 +132,11 @@ def _load_schema(path: Path):
     import yaml
 
     from detectors.schema import Schema, SchemaError
+    from monitor.config.safe_yaml import YAMLLimitError, load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path.read_text())
+    except (OSError, yaml.YAMLError, YAMLLimitError) as exc:
         raise UsageError(f"{path}: cannot read schema: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a schema is a mapping with numeric/categorical/prediction")

@@ -10,6 +10,7 @@ import yaml
 
 from monitor.config.errors import DOCS, ConfigError
 from monitor.config.model import MonitorConfig
+from monitor.config.safe_yaml import YAMLLimitError, load_yaml
 
 __all__ = ["load_config", "parse_config"]
 
@@ -27,7 +28,9 @@ def load_config(path: str | Path) -> MonitorConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [("", f"cannot read the file: {exc}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YAMLLimitError as exc:
+        raise ConfigError(source, [("", f"refused: {exc}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

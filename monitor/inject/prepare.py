@@ -41,9 +41,12 @@ def write_config(text: str, output_dir: Path) -> Path:
     """Validate ``text`` as monitor.yaml and write it to ``output_dir/monitor.yaml``."""
     from monitor.config.errors import ConfigError
     from monitor.config.loader import parse_config
+    from monitor.config.safe_yaml import YAMLLimitError, load_yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YAMLLimitError as exc:
+        raise PrepareError(f"{MONITOR_YAML_ENV}: refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise PrepareError(f"{MONITOR_YAML_ENV}: not valid YAML: {exc}") from None
     try:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from monitor.config.safe_yaml import YAMLLimitError, load_yaml
+
 __all__ = ["InjectorSettings", "KafkaDefaults", "SecretRef", "SettingsError", "load_settings"]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -119,8 +121,8 @@ def load_settings(path: str | Path | None) -> InjectorSettings:
         return InjectorSettings()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError, YAMLLimitError) as exc:
         raise SettingsError(f"{path}: cannot read injector settings: {exc}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: must be a mapping of keys (image, resources, kafka, ...)")
