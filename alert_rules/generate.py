@@ -199,6 +199,74 @@ def attribution_rules(t: Thresholds) -> list[Alert]:
     ]
 
 
+# Performance metrics where lower is worse (the others are errors: higher is worse).
+HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+ERRORS = ("log_loss", "brier", "ece", "mae", "rmse", "mape")
+
+
+def performance_rules(t: Thresholds) -> list[Alert]:
+    p = t.performance
+    real, limit = m.PERFORMANCE_REALIZED, m.PERFORMANCE_ESTIMATED_THRESHOLD
+    coverage = m.LABEL_COVERAGE
+    method = _label(limit, "method")
+    metric = _label(real, "metric")
+    beyond = (
+        f"(\n    {real.name}{{{metric}=~{_any_of(HIGHER_IS_BETTER)}}}\n"
+        f"      < ignoring ({method}) {limit.name}\n"
+        f"  or\n    {real.name}{{{metric}=~{_any_of(ERRORS)}}}\n"
+        f"      > ignoring ({method}) {limit.name}\n)\n"
+        f"  and ignoring ({metric}) {coverage.name} >= {p.realized_min_coverage:g}"
+    )
+    labels, records = m.LABELS_TOTAL, m.RECORDS
+    lookback = duration(p.coverage_lookback)
+    outcome = _label(labels, "outcome")
+    ratio = (
+        f"sum without ({outcome}) (increase({labels.name}{_selector(labels, outcome='joined')}"
+        f"[{lookback}]))\n"
+        f"  / sum without ({_labels(_others(records, labels))}, {outcome}) "
+        f"(increase({records.name}{_selector(records, outcome='decoded')}[{lookback}]))\n"
+        f"  < {p.min_label_coverage:g}"
+    )
+    n = p.estimated_windows
+    return [
+        Alert(
+            "DriftlinePerformanceEstimatedDrop",
+            persisted(m.PERFORMANCE_ESTIMATED, m.PERFORMANCE_ESTIMATED_ALERT, n, t),
+            "warning",
+            f"Estimated {{{{ $labels.metric }}}} of {_MV} dropped for {n} windows",
+            "The {{ $labels.method }} estimate of {{ $labels.metric }} for model "
+            "{{ $labels.model }} version {{ $labels.model_version }}, made without labels, "
+            '({{ printf "%.4g" $value }}) crossed its reference threshold in at least '
+            f"{n} consecutive {{{{ $labels.window }}}} windows. The realized value follows "
+            "when the labels arrive; check the drift panels for the inputs that moved.",
+        ),
+        Alert(
+            "DriftlinePerformanceRealizedBelowThreshold",
+            beyond,
+            "critical",
+            f"Realized {{{{ $labels.metric }}}} of {_MV} beyond its threshold",
+            "The {{ $labels.metric }} of model {{ $labels.model }} version "
+            "{{ $labels.model_version }} measured on joined labels "
+            '({{ printf "%.4g" $value }}) has been beyond the threshold derived from the '
+            f"reference for {duration(p.realized_for)}, with at least "
+            f"{_percent(p.realized_min_coverage)} of the window labelled. If the estimate "
+            "did not move, the relation between inputs and outcomes changed (concept drift).",
+            p.realized_for,
+        ),
+        Alert(
+            "DriftlineLabelCoverageLow",
+            ratio,
+            "warning",
+            "Few labels for {{ $labels.model }}",
+            "Only {{ $value | humanizePercentage }} as many labels as predictions of model "
+            f"{{{{ $labels.model }}}} were joined over the last {lookback} (threshold "
+            f"{_percent(p.min_label_coverage)}): the labels topic may have stalled, or its "
+            "request ids no longer match the predictions'. Realized performance is stale.",
+            p.coverage_low_for,
+        ),
+    ]
+
+
 # (alert name, check label value, summary title, what the ratio counts)
 QUALITY_CHECKS: tuple[tuple[str, str, str, str], ...] = (
     ("DriftlineMissingValues", "missing", "Missing values spike", "missing"),
@@ -396,6 +464,7 @@ GROUPS: tuple[tuple[str, Callable[[Thresholds], list[Alert]]], ...] = (
     ("driftline.attribution", attribution_rules),
     ("driftline.multivariate", multivariate_rules),
     ("driftline.quality", quality_rules),
+    ("driftline.performance", performance_rules),
     ("driftline.pipeline", pipeline_rules),
     ("driftline.availability", availability_rules),
 )

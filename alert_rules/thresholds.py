@@ -89,6 +89,15 @@ class PipelineThresholds(_Section):
     checkpoint_stale_after: Seconds
 
 
+class PerformanceThresholds(_Section):
+    estimated_windows: Windows
+    realized_for: Seconds
+    realized_min_coverage: Ratio
+    min_label_coverage: Ratio
+    coverage_lookback: Seconds
+    coverage_low_for: Seconds
+
+
 class AvailabilityThresholds(_Section):
     agent_down_for: Seconds
     agent_absent_for: Seconds
@@ -106,6 +115,7 @@ class Thresholds(_Section):
     drift: DriftThresholds
     quality: QualityThresholds
     pipeline: PipelineThresholds
+    performance: PerformanceThresholds
     availability: AvailabilityThresholds
     prometheus_rule_labels: dict[str, str]
 

@@ -182,6 +182,7 @@ def test_blip_tests_catch_rules_that_do_not_wait(promtool: str, tmp_path: Path) 
             "sequential_for": "1s",
         },
         "quality": {"windows": 1},
+        "performance": {"estimated_windows": 1, "realized_for": "1s", "coverage_low_for": "1s"},
         "pipeline": {
             "stalled_windows": 1,
             "not_covered_for": "1s",
@@ -444,8 +445,9 @@ def test_label_values_in_rules_are_ones_driftline_exports() -> None:
     for rule in _rules():
         for value in re.findall(r'check="([^"]*)"', rule["expr"]):
             checks.add(value)
-        for value in re.findall(r'outcome="([^"]*)"', rule["expr"]):
-            assert value in m.RECORD_OUTCOMES, rule["alert"]
+        for metric, value in re.findall(r'(driftline_\w+)\{[^}]*outcome="([^"]*)"', rule["expr"]):
+            outcomes = m.LABEL_OUTCOMES if metric == m.LABELS_TOTAL.name else m.RECORD_OUTCOMES
+            assert value in outcomes, rule["alert"]
     assert checks == set(QUALITY_CHECKS), "every quality check has its alert, and no other"
 
 
