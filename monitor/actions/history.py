@@ -58,6 +58,19 @@ def _drift_problem(what: str, result: DriftResult, baseline: str) -> str:
     )
 
 
+def _sequential_fired(report: WindowReport) -> list[str]:
+    """The columns (and ``dataset``) whose sequential detector fired in this window."""
+    names = [
+        c.feature
+        for result in (report.drift, report.prediction_drift)
+        for c in result.columns
+        if c.sequential is not None and c.sequential.fired
+    ]
+    if report.drift.sequential is not None and report.drift.sequential.fired:
+        names.insert(0, "dataset")
+    return names
+
+
 def window_problems(
     window: Window, conditions: Iterable[str], baselines: Iterable[str]
 ) -> list[str]:
@@ -72,6 +85,10 @@ def window_problems(
             problems.append(_drift_problem("dataset drift", report.drift, baseline))
         if "prediction_drift" in conditions and report.prediction_drift.drifted:
             problems.append(_drift_problem("prediction drift", report.prediction_drift, baseline))
+        if "sequential_drift" in conditions:
+            fired = _sequential_fired(report)
+            if fired:
+                problems.append(f"sequential drift vs {baseline}: {', '.join(fired[:5])}")
         if "quality_breach" in conditions and report.quality.breached:
             checks = [f"{c.feature} {c.check} {c.rate:.3f}" for c in report.quality.breaches]
             checks += [f"missing column {c}" for c in report.quality.missing_columns]

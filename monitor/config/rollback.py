@@ -60,7 +60,15 @@ __all__ = [
 ]
 
 # What a window report can show; a policy's `when` lists some of these and/or alerts.
-REPORT_CONDITIONS: tuple[str, ...] = ("dataset_drift", "prediction_drift", "quality_breach")
+REPORT_CONDITIONS: tuple[str, ...] = (
+    "dataset_drift",
+    "prediction_drift",
+    "quality_breach",
+    # a sequential detector (a column's or the dataset's) fired in the window
+    "sequential_drift",
+)
+# What a gate fails on unless alerts.gates.fail_on says otherwise.
+GATE_CONDITIONS: tuple[str, ...] = ("dataset_drift", "prediction_drift", "quality_breach")
 ALERT_PREFIX = "alert:"
 ACTION_KINDS: tuple[str, ...] = ("webhook", "argo_rollouts", "kserve")
 TEMPLATE_FIELDS = frozenset({"model", "version"})
@@ -129,7 +137,7 @@ class GatesConfig(Section):
     token_env: EnvName = None  # default: alerts.token_env
     # The last `windows` windows of the version are judged; any bad one fails the gate.
     windows: int = Field(1, ge=1, le=100)
-    fail_on: list[str] = Field(default_factory=lambda: list(REPORT_CONDITIONS))
+    fail_on: list[str] = Field(default_factory=lambda: list(GATE_CONDITIONS))
     # Which comparisons count: reference (training data), stable (the stable version's
     # window, with windows.stable_version), or both.
     baselines: list[Baseline] = Field(default_factory=lambda: list(_ALL_BASELINES))

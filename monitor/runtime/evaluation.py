@@ -21,9 +21,10 @@ from monitor.ingest.traceparent import parse_traceparent
 from monitor.runtime.windows import ClosedWindow
 
 if TYPE_CHECKING:
-    from monitor.runtime.multivariate import MultivariateMonitor
-    from monitor.explain.window import WindowAttributor
     from detectors.performance import PerformanceResult, PerformanceState
+    from monitor.explain.window import WindowAttributor
+    from monitor.runtime.multivariate import MultivariateMonitor
+    from monitor.runtime.sequential import SequentialMonitor
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ class WindowEvaluator:
         multivariate: MultivariateMonitor | None = None,
         attributor: WindowAttributor | None = None,
         performance: Callable[[PerformanceState, int], PerformanceResult] | None = None,
+        sequential: SequentialMonitor | None = None,
     ) -> None:
         self.profile = profile
+        # Page's CUSUMs over the stream of windows: the columns' drifted flags follow them.
+        self.sequential = sequential
         # Row-level tests on the window's reservoir and the online MMD (multivariate:)
         self.multivariate = multivariate
         # SHAP attribution drift on each window against the reference (explain:)
@@ -78,6 +82,8 @@ class WindowEvaluator:
         drift, prediction, quality = evaluate_window(
             self.profile, w.sketch, self.drift, self.quality
         )
+        if self.sequential is not None:
+            drift, prediction = self.sequential.observe(w, drift, prediction)
         report = self._report(w, drift, prediction, quality, "reference")
         if self.attributor is not None and w.rows:
             attribution = self.attributor.evaluate(w.sketch, self.drift, drift)

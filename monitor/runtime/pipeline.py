@@ -22,8 +22,9 @@ from monitor.labels.decode import LabelDecoder
 from monitor.labels.tracker import PerformanceTracker
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
-from monitor.runtime.multivariate import MultivariateMonitor
 from monitor.runtime.event_time import bound_event_time
+from monitor.runtime.multivariate import MultivariateMonitor
+from monitor.runtime.sequential import SequentialMonitor
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
 if TYPE_CHECKING:
@@ -82,6 +83,17 @@ class Pipeline:
             multivariate=self._multivariate(),
             attributor=self._attributor(),
             performance=None if self.performance is None else self.performance.evaluate,
+            sequential=self._sequential(),
+        )
+
+    def _sequential(self) -> SequentialMonitor | None:
+        """Page's CUSUMs over the windows unless ``drift.sequential.enabled`` is false."""
+        seq = self.config.drift.sequential
+        if not seq.enabled:
+            return None
+        w = self.config.windows
+        return SequentialMonitor(
+            self.profile, seq.to_settings(w), window_size=w.size, window_slide=w.slide
         )
 
     def _multivariate(self) -> MultivariateMonitor | None:

@@ -54,7 +54,24 @@ class SequentialMonitor:
                 "simulating it now",
                 profile.short_hash,
             )
-            calibration = calibrate_sequential(profile)
+            calibration = calibrate_sequential(
+                profile, allowance=settings.allowance, min_effect=settings.min_effect
+            )
+        elif calibration.allowance != settings.allowance:
+            log.info(
+                "drift.sequential.allowance %g differs from the %g reference %s was calibrated "
+                "with; simulating its run lengths again",
+                settings.allowance,
+                calibration.allowance,
+                profile.short_hash,
+            )
+            calibration = calibrate_sequential(
+                profile,
+                pane_rows=calibration.pane_rows,
+                allowance=settings.allowance,
+                min_effect=settings.min_effect,
+                unseen_rate=calibration.unseen_rate,
+            )
         self.detector = SequentialDetector(profile, calibration, settings)
         self.reference_hash = profile.content_hash
         self.window_size = window_size

@@ -151,6 +151,17 @@ def test_old_profile_is_calibrated_at_load(profile: Profile) -> None:
     assert monitor.detector.calibration.columns.keys() == {"x", "c"}
 
 
+def test_another_allowance_is_calibrated_at_start_up(profile: Profile) -> None:
+    monitor = SequentialMonitor(profile, SequentialSettings(allowance=0.8))
+    cal = monitor.detector.calibration
+    assert cal.allowance == 0.8 and cal.pane_rows == ROWS
+    assert cal.unseen_rate == profile.sequential.unseen_rate
+    # a larger allowance: a steeper run-length curve (Siegmund: slope 2k)
+    assert cal.columns["x"]["location_up"].slope > (
+        profile.sequential.columns["x"]["location_up"].slope
+    )
+
+
 def test_reset_endpoint_needs_the_token_and_validates_the_body(
     profile: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
