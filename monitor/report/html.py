@@ -29,6 +29,7 @@ from monitor.report.columns import (
     _Column,
 )
 from monitor.report.evidently_section import EvidentlySection, render_section, run_evidently
+from monitor.report.multivariate import section as multivariate_section
 from monitor.report.page import _BREACHED, _badge, _footer, _page
 from monitor.report.plots import (
     SharePoint,
@@ -133,6 +134,7 @@ def render_report(
         changes,
         quality,
         attribution_section(report, profile),
+        multivariate_section(report, profile, sketch),
         '<section id="features" class="card"><h2>Features</h2>'
         '<label class="filter"><input type="checkbox" id="only-drifted"> only drifted columns'
         "</label>" + "".join(features) + "</section>",
@@ -267,6 +269,7 @@ def _nav(predictions: bool) -> str:
         ("changes", "Since previous window"),
         ("quality", "Data quality"),
         ("attribution", "Attributions"),
+        ("multivariate", "Multivariate"),
         ("features", "Features"),
     ]
     if predictions:

@@ -212,3 +212,27 @@ def test_config_section_validates_and_names_bad_keys(tmp_path: Path) -> None:
         MonitorConfig.model_validate({**base, "multivariate": {"test": "energy"}})
     with pytest.raises(ConfigError, match=r"multivariate\.online\.sample_fraction"):
         MonitorConfig.model_validate({**base, "multivariate": {"online": {"sample_fraction": 0}}})
+
+
+def test_html_report_shows_the_block_and_the_separating_pair(replayed) -> None:
+    from dataclasses import replace
+
+    from monitor.report.html import render_report
+
+    profile, sketch = _profile_and_sketch(800, 0.8)
+    outcome = MultivariateDetector(
+        profile, MultivariateSettings(enabled=True, device="numpy", permutations=100)
+    ).evaluate(sketch)
+    assert outcome.result is not None and outcome.result.drifted
+    report = replace(
+        WindowReport.from_dict(replayed[1]),
+        reference_hash=profile.content_hash,
+        multivariate=outcome.result,
+    )
+    page = render_report(report, profile, sketch=sketch, evidently=False)
+    assert '<section id="multivariate"' in page and "multivariate drift</span>" in page
+    assert "<h3>f1 against f2</h3>" in page or "<h3>f2 against f1</h3>" in page
+    assert page.count("<circle") > 500  # reference and window points
+    skipped = replace(report, multivariate=None, multivariate_skipped_reason="time budget")
+    page = render_report(skipped, profile, sketch=sketch, evidently=False)
+    assert "skipped this window: time budget" in page
