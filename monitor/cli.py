@@ -49,9 +49,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from detectors.calibration import calibrate
     from detectors.profile import ProfileError, build_profile, read_frame
     from detectors.schema import Schema, SchemaError
-    from detectors.sequential_calibration import calibrate_sequential
 
-    steps = 3 + len(args.calibrate_window)
+    steps = 2 + len(args.calibrate_window)
     with _progress() as progress:
         task = progress.add_task("reading data", total=steps)
         frame = read_frame(args.data)
@@ -82,22 +81,13 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 return _error(exc)
             profile = profile.with_calibration(cal)
             progress.update(task, advance=1)
-        progress.update(task, description="simulating the sequential detectors' run lengths")
-        try:
-            seq = calibrate_sequential(
-                profile, frame, pane_rows=args.sequential_pane_rows, panes=args.sequential_panes
-            )
-        except ValueError as exc:
-            return _error(f"--sequential-pane-rows/--sequential-panes: {exc}")
-        profile = profile.with_sequential(seq)
-        progress.update(task, advance=1)
-    if args.labels:
-        profile = _with_performance(profile, frame, args)
         if args.model:
             from monitor.explain.cli import with_reference_attributions
 
             progress.update(task, description=f"attributions of {Path(args.model).name}")
             profile = with_reference_attributions(profile, args)
+    if args.labels:
+        profile = _with_performance(profile, frame, args)
     if profile.inference:
         err.print("[bold]schema inferred[/] (pass --schema to fix it):")
         for name, why in profile.inference.items():
@@ -142,10 +132,11 @@ def _load_schema(path: Path):
     import yaml
 
     from detectors.schema import Schema, SchemaError
+    from monitor.config.safe_yaml import YAMLLimitError, load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path.read_text())
+    except (OSError, yaml.YAMLError, YAMLLimitError) as exc:
         raise UsageError(f"{path}: cannot read schema: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a schema is a mapping with numeric/categorical/prediction")
@@ -388,21 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--false-alarm-rate", type=float, default=0.01)
     build.add_argument("--draws", type=int, default=200, help="reference chunks per calibration")
-    build.add_argument(
-        "--sequential-pane-rows",
-        type=int,
-        default=100,
-        metavar="ROWS",
-        help="rows per simulated window when calibrating the sequential detectors "
-        "(about the smallest windows you expect)",
-    )
-    build.add_argument(
-        "--sequential-panes",
-        type=int,
-        default=20_000,
-        metavar="N",
-        help="simulated windows per sequential calibration",
-    )
     add_model_arguments(build)
     build.set_defaults(func=cmd_reference_build)
 
