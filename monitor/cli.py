@@ -49,8 +49,9 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from detectors.calibration import calibrate
     from detectors.profile import ProfileError, build_profile, read_frame
     from detectors.schema import Schema, SchemaError
+    from detectors.sequential_calibration import calibrate_sequential
 
-    steps = 2 + len(args.calibrate_window)
+    steps = 3 + len(args.calibrate_window)
     with _progress() as progress:
         task = progress.add_task("reading data", total=steps)
         frame = read_frame(args.data)
@@ -81,6 +82,15 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 return _error(exc)
             profile = profile.with_calibration(cal)
             progress.update(task, advance=1)
+        progress.update(task, description="simulating the sequential detectors' run lengths")
+        try:
+            seq = calibrate_sequential(
+                profile, frame, pane_rows=args.sequential_pane_rows, panes=args.sequential_panes
+            )
+        except ValueError as exc:
+            return _error(f"--sequential-pane-rows/--sequential-panes: {exc}")
+        profile = profile.with_sequential(seq)
+        progress.update(task, advance=1)
         if args.model:
             from monitor.explain.cli import with_reference_attributions
 
@@ -379,6 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--false-alarm-rate", type=float, default=0.01)
     build.add_argument("--draws", type=int, default=200, help="reference chunks per calibration")
+    build.add_argument(
+        "--sequential-pane-rows",
+        type=int,
+        default=100,
+        metavar="ROWS",
+        help="rows per simulated window when calibrating the sequential detectors "
+        "(about the smallest windows you expect)",
+    )
+    build.add_argument(
+        "--sequential-panes",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="simulated windows per sequential calibration",
+    )
     add_model_arguments(build)
     build.set_defaults(func=cmd_reference_build)
 
