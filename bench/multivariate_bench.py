@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-permutations", type=int, default=20)
     parser.add_argument("--skip", default="", help="comma-separated: baseline,classifier")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown table file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     devices = [d for d in args.devices.split(",") if d]
@@ -197,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"n={n}: classifier {seconds:.2f}s auc={c.statistic:.3f} sklearn={sk_cell}")
     text = "\n".join([header, "", *lines, *clf_lines, ""])
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
     return 0
 
 
