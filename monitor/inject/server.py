@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from monitor.inject.settings import InjectorSettings
 from monitor.inject.webhook import handle_review
+from monitor.outputs.connections import BoundedServerMixin, ConnectionLimits
 from monitor.outputs.server import BackgroundServer, JSONRequestHandler, Response
 
 __all__ = ["CertificateFiles", "InjectorServer", "serve"]
@@ -83,15 +84,23 @@ class CertificateFiles:
             return self._context
 
 
-class _TLSServer(ThreadingHTTPServer):
+class _TLSServer(BoundedServerMixin, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls = True
     certificates: CertificateFiles
     settings: InjectorSettings
     handshake_timeout: float = 10.0
 
+    def __init__(
+        self, address: tuple[str, int], handler: type[_Handler], limits: ConnectionLimits
+    ) -> None:
+        self.init_limits(limits, "driftline-inject")
+        super().__init__(address, handler)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(self.handshake_timeout)
+        # the handshake runs under the connection's deadline (armed when it was accepted)
+        request.settimeout(min(self.handshake_timeout, self.limits.request_timeout))
         try:
             tls = self.certificates.context().wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
@@ -170,14 +179,17 @@ class InjectorServer(BackgroundServer):
         key_file: str | Path,
         host: str = "0.0.0.0",
         port: int = 8443,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         super().__init__(host, port)
+        if limits is not None:
+            self.limits = limits
         self.settings = settings
         self.certificates = CertificateFiles(cert_file, key_file)
 
     def _bind(self) -> ThreadingHTTPServer:
         cls = _TLSServer6 if ":" in self.host else _TLSServer
-        httpd = cls((self.host, self.requested_port), _Handler)
+        httpd = cls((self.host, self.requested_port), _Handler, self.limits)
         httpd.certificates = self.certificates
         httpd.settings = self.settings
         return httpd

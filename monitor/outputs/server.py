@@ -47,6 +47,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from detectors.results import WindowReport
+from monitor.outputs.connections import BoundedServerMixin, ConnectionLimits
 
 if TYPE_CHECKING:
     from monitor.config.exporter import ExporterConfig
@@ -199,9 +200,18 @@ def _discard(h: BaseHTTPRequestHandler, length: int) -> bool:
     return True
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(BoundedServerMixin, ThreadingHTTPServer):
     daemon_threads = True
     app: AgentServer
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        limits: ConnectionLimits,
+    ) -> None:
+        self.init_limits(limits, "driftline-http")
+        super().__init__(address, handler)
 
 
 class _HTTPServer6(_HTTPServer):
@@ -218,7 +228,16 @@ class JSONRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # No HTTP/0.9: a malformed request line is answered with a status line, not bare HTML.
     default_request_version = "HTTP/1.0"
-    timeout = 30  # seconds an idle keep-alive connection is kept
+    timeout = 30  # seconds one read or write may block (the request's deadline is shorter)
+    _served = 0
+
+    def handle_one_request(self) -> None:
+        # every request has a deadline (monitor/outputs/connections.py): a client that
+        # trickles its bytes cannot hold this thread
+        if isinstance(self.server, BoundedServerMixin):
+            self.server.arm_request(self.connection, first=not self._served)
+        super().handle_one_request()
+        self._served += 1
 
     def respond(self, response: Response, close: bool = False) -> None:
         """Send ``response`` (no body to HEAD); ``close`` ends the connection after it."""
@@ -275,6 +294,7 @@ class BackgroundServer:
 
     what = "the server"  # names the server in errors
     thread_name = "driftline-http"
+    limits = ConnectionLimits()
     # the setting that chooses the port, named when the port is taken
     port_setting = "the port"
 
@@ -373,8 +393,11 @@ class AgentServer(BackgroundServer):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         stale_after: float = 60.0,
         port_setting: str | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         super().__init__(host, port, port_setting=port_setting)
+        if limits is not None:
+            self.limits = limits
         self.registry = registry
         self._clock = clock or time.monotonic
         created = self._clock()
@@ -417,7 +440,7 @@ class AgentServer(BackgroundServer):
     # -- lifecycle --------------------------------------------------------------------------
     def _bind(self) -> ThreadingHTTPServer:
         cls = _HTTPServer6 if ":" in self.host else _HTTPServer
-        httpd = cls((self.host, self.requested_port), _RequestHandler)
+        httpd = cls((self.host, self.requested_port), _RequestHandler, self.limits)
         httpd.app = self
         return httpd
 
