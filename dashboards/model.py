@@ -20,6 +20,7 @@ from dashboards.frame import MODEL_UID, model_variable, new_board, runbook_links
 from dashboards.model_attribution import attribution_row
 from dashboards.model_drift import prediction_drift_row, reference_drift_row
 from dashboards.model_multivariate import multivariate_row
+from dashboards.model_performance import performance_row
 from dashboards.panels import (
     DATASOURCE,
     FLAG_DRIFT,
@@ -229,6 +230,7 @@ ROWS: tuple[Callable[[Layout, str], None], ...] = (
     prediction_drift_row,
     attribution_row,
     multivariate_row,
+    performance_row,
     canary_row,
     quality_row,
     policy_row,

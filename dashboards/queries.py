@@ -492,3 +492,27 @@ def top_impact_features(model: str | Match, version: str | Match, k: int = 10) -
 def attribution_skipped(model: str | Match) -> str:
     d = m.ATTRIBUTION_SKIPPED
     return f"sum {by(d, 'reason')} (increase({series(d, model=model)}[{RANGE}]))"
+
+
+# -- model performance (labels:, kpis:) ------------------------------------------------------
+
+
+def performance_family(defn: m.MetricDef, model: str | Match, version: str | Match) -> str:
+    """A per-metric performance gauge of one version, one series per metric."""
+    return f"max {by(defn, 'metric')} ({series(defn, model=model, model_version=version)})"
+
+
+def label_coverage(model: str | Match, version: str | Match) -> str:
+    d = m.LABEL_COVERAGE
+    return f"min {by(d, *_VERSION)} ({series(d, model=model, model_version=version)})"
+
+
+def labels_by_outcome(model: str | Match) -> str:
+    """Labels (and unlabelled predictions) per second, by what the join did with them."""
+    d = m.LABELS_TOTAL
+    return f"sum {by(d, 'outcome')} ({rate(d, model=model)})"
+
+
+def kpi_family(defn: m.MetricDef, model: str | Match, version: str | Match) -> str:
+    """A per-KPI gauge of one version, one series per KPI."""
+    return f"max {by(defn, 'kpi')} ({series(defn, model=model, model_version=version)})"
