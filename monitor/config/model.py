@@ -242,6 +242,15 @@ class MonitorConfig(Section):
         file = self.source.file
         if self.source.kind == "file" and file is not None and not file.path.is_file():
             problems.append(("source.file.path", f"{file.path} does not exist"))
+        model = self.explain.model
+        if model is not None and not model.is_file():
+            problems.append(
+                (
+                    "explain.model",
+                    f"{model} does not exist; name the model file the reference's "
+                    "attributions were built with (driftline reference build --model)",
+                )
+            )
         if problems:
             raise ConfigError(self._source, problems)
 
