@@ -103,3 +103,17 @@ def test_policy_acts_on_the_window_where_a_sequential_detector_fired(tmp_path: P
 
 def test_gates_keep_their_default_conditions() -> None:
     assert GatesConfig().fail_on == ["dataset_drift", "prediction_drift", "quality_breach"]
+
+
+def test_report_wording_gives_the_sequential_verdict_and_the_window_evidence() -> None:
+    from monitor.report.wording import decision_text, window_flag
+
+    r = _report(0, True).drift.columns[0]
+    assert not window_flag(r)  # p = 0.6: the window alone shows nothing
+    text = decision_text(r)
+    assert text.startswith("sequential CUSUM 15 > threshold 13 (location_up)")
+    assert "this window alone: p = 0.6 ≥ 0.05" in text
+    quiet = _report(0, False).drift.columns[0]
+    assert decision_text(quiet).startswith("sequential CUSUM 2 ≤ threshold 13")
+    plain = replace(quiet, sequential=None)
+    assert decision_text(plain) == "p = 0.6 ≥ 0.05"
