@@ -24,6 +24,7 @@ from detectors.schema import Kind, Role
 from detectors.settings import P_VALUE_TESTS
 from detectors.sketch import WindowSketch
 from monitor.report.attribution import section as attribution_section
+from monitor.report.performance import section as performance_section
 from monitor.report.columns import (
     _article,
     _Column,
@@ -37,13 +38,7 @@ from monitor.report.plots import (
     fmt,
     pct,
 )
-from monitor.report.wording import (
-    EFFECT_NOTE,
-    SEQUENTIAL_NOTE,
-    effect_text,
-    test_name,
-    when,
-)
+from monitor.report.wording import EFFECT_NOTE, effect_text, test_name, when
 
 # progress(description, done, total): called as the page is built, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]
@@ -139,6 +134,7 @@ def render_report(
         chart,
         changes,
         quality,
+        performance_section(report, profile),
         attribution_section(report, profile),
         multivariate_section(report, profile, sketch),
         '<section id="features" class="card"><h2>Features</h2>'
@@ -274,6 +270,7 @@ def _nav(predictions: bool) -> str:
         ("history", "Drift share"),
         ("changes", "Since previous window"),
         ("quality", "Data quality"),
+        ("performance", "Performance"),
         ("attribution", "Attributions"),
         ("multivariate", "Multivariate"),
         ("features", "Features"),
@@ -337,7 +334,7 @@ def _summary(report: WindowReport, columns: list[_Column], previous: WindowRepor
         '<p class="note">p-value tests (KS, chi-square, Cramér–von Mises) drift when p is below '
         "the threshold, which the multiple-testing correction sets; calibrated thresholds were "
         "measured on the reference for windows of this size. "
-        f"{escape(EFFECT_NOTE)} {escape(SEQUENTIAL_NOTE)}</p></section>"
+        f"{escape(EFFECT_NOTE)}</p></section>"
     )
 
 
