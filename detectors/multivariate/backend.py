@@ -3,7 +3,7 @@
 The kernel tests are written once against the few operations below, so the numpy and
 torch paths compute the same thing in the same order (docs/architecture.md,
 "Multivariate drift"). torch is optional and imported lazily: without it, everything
-runs on numpy and ``device: auto`` resolves to numpy.
+runs on numpy; ``device: auto`` takes a CUDA GPU when torch sees one, numpy otherwise.
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu`` (torch) when torch is
-    installed, else ``numpy``. ``cpu`` without torch falls back to numpy; ``cuda`` without a
-    GPU is an error, as asking for it explicitly means the operator expects one."""
+    """``auto`` → ``cuda`` when a GPU is usable, else ``numpy`` (the same blocked algorithm;
+    it beat torch's CPU path in docs/benchmarks.md, "Multivariate tests"). ``cpu`` is torch
+    on the CPU, numpy without torch; ``cuda`` without a GPU is an error, as asking for it
+    explicitly means the operator expects one."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "auto":
-        return "cuda" if cuda_available() else ("cpu" if torch_available() else "numpy")
+        return "cuda" if cuda_available() else "numpy"
     if device == "cpu" and not torch_available():
         return "numpy"
     if device == "cuda" and not cuda_available():
