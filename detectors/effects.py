@@ -35,7 +35,8 @@ same correction is approximate (exact for large changes, where their bias vanish
 **KS.** The statistic D is the sup norm of ``F̂ − Ĝ``: the same argument with the
 Kolmogorov distribution, ``f = K₁₋α / (sqrt(n_eff) + 0.12 + 0.11 / sqrt(n_eff))``
 (Stephens' finite-sample form), and the binned statistic's error bound added on the upper
-side (the exact D lies in ``[D_b, D_b + bound]``).
+side (the exact D lies in ``[D_b, D_b + bound]``). Chi-square columns report their
+Jensen–Shannon distance with its interval (``detectors.evaluate``).
 
 >>> import numpy as np
 >>> est, low, high = distance_interval("wasserstein", np.array([0.1, 0.004]),

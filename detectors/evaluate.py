@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from detectors import effects, noise_floor
+from detectors import effects, jensen_shannon, noise_floor
 from detectors.chi_square import category_counts
 from detectors.multiple_testing import correct
 from detectors.profile import Calibration, Profile
@@ -320,6 +320,16 @@ def _evaluate_set(
         elif test in noise_floor.FLOOR_TESTS:
             half, square = _noise(test, kind, idx, exact, sides, drift, level)
             interval = effects.distance_interval(test, statistic[judged], half, square)
+        elif test == "chi_square":
+            # The effect of a category table: its Jensen–Shannon distance (the large-window
+            # categorical measure, so a column's effect keeps one scale as windows grow).
+            counts = _counts(kind, idx, exact, sides)
+            table = CategoricalBins(tuple(str(i) for i in idx), *counts)
+            js = np.asarray(jensen_shannon.binned(table).statistic, dtype=np.float64)
+            half, square = _noise(
+                "jensen_shannon", kind, idx, exact, sides, drift, level, counts=counts
+            )
+            interval = effects.distance_interval("jensen_shannon", js, half, square)
         else:
             continue
         for p, est, low, high in zip(judged, *interval, strict=True):
@@ -372,6 +382,19 @@ def _evaluate_set(
     )
 
 
+def _counts(
+    kind: Kind, idx: np.ndarray, exact: bool, sides: _Sides
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of either side of the columns ``idx`` (the raw categories in exact mode,
+    else the bins)."""
+    if exact and kind is Kind.CATEGORICAL:
+        return category_counts(
+            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
+        )
+    bins = sides.numeric if kind is Kind.NUMERIC else sides.categorical
+    return bins.ref[idx], bins.cur[idx]
+
+
 def _sizes(
     kind: Kind, idx: np.ndarray, exact: bool, sides: _Sides
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -380,13 +403,7 @@ def _sizes(
         assert sides.ref_numeric is not None and sides.cur_numeric is not None
         ref, cur = sides.ref_numeric[idx], sides.cur_numeric[idx]
         return (~np.isnan(ref)).sum(axis=1), (~np.isnan(cur)).sum(axis=1)
-    if exact:
-        ref_counts, cur_counts = category_counts(
-            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
-        )
-    else:
-        bins = sides.numeric if kind is Kind.NUMERIC else sides.categorical
-        ref_counts, cur_counts = bins.ref[idx], bins.cur[idx]
+    ref_counts, cur_counts = _counts(kind, idx, exact, sides)
     return ref_counts.sum(axis=1), cur_counts.sum(axis=1)
 
 
@@ -398,10 +415,12 @@ def _noise(
     sides: _Sides,
     drift: DriftSettings,
     alpha: float,
+    counts: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``1 − alpha`` no-change quantile of ``test`` on the columns ``idx`` of one kind,
     and its no-change mean square, for the sides the statistic was computed on (raw rows
-    in exact mode, else the bins): the half-width and the bias of the effect's interval."""
+    in exact mode, else the bins): the half-width and the bias of the effect's interval.
+    ``counts``: the two sides' counts of a multinomial test, when already at hand."""
     if test == "wasserstein":
         bins = sides.numeric
         if sides.floor_key is not None:  # every column at once, cached for the reference
@@ -424,13 +443,7 @@ def _noise(
         half = noise_floor.wasserstein_floor(law.quantile(alpha), n_ref, n_cur, std)
         unit = noise_floor.wasserstein_floor(np.ones(len(idx)), n_ref, n_cur, std)
         return half, law.mean_square * unit**2
-    if exact and kind is Kind.CATEGORICAL:
-        ref_counts, cur_counts = category_counts(
-            [sides.ref_categorical[i] for i in idx], [sides.cur_categorical[i] for i in idx]
-        )
-    else:
-        bins_ = sides.numeric if kind is Kind.NUMERIC else sides.categorical
-        ref_counts, cur_counts = bins_.ref[idx], bins_.cur[idx]
+    ref_counts, cur_counts = counts if counts is not None else _counts(kind, idx, exact, sides)
     return noise_floor.multinomial_null(
         test,
         ref_counts,

@@ -113,8 +113,9 @@ def test_small_window_uses_p_value_tests_on_raw_rows(
         assert col.p_value is not None and 0.0 <= col.p_value <= 1.0
         assert col.threshold == pytest.approx(threshold)
         assert col.drifted == (col.p_value < col.threshold)
-        if col.test == "ks":  # D with its confidence interval
-            assert col.effect is not None
+        assert col.effect is not None  # KS: D; chi-square: the Jensen–Shannon distance
+        assert 0.0 <= col.effect.low <= col.effect.estimate <= col.effect.high <= 1.0
+        if col.test == "ks":
             assert col.effect.low <= col.statistic <= col.effect.high
     # numeric columns run exactly: the raw window against the profile's raw sample
     for name in ("normal", "lognormal", "ties", "with_nan"):
