@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from detectors.performance.results import PerformanceResult
 from detectors.results import DriftResult, WindowReport
 
 __all__ = [
@@ -71,6 +72,27 @@ def _sequential_fired(report: WindowReport) -> list[str]:
     return names
 
 
+# A realized metric counts against a window only with this many labelled rows.
+MIN_LABELED_ROWS = 100
+
+
+def realized_drops(perf: PerformanceResult) -> list[str]:
+    """Realized metrics beyond the reference threshold of their estimate (below it for
+    scores, above it for errors), in a window with at least ``MIN_LABELED_ROWS`` labels."""
+    if perf.labeled_rows < MIN_LABELED_ROWS:
+        return []
+    limits = {e.metric: e.threshold for e in perf.estimated}
+    out = []
+    for r in perf.realized:
+        limit = limits.get(r.metric)
+        if limit is None or limit != limit:
+            continue
+        errors = r.metric in ("log_loss", "brier", "ece", "mae", "rmse", "mape")
+        if (r.value > limit) if errors else (r.value < limit):
+            out.append(f"{r.metric} {r.value:.3f} (threshold {limit:.3f})")
+    return out
+
+
 def window_problems(
     window: Window, conditions: Iterable[str], baselines: Iterable[str]
 ) -> list[str]:
@@ -89,6 +111,19 @@ def window_problems(
             fired = _sequential_fired(report)
             if fired:
                 problems.append(f"sequential drift vs {baseline}: {', '.join(fired[:5])}")
+        perf = report.performance
+        if perf is not None and "performance_estimated_drop" in conditions:
+            low = [
+                f"{e.metric} {e.value:.3f} (threshold {e.threshold:.3f})"
+                for e in perf.estimated
+                if e.alert
+            ]
+            if low:
+                problems.append(f"estimated performance vs {baseline}: {', '.join(low)}")
+        if perf is not None and "performance_realized_drop" in conditions:
+            low = realized_drops(perf)
+            if low:
+                problems.append(f"realized performance vs {baseline}: {', '.join(low)}")
         if "quality_breach" in conditions and report.quality.breached:
             checks = [f"{c.feature} {c.check} {c.rate:.3f}" for c in report.quality.breaches]
             checks += [f"missing column {c}" for c in report.quality.missing_columns]

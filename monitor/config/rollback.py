@@ -66,6 +66,10 @@ REPORT_CONDITIONS: tuple[str, ...] = (
     "quality_breach",
     # a sequential detector (a column's or the dataset's) fired in the window
     "sequential_drift",
+    # a label-free performance estimate (CBPE, DLE) beyond its reference threshold
+    "performance_estimated_drop",
+    # a realized performance metric beyond the same threshold (docs/performance.md)
+    "performance_realized_drop",
 )
 # What a gate fails on unless alerts.gates.fail_on says otherwise.
 GATE_CONDITIONS: tuple[str, ...] = ("dataset_drift", "prediction_drift", "quality_breach")

@@ -390,6 +390,7 @@ class Agent:
             return
         for report in tracker.revisions():
             self.exporter.observe_revision(report)
+            self.engine.observe_report(report)  # a realized drop may be found late
             for sink in self.sinks:
                 try:
                     sink.write(report)
