@@ -183,6 +183,8 @@ def _config_for(args: argparse.Namespace):
         return cfg.model_copy(update=updates) if updates else cfg
     if not getattr(args, "reference", None):
         raise UsageError("--reference is required without -c/--config: name the profile")
+    if not getattr(args, "input", None):
+        raise UsageError("--input is required without -c/--config: name the file to replay")
     return MonitorConfig.for_replay(
         reference=Path(args.reference), input_path=Path(args.input), window_rows=args.window
     )
@@ -191,6 +193,7 @@ def _config_for(args: argparse.Namespace):
 def cmd_replay(args: argparse.Namespace) -> int:
     from detectors.profile import ProfileError, load_profile
     from monitor.config.errors import ConfigError
+    from monitor.report.verdict import findings
     from monitor.runtime.replay import replay
 
     cfg = _config_for(args)
@@ -203,26 +206,61 @@ def cmd_replay(args: argparse.Namespace) -> int:
         cfg.check_against_profile(profile)
     except (ProfileError, ConfigError) as exc:
         return _error(exc)
-    path = Path(args.input)
+    if args.input:
+        path = Path(args.input)
+    elif cfg.source.file is not None:
+        path = cfg.source.file.path  # the file the configuration names
+    else:
+        raise UsageError(
+            f"{args.config}: no file to replay: pass --input FILE or set source.file.path"
+        )
     if not path.exists():
         return _error(f"{path}: no such file")
+    sketches = Path(args.sketches) if args.sketches else None
     out = sys.stdout.buffer
-    windows = drifted = 0
+    windows = 0
+    found: dict[str, int] = {}
     with _progress() as progress:
         task = progress.add_task(f"replaying {path.name}", total=None)
         try:
             labels = _labels_for(cfg, args)
             for report in replay(
-                cfg, profile, path, progress=lambda n: progress.advance(task, n), labels=labels
+                cfg,
+                profile,
+                path,
+                progress=lambda n: progress.advance(task, n),
+                labels=labels,
+                sketches=sketches,
             ):
                 out.write(report.to_json() + b"\n")
                 out.flush()
                 windows += 1
-                drifted += report.drifted
+                for finding in findings(report):
+                    found[finding] = found.get(finding, 0) + 1
         except ValueError as exc:
             return _error(exc)
-    err.print(f"{windows} windows, {drifted} with drift")
+    err.print(replay_summary(windows, found))
+    if sketches is not None:
+        err.print(f"window sketches in {sketches}/ (driftline report --sketches {sketches})")
     return 0
+
+
+def replay_summary(windows: int, found: dict[str, int]) -> str:
+    """ "12 windows: 3 with feature drift, 0 with prediction drift, 1 with a data-quality
+    breach" (multivariate drift too when a window had it)."""
+    from monitor.report.verdict import (
+        FEATURE_DRIFT,
+        MULTIVARIATE_DRIFT,
+        PREDICTION_DRIFT,
+        QUALITY_BREACH,
+    )
+
+    kinds = [FEATURE_DRIFT, PREDICTION_DRIFT]
+    if found.get(MULTIVARIATE_DRIFT):
+        kinds.append(MULTIVARIATE_DRIFT)
+    parts = [f"{found.get(k, 0)} with {k}" for k in kinds]
+    parts.append(f"{found.get(QUALITY_BREACH, 0)} with a {QUALITY_BREACH}")
+    return f"{windows} windows: " + ", ".join(parts)
 
 
 def _labels_for(cfg, args: argparse.Namespace):
@@ -290,6 +328,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_report,
         select_report,
     )
+    from monitor.report.store import artifact_paths
 
     try:
         profile = load_profile(args.reference)
@@ -300,9 +339,17 @@ def cmd_report(args: argparse.Namespace) -> int:
             index=args.index,
             model_version=args.model_version,
         )
+        sketch_file = Path(args.sketch) if args.sketch else None
+        if sketch_file is None and args.sketches:
+            sketch_file = artifact_paths(args.sketches, selection.report).sketch
+            if not sketch_file.exists():
+                raise ReportSelectionError(
+                    f"{args.sketches}: no sketch of this window ({sketch_file.name}); replay "
+                    "the file with --sketches DIR to write them"
+                )
         sketch = None
-        if args.sketch:
-            sketch = WindowSketch.from_bytes(profile, Path(args.sketch).read_bytes())
+        if sketch_file is not None:
+            sketch = WindowSketch.from_bytes(profile, sketch_file.read_bytes())
     except OSError as exc:
         return _error(f"{exc.filename}: {exc.strerror}")
     except (ProfileError, ReportSelectionError, ValueError) as exc:
@@ -410,12 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="window reports for a file, offline")
     rep.add_argument("-c", "--config", help="monitor.yaml (optional)")
     rep.add_argument("--reference", help="reference profile (overrides the config's)")
-    rep.add_argument("--input", required=True, help="JSONL records, or a Parquet/CSV/JSONL table")
+    rep.add_argument(
+        "--input",
+        help="JSONL records, or a Parquet/CSV/JSONL table (default: the config's source.file.path)",
+    )
+    rep.add_argument(
+        "--sketches",
+        metavar="DIR",
+        help="write each window's sketch under DIR, for driftline report --sketches DIR",
+    )
     rep.add_argument("--window", type=int, help="row-count windows of N rows")
     add_model_arguments(rep)
-    rep.add_argument(
-        "--labels", metavar="FILE", help="labels joined to the records by request_id"
-    )
+    rep.add_argument("--labels", metavar="FILE", help="labels joined to the records by request_id")
     rep.set_defaults(func=cmd_replay)
 
     run = sub.add_parser("run", help="run the agent")
@@ -447,7 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     which.add_argument("--latest", action="store_true", help="the last report (the default)")
     html.add_argument("--model-version", help="only reports of this model version")
-    html.add_argument("--sketch", help="the window's sketch file (current distributions)")
+    sketch_from = html.add_mutually_exclusive_group()
+    sketch_from.add_argument("--sketch", help="the window's sketch file (current distributions)")
+    sketch_from.add_argument(
+        "--sketches", metavar="DIR", help="find the window's sketch in DIR (replay --sketches DIR)"
+    )
     html.add_argument(
         "--no-evidently", action="store_true", help="leave Evidently's section out (faster)"
     )

@@ -24,7 +24,6 @@ from detectors.schema import Kind, Role
 from detectors.settings import P_VALUE_TESTS
 from detectors.sketch import WindowSketch
 from monitor.report.attribution import section as attribution_section
-from monitor.report.performance import section as performance_section
 from monitor.report.columns import (
     _article,
     _Column,
@@ -32,12 +31,14 @@ from monitor.report.columns import (
 from monitor.report.evidently_section import EvidentlySection, render_section, run_evidently
 from monitor.report.multivariate import section as multivariate_section
 from monitor.report.page import _BREACHED, _badge, _footer, _page
+from monitor.report.performance import section as performance_section
 from monitor.report.plots import (
     SharePoint,
     drift_share_svg,
     fmt,
     pct,
 )
+from monitor.report.verdict import headline
 from monitor.report.wording import EFFECT_NOTE, effect_text, test_name, when
 
 # progress(description, done, total): called as the page is built, for a progress bar.
@@ -170,11 +171,10 @@ def _columns(report: WindowReport, profile: Profile) -> list[_Column]:
 
 
 def _verdict(report: WindowReport) -> tuple[str, str]:
-    if report.drifted:
-        return "drift", "Drift detected"
-    if report.quality.breached:
-        return "breach", "Data quality breached"
-    return "ok", "No drift"
+    """(status, headline): the headline names what drifted (monitor/report/verdict.py),
+    so it agrees with the features, predictions and quality lines under it."""
+    status = "drift" if report.drifted else "breach" if report.quality.breached else "ok"
+    return status, headline(report)
 
 
 def window_text(report: WindowReport) -> str:

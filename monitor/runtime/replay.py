@@ -21,6 +21,7 @@ import numpy as np
 
 from detectors.profile import Profile
 from detectors.results import WindowReport
+from detectors.sketch import WindowSketch
 from monitor.config.model import MonitorConfig
 from monitor.ingest.files import (
     file_format,
@@ -30,6 +31,7 @@ from monitor.ingest.files import (
 )
 from monitor.labels.decode import LabelBatch
 from monitor.outputs.exporter import Exporter
+from monitor.report.store import artifact_paths
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.windows import ClosedWindow
 
@@ -43,9 +45,15 @@ def replay(
     exporter: Exporter | None = None,
     progress: Progress | None = None,
     labels: LabelBatch | None = None,
+    sketches: Path | None = None,
 ) -> Iterator[WindowReport]:
     """Yield the reports the agent would have produced for the records in ``path``
-    (and, with ``labels``, the revisions late labels make)."""
+    (and, with ``labels``, the revisions late labels make).
+
+    With ``sketches``, each window's sketch is written where the agent's HTML reports
+    keep theirs (``<sketches>/<model>/<version>/<window start>.sketch``, see
+    monitor/report/store.py), so ``driftline report --sketches`` can plot the window.
+    """
     exporter = exporter or Exporter(
         model=config.model,
         window_label=window_label(config),
@@ -59,8 +67,11 @@ def replay(
         pipeline.join_labels(feed.due(-np.inf))  # labels without a time: known from the start
 
     def emit(closed: list[ClosedWindow]) -> Iterator[WindowReport]:
+        by_window = {(c.model_version, c.start): c.sketch for c in closed}
         for result in pipeline.evaluator.evaluate(closed):
             exporter.observe_report(result.report, result.seconds)
+            if sketches is not None:
+                _write_sketch(sketches, result.report, by_window)
             if pipeline.performance is not None:
                 pipeline.performance.remember(result.report)
             yield result.report
@@ -95,6 +106,19 @@ def replay(
         yield from emit([])
     yield from emit(pipeline.flush())
     pipeline.end_of_labels()
+
+
+def _write_sketch(
+    root: Path, report: WindowReport, sketches: dict[tuple[str, float], WindowSketch]
+) -> None:
+    sketch = sketches.get((report.model_version, report.window_start))
+    if sketch is None:
+        return
+    target = artifact_paths(root, report).sketch
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(sketch.to_bytes())
+    tmp.replace(target)
 
 
 class _LabelFeed:

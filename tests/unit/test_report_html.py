@@ -248,12 +248,33 @@ def test_verdict_names_the_drift_and_the_breaches(drifted_page: str, windows: li
     doc = parse(drifted_page)
     header = doc.by_id("verdict")
     assert header.attrs["data-verdict"] == "drift"
-    assert "Drift detected" in header.find("h1").all_text()
+    # the headline names what drifted, as the lines under it do
+    title = "Feature drift, prediction drift and data-quality breach"
+    assert header.find("h1").all_text() == title
     text = header.all_text()
     for name in ("age", "country", "score"):
         assert name in text
     assert "amount missing" in text and "country unseen" in text
-    assert "<title>Drift detected" in drifted_page
+    assert f"<title>{title}" in drifted_page
+
+
+def test_the_headline_agrees_with_the_lines_under_it(
+    profile: Profile, windows: list[Window]
+) -> None:
+    """Predictions drifted, features did not: the banner must not say the features did."""
+    d = windows[0].report.to_dict()
+    d["prediction_drift"]["drifted"] = True
+    d["prediction_drift"]["columns"][0]["drifted"] = True
+    d["prediction_drift"]["drifted_count"] = 1
+    report = WindowReport.from_dict(d)
+    assert not report.drift.drifted and report.prediction_drift.drifted
+    page = render_report(report, profile, sketch=windows[0].sketch, evidently=False)
+    header = parse(page).by_id("verdict")
+    assert header.find("h1").all_text() == "Prediction drift"
+    text = " ".join(header.all_text().split())
+    assert "Features: no drift" in text
+    assert "<li>Predictions: <strong>drifted</strong>" in page
+    assert "Drift detected" not in page
 
 
 def test_clean_window_says_no_drift(clean_page: str, windows: list[Window]) -> None:
