@@ -56,11 +56,14 @@ class BatchAssembler:
         reported after ``failures``."""
         n = len(rows)
         arrays: dict[str, np.ndarray] = {}
+        # columns some records lack: the rows that name them
+        named: dict[str, list[int]] = {}
         for name, values in columns.items():
             types = set(map(type, values))
             if UnsetType in types:  # some records lack the key (UNSET), others do not
                 if len(types) == 1:
                     continue  # no record mentions this column
+                named[name] = [i for i, v in enumerate(values) if v is not UNSET]
                 values = [None if v is UNSET else v for v in values]
                 types.discard(UnsetType)
                 types.add(type(None))
@@ -112,6 +115,10 @@ class BatchAssembler:
             messages=n_messages,
         )
         if bad:
+            # A column only set-aside rows name is absent from the rows kept.
+            for name, where in named.items():
+                if all(i in bad for i in where):
+                    del batch.columns[name]
             keep = np.ones(n, dtype=bool)
             keep[list(bad)] = False
             batch = batch.take(keep)
