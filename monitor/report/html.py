@@ -39,7 +39,13 @@ from monitor.report.plots import (
     pct,
 )
 from monitor.report.verdict import headline
-from monitor.report.wording import EFFECT_NOTE, effect_text, test_name, when
+from monitor.report.wording import (
+    EFFECT_NOTE,
+    SEQUENTIAL_NOTE,
+    effect_text,
+    test_name,
+    when,
+)
 
 # progress(description, done, total): called as the page is built, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]
@@ -334,7 +340,7 @@ def _summary(report: WindowReport, columns: list[_Column], previous: WindowRepor
         '<p class="note">p-value tests (KS, chi-square, Cramér–von Mises) drift when p is below '
         "the threshold, which the multiple-testing correction sets; calibrated thresholds were "
         "measured on the reference for windows of this size. "
-        f"{escape(EFFECT_NOTE)}</p></section>"
+        f"{escape(EFFECT_NOTE)} {escape(SEQUENTIAL_NOTE)}</p></section>"
     )
 
 
