@@ -27,6 +27,7 @@ from detectors.results import (
     Effect,
     QualityCheck,
     QualityResult,
+    Sequential,
     TestResult,
     WindowReport,
 )
@@ -325,7 +326,12 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
     exporter.set_reference("abc", 10)
     exporter.count_rollback("v1", "noop", "skipped")
     block = MultivariateResult("mmd", 0.01, 0.002, 0.004, True, "numpy", 0.1, 500, 5000)
-    exporter.observe_report(replace(make_report(), multivariate=block), 0.01)
+    # a window where every column's sequential detector and the dataset's fired
+    fired = Sequential(15.0, 13.0, 60.0, "location_up")
+    report = replace(make_report(), multivariate=block)
+    columns = tuple(replace(c, sequential=fired) for c in report.drift.columns)
+    report = replace(report, drift=replace(report.drift, columns=columns, sequential=fired))
+    exporter.observe_report(report, 0.01)
     exporter.count_multivariate_skipped("budget")
     exporter.set_online_mmd("v1", 0.01, 0.02, True)
     exposed = samples(exporter)
