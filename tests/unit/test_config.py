@@ -78,7 +78,8 @@ def test_driftline_example_values() -> None:
     assert cfg.source.kafka.sasl_password_env == "KAFKA_PASSWORD"
     drift = cfg.drift.to_settings()
     assert drift.columns["country"] == ColumnTest(test="chi_square")
-    assert drift.columns["amount"] == ColumnTest(test="psi", threshold=0.2)
+    assert drift.columns["amount"] == ColumnTest(test="psi", threshold=0.02)
+    assert (drift.correction, drift.window_false_alarm_rate) == ("holm", 0.01)
 
 
 def test_kserve_example_values() -> None:
