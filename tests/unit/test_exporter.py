@@ -22,6 +22,13 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from detectors.multivariate.result import MultivariateResult
+from detectors.performance.results import (
+    EstimatedMetric,
+    KpiResult,
+    PerformanceResult,
+    RealizedMetric,
+)
 from detectors.results import (
     DriftResult,
     Effect,
@@ -31,7 +38,6 @@ from detectors.results import (
     TestResult,
     WindowReport,
 )
-from detectors.multivariate.result import MultivariateResult
 from monitor.outputs import metrics as m
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.telemetry import Telemetry, headers_from_env, span_contexts
@@ -334,6 +340,18 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
     exporter.observe_report(report, 0.01)
     exporter.count_multivariate_skipped("budget")
     exporter.set_online_mmd("v1", 0.01, 0.02, True)
+    perf = PerformanceResult(
+        labeled_rows=500,
+        coverage=0.5,
+        realized=(RealizedMetric("f1", 0.8, 0.78, 0.82),),
+        estimated=(EstimatedMetric("f1", "cbpe", 0.81, 0.79, 0.83, 0.7, False),),
+        kpis=(KpiResult("revenue", 12.0, 0.4, 500, (1.0,) * 10),),
+    )
+    with_perf = replace(report, performance=perf)
+    exporter.observe_report(with_perf, 0.01)
+    exporter.observe_revision(replace(with_perf, performance=replace(perf, revised=True)))
+    exporter.count_labels("joined", 3)
+    exporter.set_label_join(10, 2)
     exposed = samples(exporter)
     for defn in m.ALL_METRICS:
         name = defn.name + ("_count" if defn.kind == "histogram" else "")
