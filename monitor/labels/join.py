@@ -8,12 +8,14 @@ event time falls ``horizon`` behind the newest prediction's (``expired``), or
 has not been seen yet waits ``wait`` seconds of prediction event time (or, without a
 time, until the end of a replay), at most ``max_labels`` of them, then counts as
 ``no_prediction``. A second label for a request already joined, within the horizon, is
-a ``duplicate``. Nothing of the raw records is kept.
+a ``duplicate`` (at most ``max_pending`` joined ids are remembered). Nothing of the raw
+records is kept.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +114,7 @@ class LabelJoin:
                 kpis.append(kv)
                 self._joined[key_list[i]] = float(t[i])
             self.counts["joined"] += len(idx)
+            self._bound_joined()
             out = Joined(
                 np.asarray(segment, dtype=object)[idx],
                 np.asarray(pane)[idx],
@@ -213,6 +216,7 @@ class LabelJoin:
         )
         for k, tp in zip(keys[hit].tolist(), self._time[s].tolist(), strict=True):
             self._joined[k] = tp
+        self._bound_joined()
         self._kill(s)
         self.counts["joined"] += len(hit)
         for i in np.flatnonzero(slots < 0).tolist():
@@ -227,6 +231,14 @@ class LabelJoin:
                 del self._held[k]
             self.counts["no_prediction"] += over
         return out
+
+    def _bound_joined(self) -> None:
+        """Remember at most ``max_pending`` joined ids (the oldest go first); a duplicate of
+        a forgotten one then waits as a label and counts as ``no_prediction``."""
+        over = len(self._joined) - self.max_pending
+        if over > 0:
+            for k in list(itertools.islice(self._joined, over)):
+                del self._joined[k]
 
     # -- expiry ----------------------------------------------------------------------------
 

@@ -227,3 +227,15 @@ def test_checkpoint_mid_stream_loses_and_double_counts_nothing(reference, restor
         assert [(r.metric, r.value) for r in a.realized] == [
             (r.metric, r.value) for r in b.realized
         ]
+
+
+def test_memory_of_joined_requests_is_bounded() -> None:
+    join = _join(max_pending=5)
+    ids = [f"j{i}" for i in range(12)]
+    _preds(join, ids[:4], [1.0] * 4)
+    _labels(join, ids[:4])
+    _preds(join, ids[4:8], [2.0] * 4)
+    _labels(join, ids[4:8])
+    assert join.counts["joined"] == 8
+    assert len(join._joined) == 5  # the three oldest joined ids are forgotten
+    assert _labels(join, ["j7"]).rows == 0 and join.counts["duplicate"] == 1
