@@ -239,3 +239,46 @@ def test_memory_of_joined_requests_is_bounded() -> None:
     assert join.counts["joined"] == 8
     assert len(join._joined) == 5  # the three oldest joined ids are forgotten
     assert _labels(join, ["j7"]).rows == 0 and join.counts["duplicate"] == 1
+
+
+def test_regressor_window_with_a_kpi_from_the_predictions() -> None:
+    """DLE estimates from the features, realized MAE from joined values (equal to
+    scikit-learn), and a KPI read from the prediction records."""
+    from sklearn.metrics import mean_absolute_error
+
+    r = np.random.default_rng(3)
+
+    def frame(n: int) -> pd.DataFrame:
+        x1, x2 = r.normal(0, 1, n), r.choice(["u", "v"], n)
+        y = 5 + x1 + r.normal(0, 0.5 + np.abs(x1), n)
+        return pd.DataFrame({"x1": x1, "x2": x2, "pred": 5 + x1, "amount": 2 * x1, "y": y})
+
+    train = frame(5000)
+    profile = build_profile(train.drop(columns=["y", "amount"]), prediction=["pred"])
+    ref = learn_performance(profile, train, "y")
+    tracker = PerformanceTracker(
+        ref,
+        LabelsConfig(source="file", file="x", join_horizon=1e9),
+        [KpiConfig(name="amount", **{"from": "predictions"})],
+        pane_length=60.0,
+        panes_per_window=1,
+        row_windows=False,
+    )
+    window = frame(2000)
+    ids = [f"q{i}" for i in range(2000)]
+    result = AddResult(pane=np.zeros(2000, dtype=np.int64), segment=np.full(2000, "v1", object))
+    cols = {c: window[c].to_numpy() for c in ("x1", "x2", "pred", "amount")}
+    tracker.observe(cols, row_keys(ids), np.ones(2000), result, 0.0)
+    tracker.add_labels(LabelBatch.from_columns(ids[:1500], window["y"][:1500].tolist()))
+    closed = ClosedWindow("v1", 0.0, 60.0, None, 2000, 0, 0, [], "time")  # type: ignore[arg-type]
+    tracker.on_closed([closed])
+    perf = tracker.evaluate(closed.performance, 2000)  # type: ignore[arg-type]
+    assert perf.task == "regression" and perf.labeled_rows == 1500 and perf.coverage == 0.75
+    mae = mean_absolute_error(window["y"][:1500], window["pred"][:1500])
+    assert perf.realized_value("mae") == pytest.approx(mae, rel=1e-12)
+    est = perf.estimated_value("mae")
+    assert est is not None and abs(est - mae) / mae < 0.1
+    kpi = perf.kpis[0]
+    assert kpi.name == "amount" and kpi.rows == 2000
+    assert kpi.mean == pytest.approx(window["amount"].mean(), rel=1e-12)
+    assert kpi.correlation_with_prediction == pytest.approx(1.0, abs=1e-9)  # amount = 2·x1
