@@ -111,6 +111,8 @@ class KafkaSource:
         # Offsets whose records are in a durable checkpoint of the agent, as last handed
         # to commit(), whether or not the commit got through.
         self.durable: Offsets = {}
+        # (topic, partition) -> (offset it starts at, whether no offset was committed)
+        self.origins: dict[tuple[str, int], tuple[int, bool]] = {}
         self._probe: asyncio.Task[None] | None = None
 
     async def start(self, stop: asyncio.Event) -> bool:
@@ -204,6 +206,26 @@ class KafkaSource:
                 want, why = own, "last checkpointed offset (not committed)"
             self.consumer.seek(tp, want)
             log.info("partition %s-%d resumes at %s %d", tp.topic, tp.partition, why, want)
+        # The checkpoint speaks for the first assignment only: a partition it names that
+        # another member got is that member's now, and is sought back to only if its
+        # committed offset is behind what this agent's state holds (the branch above).
+        if assigned:
+            for key, offset in self.start_offsets.items():
+                self.durable.setdefault(key, offset)
+            self.start_offsets.clear()
+        await self._note_origins(assigned)
+
+    async def _note_origins(self, assigned: set[TopicPartition]) -> None:
+        """Where each assigned partition starts, and whether that is its beginning (no
+        committed offset): what a partial says of the state it comes from."""
+        assert self.consumer is not None
+        for tp in assigned:
+            try:
+                committed = await asyncio.wait_for(self.consumer.committed(tp), PROBE_TIMEOUT)
+                position = await asyncio.wait_for(self.consumer.position(tp), PROBE_TIMEOUT)
+            except (KafkaError, OSError, TimeoutError):
+                continue
+            self.origins[(tp.topic, tp.partition)] = (position, committed is None)
 
     async def poll(self, timeout_ms: int = 200) -> list[SourceMessage]:
         """The next messages of all assigned partitions (possibly none): aiokafka's

@@ -47,7 +47,7 @@ from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
-from monitor.runtime.windows import ClosedWindow, SnapshotError, WindowManager
+from monitor.runtime.windows import ClosedWindow, SnapshotError
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,8 @@ class Agent:
         self.failed = FailedWindows(config.state.dir / "failed-windows", self.profile)
         # With aggregation.role agent/both, closed windows go out as partials (publishing.py).
         self.partials = AgentPartials.from_config(config, self.profile.content_hash)
+        if self.partials is not None:  # windows kept per partition (partitioned.py)
+            self.pipeline.windows = self.partials.windows(self.profile, config)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
         self.offsets: dict[tuple[str, int], int] = {}
         self.latest: dict[str, WindowReport] = {}
@@ -174,7 +176,7 @@ class Agent:
         if checkpoint is None:
             return {}
         try:
-            self.pipeline.windows = WindowManager.restore(
+            self.pipeline.windows = type(self.pipeline.windows).restore(
                 self.profile, checkpoint.windows, config=self.config.windows, now=time.time()
             )
         except SnapshotError as exc:
@@ -234,6 +236,8 @@ class Agent:
             on_revoke=self._on_revoke,
             extra_topics=[self.labels_topic] if self.labels_topic else [],
         )
+        if self.partials is not None:
+            self.partials.bind(self.pipeline.windows, self.source)
         self.exporter.set_source_up(False)
         try:
             if not await self.source.start(stop):
@@ -359,8 +363,10 @@ class Agent:
         """
         async with self._checkpoint_lock:
             await self.drain()
-            if self.partials is not None:  # owned partitions and horizon, empty ones too
-                await self.partials.progress(self.source, self.pipeline.windows, time.time())
+            if self.partials is not None:  # hand-offs, then owned partitions' progress
+                await self.partials.progress(
+                    self.source, self.pipeline.windows, self._durable_offsets(), time.time()
+                )
             self._publish_revisions()
             snapshot = Checkpoint(
                 offsets=self._durable_offsets(),
@@ -421,6 +427,8 @@ class Agent:
 
     async def _on_revoke(self, partitions: set[tuple[str, int]]) -> None:
         # The next owner resumes from the committed offsets: make them match our state.
+        if self.partials is not None:  # their windows are handed off first
+            self.partials.release(self.pipeline.windows, partitions)
         await self.checkpoint()
         # A partition that is no longer ours has no lag here (a kept one gets it back).
         for topic, partition in partitions:

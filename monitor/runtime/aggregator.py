@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 JUDGED = "aggregator"
 #: Seconds between refreshes of the source topics' partition count.
 METADATA_INTERVAL = 30.0
+#: Seconds between log lines saying what the oldest open window waits for.
+WAIT_LOG_INTERVAL = 10.0
 
 
 def merge_window(profile: Profile, due: DueWindow) -> list[ClosedWindow]:
@@ -79,10 +81,16 @@ def merge_window(profile: Profile, due: DueWindow) -> list[ClosedWindow]:
                 duplicates=sum(p.duplicates for p in parts),
                 traceparents=traceparents[:MAX_TRACEPARENTS],
                 kind="time",
-                offsets=merge_offsets(p.offsets for p in parts),
+                offsets=merge_offsets(_span(p) for p in parts),
             )
         )
     return out
+
+
+def _span(p: Partial) -> dict[int, list[int]]:
+    if p.offsets is None or p.partition is None:
+        return {}
+    return {p.partition: [p.offsets[0], p.offsets[1], p.rows]}
 
 
 def mark(report: WindowReport, due: DueWindow) -> WindowReport:
@@ -138,12 +146,15 @@ class Aggregator:
         self.server: AgentServer | None = None
         self._serve_http = serve_http
         # partials-topic offset of each held partial: the commit never passes the oldest
-        self._held: dict[tuple[tuple[float, float], str, str], tuple[str, int, int]] = {}
+        self._held: dict[tuple[tuple[float, float], str, int, int], tuple[str, int, int]] = {}
+        # hand-offs hold the commit for a while too (see durable_offsets)
+        self._handoffs: dict[tuple[int, int], tuple[tuple[str, int, int], float]] = {}
         self._position: dict[tuple[str, int], int] = {}
         self._restored: bytes | None = None
         self._lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
         self._last_metadata = -METADATA_INTERVAL
+        self._last_wait_log = time.monotonic()
 
     def _sinks(self) -> list[ReportSink]:
         sinks: list[ReportSink] = []
@@ -168,8 +179,9 @@ class Aggregator:
         if sequential is not None:
             sequential.restore(checkpoint.extra.get("sequential"))
         self._position = dict(checkpoint.offsets)
-        for a, b, version, agent, topic, part, offset in checkpoint.extra.get("held", []):
-            self._held[((float(a), float(b)), str(version), str(agent))] = (topic, part, offset)
+        for a, b, version, source, origin, topic, part, offset in checkpoint.extra.get("held", []):
+            key = ((float(a), float(b)), str(version), int(source), int(origin))
+            self._held[key] = (topic, part, offset)
         return dict(checkpoint.offsets)
 
     async def _partitions(self) -> int | None:
@@ -194,29 +206,28 @@ class Aggregator:
         if n is None:
             return self.state is not None
         if self.state is None:
-            self.state = MergeState(
-                self.config.model,
-                self.profile.content_hash,
-                n,
-                self.config.aggregation.deadline,
-            )
+            self.state = self._new_state(n)
             if self._restored is not None:
                 try:
                     self.state.restore(self._restored, time.time())
                 except (ValueError, KeyError, PartialError) as exc:
                     log.warning("aggregator state unusable (%s); reading partials again", exc)
-                    self.state = MergeState(
-                        self.config.model,
-                        self.profile.content_hash,
-                        n,
-                        self.config.aggregation.deadline,
-                    )
+                    self.state = self._new_state(n)
                     self._held.clear()
                 self._restored = None
         elif n != self.state.partitions:
             log.info("source topics now have %d partitions (were %d)", n, self.state.partitions)
             self.state.partitions = n
         return True
+
+    def _new_state(self, partitions: int) -> MergeState:
+        return MergeState(
+            self.config.model,
+            self.profile.content_hash,
+            partitions,
+            self.config.aggregation.deadline,
+            self.config.windows.allowed_lateness,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         start_offsets = self._restore()
@@ -275,14 +286,18 @@ class Aggregator:
             self.exporter.count_partials_received("invalid")
             log.warning("partial set aside at %s[%d]@%d: %s", *where, exc)
             return
-        if p.agent_id == JUDGED:
+        if p.kind == "judged":
             if p.window is not None and p.model == self.state.model:
                 self._forget(p.window, now)
             return
         outcome = self.state.receive(p, now)
         self.exporter.count_partials_received(outcome)
-        if outcome == "accepted" and p.window is not None:
-            self._held[(p.window, str(p.model_version), p.agent_id)] = where
+        if outcome != "accepted" or p.partition is None:
+            return
+        if p.kind == "window" and p.window is not None:
+            self._held[(p.window, str(p.model_version), p.partition, p.origin)] = where
+        elif p.kind == "handoff":
+            self._handoffs[(p.partition, p.at)] = (where, now)
 
     def _forget(self, bounds: tuple[float, float], now: float) -> None:
         assert self.state is not None
@@ -295,6 +310,14 @@ class Aggregator:
         for due in self.state.due(now):
             await self._judge(due)
         self.exporter.set_open_windows(len(self.state.windows))
+        if self.state.windows and time.monotonic() - self._last_wait_log >= WAIT_LOG_INTERVAL:
+            self._last_wait_log = time.monotonic()
+            oldest = min(self.state.windows, key=lambda b: (b[1], b[0]))
+            log.info(
+                "window [%.0f, %.0f) waits: %s",
+                *oldest,
+                self.state.waiting_for(oldest),
+            )
 
     async def _judge(self, due: DueWindow) -> None:
         """Evaluate once, publish, then the marker; then the window's partials go."""
@@ -320,16 +343,14 @@ class Aggregator:
             latency, coverage, partial_reasons(due), len(self.state.windows)
         )
         marker = Partial(
+            kind="judged",
             model=self.config.model,
             agent_id=JUDGED,
             epoch=0,
             generation=-1,
             reference_hash=self.profile.content_hash,
-            owned=(),
-            horizon=None,
             sent_at=time.time(),
             window=due.bounds,
-            model_version="",
         )
         await self._send_marker(marker)
 
@@ -364,7 +385,13 @@ class Aggregator:
     def durable_offsets(self) -> dict[tuple[str, int], int]:
         """Per partials partition: the oldest held partial's offset, else the position."""
         offsets = dict(self._position)
-        for topic, partition, offset in self._held.values():
+        now = time.time()
+        horizon = 2 * self.config.aggregation.deadline
+        for handoff, (_, arrived) in list(self._handoffs.items()):
+            if now - arrived >= horizon:
+                del self._handoffs[handoff]
+        held = [*self._held.values(), *(where for where, _ in self._handoffs.values())]
+        for topic, partition, offset in held:
             key = (topic, partition)
             offsets[key] = min(offsets.get(key, offset), offset)
         return offsets
@@ -375,7 +402,7 @@ class Aggregator:
             if self.state is None:
                 return
             extra: dict[str, object] = {
-                "held": [[*b, v, a, *where] for (b, v, a), where in self._held.items()]
+                "held": [[*b, v, p, o, *where] for (b, v, p, o), where in self._held.items()]
             }
             sequential = self.pipeline.evaluator.sequential
             if sequential is not None:

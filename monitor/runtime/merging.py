@@ -1,27 +1,32 @@
-"""The aggregator's bookkeeping: which partials of which windows it holds, who owns each
-source partition, and when a window is ready to be judged. No I/O (the Kafka side is
-``monitor/runtime/aggregator.py``), so every rule here is unit-tested directly.
+"""The aggregator's bookkeeping: the pieces of each open window, who owns each source
+partition, the hand-offs between owners, and when a window is ready to be judged. No
+I/O (the Kafka side is ``monitor/runtime/aggregator.py``), so every rule is unit-tested.
 
 Rules (docs/agent.md, "Scaling out"):
 
-* A window partial is kept per (window, model version, agent). Another one for the same
-  key replaces it only when it comes from a later epoch of that agent (a restarted agent
-  closes the window again from its checkpoint, possibly with fewer partitions); the same
-  one again is a *repeat*, one from an earlier epoch is *stale*: both are ignored, so
-  reading the partials topic twice (after a restart) changes nothing.
-* A source partition is *covered* for a window when its owner — the agent whose latest
-  message claims it with the highest group generation — has closed past the window's end
-  (its ``horizon``), or holds nothing open at all (``drained``). An agent that owns no
-  partition now but still holds rows of open windows (its state outlived a rebalance)
-  also holds the window back while it is heard from.
-* A window is judged once: when every source partition is covered, or when
-  ``deadline`` seconds (processing time) have passed since its first partial; then the
-  report says ``partial: true`` and which partitions it had. A window partial arriving
-  after its window was judged is counted *late* and dropped.
-* Two agents' partials covering the same offsets of one partition would count those
-  records twice (an agent that published a window and died before committing its
-  offsets, never to come back); the window is then reported as partial with the reason
-  ``overlap``.
+* A window piece — one window of one partition and model version from one line of an
+  agent's state (its *origin* offset) — is kept per (window, version, partition,
+  origin). The same key again replaces it only from a later epoch of the agent (a
+  restarted agent closing the window again from its checkpoint, or handing it off);
+  the same piece again is a *repeat* and one from an earlier epoch is *stale*: both are
+  ignored, so reading the partials topic twice changes nothing.
+* A partition's owner is the agent whose latest progress claims it with the highest
+  group generation. The partition is *covered* for a window when its owner has closed
+  past the window's end (``horizon``) or is idle, and — unless the owner's state began
+  at the partition's start — the previous owner's hand-off at the offset the owner began
+  at has arrived: the partials partition is read in order and a hand-off is written
+  before the offsets it ends at are committed, so everything the earlier owners sent
+  is in by then. Windows starting ``allowed_lateness`` after the owner's first row
+  cannot hold earlier owners' rows and need no hand-off; windows the previous owner had
+  closed before handing off (its ``horizon``) are covered by the hand-off alone.
+* A window is judged once: when every source partition is covered, or ``deadline``
+  seconds (processing time) after its first piece; then the report says ``partial:
+  true`` and which partitions it had. A piece arriving after its window was judged is
+  *late* and dropped.
+* Two pieces of one partition from different lines of state covering the same offsets
+  would count records twice (an agent that died between its checkpoint and its commit,
+  whose partition another agent read again from the older commit); the window is then
+  reported partial with reason ``overlap``.
 """
 
 from __future__ import annotations
@@ -31,36 +36,33 @@ import json
 import struct
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from detectors.results import Coverage
-from monitor.runtime.partials import Partial
+from monitor.runtime.partials import Partial, PartitionProgress
 
 Bounds = tuple[float, float]
-#: How many judged windows are remembered (to drop their late partials).
+PieceKey = tuple[str, int, int]  # model version, partition, origin
+#: How many judged windows and hand-offs are remembered.
 MAX_EVALUATED = 10_000
+MAX_HANDOFFS = 10_000
 _LEN = struct.Struct("<I")
 
 
 @dataclass
 class AgentStatus:
-    """What the latest message of an agent said about it."""
+    """What the latest progress of an agent said about it."""
 
     agent_id: str
     epoch: int
     generation: int
-    owned: tuple[int, ...]
-    horizon: float | None
-    drained: bool
-    heard_at: float  # processing time it was received
-
-    def closed_past(self, end: float) -> bool:
-        return self.drained or (self.horizon is not None and self.horizon >= end)
+    owned: dict[int, PartitionProgress] = field(default_factory=dict)
+    heard_at: float = 0.0  # processing time it was received
 
 
 @dataclass(frozen=True)
 class DueWindow:
-    """A window ready to be judged: its partials, what they cover, and why it is due."""
+    """A window ready to be judged: its pieces, what they cover, and why it is due."""
 
     bounds: Bounds
     partials: tuple[Partial, ...]
@@ -71,16 +73,25 @@ class DueWindow:
 
 
 class MergeState:
-    """Partials of open windows, agents' statuses and judged windows of one model."""
+    """Pieces of open windows, owners, hand-offs and judged windows of one model."""
 
-    def __init__(self, model: str, reference_hash: str, partitions: int, deadline: float) -> None:
+    def __init__(
+        self,
+        model: str,
+        reference_hash: str,
+        partitions: int,
+        deadline: float,
+        allowed_lateness: float = 0.0,
+    ) -> None:
         self.model = model
         self.reference_hash = reference_hash
         self.partitions = int(partitions)
         self.deadline = float(deadline)
-        self.windows: dict[Bounds, dict[tuple[str, str], Partial]] = {}
+        self.allowed_lateness = float(allowed_lateness)
+        self.windows: dict[Bounds, dict[PieceKey, Partial]] = {}
         self.first_seen: dict[Bounds, float] = {}
         self.agents: dict[str, AgentStatus] = {}
+        self.handoffs: dict[tuple[int, int], Partial] = {}  # (partition, at) -> hand-off
         self.evaluated: dict[Bounds, float] = {}
         self.counts: Counter[str] = Counter()
 
@@ -99,15 +110,24 @@ class MergeState:
         status = self.agents.get(p.agent_id)
         if status is not None and p.epoch < status.epoch:
             return "stale"
-        self.agents[p.agent_id] = AgentStatus(
-            p.agent_id, p.epoch, p.generation, p.owned, p.horizon, p.drained, now
-        )
-        if p.window is None:
+        if status is None or p.epoch > status.epoch:
+            status = AgentStatus(p.agent_id, p.epoch, p.generation, {}, now)
+            self.agents[p.agent_id] = status
+        if p.kind == "progress":
+            status.generation, status.owned, status.heard_at = p.generation, dict(p.owned), now
             return "accepted"
+        if p.kind == "handoff":
+            assert p.partition is not None
+            self.handoffs[(p.partition, p.at)] = p
+            while len(self.handoffs) > MAX_HANDOFFS:
+                del self.handoffs[next(iter(self.handoffs))]
+            return "accepted"
+        if p.kind != "window" or p.window is None or p.partition is None:
+            return "foreign"
         if p.window in self.evaluated:
             return "late"
         held = self.windows.setdefault(p.window, {})
-        key = (str(p.model_version), p.agent_id)
+        key = (str(p.model_version), p.partition, p.origin)
         old = held.get(key)
         if old is not None:
             if old.epoch > p.epoch:
@@ -120,51 +140,73 @@ class MergeState:
 
     # -- judging -----------------------------------------------------------------------------
 
-    def owners(self) -> dict[int, AgentStatus]:
-        """Each source partition's owner: the latest claim by group generation."""
-        out: dict[int, AgentStatus] = {}
+    def owners(self) -> dict[int, tuple[AgentStatus, PartitionProgress]]:
+        """Each source partition's owner (the latest claim by group generation)."""
+        out: dict[int, tuple[AgentStatus, PartitionProgress]] = {}
         for status in self.agents.values():
-            for part in status.owned:
+            for part, progress in status.owned.items():
                 cur = out.get(part)
                 if cur is None or (status.generation, status.heard_at) > (
-                    cur.generation,
-                    cur.heard_at,
+                    cur[0].generation,
+                    cur[0].heard_at,
                 ):
-                    out[part] = status
+                    out[part] = (status, progress)
         return out
 
-    def coverage(self, bounds: Bounds, now: float) -> tuple[Coverage, bool]:
-        """What the window's partials cover, and whether nothing more is to come."""
+    def _covered(self, part: int, bounds: Bounds, owners: dict) -> bool:
+        owner = owners.get(part)
+        if owner is None:
+            return False
+        _, prog = owner
+        handoff = None if prog.fresh else self.handoffs.get((part, prog.origin))
+        if handoff is not None and handoff.horizon is not None and handoff.horizon >= bounds[1]:
+            return True  # closed by the previous owner, sent before its hand-off
+        if not (prog.idle or (prog.horizon is not None and prog.horizon >= bounds[1])):
+            return False
+        if prog.fresh or handoff is not None:
+            return True
+        first = prog.first_time
+        return first is not None and bounds[0] >= first + self.allowed_lateness
+
+    def coverage(self, bounds: Bounds) -> tuple[Coverage, bool]:
+        """What the window's pieces cover, and whether nothing more is to come."""
         owners = self.owners()
-        end = bounds[1]
-        reported = tuple(
-            p for p in range(self.partitions) if p in owners and owners[p].closed_past(end)
-        )
-        owner_ids = {s.agent_id for s in owners.values()}
-        holding = any(
-            s.agent_id not in owner_ids
-            and not s.closed_past(end)
-            and now - s.heard_at < self.deadline
-            for s in self.agents.values()
-        )
-        agents = len({agent for _, agent in self.windows.get(bounds, {})})
-        coverage = Coverage(self.partitions, reported, agents)
-        return coverage, len(reported) == self.partitions and not holding
+        reported = tuple(p for p in range(self.partitions) if self._covered(p, bounds, owners))
+        agents = len({p.agent_id for p in self.windows.get(bounds, {}).values()})
+        return Coverage(self.partitions, reported, agents), len(reported) == self.partitions
+
+    def waiting_for(self, bounds: Bounds) -> str:
+        """Why a window is not complete yet, for the log."""
+        owners = self.owners()
+        parts = []
+        for p in range(self.partitions):
+            if self._covered(p, bounds, owners):
+                continue
+            owner = owners.get(p)
+            if owner is None:
+                parts.append(f"{p}: no owner")
+                continue
+            prog = owner[1]
+            if not (prog.idle or (prog.horizon is not None and prog.horizon >= bounds[1])):
+                parts.append(f"{p}: {owner[0].agent_id} closed to {prog.horizon}")
+            else:
+                parts.append(f"{p}: hand-off at offset {prog.origin} not seen")
+        return "; ".join(parts)
 
     def due(self, now: float) -> list[DueWindow]:
         """Windows to judge now, by end time: complete ones, and those past the deadline."""
         out: list[DueWindow] = []
         for bounds in sorted(self.windows, key=lambda b: (b[1], b[0])):
-            coverage, complete = self.coverage(bounds, now)
+            coverage, complete = self.coverage(bounds)
             first = self.first_seen.get(bounds, now)
             if not complete and now - first < self.deadline:
                 continue
-            partials = tuple(self.windows[bounds].values())
-            out.append(DueWindow(bounds, partials, coverage, complete, _overlap(partials), first))
+            pieces = tuple(self.windows[bounds].values())
+            out.append(DueWindow(bounds, pieces, coverage, complete, _overlap(pieces), first))
         return out
 
     def done(self, bounds: Bounds, now: float) -> None:
-        """Forget a judged window's partials; its late partials will be dropped."""
+        """Forget a judged window's pieces; its late pieces will be dropped."""
         self.windows.pop(bounds, None)
         self.first_seen.pop(bounds, None)
         self.evaluated[bounds] = now
@@ -174,14 +216,23 @@ class MergeState:
     # -- checkpoints -------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Everything above, so a restarted aggregator (or the next owner) goes on."""
+        """Everything above, so a restarted aggregator goes on where it was."""
         blobs = [p.to_bytes() for held in self.windows.values() for p in held.values()]
+        blobs += [h.to_bytes() for h in self.handoffs.values()]
         meta = {
             "model": self.model,
             "reference": self.reference_hash,
             "first_seen": [[*b, t] for b, t in self.first_seen.items()],
             "agents": [
-                [s.agent_id, s.epoch, s.generation, list(s.owned), s.horizon, s.drained, s.heard_at]
+                [
+                    s.agent_id,
+                    s.epoch,
+                    s.generation,
+                    [
+                        [p, o.origin, o.fresh, o.horizon, o.idle, o.first_time]
+                        for p, o in s.owned.items()
+                    ],
+                ]
                 for s in self.agents.values()
             ],
             "evaluated": [[*b, t] for b, t in self.evaluated.items()],
@@ -195,40 +246,52 @@ class MergeState:
         return buf.getvalue()
 
     def restore(self, data: bytes, now: float) -> None:
-        """Load :meth:`snapshot`; idle and deadline clocks restart at ``now``."""
+        """Load :meth:`snapshot`; deadline clocks and statuses restart at ``now``."""
         (n,) = _LEN.unpack_from(data)
         meta = json.loads(data[_LEN.size : _LEN.size + n])
         if meta["model"] != self.model or meta["reference"] != self.reference_hash:
             raise ValueError("aggregator state of another model or reference profile")
         pos = _LEN.size + n
-        self.windows = {}
+        self.windows, self.handoffs = {}, {}
         while pos < len(data):
             (m,) = _LEN.unpack_from(data, pos)
             p = Partial.from_bytes(data[pos + _LEN.size : pos + _LEN.size + m])
             pos += _LEN.size + m
-            assert p.window is not None
-            self.windows.setdefault(p.window, {})[(str(p.model_version), p.agent_id)] = p
+            if p.kind == "handoff" and p.partition is not None:
+                self.handoffs[(p.partition, p.at)] = p
+            elif p.window is not None and p.partition is not None:
+                key = (str(p.model_version), p.partition, p.origin)
+                self.windows.setdefault(p.window, {})[key] = p
         self.first_seen = {(float(a), float(b)): now for a, b, _ in meta["first_seen"]}
         self.agents = {
-            a: AgentStatus(a, int(e), int(g), tuple(o), h, bool(d), now)
-            for a, e, g, o, h, d, _ in meta["agents"]
+            a: AgentStatus(
+                a,
+                int(e),
+                int(g),
+                {
+                    int(p): PartitionProgress(int(o), bool(f), z, bool(i), t)
+                    for p, o, f, z, i, t in owned
+                },
+                now,
+            )
+            for a, e, g, owned in meta["agents"]
         }
         self.evaluated = {(float(a), float(b)): float(t) for a, b, t in meta["evaluated"]}
         self.counts = Counter({str(k): int(v) for k, v in meta["counts"].items()})
 
 
-def _overlap(partials: Iterable[Partial]) -> bool:
-    """Whether two agents' partials cover the same offsets of a partition."""
-    ranges: dict[int, list[tuple[int, int, str]]] = {}
-    for p in partials:
-        for part, (lo, hi, _) in p.offsets.items():
-            ranges.setdefault(part, []).append((lo, hi, p.agent_id))
-    for spans in ranges.values():
-        spans.sort()
-        reach, owner = spans[0][1], spans[0][2]
-        for lo, hi, agent in spans[1:]:
-            if lo <= reach and agent != owner:
+def _overlap(pieces: Iterable[Partial]) -> bool:
+    """Whether two pieces of one partition (from different lines of state) share offsets."""
+    spans: dict[int, list[tuple[int, int, int]]] = {}
+    for p in pieces:
+        if p.offsets is not None and p.partition is not None:
+            spans.setdefault(p.partition, []).append((*p.offsets, p.origin))
+    for ranges in spans.values():
+        ranges.sort()
+        reach, origin = ranges[0][1], ranges[0][2]
+        for lo, hi, o in ranges[1:]:
+            if lo <= reach and o != origin:
                 return True
             if hi > reach:
-                reach, owner = hi, agent
+                reach, origin = hi, o
     return False

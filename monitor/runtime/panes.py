@@ -40,6 +40,8 @@ class ClosedWindow:
     # Source partition -> [first offset, last offset, rows] of the rows in the window:
     # what a partial of this window covers (docs/agent.md, "Scaling out").
     offsets: dict[int, list[int]] = field(default_factory=dict)
+    # The source partition of a window kept per partition (monitor/runtime/partitioned.py).
+    partition: int | None = None
 
 
 @dataclass

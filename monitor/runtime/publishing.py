@@ -1,14 +1,16 @@
 """The agent's side of aggregation: closed windows go out as partials, not as reports.
 
-With ``aggregation.role: agent`` (or ``both``) the agent judges nothing itself: each
-closed window becomes a window partial on the partials topic (``monitor/runtime/
-partials.py``), followed by a progress message saying how far its windows are closed;
-and at every checkpoint, before the offsets are committed, a progress message says which
-partitions it owns — the empty ones included, so the aggregator can tell "no traffic"
-from "not reported". Sends are awaited one after the other (the aggregator relies on
-their order) and retried until acknowledged: the checkpoint waits for them, so offsets
-are never committed past records whose partial is not in Kafka (docs/architecture.md,
-decision 7).
+With ``aggregation.role: agent`` (or ``both``) the agent judges nothing itself. It keeps
+its windows per source partition (``monitor/runtime/partitioned.py``); each closed window
+of a partition becomes a window partial on the partials topic (``monitor/runtime/
+partials.py``), followed by a progress message saying, for every partition it owns —
+the empty ones included, so the aggregator can tell "no traffic" from "not reported" —
+how far its windows are closed. At every checkpoint, before the offsets are committed,
+the windows of partitions it no longer owns are handed off and a progress message goes
+out. Sends are awaited one after the other (the aggregator relies on their order) and
+retried until acknowledged: the checkpoint waits for them, so offsets are never
+committed past records whose partial is not in Kafka (docs/architecture.md, decision
+7).
 
 The agent's id is the identity of its window state: made once, kept in the state
 directory (``agent-id``) unless ``aggregation.agent_id`` names it; the epoch
@@ -29,12 +31,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from detectors.profile import Profile
 from monitor.config.model import MonitorConfig
-from monitor.ingest.kafka import KafkaSource
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.panes import ClosedWindow
-from monitor.runtime.partials import Partial
-from monitor.runtime.windows import WindowManager
+from monitor.runtime.partials import Partial, PartitionProgress
+from monitor.runtime.partitioned import Origin, PartitionedWindows
+from monitor.runtime.windows import WindowManager, WindowsSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def _write(path: Path, text: str) -> None:
 
 
 class PartialPublisher:
-    """Sends one agent's partials, in order, each acknowledged before the next."""
+    """Builds one agent's messages and sends them in order, each acknowledged first."""
 
     def __init__(
         self,
@@ -96,55 +99,76 @@ class PartialPublisher:
         self._send = send
         self._on_sent = on_sent  # (kind, count), for the published-partials metric
         self._lock = asyncio.Lock()  # FIFO: sends leave in the order they were asked for
-        self.stopping = False
 
-    def _base(self, owned: set[int], generation: int, horizon: float | None, drained: bool) -> dict:
+    def _common(self, kind: str, generation: int) -> dict[str, Any]:
         return {
+            "kind": kind,
             "model": self.model,
             "agent_id": self.agent_id,
             "epoch": self.epoch,
             "generation": generation,
             "reference_hash": self.reference_hash,
-            "owned": tuple(sorted(owned)),
-            "horizon": horizon,
-            "drained": drained,
+            "sent_at": time.time(),
         }
 
     def window_partials(
-        self, closed: list[ClosedWindow], owned: set[int], generation: int, horizon: float | None
+        self,
+        closed: list[ClosedWindow],
+        generation: int,
+        origins: dict[int, Origin],
+        handoff: bool = False,
     ) -> list[Partial]:
-        """The messages for windows closed together: a partial each (their horizon is the
-        one before them), then the progress that passes them."""
-        now = time.time()
+        """A window partial per closed window of one partition (time windows only)."""
         out = []
         for w in closed:
-            if w.kind != "time":
+            if w.kind != "time" or w.partition is None:
                 continue
+            origin, fresh = origins[w.partition]
+            span = w.offsets.get(w.partition)
             out.append(
                 Partial(
-                    **self._base(owned, generation, None, False),
-                    sent_at=now,
+                    **self._common("window", generation),
+                    partition=w.partition,
+                    origin=origin,
+                    fresh=fresh,
                     window=(w.start, w.end),
                     model_version=w.model_version,
                     rows=w.rows,
                     late=w.late,
                     duplicates=w.duplicates,
-                    offsets={p: list(r) for p, r in w.offsets.items()},
+                    offsets=None if span is None else (span[0], span[1]),
                     traceparents=tuple(w.traceparents),
-                    closed_at=now,
+                    closed_at=time.time(),
+                    handoff=handoff,
                     sketch=w.sketch.to_bytes(),
                 )
             )
-        out.append(Partial(**self._base(owned, generation, horizon, False), sent_at=now))
         return out
 
-    def progress(
-        self, owned: set[int], generation: int, horizon: float | None, drained: bool
+    def progress(self, owned: dict[int, PartitionProgress], generation: int) -> Partial:
+        return Partial(**self._common("progress", generation), owned=dict(owned))
+
+    def handoff(
+        self,
+        partition: int,
+        at: int,
+        origin: Origin,
+        open_windows: list[tuple[float, float]],
+        generation: int,
+        horizon: float | None = None,
     ) -> Partial:
-        return Partial(**self._base(owned, generation, horizon, drained), sent_at=time.time())
+        return Partial(
+            **self._common("handoff", generation),
+            partition=partition,
+            origin=origin[0],
+            fresh=origin[1],
+            at=at,
+            open_windows=tuple(open_windows),
+            horizon=horizon,
+        )
 
     async def publish(self, messages: list[Partial]) -> None:
-        """Send ``messages`` in order, each retried until acknowledged (or stopping)."""
+        """Send ``messages`` in order, each retried until acknowledged."""
         async with self._lock:
             for message in messages:
                 await self._deliver(message)
@@ -156,12 +180,9 @@ class PartialPublisher:
             try:
                 await self._send(self.topic, self.model.encode(), value)
                 if self._on_sent is not None:
-                    self._on_sent("window" if message.is_window else "progress", 1)
+                    self._on_sent(message.kind, 1)
                 return
             except Exception as exc:  # a broker error of any kind: retry, never lose it
-                if self.stopping:
-                    log.warning("partial not published at shutdown (%s)", type(exc).__name__)
-                    raise
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 attempt += 1
                 log.warning(
@@ -183,8 +204,10 @@ def group_generation(consumer: object) -> int:
 class AgentPartials:
     """What ``Agent`` calls when it publishes partials: one place for its few hooks."""
 
-    def __init__(self, publisher: PartialPublisher) -> None:
+    def __init__(self, publisher: PartialPublisher, windows: WindowsSettings) -> None:
         self.publisher = publisher
+        self.idle_timeout = float(windows.idle_timeout)
+        self._assigned_since: dict[int, float] = {}
 
     @classmethod
     def from_config(cls, config: MonitorConfig, reference_hash: str) -> AgentPartials | None:
@@ -194,18 +217,21 @@ class AgentPartials:
             return None
         agent_id, epoch = agent_identity(config.state.dir, config.aggregation.agent_id)
         log.info("publishing partials as agent %s, epoch %d", agent_id, epoch)
-        return cls(
-            PartialPublisher(
-                model=config.model,
-                topic=config.aggregation.topic(config.model),
-                reference_hash=reference_hash,
-                agent_id=agent_id,
-                epoch=epoch,
-                send=_not_started,
-            )
+        publisher = PartialPublisher(
+            model=config.model,
+            topic=config.aggregation.topic(config.model),
+            reference_hash=reference_hash,
+            agent_id=agent_id,
+            epoch=epoch,
+            send=_not_started,
         )
+        return cls(publisher, config.windows)
 
-    def start(self, producer: AIOKafkaProducer, exporter: Exporter | None = None) -> None:
+    def windows(self, profile: Profile, config: MonitorConfig) -> PartitionedWindows:
+        """The agent's windows: one line of state per partition."""
+        return PartitionedWindows.from_config(profile, config.windows)
+
+    def start(self, producer: AIOKafkaProducer, exporter: Exporter | None) -> None:
         """Send through the agent's producer; count what is sent in ``exporter``."""
 
         async def send(topic: str, key: bytes, value: bytes) -> None:
@@ -215,30 +241,91 @@ class AgentPartials:
         if exporter is not None:
             self.publisher._on_sent = exporter.count_partials_published
 
+    def bind(self, windows: WindowManager, source: Any) -> None:
+        """New partitions' windows start where the source says they start."""
+        if isinstance(windows, PartitionedWindows):
+            windows.origin_of = lambda p: _origin(source, p)
+
     @staticmethod
-    def _where(source: KafkaSource | None) -> tuple[set[int], int]:
+    def _where(source: Any) -> tuple[set[int], int]:
         if source is None or source.consumer is None:
             return set(), -1
         return {p for _, p in source.assigned()}, group_generation(source.consumer)
 
-    def closed(
-        self, closed: list[ClosedWindow], source: KafkaSource | None, windows: WindowManager
-    ) -> Coroutine[Any, Any, None]:
-        """The send of windows closed just now, with what is true now (ownership, the
-        horizon), to run as a task: tasks send in the order they were made."""
+    def _owned(
+        self, source: Any, windows: PartitionedWindows, now: float
+    ) -> tuple[dict[int, PartitionProgress], int]:
         owned, generation = self._where(source)
-        messages = self.publisher.window_partials(closed, owned, generation, windows.closed_until)
+        for p in list(self._assigned_since):
+            if p not in owned:
+                del self._assigned_since[p]
+        out: dict[int, PartitionProgress] = {}
+        for p in owned:
+            since = self._assigned_since.setdefault(p, now)
+            m = windows.by_partition.get(p)
+            if m is None:
+                origin = _origin(source, p) if source is not None else None
+                if origin is None:
+                    continue  # where it starts is not known yet: not reported
+                idle = now - since >= self.idle_timeout
+                out[p] = PartitionProgress(origin[0], origin[1], None, idle, None)
+                continue
+            idle = m.open_panes == 0 and p in m.partitions.idle(now)
+            origin = windows.origins[p]
+            out[p] = PartitionProgress(
+                origin[0], origin[1], m.closed_until, idle, windows.first_time.get(p)
+            )
+        return out, generation
+
+    def closed(
+        self, closed: list[ClosedWindow], source: Any, windows: WindowManager
+    ) -> Coroutine[Any, Any, None]:
+        """The send of windows closed just now, then the progress that passes them,
+        captured now, to run as a task: tasks send in the order they were made."""
+        assert isinstance(windows, PartitionedWindows)
+        owned, generation = self._owned(source, windows, time.time())
+        origins = {p: windows.origins[p] for p in windows.by_partition}
+        messages = self.publisher.window_partials(closed, generation, origins)
+        messages.append(self.publisher.progress(owned, generation))
         return self.publisher.publish(messages)
 
+    def release(self, windows: WindowManager, partitions: set[tuple[str, int]]) -> None:
+        """Partitions revoked: hand their windows off at the next checkpoint."""
+        if isinstance(windows, PartitionedWindows):
+            windows.release({p for _, p in partitions})
+
     async def progress(
-        self, source: KafkaSource | None, windows: WindowManager, now: float
+        self,
+        source: Any,
+        windows: WindowManager,
+        offsets: dict[tuple[str, int], int],
+        now: float,
     ) -> None:
-        """Before a checkpoint commits: owned partitions (empty ones too) and the horizon."""
-        owned, generation = self._where(source)
-        idle = windows.partitions.idle(now)
-        drained = windows.open_panes == 0 and owned <= idle
-        message = self.publisher.progress(owned, generation, windows.closed_until, drained)
-        await self.publisher.publish([message])
+        """Before a checkpoint commits: hand off partitions no longer owned (their open
+        windows, then where their state ends), then every owned partition's progress."""
+        assert isinstance(windows, PartitionedWindows)
+        generation = -1 if source is None else group_generation(source.consumer)
+        joined = generation >= 0 or (source is not None and bool(source.assigned()))
+        messages: list[Partial] = []
+        for p in sorted(windows.to_hand_off(joined=joined)):
+            at = next((o for (_, q), o in offsets.items() if q == p), None)
+            if at is None:
+                continue  # no offset known: nothing of it is in the state's windows
+            closed, origin, horizon = windows.hand_off(p)
+            messages += self.publisher.window_partials(closed, generation, {p: origin}, True)
+            bounds = [(w.start, w.end) for w in closed]
+            messages.append(self.publisher.handoff(p, at, origin, bounds, generation, horizon))
+            log.info("handing off partition %d at offset %d (%d open windows)", p, at, len(bounds))
+        owned, generation = self._owned(source, windows, now)
+        messages.append(self.publisher.progress(owned, generation))
+        await self.publisher.publish(messages)
+
+
+def _origin(source: Any, p: int) -> Origin | None:
+    for (_, q), origin in getattr(source, "origins", {}).items():
+        if q == p:
+            return origin
+    return None
 
 
 async def _not_started(topic: str, key: bytes, value: bytes) -> None:

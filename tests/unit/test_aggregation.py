@@ -1,5 +1,6 @@
 """Aggregation of partial windows: the report's partial/coverage block, the partial
-message format, and the aggregator's merge (exact, idempotent, fenced)."""
+message format, windows kept per partition, and the aggregator's merge (exact,
+idempotent, fenced, following hand-offs between owners)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from monitor.ingest.batch import DecodedBatch
 from monitor.runtime.aggregator import mark, merge_window
 from monitor.runtime.evaluation import WindowEvaluator
 from monitor.runtime.merging import MergeState
-from monitor.runtime.partials import Partial, PartialError
+from monitor.runtime.partials import Partial, PartialError, PartitionProgress
+from monitor.runtime.partitioned import PartitionedWindows
 from monitor.runtime.publishing import PartialPublisher, agent_identity
+from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
 
@@ -105,48 +108,66 @@ def batch(data: dict[str, np.ndarray], idx: np.ndarray) -> DecodedBatch:
     )
 
 
-def manager(profile: Profile) -> WindowManager:
-    return WindowManager(
-        profile,
-        size=10.0,
-        allowed_lateness=1.0,
-        idle_timeout=30.0,
-        dedupe=True,
-        dedupe_max_ids=100_000,
-        reservoir_size=64,
-        segment_by_version=True,
+PARAMS: dict = {
+    "size": 10.0,
+    "allowed_lateness": 1.0,
+    "idle_timeout": 30.0,
+    "dedupe": True,
+    "dedupe_max_ids": 100_000,
+    "reservoir_size": 64,
+    "segment_by_version": True,
+}
+FAR = BASE + 1e6  # a horizon past every window
+
+
+def alone(profile: Profile, data: dict[str, np.ndarray], cut: int = 700) -> list[ClosedWindow]:
+    """One agent reading every partition in arrival (event-time) order."""
+    m = WindowManager(profile, **PARAMS)
+    m.assign(set(range(PARTS)), now=0.0)
+    closed: list[ClosedWindow] = []
+    for a in range(0, len(data["t"]), cut):
+        closed += m.add(batch(data, np.arange(a, min(a + cut, len(data["t"])))), now=0.0).closed
+    return closed + m.flush()
+
+
+def publisher(agent: str, epoch: int = 1) -> PartialPublisher:
+    return PartialPublisher(
+        model="m", topic="t", reference_hash="ref", agent_id=agent, epoch=epoch, send=_no_send
     )
-
-
-def windows_of(profile: Profile, data: dict[str, np.ndarray], parts: set[int]) -> WindowManager:
-    m = manager(profile)
-    m.assign(parts, now=0.0)
-    return m
 
 
 def run_agent(
-    profile: Profile, data: dict[str, np.ndarray], parts: set[int], cut: int = 700
-) -> tuple[list[ClosedWindow], WindowManager]:
-    m = windows_of(profile, data, parts)
-    idx = np.flatnonzero(np.isin(data["partition"], sorted(parts)))
+    profile: Profile,
+    data: dict[str, np.ndarray],
+    parts: set[int],
+    agent: str,
+    *,
+    rows: slice = slice(None),
+    origin: int = 0,
+    epoch: int = 1,
+    generation: int = 1,
+    flush: bool = True,
+) -> tuple[list[Partial], PartitionedWindows]:
+    """An agent owning ``parts``: its windows per partition, its window partials and the
+    progress that passes them."""
+    w = PartitionedWindows(profile, **PARAMS)
+    w.origin_of = lambda p: (origin, origin == 0)
+    idx = np.flatnonzero(np.isin(data["partition"], sorted(parts)))[rows]
     closed: list[ClosedWindow] = []
-    for a in range(0, len(idx), cut):
-        closed += m.add(batch(data, idx[a : a + cut]), now=0.0).closed
-    return closed + m.flush(), m
-
-
-def partials_of(
-    agent: str, closed: list[ClosedWindow], parts: set[int], epoch: int = 1, generation: int = 1
-) -> list[Partial]:
-    pub = PartialPublisher(
-        model="m",
-        topic="t",
-        reference_hash="ref",
-        agent_id=agent,
-        epoch=epoch,
-        send=_no_send,
-    )
-    return pub.window_partials(closed, parts, generation, horizon=BASE + 1e6)
+    for a in range(0, len(idx), 700):
+        closed += w.add(batch(data, idx[a : a + 700]), now=0.0).closed
+    if flush:
+        closed += w.flush()
+    pub = publisher(agent, epoch)
+    msgs = pub.window_partials(closed, generation, dict(w.origins))
+    owned = {
+        p: PartitionProgress(
+            *w.origins.get(p, (origin, origin == 0)), FAR, False, w.first_time.get(p)
+        )
+        for p in parts
+    }
+    msgs.append(pub.progress(owned, generation))
+    return msgs, w
 
 
 async def _no_send(topic: str, key: bytes, value: bytes) -> None:
@@ -158,76 +179,102 @@ def evaluator(profile: Profile) -> WindowEvaluator:
 
 
 def state(partitions: int = PARTS, deadline: float = 30.0) -> MergeState:
-    return MergeState("m", "ref", partitions, deadline)
+    return MergeState("m", "ref", partitions, deadline, allowed_lateness=1.0)
 
 
-def test_partial_round_trips_and_bad_bytes_are_refused(profile: Profile) -> None:
-    data = traffic(900)
-    closed, _ = run_agent(profile, data, {0, 1, 2})
-    p = partials_of("a", closed[:1], {0, 1, 2})[0]
-    back = Partial.from_bytes(p.to_bytes())
-    assert back == p and back.is_window and back.offsets == closed[0].offsets
-    for bad in (None, b"", b"DLPT", b"XXXX" + p.to_bytes()[4:], p.to_bytes()[:20]):
+def feed(merge: MergeState, msgs: list[Partial], now: float = 0.0) -> set[str]:
+    return {merge.receive(p, now) for p in msgs}
+
+
+def assert_same(profile: Profile, merge: MergeState, expected: list[ClosedWindow]) -> None:
+    """Every window judged complete, equal to the lone agent's: rows, offsets, statistics."""
+    due = merge.due(now=0.0)
+    assert [d.bounds for d in due] == [(w.start, w.end) for w in expected]
+    ev = evaluator(profile)
+    for d, w in zip(due, expected, strict=True):
+        assert d.complete and not d.overlap and d.coverage.reported == (0, 1, 2)
+        (merged,) = merge_window(profile, d)
+        assert merged.rows == w.rows and merged.offsets == w.offsets
+        got = mark(ev.evaluate([merged])[0].report, d)
+        want = ev.evaluate([w])[0].report
+        assert not got.partial and got.rows == want.rows
+        assert got.drift.share == want.drift.share
+        for a, b in zip(got.drift.columns, want.drift.columns, strict=True):
+            assert (a.feature, a.test, a.drifted) == (b.feature, b.test, b.drifted)
+            assert a.statistic == pytest.approx(b.statistic, rel=1e-9, abs=1e-12)
+        assert [(q.check, q.count) for q in got.quality.checks] == [
+            (q.check, q.count) for q in want.quality.checks
+        ]
+
+
+def test_partials_round_trip_and_bad_bytes_are_refused(profile: Profile) -> None:
+    msgs, _ = run_agent(profile, traffic(900), {0, 1, 2}, "a")
+    handoff = publisher("a").handoff(1, 77, (5, False), [(BASE, BASE + 10)], 3)
+    judged = replace(msgs[0], kind="judged", sketch=b"")
+    for p in [*msgs, handoff]:
+        assert Partial.from_bytes(p.to_bytes()) == p
+    assert Partial.from_bytes(judged.to_bytes()).window == msgs[0].window
+    for bad in (None, b"", b"DLPT", b"XXXX" + msgs[0].to_bytes()[4:], msgs[0].to_bytes()[:20]):
         with pytest.raises(PartialError):
             Partial.from_bytes(bad)
 
 
 def test_three_agents_merge_to_the_windows_of_one_agent(profile: Profile) -> None:
     data = traffic()
-    alone, _ = run_agent(profile, data, {0, 1, 2})
     merge = state()
-    for agent, parts in (("a", {0}), ("b", {1}), ("c", {2})):
-        closed, _ = run_agent(profile, data, parts)
-        for p in partials_of(agent, closed, parts):
-            assert merge.receive(p, now=0.0) == "accepted"
-    due = merge.due(now=0.0)
-    assert [d.bounds for d in due] == [(w.start, w.end) for w in alone]
+    for agent, part in (("a", 0), ("b", 1), ("c", 2)):
+        msgs, _ = run_agent(profile, data, {part}, agent)
+        assert feed(merge, msgs) == {"accepted"}
+    assert_same(profile, merge, alone(profile, data))
     ev = evaluator(profile)
-    for d, w in zip(due, alone, strict=True):
-        assert d.complete and not d.overlap and d.coverage.reported == (0, 1, 2)
-        (merged,) = merge_window(profile, d)
-        assert merged.rows == w.rows and merged.offsets == w.offsets
-        got = mark(ev.evaluate([merged])[0].report, d)
-        want = ev.evaluate([w])[0].report
-        assert not got.partial and got.coverage is not None
-        assert got.rows == want.rows
-        for a, b in zip(got.drift.columns, want.drift.columns, strict=True):
-            assert a.feature == b.feature and a.drifted == b.drifted
-            assert a.statistic == pytest.approx(b.statistic, rel=1e-9, abs=1e-12)
-        assert got.drift.share == want.drift.share
-        assert [(q.check, q.count) for q in got.quality.checks] == [
-            (q.check, q.count) for q in want.quality.checks
-        ]
-    assert any(
-        c.drifted
-        for r in due[3:]
-        for c in ev.evaluate(merge_window(profile, r))[0].report.drift.columns
-    )
+    reports = [ev.evaluate(merge_window(profile, d))[0].report for d in merge.due(0.0)]
+    x_drifted = [next(c.drifted for c in r.drift.columns if c.feature == "x") for r in reports]
+    assert not x_drifted[0] and x_drifted[-1]  # x drifts after 30 s
+
+
+def test_a_partition_handed_off_midstream_merges_exactly(profile: Profile) -> None:
+    data = traffic()
+    p0 = np.flatnonzero(data["partition"] == 0)
+    cut = len(p0) // 2  # agent a reads half of partition 0, then b takes it over
+    merge = state()
+    first, wa = run_agent(profile, data, {0}, "a", rows=slice(0, cut), flush=False)
+    open_windows, _, closed_to = wa.hand_off(0)
+    pub = publisher("a")
+    handoff = pub.window_partials(open_windows, 1, {0: (0, True)}, handoff=True)
+    bounds = [(w.start, w.end) for w in open_windows]
+    handoff.append(pub.handoff(0, cut, (0, True), bounds, 1, closed_to))
+    second, _ = run_agent(profile, data, {0}, "b", rows=slice(cut, None), origin=cut, generation=2)
+    for agent, part in (("c", 1), ("d", 2)):
+        feed(merge, run_agent(profile, data, {part}, agent)[0])
+    feed(merge, first[:-1])  # a's closed windows (its progress claims 0 in generation 1)
+    feed(merge, second)  # b owns 0 from offset `cut` in generation 2 ...
+    waiting = [d.bounds for d in merge.due(0.0)]
+    assert len(waiting) < len(alone(profile, data))  # ... but a's hand-off is not in yet
+    assert "hand-off at offset" in merge.waiting_for((open_windows[0].start, open_windows[0].end))
+    feed(merge, handoff)
+    assert_same(profile, merge, alone(profile, data))
 
 
 def test_repeated_and_stale_partials_are_ignored(profile: Profile) -> None:
     data = traffic(3000)
-    closed, _ = run_agent(profile, data, {0, 1, 2})
-    first = partials_of("a", closed, {0, 1, 2}, epoch=2)
+    msgs, _ = run_agent(profile, data, {0, 1, 2}, "a", epoch=2)
     merge = state()
-    for p in first:
-        merge.receive(p, 0.0)
+    feed(merge, msgs)
     before = {b: dict(h) for b, h in merge.windows.items()}
+    windows = [p for p in msgs if p.is_window]
     # the same messages again (a restarted aggregator reading them twice)
-    assert {merge.receive(p, 1.0) for p in first if p.is_window} == {"repeated"}
+    assert feed(merge, windows, 1.0) == {"repeated"}
     # a zombie of an older epoch of the same agent
-    older = partials_of("a", closed[:2], {0, 1, 2}, epoch=1)
-    assert {merge.receive(p, 2.0) for p in older} == {"stale"}
+    older, _ = run_agent(profile, data, {0, 1, 2}, "a", epoch=1)
+    assert feed(merge, older, 2.0) == {"stale"}
     assert {b: dict(h) for b, h in merge.windows.items()} == before
-    # a later epoch (the agent restarted from a checkpoint) replaces its window
-    newer = partials_of("a", closed[:1], {0, 1, 2}, epoch=3)
+    # a later epoch (the agent restarted from a checkpoint) replaces its pieces
+    newer, _ = run_agent(profile, data, {0, 1, 2}, "a", epoch=3)
     assert merge.receive(newer[0], 3.0) == "accepted"
-    assert len(merge.windows[(BASE, BASE + 10.0)]) == 1  # replaced, not added
-    assert merge.counts["repeated"] == len(closed) and merge.counts["stale"] == 3
-    # a window judged already: its partials are late
-    bounds = newer[0].window
-    assert bounds is not None
-    merge.done(bounds, 4.0)
+    assert newer[0].window is not None
+    assert merge.windows[newer[0].window][("v1", 0, 0)].epoch == 3  # replaced, not added
+    # a window judged already: its pieces are late; another model's are foreign
+    merge.done(newer[0].window, 4.0)
     assert merge.receive(newer[0], 5.0) == "late"
     assert merge.receive(replace(newer[0], model="other"), 5.0) == "foreign"
 
@@ -235,16 +282,14 @@ def test_repeated_and_stale_partials_are_ignored(profile: Profile) -> None:
 def test_a_partition_not_reported_holds_the_window_until_the_deadline(profile: Profile) -> None:
     data = traffic(3000)
     merge = state(deadline=30.0)
-    for agent, parts in (("a", {0}), ("b", {1})):  # nobody owns partition 2 yet
-        closed, _ = run_agent(profile, data, parts)
-        for p in partials_of(agent, closed, parts):
-            merge.receive(p, now=100.0)
+    for agent, part in (("a", 0), ("b", 1)):  # nobody owns partition 2 yet
+        feed(merge, run_agent(profile, data, {part}, agent)[0], now=100.0)
     assert merge.due(now=110.0) == []
+    assert "2: no owner" in merge.waiting_for(next(iter(merge.windows)))
     due = merge.due(now=130.0)
     assert due and all(not d.complete for d in due)
     assert due[0].coverage.reported == (0, 1) and due[0].coverage.missing == (2,)
-    (w,) = merge_window(profile, due[0])
-    r = mark(evaluator(profile).evaluate([w])[0].report, due[0])
+    r = mark(evaluator(profile).evaluate(merge_window(profile, due[0]))[0].report, due[0])
     assert r.partial and r.partial_reason == "coverage" and r.coverage == due[0].coverage
 
 
@@ -252,53 +297,67 @@ def test_an_empty_owned_partition_is_reported_by_progress(profile: Profile) -> N
     data = traffic(3000)
     data["partition"] = np.where(data["partition"] == 2, 0, data["partition"])  # 2 is empty
     merge = state()
-    closed, _ = run_agent(profile, data, {0, 1})
-    for p in partials_of("a", closed, {0, 1}):
-        merge.receive(p, 0.0)
+    feed(merge, run_agent(profile, data, {0, 1}, "a")[0])
     assert merge.due(0.0) == []  # partition 2: no owner has said anything
-    pub = PartialPublisher(
-        model="m", topic="t", reference_hash="ref", agent_id="c", epoch=1, send=_no_send
-    )
-    merge.receive(pub.progress({2}, 1, horizon=None, drained=True), 0.0)
+    idle = publisher("c").progress({2: PartitionProgress(0, True, None, True)}, 1)
+    merge.receive(idle, 0.0)
     due = merge.due(0.0)
     assert due and all(d.complete for d in due)
 
 
-def test_ownership_follows_the_latest_generation_and_overlap_is_flagged(profile: Profile) -> None:
+def test_overlapping_pieces_are_flagged(profile: Profile) -> None:
     data = traffic(3000)
-    closed, _ = run_agent(profile, data, {0, 1, 2})
     merge = state()
-    for p in partials_of("a", closed, {0, 1, 2}, generation=1):
-        merge.receive(p, 0.0)
-    # b claims partition 0 in a later generation, with no horizon yet: 0 is not covered
-    pub = PartialPublisher(
-        model="m", topic="t", reference_hash="ref", agent_id="b", epoch=1, send=_no_send
-    )
-    merge.receive(pub.progress({0}, 2, horizon=None, drained=False), 0.0)
-    assert merge.owners()[0].agent_id == "b" and merge.due(0.0) == []
-    # b's partials of the same offsets of partition 0: counted twice, so flagged
-    dup = partials_of("b", closed, {0}, generation=2)
-    for p in dup:
-        merge.receive(p, 0.0)
+    feed(merge, run_agent(profile, data, {0, 1, 2}, "a")[0])
+    # b read partition 0 again from offset 5 (an older commit): the same offsets twice
+    feed(merge, [p for p in run_agent(profile, data, {0}, "b", origin=5)[0] if p.is_window])
     due = merge.due(0.0)
-    assert due and all(d.overlap for d in due)
+    assert due and any(d.overlap for d in due)
+    r = mark(evaluator(profile).evaluate(merge_window(profile, due[0]))[0].report, due[0])
+    assert r.partial and "overlap" in str(r.partial_reason)
 
 
 def test_merge_state_snapshot_restores_everything(profile: Profile) -> None:
     data = traffic(3000)
-    closed, _ = run_agent(profile, data, {0, 1})
+    msgs, _ = run_agent(profile, data, {0, 1}, "a")
     merge = state()
-    for p in partials_of("a", closed, {0, 1}):
-        merge.receive(p, 0.0)
-    merge.done((closed[0].start, closed[0].end), 0.0)
+    feed(merge, msgs)
+    feed(merge, [publisher("b").handoff(2, 9, (0, True), [], 1)])
+    first = next(iter(merge.windows))
+    merge.done(first, 0.0)
     again = state()
     again.restore(merge.snapshot(), now=50.0)
-    assert again.windows.keys() == merge.windows.keys()
+    assert again.windows == merge.windows
+    assert again.handoffs == merge.handoffs
     assert again.evaluated.keys() == merge.evaluated.keys()
     assert again.owners().keys() == merge.owners().keys()
     assert again.counts == merge.counts
     with pytest.raises(ValueError):
         MergeState("other", "ref", 3, 30.0).restore(merge.snapshot(), now=0.0)
+
+
+def test_partitioned_windows_snapshot_and_hand_off(profile: Profile) -> None:
+    data = traffic(3000)
+    w = PartitionedWindows(profile, **PARAMS)
+    w.origin_of = lambda p: (0, True)
+    w.add(batch(data, np.arange(1500)), now=0.0)
+    back = PartitionedWindows.restore(profile, w.snapshot(), now=0.0, **PARAMS)
+    assert back.origins == w.origins and back.first_time == w.first_time
+    assert back.open_panes == w.open_panes > 0
+    rest = np.arange(1500, 3000)
+    a = w.add(batch(data, rest), now=0.0).closed + w.flush()
+    b = back.add(batch(data, rest), now=0.0).closed + back.flush()
+    assert [(x.start, x.partition, x.rows) for x in a] == [
+        (x.start, x.partition, x.rows) for x in b
+    ]
+    w2 = PartitionedWindows(profile, **PARAMS)
+    w2.add(batch(data, np.arange(1500)), now=0.0)
+    w2.assign({0, 1}, now=0.0)
+    assert w2.to_hand_off(joined=False) == set() and w2.to_hand_off(joined=True) == {2}
+    closed, _, _ = w2.hand_off(2)
+    assert closed and all(x.partition == 2 for x in closed) and 2 not in w2.by_partition
+    with pytest.raises(SnapshotError):
+        PartitionedWindows.restore(profile, WindowManager(profile, **PARAMS).snapshot(), **PARAMS)
 
 
 def test_agent_identity_is_kept_and_the_epoch_grows(tmp_path: Path) -> None:
@@ -323,10 +382,10 @@ def test_publisher_sends_in_order_and_retries_until_acknowledged() -> None:
     pub = PartialPublisher(
         model="m", topic="t", reference_hash="ref", agent_id="a", epoch=1, send=flaky
     )
-    msgs = [pub.progress({0}, 1, horizon=float(h), drained=False) for h in range(5)]
+    msgs = [pub.progress({0: PartitionProgress(0, True, float(h), False)}, 1) for h in range(5)]
 
     async def go() -> None:
         await asyncio.gather(pub.publish(msgs[:2]), pub.publish(msgs[2:]))
 
     asyncio.run(go())
-    assert [Partial.from_bytes(v).horizon for v in sent] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [Partial.from_bytes(v).owned[0].horizon for v in sent] == [0.0, 1.0, 2.0, 3.0, 4.0]

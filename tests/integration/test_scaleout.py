@@ -1,0 +1,175 @@
+"""Scale-out against a real broker: three agents publishing partials and an aggregator,
+with an agent and the aggregator killed (SIGKILL) mid-stream and restarted from their
+state directories, must report exactly the windows of one agent reading the same topic
+alone: rows, late and duplicate counts, every statistic and verdict.
+
+The lone agent runs at the same time in a group of its own. Traffic is spread over three
+partitions in event-time order; a last record far ahead in event time on every partition
+closes the final window (watermarks follow the slowest partition).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.config.aggregation import partials_topic_for
+from monitor.demo.broker import TansuBroker
+from tests.integration.agent_helpers import (
+    BASE_TIME,
+    MODEL,
+    AgentProcess,
+    Message,
+    ReportKey,
+    as_messages,
+    produce_aiokafka,
+    read_reports,
+    same_window,
+    unique_reports,
+    wait_for,
+    window_traffic,
+    write_agent_files,
+)
+
+pytestmark = pytest.mark.integration
+
+KafkaTopicFactory = Callable[..., str]
+
+PARTITIONS = 3
+SIZE = 2.0
+ROWS = (900, 1500, 700, 1200, 1000, 800)
+DRIFT_FROM = 3
+WINDOWS = {"size": SIZE, "allowed_lateness": 0.5, "idle_timeout": 60.0}
+FLUSH_AT = BASE_TIME + 100 * SIZE
+
+
+def traffic() -> tuple[list[Message], list[Message]]:
+    """Two halves of the traffic (windows 0-2, then 3-5 and a flush record per partition),
+    each record placed on partition ``i % 3`` by :func:`produce`."""
+    windows = window_traffic(
+        windows=len(ROWS), rows=list(ROWS), size=SIZE, drift_from=DRIFT_FROM, seed=31
+    )
+    flush = [
+        {**windows[0][0], "request_id": f"flush-{p}", "timestamp": FLUSH_AT}
+        for p in range(PARTITIONS)
+    ]
+    first = [r for w in windows[:3] for r in w]
+    second = [r for w in windows[3:] for r in w]
+    return as_messages(first), as_messages(second) + as_messages(flush)
+
+
+def produce(bootstrap: str, topic: str, messages: list[Message]) -> None:
+    """Record ``i`` to partition ``i % 3`` (the flush records, last, one per partition)."""
+    produce_aiokafka(bootstrap, topic, messages, partitions=PARTITIONS)
+
+
+def config(
+    directory: Path, bootstrap: str, topic: str, group: str, aggregation: dict[str, Any]
+) -> Path:
+    files = write_agent_files(
+        directory,
+        bootstrap=bootstrap,
+        topics=[topic],
+        group_id=group,
+        windows=WINDOWS,
+        checkpoint_interval=0.5,
+    )
+    data = yaml.safe_load(files.config.read_text())
+    data["aggregation"] = aggregation
+    files.config.write_text(yaml.safe_dump(data, sort_keys=False))
+    return files.config
+
+
+def scale_out_counts(p: AgentProcess) -> dict[str, float]:
+    words = ("partials", "records_total", "aggregation")
+    return {
+        f"{name}{sorted(labels)}": value
+        for (name, labels), value in p.metrics().items()
+        if any(w in name for w in words) and not name.endswith("_created")
+    }
+
+
+def reports(path: Path) -> dict[ReportKey, Any]:
+    """The data windows' reports (the flush records' own window left out)."""
+    return {k: r for k, r in unique_reports(read_reports(path)).items() if k[1] < FLUSH_AT}
+
+
+def test_three_agents_and_an_aggregator_killed_midstream_report_as_one_agent(
+    tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
+) -> None:
+    bootstrap = broker_session.bootstrap
+    topic = kafka_topic(PARTITIONS)
+    partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
+    broker_session.create_topic(partials, 1)
+    run = uuid.uuid4().hex[:8]
+    scale = {"partials_topic": partials, "deadline": "60s"}
+    alone_cfg = config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"})
+    agent_cfgs = [
+        config(
+            tmp_path / f"agent{i}", bootstrap, topic, f"agents-{run}", {**scale, "role": "agent"}
+        )
+        for i in range(3)
+    ]
+    agg_cfg = config(
+        tmp_path / "aggregator", bootstrap, topic, f"agents-{run}", {**scale, "role": "aggregator"}
+    )
+    first, second = traffic()
+    procs = [AgentProcess(alone_cfg), *(AgentProcess(c) for c in agent_cfgs)]
+    aggregator = AgentProcess(agg_cfg)
+    restarted: list[AgentProcess] = []
+    try:
+        for p in [*procs, aggregator]:
+            p.start()
+        # every agent of the group holds a partition before traffic starts
+        wait_for(
+            lambda: all(p.assignments() and p.assignments()[-1] for p in procs[1:]),
+            "three agents with a partition each",
+            timeout=40.0,
+        )
+        wait_for(lambda: aggregator.assignments(), "the aggregator's assignment", timeout=30.0)
+        produce(bootstrap, topic, first)
+        agg_reports = tmp_path / "aggregator" / "reports.jsonl"
+        wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", timeout=40.0)
+        # kill -9 an agent and the aggregator mid-stream, restart both from their state
+        procs[1].kill()
+        aggregator.kill()
+        restarted = [AgentProcess(agent_cfgs[0]).start(), AgentProcess(agg_cfg).start()]
+        produce(bootstrap, topic, second)
+        alone_reports = tmp_path / "alone" / "reports.jsonl"
+        wait_for(
+            lambda: len(reports(alone_reports)) == len(ROWS),
+            "the lone agent's six windows",
+            timeout=60.0,
+        )
+        try:
+            wait_for(
+                lambda: len(reports(agg_reports)) == len(ROWS),
+                "six aggregated windows",
+                timeout=60.0,
+            )
+        except AssertionError:
+            # what each agent and the aggregator had done, for the failure message
+            for p in [*procs[1:], *restarted]:
+                if p.alive():
+                    print(p.log_path, scale_out_counts(p))
+            raise
+    finally:
+        for p in [*procs, aggregator, *restarted]:
+            p.stop()
+    alone = reports(alone_reports)
+    merged = reports(agg_reports)
+    assert sorted(alone) == sorted(merged)
+    assert [alone[k].rows for k in sorted(alone)] == list(ROWS)
+    for key, want in alone.items():
+        got = merged[key]
+        assert not got.partial and got.coverage is not None, key
+        assert got.coverage.reported == (0, 1, 2), key
+        assert same_window(got, want, tol=1e-9), key
+    # the drift injected from window 3 on is found in the merged windows too
+    drifted = [k for k in sorted(merged) if merged[k].drift.drifted]
+    assert drifted and min(k[1] for k in drifted) >= BASE_TIME + DRIFT_FROM * SIZE
