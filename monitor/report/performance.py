@@ -49,9 +49,7 @@ def _metrics(perf: PerformanceResult) -> str:
     rows = []
     for name in names:
         r, e = realized.get(name), estimated.get(name)
-        real = (
-            f"{fmt(r.value, 4)} <small>[{fmt(r.low, 3)}, {fmt(r.high, 3)}]</small>" if r else "—"
-        )
+        real = f"{fmt(r.value, 4)} <small>[{fmt(r.low, 3)}, {fmt(r.high, 3)}]</small>" if r else "—"
         if e is not None:
             cls = ' class="drifted"' if e.alert else ""
             est = (
