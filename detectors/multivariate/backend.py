@@ -113,7 +113,10 @@ class Ops:
 
     def sqdist(self, a: Any, b: Any, sa: Any, sb: Any) -> Any:
         """Squared distances between rows, clamped at 0 (float cancellation)."""
-        d = sa[:, None] + sb[None, :] - 2.0 * (a @ b.T)
+        d = a @ b.T  # then in place: no block-sized temporaries
+        d *= -2.0
+        d += sa[:, None]
+        d += sb[None, :]
         if self.is_numpy:
             return np.maximum(d, 0.0, out=d)
         return d.clamp_(min=0.0)
