@@ -173,3 +173,38 @@ def test_three_agents_and_an_aggregator_killed_midstream_report_as_one_agent(
     # the drift injected from window 3 on is found in the merged windows too
     drifted = [k for k in sorted(merged) if merged[k].drift.drifted]
     assert drifted and min(k[1] for k in drifted) >= BASE_TIME + DRIFT_FROM * SIZE
+
+
+def test_backlog_read_after_an_outage_loses_nothing_to_lateness(
+    tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
+) -> None:
+    """30,000 records on three partitions written while no agent runs, then one agent with
+    ``allowed_lateness: 2s`` starts and reads the backlog: fetches hand it a partition
+    at a time, and per-partition watermarks keep every record in its window."""
+    bootstrap = broker_session.bootstrap
+    topic = kafka_topic(PARTITIONS)
+    windows = window_traffic(windows=10, rows=3000, size=10.0, seed=41)
+    records = [r for w in windows for r in w]
+    flush = [
+        {**records[0], "request_id": f"flush-{p}", "timestamp": BASE_TIME + 1000.0}
+        for p in range(PARTITIONS)
+    ]
+    produce(bootstrap, topic, as_messages(records) + as_messages(flush))
+    cfg = write_agent_files(
+        tmp_path,
+        bootstrap=bootstrap,
+        topics=[topic],
+        group_id=f"backlog-{uuid.uuid4().hex[:8]}",
+        windows={"size": 10.0, "allowed_lateness": 2.0, "idle_timeout": 60.0},
+        kafka={"max_batch_records": 5000},
+    )
+    with AgentProcess(cfg.config) as agent:
+        got = wait_for(
+            lambda: len(reports(cfg.reports)) == 10 and reports(cfg.reports),
+            "ten windows of the backlog",
+            timeout=60.0,
+        )
+        late = agent.metric("driftline_records_total", outcome="late")
+    assert late == 0
+    assert sum(r.rows for r in got.values()) == len(records) == 30_000
+    assert [got[k].rows for k in sorted(got)] == [3000] * 10
