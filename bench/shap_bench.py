@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"# {gpu_note}; load average {os.getloadavg()[0]:.1f} during the run")
     print()
-    print("| method | rows | CPU s (median) | wall s (median) | rows/s (CPU) | speed vs shap.TreeExplainer |")
+    print(
+        "| method | rows | CPU s (median) | wall s (median) | rows/s (CPU) "
+        "| speed vs shap.TreeExplainer |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     baseline = {n: c for name, n, _, c in rows_out if name.startswith("shap.TreeExplainer")}
     for name, n, wall, cpu in rows_out:
