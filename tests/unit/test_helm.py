@@ -249,6 +249,27 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
             "PodDisruptionBudget",
         },
     ),
+    "standalone-aggregator": (
+        {
+            "mode": "standalone",
+            "agent": {
+                "replicas": 3,
+                "config": AGENT_CONFIG,
+                "reference": {"existingConfigMap": "fraud-scorer-reference"},
+                "aggregator": {"enabled": True},
+            },
+            "metrics": {"serviceMonitor": {"enabled": True}},
+        },
+        {
+            "ServiceAccount",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "ServiceMonitor",
+        },
+    ),
     "standalone-keda-prometheus-existing-config": (
         {
             "mode": "standalone",
@@ -918,6 +939,32 @@ def _leaf_keys(values: Any, prefix: str = "") -> list[str]:
             keys += _leaf_keys(v, f"{prefix}.{k}" if prefix else k)
         return keys
     return [prefix]
+
+
+def test_aggregator_role_runs_beside_the_agents(helm: Path) -> None:
+    """agent.aggregator.enabled: agents publish partials, an aggregator Deployment with the
+    same monitor.yaml merges them, and both are scraped."""
+    docs = manifests(helm, "standalone-aggregator")
+    agents = one(docs, "Deployment", "agent")
+    aggregator = one(docs, "Deployment", "aggregator")
+    args = {
+        name: d["spec"]["template"]["spec"]["containers"][0]["args"]
+        for name, d in (("agent", agents), ("aggregator", aggregator))
+    }
+    assert args["agent"][-2:] == ["--role", "agent"]
+    assert args["aggregator"][-2:] == ["--role", "aggregator"]
+    assert agents["spec"]["replicas"] == 3 and aggregator["spec"]["replicas"] == 2
+    volumes = {
+        v["name"]: v for v in aggregator["spec"]["template"]["spec"]["volumes"] if "configMap" in v
+    }
+    agent_volumes = {
+        v["name"]: v for v in agents["spec"]["template"]["spec"]["volumes"] if "configMap" in v
+    }
+    assert volumes["config"] == agent_volumes["config"]  # one monitor.yaml for both roles
+    monitors = {d["metadata"]["name"] for d in of_kind(docs, "ServiceMonitor")}
+    assert len(monitors) == 2
+    plain = manifests(helm, "standalone-hpa-servicemonitor")
+    assert not [d for d in of_kind(plain, "Deployment") if "aggregator" in d["metadata"]["name"]]
 
 
 def test_readme_documents_every_value() -> None:
