@@ -44,6 +44,15 @@ class Outcome:
     reason_code: str | None = None
 
 
+def bonferroni(p_values: list[float | None]) -> float | None:
+    """``min(1, k · min p)`` over the ``k`` tests run (an undefined p-value counts as 1);
+    None when no test defines one."""
+    defined = [p for p in p_values if p is not None]
+    if not defined:
+        return None
+    return min(1.0, len(p_values) * min(defined))
+
+
 class MultivariateDetector:
     """The reference side of the tests, fixed at start-up."""
 
@@ -98,9 +107,7 @@ class MultivariateDetector:
         except (RuntimeError, MemoryError) as exc:  # e.g. CUDA out of memory
             return Outcome(None, f"{type(exc).__name__}: {str(exc)[:200]}", "error")
         best = min(tests, key=lambda t: 1.0 if t.p_value is None else t.p_value)
-        p_value = best.p_value
-        if len(tests) > 1:
-            p_value = min(1.0, len(tests) * min(t.p_value or 1.0 for t in tests))
+        p_value = bonferroni([t.p_value for t in tests])
         drifted = p_value is not None and p_value < s.alpha
         named = next((t.features for t in tests if t.test == "classifier"), best.features)
         return Outcome(

@@ -169,6 +169,17 @@ def _profile_and_sketch(rows: int, rho: float):
     return profile, sketch
 
 
+def test_both_tests_combine_by_bonferroni_even_at_p_zero() -> None:
+    from detectors.multivariate.detector import bonferroni
+
+    assert bonferroni([0.01, 0.2]) == pytest.approx(0.02)
+    assert bonferroni([0.0, 0.3]) == 0.0  # an underflowed p-value is the smallest, not 1
+    assert bonferroni([0.7, 0.9]) == 1.0
+    assert bonferroni([0.004]) == pytest.approx(0.004)
+    assert bonferroni([None, 0.01]) == pytest.approx(0.02)
+    assert bonferroni([None]) is None
+
+
 def test_windows_too_small_or_over_budget_are_skipped_with_a_reason() -> None:
     profile, sketch = _profile_and_sketch(50, 0.0)
     det = MultivariateDetector(profile, MultivariateSettings(enabled=True, device="numpy"))
