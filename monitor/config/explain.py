@@ -37,6 +37,7 @@ class ExplainConfig(Section):
     features: list[str] | None = None
     trust_pickle: bool = False
     trusted_types: list[str] = Field(default_factory=list)
+    threads: int | None = Field(None, ge=1)
     ndcg_threshold: float = Field(DEFAULT_NDCG_THRESHOLD, gt=0, le=1)
     min_share: float = Field(DEFAULT_MIN_SHARE, ge=0, lt=1)
     bootstrap: int = Field(DEFAULT_BOOTSTRAP, ge=10)
@@ -78,6 +79,7 @@ class ExplainConfig(Section):
             features=None if self.features is None else tuple(self.features),
             trust_pickle=self.trust_pickle,
             trusted_types=tuple(self.trusted_types),
+            threads=self.threads,
             attribution=AttributionSettings(
                 ndcg_threshold=self.ndcg_threshold,
                 min_share=self.min_share,

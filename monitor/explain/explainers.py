@@ -71,9 +71,12 @@ def make_explainer(
     device: str = "auto",
     output: int | None = None,
     max_evals: int | None = None,
+    threads: int | None = None,
 ) -> Explainer:
     """The explainer for ``loaded`` (module docstring); ``background`` holds reference rows
-    with the model's features (linear and model-agnostic explainers integrate over it)."""
+    with the model's features (linear and model-agnostic explainers integrate over it).
+    ``threads`` caps XGBoost's and LightGBM's threads (None: the library's default, every
+    core)."""
     if method not in METHODS:
         raise ModelLoadError(f"explain.explainer: {method!r} is not one of {list(METHODS)}")
     if device not in DEVICES:
@@ -100,9 +103,10 @@ def make_explainer(
     features = loaded.features
     bg = background[list(features)].head(DEFAULT_BACKGROUND_ROWS)
     if chosen == "tree" and loaded.library == "xgboost":
-        return _xgboost(loaded, device, output)
+        return _xgboost(loaded, device, output, threads)
     if chosen == "tree" and loaded.library == "lightgbm":
-        return Explainer("tree", "cpu", features, _lightgbm(loaded, output), output=output)
+        contribs = _lightgbm(loaded, output, threads)
+        return Explainer("tree", "cpu", features, contribs, output=output)
     shap = _shap(loaded.path)
     if chosen == "tree":
         explainer = shap.TreeExplainer(loaded.model)
@@ -145,13 +149,17 @@ def make_explainer(
 # -- libraries' own TreeSHAP ---------------------------------------------------------------
 
 
-def _xgboost(loaded: LoadedModel, device: str, output: int | None) -> Explainer:
+def _xgboost(
+    loaded: LoadedModel, device: str, output: int | None, threads: int | None
+) -> Explainer:
     xgb = importlib.import_module("xgboost")
     booster = loaded.model
     use_cuda = device == "cuda" or (
         device == "auto" and bool(xgb.build_info().get("USE_CUDA")) and gpu_available()
     )
     booster.set_param({"device": "cuda" if use_cuda else "cpu"})
+    if threads is not None:
+        booster.set_param({"nthread": threads})
 
     def contribs(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
         dm = xgb.DMatrix(_numeric(frame, loaded), feature_names=list(loaded.features))
@@ -164,13 +172,14 @@ def _xgboost(loaded: LoadedModel, device: str, output: int | None) -> Explainer:
 
 
 def _lightgbm(
-    loaded: LoadedModel, output: int | None
+    loaded: LoadedModel, output: int | None, threads: int | None
 ) -> Callable[[pd.DataFrame], tuple[np.ndarray, float]]:
     booster = loaded.model
     d = len(loaded.features)
+    extra = {} if threads is None else {"num_threads": threads}
 
     def contribs(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
-        raw = np.asarray(booster.predict(_numeric(frame, loaded), pred_contrib=True))
+        raw = np.asarray(booster.predict(_numeric(frame, loaded), pred_contrib=True, **extra))
         if raw.shape[1] != d + 1:  # multiclass: classes blocks of d + 1
             blocks = raw.reshape(len(raw), -1, d + 1)
             raw = blocks[:, _class_index(blocks.shape[1], output, loaded), :]

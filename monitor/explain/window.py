@@ -51,6 +51,7 @@ class ExplainSettings:
     features: tuple[str, ...] | None = None
     trust_pickle: bool = False
     trusted_types: tuple[str, ...] = ()
+    threads: int | None = None
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
 
 
@@ -73,6 +74,7 @@ def load_for_profile(settings: ExplainSettings, profile: Profile) -> tuple[Loade
         device=settings.device,
         output=settings.output,
         max_evals=settings.max_evals,
+        threads=settings.threads,
     )
     return loaded, explainer
 

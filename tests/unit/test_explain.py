@@ -425,3 +425,17 @@ def test_gpu_treeshap_is_chosen_by_config_or_auto_and_cpu_otherwise(
     assert make_explainer(loaded, x, device="cuda").device == "cuda"
     with pytest.raises(ModelLoadError, match=r"device cuda needs an XGBoost model"):
         make_explainer(load_model(tmp_path / "m.txt"), x, device="cuda")
+
+
+def test_threads_cap_the_model_librarys_threads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(17)
+    x = _data(rng, 300)
+    model = xgb.XGBRegressor(n_estimators=5, max_depth=2).fit(x, x.x0)
+    model.save_model(tmp_path / "m.json")
+    loaded = load_model(tmp_path / "m.json")
+    explainer = make_explainer(loaded, x, device="cpu", threads=1)
+    config = json.loads(loaded.model.save_config())["learner"]["generic_param"]
+    assert config["nthread"] == "1"
+    np.testing.assert_allclose(
+        explainer.explain(x.head(50)), shap.TreeExplainer(model).shap_values(x.head(50)), atol=1e-5
+    )
