@@ -133,6 +133,11 @@ class Inference:
         return "\n".join(f"{name}: {why}" for name, why in self.reasons.items())
 
 
+# Columns of a table that describe the record, not the model's input: what replay reads as
+# the request id, event time and model version (record.*_field defaults).
+METADATA_COLUMNS = frozenset({"request_id", "timestamp", "model_version"})
+
+
 def infer_schema(
     frame: pd.DataFrame,
     prediction: list[str] | tuple[str, ...] | None = None,
@@ -142,7 +147,9 @@ def infer_schema(
 
     Floats are numeric; strings, booleans and categoricals are categorical; integer columns
     with at most ``CATEGORICAL_MAX_DISTINCT_INTEGERS`` distinct values are categorical codes.
-    Dates and times (an event time, most often) are left out, with the reason. Prediction
+    Dates and times (an event time, most often) are left out, with the reason, and so are
+    columns named as record metadata (:data:`METADATA_COLUMNS`: request id, event time,
+    model version) unless they are named in ``prediction``. Prediction
     columns are the ones named in ``prediction``, or else those whose name is a common
     prediction name (``prediction``, ``score``...).
     """
@@ -157,6 +164,9 @@ def infer_schema(
         if name in ignore:
             continue
         series = frame[name]
+        if name in METADATA_COLUMNS and (prediction is None or name not in prediction):
+            reasons[name] = "left out: record metadata (request id, event time, model version)"
+            continue
         if _is_temporal(series):
             reasons[name] = "left out: dates or times are not compared as a feature"
             continue
