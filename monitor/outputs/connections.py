@@ -111,6 +111,8 @@ class _Watchdog:
 
 
 _current = threading.local()
+# Seconds between two log lines about refused connections.
+_REFUSAL_LOG_INTERVAL = 10.0
 
 
 def current_slot() -> Slot | None:
@@ -134,6 +136,8 @@ class BoundedServerMixin:
         self.limits = limits
         self.request_queue_size = limits.backlog
         self.refused = 0
+        self._refusals_logged = -_REFUSAL_LOG_INTERVAL
+        self._refused_logged = 0
         self._connections = threading.BoundedSemaphore(limits.max_connections)
         self.watchdog = _Watchdog(f"{name}-watchdog")
 
@@ -154,11 +158,16 @@ class BoundedServerMixin:
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._connections.acquire(blocking=False):
             self.refused += 1
-            log.warning(
-                "refused a connection from %s: %d connections open (the limit)",
-                client_address[0] if client_address else "?",
-                self.limits.max_connections,
-            )
+            now = time.monotonic()
+            if now - self._refusals_logged >= _REFUSAL_LOG_INTERVAL:
+                # once per interval, with the count: a flood of clients is not a flood of logs
+                log.warning(
+                    "refused %d connection(s) since the last such line: %d connections open "
+                    "(the limit)",
+                    self.refused - self._refused_logged,
+                    self.limits.max_connections,
+                )
+                self._refusals_logged, self._refused_logged = now, self.refused
             if not self.tls:
                 with contextlib.suppress(OSError):
                     request.settimeout(0.5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import ipaddress
+import logging
 import select
 import socket
 import ssl
@@ -212,3 +213,26 @@ def test_the_injector_cuts_off_a_stalled_tls_handshake_and_trickled_requests(
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+def test_refusals_are_logged_in_bulk_not_one_line_each(
+    agent_server: AgentServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="monitor.outputs.connections")
+    hogs = [socket.create_connection(("127.0.0.1", agent_server.port), timeout=5) for _ in range(3)]
+    try:
+        for _ in range(10):  # every one refused while the hogs hold the slots
+            with socket.create_connection(("127.0.0.1", agent_server.port), timeout=5) as s:
+                answer = b""
+                for _ in range(100):  # until the server closes it
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 503")
+        assert agent_server._httpd is not None and agent_server._httpd.refused == 10
+        lines = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1
+    finally:
+        for h in hogs:
+            h.close()
