@@ -50,7 +50,9 @@ class SignatureError(ValueError):
 
 
 def _key(secret: str | bytes) -> bytes:
-    key = secret.encode() if isinstance(secret, str) else bytes(secret)
+    # Surrounding whitespace is not part of the key: a Secret written with echo or from a
+    # file ends in a newline that one side may trim and the other not.
+    key = (secret.encode() if isinstance(secret, str) else bytes(secret)).strip()
     if not key:
         raise ValueError("the signing secret is empty")
     return key

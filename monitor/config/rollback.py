@@ -377,7 +377,7 @@ class ActionConfig(Section):
         unset or empty); never logged."""
         if not self.secret_env:
             return None
-        value = os.environ.get(self.secret_env, "")
+        value = os.environ.get(self.secret_env, "").strip()  # as signing.py keys it
         return value.encode() if value else None
 
     def resolve_paths(self, base: Path) -> None:

@@ -37,3 +37,26 @@ def test_any_header_is_verified_or_refused_with_a_signature_error(header: str, e
     for candidate in (header, f"t={extra},v1={header}", f"t=1000,v1={extra}"):
         with contextlib.suppress(SignatureError):
             verify(SECRET, candidate, BODY, now=lambda: 1_000.0)
+
+
+def test_a_secret_with_a_trailing_newline_signs_as_the_trimmed_secret() -> None:
+    # one side reads the Secret from an environment variable (newline kept), the other
+    # from a file or a shell variable (newline trimmed): both must agree
+    header = signature_header(f"{SECRET}\n", BODY, 1_000)
+    assert verify(SECRET, header, BODY, now=lambda: 1_000.0)
+    header = signature_header(SECRET, BODY, 1_000)
+    assert verify(f"  {SECRET}\r\n", header, BODY, now=lambda: 1_000.0)
+    with pytest.raises(ValueError, match="empty"):
+        signature_header("\n", BODY, 1_000)
+
+
+def test_the_action_reads_its_secret_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.config.rollback import ActionConfig
+
+    monkeypatch.setenv("DRIFTLINE_TEST_SIGNING", f"{SECRET}\n")
+    config = ActionConfig.model_validate(
+        {"kind": "webhook", "url": "https://h.example/x", "secret_env": "DRIFTLINE_TEST_SIGNING"}
+    )
+    assert config.secret() == SECRET.encode()
+    monkeypatch.setenv("DRIFTLINE_TEST_SIGNING", " \n")
+    assert config.secret() is None  # only whitespace: not set, nothing is sent
