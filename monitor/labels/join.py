@@ -2,8 +2,8 @@
 
 A prediction waits here for its label — only what the metrics need of it: its row key,
 segment (model version), pane (window), event time and scores, about 40 bytes plus a
-dict entry (~150 bytes in all per pending prediction) — until the label comes, or its
-event time falls ``horizon`` behind the newest prediction's (``expired``), or
+dict entry (about 200 bytes in all per pending prediction, measured) — until the label
+comes, or its event time falls ``horizon`` behind the newest prediction's (``expired``), or
 ``max_pending`` newer predictions push it out (``evicted``). A label whose prediction
 has not been seen yet waits ``wait`` seconds of prediction event time (or, without a
 time, until the end of a replay), at most ``max_labels`` of them, then counts as
