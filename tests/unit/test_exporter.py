@@ -352,6 +352,9 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
     exporter.observe_revision(replace(with_perf, performance=replace(perf, revised=True)))
     exporter.count_labels("joined", 3)
     exporter.set_label_join(10, 2)
+    exporter.count_partials_published("window", 1)
+    exporter.count_partials_received("accepted")
+    exporter.observe_aggregation(0.5, 2 / 3, ["coverage"], 1)
     exposed = samples(exporter)
     for defn in m.ALL_METRICS:
         name = defn.name + ("_count" if defn.kind == "histogram" else "")
