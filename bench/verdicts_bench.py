@@ -13,7 +13,8 @@ which any column was flagged:
   before the family-wise defaults (p < 0.05; Wasserstein and Jensen–Shannon ≥ 0.1).
 
 Then the power: every numeric column moved by 0.1 (and 0.02) reference standard deviations
-in 100k-row windows, the share of (window, column) pairs flagged by each rule.
+in 100k-row windows, the share of (window, column) pairs flagged by each rule. Last,
+1000-row windows against a reference of only 1000 rows (every test exact).
 
 Run: ``python3 -m bench.verdicts_bench`` (``--quick``: fewer windows). Prints tables and
 writes their markdown to ``bench/results/verdicts.md`` (not committed).
@@ -104,6 +105,7 @@ def main() -> None:
     scale = 4 if args.quick else 1
     windows = {1000: 2000 // scale, 10_000: 1000 // scale, 100_000: 200 // scale}
     power_windows = 100 // scale
+    small_windows = 500 // scale
 
     rng = np.random.default_rng(20_261_204)
     started = time.perf_counter()
@@ -168,6 +170,32 @@ def main() -> None:
             f"| {np.median(lows):.4f} … {np.median(highs):.4f} | {np.median(statistics):.4f} |"
         )
         print(lines[-1], flush=True)
+    lines += [
+        "",
+        "### 1000-row windows against a 1000-row reference (27 columns)",
+        "",
+        "| windows | driftline (Holm at 1%) | each column at p < 0.05 | columns flagged per "
+        "window, driftline / per column |",
+        "| --- | --- | --- | --- |",
+    ]
+    small = build_profile(
+        pd.DataFrame(generate(rng, 1000)), Schema.build(numeric=NUMERIC, categorical=CATEGORICAL)
+    )
+    count = small_windows
+    ours = theirs = cols_ours = cols_theirs = 0
+    for _ in range(count):
+        columns = judge(small, generate(rng, 1000))
+        flags = [c.drifted for c in columns]
+        fixed = [fixed_flag(c) for c in columns]
+        ours += any(flags)
+        theirs += any(fixed)
+        cols_ours += sum(flags)
+        cols_theirs += sum(fixed)
+    lines.append(
+        f"| {count} | {share(ours, count)} | {share(theirs, count)} "
+        f"| {cols_ours / count:.3f} / {cols_theirs / count:.2f} |"
+    )
+    print(lines[-1], flush=True)
     lines += ["", f"total {time.perf_counter() - started:.0f} s"]
     text = "\n".join(lines)
     print(text)
