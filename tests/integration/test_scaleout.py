@@ -199,11 +199,8 @@ def test_backlog_read_after_an_outage_loses_nothing_to_lateness(
         kafka={"max_batch_records": 5000},
     )
     with AgentProcess(cfg.config) as agent:
-        got = wait_for(
-            lambda: len(reports(cfg.reports)) == 10 and reports(cfg.reports),
-            "ten windows of the backlog",
-            timeout=60.0,
-        )
+        wait_for(lambda: len(reports(cfg.reports)) == 10, "ten windows of the backlog", 60.0)
+        got = reports(cfg.reports)
         late = agent.metric("driftline_records_total", outcome="late")
     assert late == 0
     assert sum(r.rows for r in got.values()) == len(records) == 30_000
