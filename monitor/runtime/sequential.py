@@ -34,6 +34,10 @@ from monitor.runtime.windows import ClosedWindow
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
+# Simulated windows when the run lengths are measured at start-up rather than at
+# `reference build` (20 000 there): a quarter of the time; the curve is fitted at a
+# lower threshold, which errs on the safe side (detectors/sequential_calibration.py).
+START_UP_PANES = 5000
 
 
 class SequentialMonitor:
@@ -55,7 +59,10 @@ class SequentialMonitor:
                 profile.short_hash,
             )
             calibration = calibrate_sequential(
-                profile, allowance=settings.allowance, min_effect=settings.min_effect
+                profile,
+                panes=START_UP_PANES,
+                allowance=settings.allowance,
+                min_effect=settings.min_effect,
             )
         elif calibration.allowance != settings.allowance:
             log.info(
@@ -68,6 +75,7 @@ class SequentialMonitor:
             calibration = calibrate_sequential(
                 profile,
                 pane_rows=calibration.pane_rows,
+                panes=START_UP_PANES,
                 allowance=settings.allowance,
                 min_effect=settings.min_effect,
                 unseen_rate=calibration.unseen_rate,
