@@ -364,7 +364,7 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
             f"{p.consumer_lag_records} and still growing for {duration(p.consumer_lag_for)}.",
             p.consumer_lag_for,
         ),
-        # One failed evaluation is already worth a look: the window has no verdict yet.
+        # Failures that go on: a one-off failure that a retry fixes waits out the period.
         Alert(
             "DriftlineWindowEvaluationFailed",
             f"sum without (outcome) (increase({m.WINDOW_EVALUATIONS_FAILED.name}[{rate}])) > 0",
@@ -374,6 +374,7 @@ def pipeline_rules(t: Thresholds) -> list[Alert]:
             "{{ $labels.model }} (agent {{ $labels.instance }}) raised over the last "
             f"{rate}. Their sketches are kept under state.dir/failed-windows and retried; "
             "windows given up stay there for an operator.",
+            p.evaluation_failed_for,
         ),
         Alert(
             "DriftlineDecodeErrors",

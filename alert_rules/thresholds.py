@@ -86,6 +86,7 @@ class PipelineThresholds(_Section):
     late_records_for: Seconds
     evaluation_seconds: Annotated[float, Field(gt=0)]
     evaluation_slow_for: Seconds
+    evaluation_failed_for: Seconds
     checkpoint_stale_after: Seconds
 
 

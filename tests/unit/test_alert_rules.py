@@ -191,6 +191,7 @@ def test_blip_tests_catch_rules_that_do_not_wait(promtool: str, tmp_path: Path) 
             "decode_errors_for": "1s",
             "late_records_for": "1s",
             "evaluation_slow_for": "1s",
+            "evaluation_failed_for": "1s",
             "checkpoint_stale_after": "30s",
         },
         "availability": {
