@@ -141,3 +141,51 @@ def test_performance_families_are_exported_and_revised(replayed) -> None:
     assert value(m.PERFORMANCE_REVISIONS.name, {"model": "demo", "model_version": "unknown"}) == (
         revisions
     )
+
+
+def test_sliding_windows_merge_their_panes(tmp_path) -> None:
+    """60 s windows sliding by 20 s: each window's realized metrics are those of exactly
+    its rows (three panes merged), labels arriving late included."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from monitor.config.loader import load_config
+    from monitor.labels.decode import LabelBatch
+    from monitor.runtime.replay import replay
+
+    x1, x2, s, y = _rows(20_000, 0)
+    frame = pd.DataFrame({"x1": x1, "x2": x2, "score": s, "label": y})
+    frame.to_csv(tmp_path / "ref.csv", index=False)
+    assert main(["reference", "build", "--data", str(tmp_path / "ref.csv"), "--prediction",
+                 "score", "--labels", "label", "-o", str(tmp_path / "ref.json")]) == 0  # fmt: skip
+    n = 3000
+    x1, x2, s, y = _rows(n, 7)
+    t = T0 + np.arange(n) * 0.06  # 180 s of traffic
+    ids = [f"s{i}" for i in range(n)]
+    pd.DataFrame({"request_id": ids, "timestamp": t, "x1": x1, "x2": x2, "score": s}).to_csv(
+        tmp_path / "pred.csv", index=False
+    )
+    (tmp_path / "monitor.yaml").write_text(
+        "model: demo\nreference: ref.json\nsource: {kind: file, file: {path: pred.csv}}\n"
+        "windows: {size: 60s, slide: 20s, allowed_lateness: 0s}\n"
+    )
+    cfg = load_config(tmp_path / "monitor.yaml")
+    profile = load_profile(tmp_path / "ref.json")
+    labels = LabelBatch.from_columns(ids, y.tolist(), t + 45.0)  # every label 45 s late
+    final: dict[float, WindowReport] = {}
+    revised = 0
+    for report in replay(cfg, profile, tmp_path / "pred.csv", labels=labels):
+        final[report.window_start] = report
+        revised += bool(report.performance and report.performance.revised)
+    assert revised >= 5  # the labels came after the windows closed
+    full = [start for start in final if start >= T0 and start + 60 <= T0 + 180]
+    assert len(full) >= 5
+    for start in full:
+        rows = (t >= start) & (t < start + 60)
+        perf = final[start].performance
+        assert perf is not None and perf.labeled_rows == rows.sum() == final[start].rows
+        assert perf.realized_value("accuracy") == pytest.approx(
+            accuracy_score(y[rows], s[rows] >= 0.5), abs=1e-12
+        )
+        assert perf.realized_value("roc_auc") == pytest.approx(
+            roc_auc_score(y[rows], s[rows]), abs=1e-12
+        )
