@@ -6,6 +6,7 @@ variable that holds the password, read only when the consumer is built.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -44,6 +45,7 @@ class KafkaSourceConfig(Section):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     dead_letter_topic: str | None = None
+    client: Literal["aiokafka", "confluent"] = "aiokafka"
     max_batch_records: int = Field(5000, ge=1)
     session_timeout_ms: int = Field(10000, ge=1)
     heartbeat_interval_ms: int = Field(3000, ge=1)
@@ -102,6 +104,12 @@ class KafkaSourceConfig(Section):
                         f"is only used with security_protocol SSL or SASL_SSL (it is "
                         f"{self.security_protocol}); set security_protocol or remove {key}",
                     )
+        if self.client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise fail(
+                "client",
+                "confluent needs the confluent-kafka package, which is not installed; "
+                "pip install 'driftline[kafka-fast]', or set client: aiokafka",
+            )
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise fail(
                 "heartbeat_interval_ms",

@@ -35,7 +35,8 @@ from monitor.actions.routes import register
 from monitor.config.model import MonitorConfig
 from monitor.ingest.batch import DecodeFailure
 from monitor.ingest.dead_letters import REASON_HEADER, DeadLetters, lowest
-from monitor.ingest.kafka import KafkaPublisher, KafkaSource
+from monitor.ingest.kafka import KafkaPublisher
+from monitor.ingest.sources import Source, make_source
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.sequential_routes import register_sequential
 from monitor.outputs.server import AgentServer
@@ -144,7 +145,7 @@ class Agent:
         self.latest: dict[str, WindowReport] = {}
         self.publisher: KafkaPublisher | None = None
         self.dead_letters: DeadLetters | None = None
-        self.source: KafkaSource | None = None
+        self.source: Source | None = None
         self.server: AgentServer | None = None
         self._serve_http = serve_http
         self._evaluations: set[asyncio.Task[None]] = set()
@@ -230,7 +231,7 @@ class Agent:
         needs_publisher = (
             self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic or self.partials
         )
-        self.source = KafkaSource(
+        self.source = make_source(
             self.kafka_cfg,
             start_offsets,
             on_revoke=self._on_revoke,

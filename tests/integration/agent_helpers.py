@@ -44,6 +44,9 @@ from monitor.demo.broker import AIOKAFKA_FAST_GROUP
 T = TypeVar("T")
 
 MODEL = "credit-scorer"
+#: ``source.kafka.client`` of the agents the helpers configure; the agent test modules
+#: run each test with both clients (their ``client`` fixture sets it).
+CLIENT = "aiokafka"
 #: Event times start here: a multiple of every window length the tests use, so windows
 #: start exactly at ``BASE_TIME + k * size``.
 BASE_TIME = 1_700_000_040.0
@@ -103,6 +106,7 @@ def write_agent_files(
                 "group_id": group_id,
                 "start": "earliest",
                 **AIOKAFKA_FAST_GROUP,
+                "client": CLIENT,
                 **(kafka or {}),
             },
         },

@@ -19,6 +19,7 @@ from monitor.config.loader import load_config
 from monitor.demo.broker import TansuBroker
 from monitor.runtime.checkpoint import CheckpointStore
 from monitor.runtime.windows import WindowManager
+from tests.integration import agent_helpers
 from tests.integration.agent_helpers import (
     BASE_TIME,
     AgentProcess,
@@ -49,6 +50,13 @@ DRIFT_FROM = 3
 # windows early); a last record far ahead in event time closes the final data window.
 CRASH_WINDOWS = {"size": SIZE, "allowed_lateness": 0.5, "idle_timeout": 60.0}
 FLUSH_AT = BASE_TIME + 100 * SIZE
+
+
+@pytest.fixture(autouse=True, params=["aiokafka", "confluent"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs against both Kafka clients (``source.kafka.client``)."""
+    monkeypatch.setattr(agent_helpers, "CLIENT", request.param)
+    return str(request.param)
 
 
 def crash_traffic() -> list[list[Message]]:

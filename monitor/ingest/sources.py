@@ -1,0 +1,46 @@
+"""The Kafka source for ``source.kafka.client``: aiokafka's (pure Python on asyncio) or
+librdkafka's (confluent-kafka, records fetched and parsed in C). Both are consumer-group
+members with the same keys and the same at-least-once guarantees (docs/architecture.md,
+decision 7); only the client library, imported when chosen, differs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from monitor.config.source import KafkaSourceConfig
+from monitor.ingest.batch import SourceMessage
+
+Offsets = dict[tuple[str, int], int]
+
+
+class Source(Protocol):
+    """What the agent uses of a Kafka source."""
+
+    consumer: Any
+    up: bool
+    polled: Offsets
+
+    async def start(self, stop: asyncio.Event) -> bool: ...
+    async def poll(self, timeout_ms: int = 200) -> list[SourceMessage]: ...
+    def assigned(self) -> set[tuple[str, int]]: ...
+    def lag(self) -> dict[tuple[str, int], int]: ...
+    async def commit(self, offsets: Offsets) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def make_source(
+    cfg: KafkaSourceConfig,
+    start_offsets: Offsets | None = None,
+    on_revoke: Callable[[set[tuple[str, int]]], Awaitable[None]] | None = None,
+    extra_topics: Sequence[str] = (),
+) -> Source:
+    """The configured client's source."""
+    if cfg.client == "confluent":
+        from monitor.ingest.confluent import ConfluentSource
+
+        return ConfluentSource(cfg, start_offsets, on_revoke=on_revoke, extra_topics=extra_topics)
+    from monitor.ingest.kafka import KafkaSource
+
+    return KafkaSource(cfg, start_offsets, on_revoke=on_revoke, extra_topics=extra_topics)
