@@ -117,6 +117,12 @@ class MonitorConfig(Section):
                     "merges time windows; replace windows.rows with windows.size or set "
                     "role: none",
                 )
+        if self.labels.source == "kafka" and self.source.kafka is None:
+            raise fail(
+                "labels.source",
+                "kafka needs the brokers of source.kafka (the agent's own consumer group reads "
+                "the labels topic); for replay use source: file or --labels",
+            )
         problems = rollback_problems(self.policies, self.actions)
         if problems:
             raise fail(*problems[0])
@@ -201,6 +207,23 @@ class MonitorConfig(Section):
                             "rebuild the profile with this schema or move the column",
                         )
                     )
+        if self.labels.enabled and getattr(profile, "performance", None) is None:
+            problems.append(
+                (
+                    "labels.source",
+                    "the reference profile learnt no performance estimators, so labels would "
+                    "join nothing; rebuild it with `driftline reference build --labels COLUMN`",
+                )
+            )
+        for i, kpi in enumerate(self.kpis):
+            if kpi.from_ == "predictions" and kinds.get(kpi.path) is not Kind.NUMERIC:
+                problems.append(
+                    (
+                        f"kpis.{i}.field",
+                        f"{show(kpi.path)} is not a numeric column of the reference profile; "
+                        "a KPI from the predictions is one of their numeric columns",
+                    )
+                )
         predictions = {c.name for c in schema.predictions()}
         for name in sc.prediction:
             if name not in kinds:
