@@ -146,6 +146,11 @@ class FailedWindows:
             "given_up": entry.given_up,
             "updated_at": time.time(),
         }
+        # the window's performance state (sums and a bounded sample), so a retry after a
+        # restart still reports its performance block
+        state = w.performance
+        if state is not None and hasattr(state, "to_dict"):
+            meta["performance"] = state.to_dict()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             sketch_path = entry.stem.with_suffix(".sketch")
@@ -191,6 +196,12 @@ class FailedWindows:
                     traceparents=[],
                     kind="rows" if meta["kind"] == "rows" else "time",
                 )
+                if meta.get("performance") is not None and self.profile.performance is not None:
+                    from detectors.performance import PerformanceState
+
+                    window.performance = PerformanceState.from_dict(
+                        self.profile.performance, meta["performance"]
+                    )
                 attempts = int(meta["attempts"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("failed window %s not loaded: %s", meta_path.name, exc)

@@ -133,3 +133,36 @@ def test_the_agent_counts_keeps_and_retries_a_failed_evaluation(
     assert agent.latest["v1.2"].rows == 200  # the window's report went out after all
     assert list(kept_dir.glob("*.sketch")) == []
     agent.executor.shutdown()
+
+
+def test_a_window_kept_after_a_restart_keeps_its_performance_state(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from detectors.performance import PerformanceState, learn_performance
+    from detectors.performance.state import realize
+
+    r = np.random.default_rng(4)
+    x = r.normal(0, 1, 2000)
+    frame = pd.DataFrame({"x": x, "score": 1 / (1 + np.exp(-2 * x))})
+    y = (r.random(2000) < frame["score"]).astype(int)
+    profile = build_profile(frame, prediction=["score"])
+    profile = replace(profile, performance=learn_performance(profile, frame.assign(y=y), "y"))
+    ref = profile.performance
+    assert ref is not None
+    state = PerformanceState(ref)
+    cols = {c: frame[c].to_numpy() for c in frame.columns}
+    preds = ref.predictions(cols)
+    state.add_predictions(preds, cols)
+    state.add_labels(np.arange(2000, dtype=np.uint64), preds, y.to_numpy())
+    w = closed_window(profile)
+    w.performance = state
+    FailedWindows(tmp_path, profile).keep([w], KeyError("k"), now=0.0)
+    again = FailedWindows(tmp_path, profile)
+    assert again.load(now=50.0) == 1
+    (back,) = again.due(50.0)
+    assert isinstance(back.performance, PerformanceState)
+    assert [m.value for m in realize(ref, back.performance)] == [
+        m.value for m in realize(ref, state)
+    ]
