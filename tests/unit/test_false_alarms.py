@@ -98,6 +98,30 @@ def test_any_column_flagged_at_most_the_window_rate(wide: Profile, rows: int, wi
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("numeric", "categorical"),
+    [("hellinger", "psi"), ("psi", "linf"), ("jensen_shannon", "hellinger")],
+)
+def test_every_distance_keeps_the_window_rate(
+    wide: Profile, numeric: str, categorical: str
+) -> None:
+    """The other distances' intervals and margins, on the same 27 columns in 10 000-row
+    windows: at most 1% of 100 unchanged windows with a flag (binomial 99.9% quantile: 4)."""
+    settings = DriftSettings(numeric_large=numeric, categorical_large=categorical)
+    rng = np.random.default_rng(17)
+    names = wide.schema.names
+    hits = 0
+    for _ in range(100):
+        sketch = WindowSketch(wide)
+        sketch.update(frame(rng, 10_000, names))
+        features = evaluate_window(wide, sketch, settings)[0]
+        assert {c.test for c in features.columns} == {numeric, categorical}
+        assert all(c.effect is not None for c in features.columns)
+        hits += features.drifted_count > 0
+    assert within_rate(hits, 100), (numeric, categorical, hits)
+
+
+@pytest.mark.timeout(120)
 def test_uncorrected_per_column_tests_would_alarm(wide: Profile) -> None:
     """The comparison the default replaces: each column at 5% on its own flags most
     unchanged 1000-row windows of 27 columns (1 − 0.95^27 = 75% for independent exact
