@@ -124,22 +124,23 @@ def make_explainer(
             return _one_output(values, output, loaded), _base(linear.expected_value, output)
 
         return Explainer("linear", "cpu", features, lin, output=output)
-    predict = _predict_fn(loaded, output)
+    codes = _Codes(bg)
+    predict = _predict_fn(loaded, output, codes)
     if chosen == "kernel":
-        kernel = shap.KernelExplainer(predict, bg.to_numpy())
+        kernel = shap.KernelExplainer(predict, codes.encode(bg))
 
         def ker(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
             nsamples = max_evals if max_evals is not None else "auto"
-            values = kernel.shap_values(frame.to_numpy(), nsamples=nsamples, silent=True)
+            values = kernel.shap_values(codes.encode(frame), nsamples=nsamples, silent=True)
             return np.asarray(values, dtype=np.float64), _base(kernel.expected_value, None)
 
         return Explainer("kernel", "cpu", features, ker, output=output)
-    masker = shap.maskers.Independent(bg.to_numpy(), max_samples=len(bg))
+    masker = shap.maskers.Independent(codes.encode(bg), max_samples=len(bg))
     perm = shap.PermutationExplainer(predict, masker)
     evals = max(max_evals or 0, 2 * len(features) + 1)
 
     def permutation(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
-        result = perm(frame.to_numpy(), max_evals=evals, silent=True)
+        result = perm(codes.encode(frame), max_evals=evals, silent=True)
         base = float(np.mean(result.base_values))
         return np.asarray(result.values, dtype=np.float64), base
 
@@ -245,17 +246,49 @@ def _base(expected: Any, output: int | None) -> float:
     return float(arr[output if output is not None else (1 if len(arr) == 2 else 0)])
 
 
-def _predict_fn(loaded: LoadedModel, output: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    model, features = loaded.model, list(loaded.features)
+class _Codes:
+    """Categorical columns as numbers for shap's maskers (which compare values with
+    ``np.isclose``), and back for the model: each category gets a code the first time it is
+    seen (background first, then each window's new ones)."""
+
+    def __init__(self, background: pd.DataFrame) -> None:
+        self.features = list(background.columns)
+        self.categorical = [c for c in self.features if background[c].dtype == object]
+        self.codes: dict[str, dict[object, float]] = {c: {} for c in self.categorical}
+        self.values: dict[str, list[object]] = {c: [] for c in self.categorical}
+        self.encode(background)
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for j, c in enumerate(self.features):
+            if c not in self.codes:
+                out[:, j] = pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64)
+                continue
+            codes, values = self.codes[c], self.values[c]
+            column = [None if pd.isna(v) else v for v in frame[c].tolist()]
+            for v in column:
+                if v not in codes:
+                    codes[v] = float(len(values))
+                    values.append(v)
+            out[:, j] = [codes[v] for v in column]
+        return out
+
+    def decode(self, x: np.ndarray) -> pd.DataFrame:
+        frame = pd.DataFrame(x, columns=self.features)
+        for c in self.categorical:
+            values = np.array(self.values[c], dtype=object)
+            frame[c] = values[frame[c].to_numpy().astype(np.int64)]
+        return frame
+
+
+def _predict_fn(
+    loaded: LoadedModel, output: int | None, codes: _Codes
+) -> Callable[[np.ndarray], np.ndarray]:
+    model = loaded.model
     proba = loaded.classifier and hasattr(model, "predict_proba")
 
     def predict(x: np.ndarray) -> np.ndarray:
-        frame = pd.DataFrame(x, columns=features)
-        for c in features:  # object arrays from the masker: numbers back to numbers
-            if frame[c].dtype == object:
-                converted = pd.to_numeric(frame[c], errors="coerce")
-                if converted.notna().sum() == frame[c].notna().sum():
-                    frame[c] = converted
+        frame = codes.decode(x)
         if proba:
             p = np.asarray(model.predict_proba(frame))
             return p[:, _class_index(p.shape[1], output, loaded)]

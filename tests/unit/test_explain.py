@@ -439,3 +439,31 @@ def test_threads_cap_the_model_librarys_threads(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         explainer.explain(x.head(50)), shap.TreeExplainer(model).shap_values(x.head(50)), atol=1e-5
     )
+
+
+def test_pipeline_with_a_categorical_column_is_explained_on_its_categories(
+    tmp_path: Path,
+) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(18)
+    x = pd.DataFrame({"a": rng.normal(size=600), "c": rng.choice(["u", "v", "w"], 600)})
+    x["c"] = x["c"].astype(object)  # as the reservoir and the profile sample hold them
+    y = (x.a + 2.0 * (x.c == "u") > 0.5).astype(int)
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["c"]), remainder="passthrough"
+    )
+    pipe = make_pipeline(encode, LogisticRegression()).fit(x, y)
+    sio.dump(pipe, tmp_path / "cat.skops")
+    explainer = make_explainer(load_model(tmp_path / "cat.skops"), x)
+    rows = x.iloc[100:120].copy()
+    rows.iloc[0, 1] = "never-seen"  # a category the background lacks
+    values = explainer.explain(rows)
+    proba = pipe.predict_proba(rows)[:, 1]
+    np.testing.assert_allclose(values.sum(axis=1) + explainer.expected_value, proba, atol=1e-8)
+    # rows of category "u" get a positive attribution for c, those of "v" and "w" a
+    # negative one
+    is_u = (rows.c == "u").to_numpy()
+    known_other = rows.c.isin(["v", "w"]).to_numpy()
+    assert (values[is_u, 1] > 0).all() and (values[known_other, 1] < 0).all()
