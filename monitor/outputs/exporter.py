@@ -451,6 +451,14 @@ class Exporter:
         """The Unix time of the last durable checkpoint."""
         self._set(m.LAST_CHECKPOINT, {"model": self.model}, float(ts))
 
+    def count_state_lost(self, partitions: int) -> None:
+        """Partitions resumed at committed offsets without their window state."""
+        self._inc(m.STATE_LOST, {"model": self.model}, float(partitions))
+
+    def count_changelog_write(self, outcome: str) -> None:
+        """One checkpoint written to the changelog topic: acknowledged or failed."""
+        self._inc(m.CHANGELOG_WRITES, {"model": self.model, "outcome": outcome}, 1.0)
+
     def set_reference(self, reference_hash: str, rows: int | None) -> None:
         """The reference profile in use (its info series is replaced, never duplicated)."""
         self.reference_hash = reference_hash

@@ -417,6 +417,21 @@ LAST_CHECKPOINT = MetricDef(
     ("model",),
     unit="seconds",
 )
+STATE_LOST = MetricDef(
+    "driftline_state_lost_partitions_total",
+    "counter",
+    "Source partitions an agent resumed at the group's committed offsets with no window "
+    "state (no checkpoint in the state directory or the changelog): the windows open "
+    "there are reported partial, with partial_reason state_lost.",
+    ("model",),
+)
+CHANGELOG_WRITES = MetricDef(
+    "driftline_changelog_writes_total",
+    "counter",
+    "Checkpoints written to the changelog topic, by outcome: acknowledged, or failed "
+    "(the offsets stay uncommitted until a later write is acknowledged).",
+    ("model", "outcome"),
+)
 
 # -- scaling out: partials and the aggregator (docs/agent.md, "Scaling out") -------------
 PARTIALS_PUBLISHED = MetricDef(
@@ -744,6 +759,8 @@ ALL_METRICS: tuple[MetricDef, ...] = (
     CONSUMER_LAG,
     SOURCE_UP,
     LAST_CHECKPOINT,
+    STATE_LOST,
+    CHANGELOG_WRITES,
     PARTIALS_PUBLISHED,
     PARTIALS_RECEIVED,
     AGGREGATION_LATENCY,

@@ -43,11 +43,13 @@ from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.outputs.telemetry import Telemetry
 from monitor.report.store import HtmlReportWriter
+from monitor.runtime.changelog import Changelog, ChangelogError, newest
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
+from monitor.runtime.state_loss import StateLoss
 from monitor.runtime.windows import ClosedWindow, SnapshotError
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,9 @@ class Agent:
             else None
         )
         self.store = CheckpointStore(config.state.dir)
+        # Checkpoints in a compacted topic too (docs/agent.md, "State"); None when off.
+        self.changelog = Changelog.from_config(config)
+        self.state_loss = StateLoss(self.kafka_cfg.topics, restored=False)
         # Labels come from their own topic, read by this consumer group (labels: in
         # monitor.yaml); None when they come from nowhere or from a file.
         self.labels_topic = config.labels.topic if config.labels.source == "kafka" else None
@@ -162,18 +167,33 @@ class Agent:
             sinks.append(FileSink(self.config.reports.file))
         return sinks
 
-    def _restore(self) -> dict[tuple[str, int], int]:
-        """Window state and resume offsets from the last good checkpoint, if any.
+    async def _load_changelog(self) -> Checkpoint | None:
+        """The newest checkpoint in the changelog topic (None: off, empty or unusable)."""
+        if self.changelog is None:
+            return None
+        try:
+            checkpoint = await self.changelog.load()
+        except (ChangelogError, CheckpointError) as exc:
+            log.warning("no checkpoint from the changelog: %s", exc)
+            return None
+        if checkpoint is not None and checkpoint.reference_hash != self.profile.content_hash:
+            log.warning("the changelog's checkpoint was built on another reference; not used")
+            return None
+        return checkpoint
+
+    def _restore(self, remote: Checkpoint | None = None) -> dict[tuple[str, int], int]:
+        """Window state and resume offsets from the last good checkpoint, if any: the
+        newer of the state directory's and the changelog's (``remote``).
 
         A checkpoint that cannot be used (corrupt, another reference, changed window
         layout) is reported and the agent starts its windows afresh from the group's
         committed offsets.
         """
         try:
-            checkpoint = self.store.load(reference_hash=self.profile.content_hash)
+            checkpoint = newest(self.store.load(reference_hash=self.profile.content_hash), remote)
         except CheckpointError as exc:
-            log.warning("starting without a checkpoint: %s", exc)
-            return {}
+            log.warning("starting without a local checkpoint: %s", exc)
+            checkpoint = remote
         if checkpoint is None:
             return {}
         try:
@@ -199,12 +219,13 @@ class Agent:
             len(checkpoint.offsets),
         )
         self.offsets = dict(checkpoint.offsets)
+        self.state_loss.restored = True
         return dict(checkpoint.offsets)
 
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        start_offsets = self._restore()
+        start_offsets = self._restore(await self._load_changelog())
         kept = self.failed.load(time.time())
         if kept:
             log.warning("retrying %d windows whose evaluation failed in an earlier run", kept)
@@ -265,6 +286,8 @@ class Agent:
         while not stop.is_set():
             messages = await self.source.poll(timeout_ms=200)
             now = time.time()
+            if self.state_loss.check(getattr(self.source, "origins", {})):
+                self.exporter.count_state_lost(len(self.state_loss.lost))
             self.health.tick()
             self.health.consuming = self.source.up
             self.exporter.set_source_up(self.source.up)
@@ -295,6 +318,7 @@ class Agent:
     def _submit(self, closed: list[ClosedWindow], retry: bool = False) -> None:
         if not closed:
             return
+        self.state_loss.closed(closed)
         if self.partials is not None:  # an aggregator judges them (publishing.py)
             work = self.partials.closed(closed, self.source, self.pipeline.windows)
         else:
@@ -336,7 +360,7 @@ class Agent:
         return results
 
     def _publish(self, result: EvaluatedWindow) -> None:
-        report = result.report
+        report = self.state_loss.mark(result.report)
         self.exporter.observe_report(report, result.seconds)
         self.telemetry.window_evaluated(report, result.seconds, result.traceparents)
         if report.baseline == "reference":
@@ -366,7 +390,11 @@ class Agent:
             await self.drain()
             if self.partials is not None:  # hand-offs, then owned partitions' progress
                 await self.partials.progress(
-                    self.source, self.pipeline.windows, self._durable_offsets(), time.time()
+                    self.source,
+                    self.pipeline.windows,
+                    self._durable_offsets(),
+                    time.time(),
+                    self.offsets,
                 )
             self._publish_revisions()
             snapshot = Checkpoint(
@@ -381,10 +409,20 @@ class Agent:
             except OSError as exc:
                 # Disk full or unwritable: keep consuming; offsets stay uncommitted, so
                 # nothing is lost, and the next interval tries again. The checkpoint-age
-                # alert fires if this lasts.
+                # alert fires if this lasts. With a changelog the directory is a cache.
                 log.error("checkpoint not written to %s: %s", self.store.path, exc)
-                self._last_checkpoint = time.monotonic()
-                return
+                if self.changelog is None:
+                    self._last_checkpoint = time.monotonic()
+                    return
+            if self.changelog is not None:  # offsets committed once it is acknowledged
+                try:
+                    await self.changelog.save(snapshot)
+                    self.exporter.count_changelog_write("acknowledged")
+                except ChangelogError as exc:
+                    log.error("checkpoint not written: %s; offsets not committed", exc)
+                    self.exporter.count_changelog_write("failed")
+                    self._last_checkpoint = time.monotonic()
+                    return
             self._last_checkpoint = time.monotonic()
             self.exporter.set_checkpoint(snapshot.created_at)
             if self.source is not None:
@@ -457,6 +495,8 @@ class Agent:
             await self.source.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.changelog is not None:
+            await self.changelog.close()
         for sink in self.sinks:
             sink.close()
         self.engine.close(timeout=10)

@@ -1,0 +1,267 @@
+"""Checkpoints kept in a compacted Kafka topic, so an agent with no disk resumes.
+
+The state directory survives a restart on the same node only; a pod rescheduled onto
+another node with an ``emptyDir`` comes back with nothing. Kafka Streams keeps its state
+stores in compacted *changelog* topics for that reason, and the agent does the same with
+its checkpoints (docs/agent.md, "State"):
+
+* the checkpoint file's bytes (``checkpoint.encode``: offsets, window state, checksum)
+  are cut into chunks of at most ``state.changelog_chunk_bytes`` (under the topic's
+  ``max.message.bytes``), each sent with key ``<key>#<slot>#<i>``;
+* once every chunk is acknowledged (``acks=all``), a manifest with key ``<key>`` says
+  which slot holds the newest checkpoint, how many chunks and their sha256. Slots
+  alternate between 0 and 1, so a crash half-way through a save leaves the previous
+  manifest pointing at intact chunks;
+* the agent commits its offsets only after the manifest is acknowledged.
+
+Compaction keeps the newest record per key: the manifest, and the chunks of both slots
+(chunks a smaller state no longer uses are deleted with tombstones). Restoring reads the
+topic from its beginning to its high watermark (``highwater``: ``end_offsets`` is wrong on
+some brokers) and rebuilds the newest checkpoint the manifest names.
+
+``<key>`` is the consumer group, plus ``/<state.changelog_name>`` (or
+``$DRIFTLINE_CHANGELOG_NAME``) when set: agents
+sharing one group each need their own name (a StatefulSet pod name), or they would
+overwrite each other's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from monitor.config.source import KafkaSourceConfig
+from monitor.config.state import StateConfig
+from monitor.ingest.kafka import MAX_REQUEST_BYTES, client_settings
+from monitor.runtime.checkpoint import Checkpoint, CheckpointError, decode, encode
+
+log = logging.getLogger(__name__)
+
+#: Topic settings the agent creates the changelog with (docs/kubernetes.md).
+TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+#: Environment variable naming the agent in the changelog when ``state.changelog_name``
+#: is not set: a StatefulSet passes its pod name through the downward API.
+NAME_ENV = "DRIFTLINE_CHANGELOG_NAME"
+#: Seconds a metadata request, a topic creation or a send may take.
+REQUEST_TIMEOUT = 10.0
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class ChangelogError(Exception):
+    """The changelog cannot be read or written; the message says which topic and why."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Which slot holds the newest checkpoint, and how to check it is whole."""
+
+    slot: int
+    chunks: int
+    length: int
+    sha256: str
+    created_at: float
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.__dict__, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        d = json.loads(data)
+        return cls(
+            int(d["slot"]),
+            int(d["chunks"]),
+            int(d["length"]),
+            str(d["sha256"]),
+            float(d["created_at"]),
+        )
+
+
+def chunk(data: bytes, size: int) -> list[bytes]:
+    """``data`` in pieces of at most ``size`` bytes (one empty piece for no data)."""
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+
+
+def assemble(manifest: Manifest, chunks: dict[int, bytes], where: str) -> Checkpoint:
+    """The checkpoint a manifest names, from its slot's chunks; ``CheckpointError`` when
+    one is missing or the bytes do not match the manifest's checksum."""
+    missing = [i for i in range(manifest.chunks) if i not in chunks]
+    if missing:
+        raise CheckpointError(where, f"{len(missing)} of {manifest.chunks} chunks missing")
+    data = b"".join(chunks[i] for i in range(manifest.chunks))
+    if len(data) != manifest.length or hashlib.sha256(data).hexdigest() != manifest.sha256:
+        raise CheckpointError(where, "chunks do not match the manifest's checksum")
+    return decode(data, where)
+
+
+def newest(*checkpoints: Checkpoint | None) -> Checkpoint | None:
+    """The most recent of several copies of the state (the local cache and Kafka's)."""
+    found = [c for c in checkpoints if c is not None]
+    return max(found, key=lambda c: c.created_at) if found else None
+
+
+class Changelog:
+    """The agent's checkpoints in a compacted topic: ``save`` and ``load``."""
+
+    def __init__(self, kafka: KafkaSourceConfig, state: StateConfig, model: str) -> None:
+        self.kafka = kafka
+        self.topic = state.topic(model)
+        name = state.changelog_name or os.environ.get(NAME_ENV, "").strip()
+        self.key = kafka.group_id + (f"/{name}" if name else "")
+        self.chunk_bytes = state.changelog_chunk_bytes
+        self.replication = state.changelog_replication
+        self._producer: AIOKafkaProducer | None = None
+        self._slot = 0  # the slot the next save writes
+        self._used = [0, 0]  # chunks each slot held when last written or read
+
+    @classmethod
+    def from_config(cls, config: object) -> Changelog | None:
+        """The changelog of a ``MonitorConfig``, or None when ``state.changelog`` is off."""
+        state: StateConfig = config.state  # type: ignore[attr-defined]
+        kafka = config.source.kafka  # type: ignore[attr-defined]
+        if kafka is None or not state.changelog:
+            return None
+        return cls(kafka, state, config.model)  # type: ignore[attr-defined]
+
+    @property
+    def where(self) -> str:
+        return f"changelog {self.topic} key {self.key}"
+
+    async def ensure_topic(self) -> None:
+        """Create the topic, compacted, when it does not exist (one partition: one key
+        per agent, a few records each)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(
+            request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(self.kafka)
+        )
+        try:
+            await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
+            if self.topic in await asyncio.wait_for(admin.list_topics(), REQUEST_TIMEOUT):
+                return
+            new = NewTopic(self.topic, 1, self.replication, topic_configs=dict(TOPIC_CONFIG))
+            response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
+            for topic, code, *_ in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise ChangelogError(f"cannot create {topic}: error code {code}")
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise ChangelogError(f"cannot create {self.topic}: {type(exc).__name__}") from exc
+        finally:
+            await admin.close()
+
+    async def load(self, timeout: float = 60.0) -> Checkpoint | None:
+        """The newest checkpoint in the topic, or None when it holds none for this key.
+
+        Raises ``CheckpointError`` when the manifest's chunks are damaged and
+        ``ChangelogError`` when the topic cannot be read within ``timeout`` seconds.
+        """
+        await self.ensure_topic()
+        consumer = AIOKafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=max(MAX_REQUEST_BYTES, 2 * self.chunk_bytes),
+            **client_settings(self.kafka),
+        )
+        manifest: Manifest | None = None
+        chunks: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+        prefix = f"{self.key}#".encode()
+        try:
+            await asyncio.wait_for(consumer.start(), REQUEST_TIMEOUT)
+            partitions = consumer.partitions_for_topic(self.topic) or {0}
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            deadline = time.monotonic() + timeout
+            while True:
+                batches = await consumer.getmany(timeout_ms=300)
+                for records in batches.values():
+                    for r in records:
+                        if r.key == self.key.encode():
+                            manifest = None if r.value is None else Manifest.from_bytes(r.value)
+                        elif r.key is not None and r.key.startswith(prefix):
+                            slot, index = (int(x) for x in r.key[len(prefix) :].split(b"#"))
+                            if r.value is None:
+                                chunks[slot].pop(index, None)
+                            else:
+                                chunks[slot][index] = r.value
+                if all([await _caught_up(consumer, tp) for tp in tps]):
+                    break
+                if time.monotonic() > deadline:
+                    raise ChangelogError(f"{self.where}: not read to its end in {timeout:.0f}s")
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise ChangelogError(f"{self.where}: cannot be read ({type(exc).__name__})") from exc
+        finally:
+            await consumer.stop()
+        self._used = [len(chunks[0]), len(chunks[1])]
+        if manifest is None:
+            return None
+        self._slot = 1 - manifest.slot
+        return assemble(manifest, chunks[manifest.slot], self.where)
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint``; on return every chunk and the manifest are acknowledged.
+
+        Raises ``ChangelogError`` when the brokers do not acknowledge it within
+        ``REQUEST_TIMEOUT`` seconds: the offsets must not be committed then.
+        """
+        try:
+            await asyncio.wait_for(self._write(encode(checkpoint), checkpoint), REQUEST_TIMEOUT)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise ChangelogError(f"{self.where}: not acknowledged ({type(exc).__name__})") from exc
+
+    async def _write(self, data: bytes, checkpoint: Checkpoint) -> None:
+        pieces = chunk(data, self.chunk_bytes)
+        slot = self._slot
+        producer = await self._start()
+        sends = [
+            await producer.send(self.topic, value=p, key=self._chunk_key(slot, i))
+            for i, p in enumerate(pieces)
+        ]
+        # chunks a larger earlier state left in this slot: deleted by compaction
+        sends += [
+            await producer.send(self.topic, value=None, key=self._chunk_key(slot, i))
+            for i in range(len(pieces), self._used[slot])
+        ]
+        await asyncio.gather(*sends)
+        digest = hashlib.sha256(data).hexdigest()
+        manifest = Manifest(slot, len(pieces), len(data), digest, checkpoint.created_at)
+        await producer.send_and_wait(self.topic, value=manifest.to_bytes(), key=self.key.encode())
+        self._used[slot] = len(pieces)
+        self._slot = 1 - slot
+
+    def _chunk_key(self, slot: int, index: int) -> bytes:
+        return f"{self.key}#{slot}#{index}".encode()
+
+    async def _start(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                acks="all",
+                enable_idempotence=False,
+                linger_ms=5,
+                max_request_size=max(MAX_REQUEST_BYTES, self.chunk_bytes + 4096),
+                **client_settings(self.kafka),
+            )
+            await asyncio.wait_for(producer.start(), REQUEST_TIMEOUT)
+            self._producer = producer
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            try:
+                await asyncio.wait_for(self._producer.stop(), REQUEST_TIMEOUT)
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("changelog producer did not close cleanly (%s)", type(exc).__name__)
+            self._producer = None
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+    """Whether ``tp`` has been read to its high watermark (known after one fetch)."""
+    high = consumer.highwater(tp)
+    return high is not None and high <= await consumer.position(tp)
