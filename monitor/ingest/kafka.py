@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError
 
 from monitor.config.source import KafkaSourceConfig
@@ -126,6 +128,7 @@ class KafkaSource:
                 session_timeout_ms=self.cfg.session_timeout_ms,
                 heartbeat_interval_ms=self.cfg.heartbeat_interval_ms,
                 rebalance_timeout_ms=self.cfg.rebalance_timeout_ms,
+                partition_assignment_strategy=self._assignors(),
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 **client_settings(self.cfg),
             )
@@ -150,6 +153,15 @@ class KafkaSource:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 delay = min(delay * 2, 30.0) * random.uniform(0.8, 1.2)
         return False
+
+    def _assignors(self) -> tuple[type, ...]:
+        """Range assignment when other topics are read beside the predictions: it gives one
+        member partition i of every topic, so a label keyed by request id lands on the
+        agent that reads its prediction (same key, same partitioner, same partition
+        count); round robin otherwise (aiokafka's default)."""
+        if len(self.topics) > len(self.cfg.topics):
+            return (RangePartitionAssignor,)
+        return (RoundRobinPartitionAssignor,)
 
     async def _watch(self, consumer: AIOKafkaConsumer) -> None:
         """Probe the brokers with a metadata request (all topics: it creates none)."""

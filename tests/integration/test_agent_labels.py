@@ -164,3 +164,65 @@ def test_labels_topic_with_a_sigkill_between_checkpoints(
             accuracy_score(y, score >= 0.5), abs=1e-12
         )
         assert perf.realized_value("roc_auc") == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
+def test_two_agents_each_join_the_labels_of_their_own_predictions(
+    broker_session: TansuBroker, kafka_topic: KafkaTopicFactory, tmp_path: Path
+) -> None:
+    """Two agents share a model's traffic: both topics have three partitions and are keyed
+    by request id, and range assignment gives each agent the same partitions of both, so
+    every label meets its prediction (none counts as no_prediction). Round robin, the
+    default, would split the six partitions 0, 2 / 1 of one topic and 1 / 0, 2 of the
+    other."""
+    preds_topic, labels_topic = kafka_topic(3), kafka_topic(3)
+    bootstrap = broker_session.bootstrap
+    group = f"driftline-{uuid.uuid4().hex[:8]}"
+    agents_files: list[Any] = []
+    for name in ("a", "b"):
+        files = write_agent_files(
+            tmp_path / name,
+            bootstrap=bootstrap,
+            topics=[preds_topic],
+            group_id=group,
+            windows={"size": SIZE, "allowed_lateness": 0.5, "idle_timeout": 60.0},
+            checkpoint_interval=1.0,
+        )
+        config = yaml.safe_load(files.config.read_text())
+        if name == "a":
+            _labelled_profile(Path(config["reference"]))
+        else:  # the same profile file for both
+            Path(config["reference"]).write_bytes(
+                Path(yaml.safe_load(agents_files[0].config.read_text())["reference"]).read_bytes()
+            )
+        config["labels"] = {"source": "kafka", "topic": labels_topic, "wait_for_prediction": "1h"}
+        files.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        agents_files.append(files)
+    windows = window_traffic(windows=2, rows=400, size=SIZE, seed=51)
+    records = windows[0] + windows[1]
+    labels = _labels(records, 7)
+    agents: list[AgentProcess] = []
+    try:
+        for files in agents_files:
+            agents.append(AgentProcess(files.config).start())
+        wait_for(
+            lambda: (
+                all(len(a.assignments()) > 0 and a.assignments()[-1] for a in agents)
+                and len({p for a in agents for p in a.assignments()[-1]}) == 3
+            ),
+            "both agents with a partition of each topic",
+            60,
+        )
+        produce_aiokafka(bootstrap, preds_topic, as_messages(records))
+        produce_aiokafka(bootstrap, labels_topic, as_messages(labels))
+        joined = "driftline_labels_total"
+        wait_for(
+            lambda: sum(a.metric(joined, outcome="joined") for a in agents) == len(labels),
+            "every label joined by one of the agents",
+            60,
+        )
+        assert all(a.metric(joined, outcome="joined") > 0 for a in agents)
+        assert sum(a.metric(joined, outcome="no_prediction") for a in agents) == 0
+        assert sum(a.metric(joined, outcome="duplicate") for a in agents) == 0
+    finally:
+        for agent in agents:
+            agent.stop()
