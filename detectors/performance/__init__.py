@@ -1,12 +1,8 @@
 """Model performance: realized metrics from joined labels, label-free estimates (CBPE for
 classifiers, DLE for regressors) and business KPIs, over bounded, mergeable window state."""
 
-from detectors.performance.reference import (
-    PerformanceError,
-    PerformanceReference,
-    Predictions,
-    learn_performance,
-)
+from detectors.performance.learn import learn_performance
+from detectors.performance.reference import PerformanceError, PerformanceReference, Predictions
 from detectors.performance.results import (
     EstimatedMetric,
     KpiResult,

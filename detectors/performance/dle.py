@@ -1,6 +1,7 @@
 """Direct Loss Estimation (DLE) for regressors: a model of each row's error, learnt on the
 labelled reference from the features and the prediction, whose mean over a window
-estimates the window's MAE, RMSE and MAPE before any label arrives.
+estimates the window's MAE, RMSE and MAPE before any label arrives. This module holds the
+fitted models; ``fit_dle`` (detectors/performance/learn.py) fits them.
 
 As in NannyML's DLE, one model per loss — absolute error, squared error and absolute
 percentage error — so that e.g. the RMSE estimate is the root of the mean predicted
@@ -17,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.performance.gbdt import BoostedTrees, fit_boosted_trees
-from detectors.profile import Profile, category_strings
-from detectors.schema import Kind
+from detectors.categories import category_strings
+from detectors.performance.gbdt import BoostedTrees
 
 BINS = 32  # codes: 0 missing, 1..30 values, 31 unseen / above
 PREDICTION = "__prediction__"
@@ -90,44 +90,6 @@ class DleModel:
             tuple(_Encoder.from_dict(e) for e in d["encoders"]),
             {k: BoostedTrees.from_dict(m) for k, m in d["models"].items()},
         )
-
-
-def fit_dle(
-    profile: Profile,
-    columns: dict[str, Any],
-    prediction: np.ndarray,
-    y: np.ndarray,
-    *,
-    trees: int = 100,
-) -> DleModel:
-    """Fit the loss models on reference rows (features from ``columns``)."""
-    encoders: list[_Encoder] = []
-    qs = np.linspace(0.0, 1.0, BINS - 2)[1:-1]
-    for col in profile.schema.features():
-        if col.name not in columns:
-            continue
-        if col.kind is Kind.NUMERIC:
-            x = _floats(columns[col.name])
-            finite = x[np.isfinite(x)]
-            if not len(finite):
-                continue
-            encoders.append(_Encoder(col.name, np.unique(np.quantile(finite, qs))))
-        else:
-            strings, miss = category_strings(columns[col.name])
-            values, counts = np.unique(strings[~miss].astype(str), return_counts=True)
-            top = values[np.argsort(-counts, kind="stable")][: BINS - 2]
-            encoders.append(_Encoder(col.name, None, tuple(str(v) for v in top)))
-    encoders.append(_Encoder(PREDICTION, np.unique(np.quantile(prediction, qs))))
-    model = DleModel(tuple(encoders), {})
-    codes = model.encode(columns, prediction)
-    err = np.abs(np.asarray(y, dtype=np.float64) - prediction)
-    targets = {
-        "mae": err,
-        "rmse": err**2,
-        "mape": err / np.maximum(np.abs(y), EPS),
-    }
-    models = {k: fit_boosted_trees(codes, t, bins=BINS, trees=trees) for k, t in targets.items()}
-    return DleModel(tuple(encoders), models)
 
 
 def _floats(values: Any) -> np.ndarray:
