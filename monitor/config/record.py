@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -9,7 +10,14 @@ from pydantic import Field, model_validator
 from monitor.config.durations import DURATION_HINT
 from monitor.config.rules import Duration, Section, check_path, fail
 
-__all__ = ["RecordConfig"]
+__all__ = ["RecordConfig", "pairs_topic_for"]
+
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def pairs_topic_for(model: str) -> str:
+    """The default pairs topic of a model: ``driftline.<model>.pairs``."""
+    return f"driftline.{re.sub(r'[^A-Za-z0-9._-]', '-', model)}.pairs"
 
 
 class RecordConfig(Section):
@@ -33,6 +41,14 @@ class RecordConfig(Section):
     kserve_logger_mode: Literal["all", "request", "response"] = "all"
     kserve_pair_ttl: Duration = 60.0
     kserve_max_pending: int = Field(100_000, ge=1)
+    # Halves land on any partition (KServe sends them unkeyed): with several agents in
+    # one group, forward them keyed by CloudEvent id through the pairs topic so both
+    # halves reach one agent (docs/agent.md, "KServe pairs across partitions").
+    kserve_repartition: bool = False
+    kserve_pairs_topic: str | None = None  # default: driftline.<model>.pairs
+    # The CloudEvent attribute holding the model version (e.g. "source", or an extension
+    # such as "modelversion"); default: the response body's model_version.
+    kserve_version_attribute: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RecordConfig:
@@ -53,4 +69,12 @@ class RecordConfig(Section):
                 raise fail(key, f"names {dupes} twice; list each column once")
         if self.kserve_pair_ttl <= 0:
             raise fail("kserve_pair_ttl", f"must be positive; {DURATION_HINT}")
+        if self.kserve_pairs_topic is not None and not _TOPIC.match(self.kserve_pairs_topic):
+            raise fail(
+                "kserve_pairs_topic",
+                "is not a Kafka topic name (letters, digits, '.', '_', '-'); "
+                "e.g. driftline.fraud-scorer.pairs",
+            )
+        if self.kserve_repartition and self.format != "kserve_v2":
+            raise fail("kserve_repartition", "applies to format: kserve_v2 only")
         return self

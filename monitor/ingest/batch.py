@@ -64,6 +64,7 @@ FAILURE_REASONS: tuple[str, ...] = (
     "bad_tensor",
     "unpaired",
     "future_timestamp",
+    "model_error",
 )
 
 

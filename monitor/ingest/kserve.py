@@ -131,6 +131,8 @@ class KServeReader:
             attrs.get("traceparent")
         )
         version = body.get("model_version") if kind == "response" else None
+        if self.config.kserve_version_attribute:  # KServe itself sends no revision
+            version = attrs.get(self.config.kserve_version_attribute) or version
         return Half(
             ce_id=str(attrs["id"]),
             kind=kind,

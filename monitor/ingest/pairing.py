@@ -2,8 +2,9 @@
 response as two events with the same id, so the first half to arrive waits in a bounded
 map (``record.kserve_pair_ttl`` seconds of processing time, at most
 ``record.kserve_max_pending`` halves) until its partner comes; a half whose partner never
-comes is set aside with reason ``unpaired``. This is the only decoding state kept between
-batches."""
+comes is set aside with reason ``unpaired``, or ``model_error`` for a request whose
+response never came (KServe logs a response only when the model answers 200). This is
+the only decoding state kept between batches."""
 
 from __future__ import annotations
 
@@ -43,6 +44,22 @@ class KServePairing:
             tp = (half.message.topic, half.message.partition)
             low[tp] = min(low.get(tp, half.message.offset), half.message.offset)
         return low
+
+    def release(self, partitions: set[tuple[str, int]]) -> int:
+        """Forget the held halves of partitions revoked from this agent; returns how many.
+
+        Their offsets were never committed (:meth:`pending_offsets`), so the partition's
+        new owner reads them again and pairs them: expiring them here would count a pair
+        that is not lost as ``unpaired``.
+        """
+        gone = [
+            k
+            for k, h in self._pending.items()
+            if (h.message.topic, h.message.partition) in partitions
+        ]
+        for k in gone:
+            del self._pending[k]
+        return len(gone)
 
     def expire(self, now: float | None = None) -> list[DecodeFailure]:
         """Drop halves older than the pairing TTL; each becomes an ``unpaired`` failure.
@@ -135,6 +152,14 @@ class KServePairing:
 
     def _unpaired(self, half: Half, when: str) -> DecodeFailure:
         partner = "response" if half.kind == "request" else "request"
+        if half.kind == "request" and when.startswith("within"):
+            # KServe logs a response only when the model answered 200: the model failed
+            return DecodeFailure(
+                "model_error",
+                f"an inference request with no response {when}: the model did not answer "
+                "it with HTTP 200 (KServe logs only successful responses)",
+                half.message,
+            )
         return DecodeFailure(
             "unpaired",
             f"an inference {half.kind} whose {partner} did not arrive {when}",

@@ -28,14 +28,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from aiokafka.errors import KafkaError
+
 from detectors.profile import Profile, load_profile
 from detectors.results import WindowReport
 from monitor.actions.policy import PolicyEngine
 from monitor.actions.routes import register
 from monitor.config.model import MonitorConfig
+from monitor.config.record import pairs_topic_for
 from monitor.ingest.batch import DecodeFailure
 from monitor.ingest.dead_letters import REASON_HEADER, DeadLetters, lowest
 from monitor.ingest.kafka import KafkaPublisher
+from monitor.ingest.repartition import PairsRepartition
 from monitor.ingest.sources import Source, make_source
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.sequential_routes import register_sequential
@@ -135,7 +139,15 @@ class Agent:
         self.store = CheckpointStore(config.state.dir)
         # Checkpoints in a compacted topic too (docs/agent.md, "State"); None when off.
         self.changelog = Changelog.from_config(config)
-        self.state_loss = StateLoss(self.kafka_cfg.topics, restored=False)
+        # KServe halves forwarded keyed by CloudEvent id, to pair across partitions.
+        pairs_topic = config.record.kserve_pairs_topic or pairs_topic_for(config.model)
+        self.pairs = (
+            PairsRepartition(self.kafka_cfg, pairs_topic)
+            if config.record.kserve_repartition
+            else None
+        )
+        row_topics = [self.pairs.topic] if self.pairs is not None else self.kafka_cfg.topics
+        self.state_loss = StateLoss(row_topics, restored=False)
         # Labels come from their own topic, read by this consumer group (labels: in
         # monitor.yaml); None when they come from nowhere or from a file.
         self.labels_topic = config.labels.topic if config.labels.source == "kafka" else None
@@ -252,11 +264,17 @@ class Agent:
         needs_publisher = (
             self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic or self.partials
         )
+        if self.pairs is not None:
+            try:
+                await self.pairs.ensure_topic()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("cannot check the pairs topic %s (%s)", self.pairs.topic, exc)
+        extra = [self.labels_topic, self.pairs.topic if self.pairs is not None else None]
         self.source = make_source(
             self.kafka_cfg,
             start_offsets,
             on_revoke=self._on_revoke,
-            extra_topics=[self.labels_topic] if self.labels_topic else [],
+            extra_topics=[t for t in extra if t],
         )
         if self.partials is not None:
             self.partials.bind(self.pipeline.windows, self.source)
@@ -292,10 +310,19 @@ class Agent:
             self.health.consuming = self.source.up
             self.exporter.set_source_up(self.source.up)
             # owned partitions hold the watermark back; revoked ones stop (watermarks.py)
-            self.pipeline.windows.assign({p for _, p in self.source.assigned()}, now)
+            self.pipeline.windows.assign(self._row_partitions(), now)
             labels = [m for m in messages if m.topic == self.labels_topic]
             if labels:
                 messages = [m for m in messages if m.topic != self.labels_topic]
+            if self.pairs is not None and messages:  # KServe halves go round by id first
+                messages, forward = self.pairs.split(messages)
+                if not await self.pairs.forward_until_sent(forward, stop):
+                    break
+                if forward:
+                    sources = self.pairs.source_topics
+                    self.offsets.update(
+                        {tp: o for tp, o in self.source.polled.items() if tp[0] in sources}
+                    )
             if messages:
                 closed = self.pipeline.ingest_messages(messages, now)
                 # The last message's, not max(): a partition whose log was lost restarts
@@ -314,6 +341,13 @@ class Agent:
                 self.exporter.set_lag(topic, partition, lag)
             if time.monotonic() - self._last_checkpoint >= interval:
                 await self.checkpoint()
+
+    def _row_partitions(self) -> set[int]:
+        """The partitions whose records become rows here: with KServe repartitioning
+        the pairs topic's, not the source topic's (their events are forwarded)."""
+        assert self.source is not None
+        skip = self.pairs.source_topics if self.pairs is not None else set()
+        return {p for t, p in self.source.assigned() if t not in skip}
 
     def _submit(self, closed: list[ClosedWindow], retry: bool = False) -> None:
         if not closed:
@@ -469,6 +503,9 @@ class Agent:
         if self.partials is not None:  # their windows are handed off first
             self.partials.release(self.pipeline.windows, partitions)
         await self.checkpoint()
+        # Held KServe halves of those partitions: committed below them, so re-read and
+        # paired by the next owner; forgotten here, not expired as unpaired.
+        self.pipeline.decoder.kserve.release(partitions)
         # A partition that is no longer ours has no lag here (a kept one gets it back).
         for topic, partition in partitions:
             self.exporter.set_lag(topic, partition, None)
@@ -497,6 +534,8 @@ class Agent:
             await self.publisher.stop()
         if self.changelog is not None:
             await self.changelog.close()
+        if self.pairs is not None:
+            await self.pairs.close()
         for sink in self.sinks:
             sink.close()
         self.engine.close(timeout=10)

@@ -362,6 +362,8 @@ def test_failure_reasons_are_few_and_fixed() -> None:
         "bad_cloudevent",
         "bad_tensor",
         "unpaired",
+        "future_timestamp",
+        "model_error",
     )
 
 
@@ -671,11 +673,14 @@ def test_unpaired_halves_expire_after_the_ttl() -> None:
     dec.decode([kmsg(v2_request([(1, 1.0, "DE")]), "lonely", CE_REQUEST, 3)], now=1000.0)
     assert dec.expire(now=1029.0) == []
     b = dec.decode([kmsg(v2_request([(2, 2.0, "DE")]), "next", CE_REQUEST, 4)], now=1031.0)
-    assert [f.reason for f in b.failures] == ["unpaired"]
+    # a request with no response: the model did not answer 200 (KServe logs no response)
+    assert [f.reason for f in b.failures] == ["model_error"]
     assert b.failures[0].message.offset == 3 and "request" in b.failures[0].detail
     assert dec.pending == 1
     late = dec.expire(now=2000.0)
-    assert [(f.reason, f.message.offset) for f in late] == [("unpaired", 4)]
+    assert [(f.reason, f.message.offset) for f in late] == [("model_error", 4)]
+    dec.decode([kmsg(v2_response([0.5]), "orphan", CE_RESPONSE, 5)], now=2000.0)
+    assert [(f.reason, f.message.offset) for f in dec.expire(now=3000.0)] == [("unpaired", 5)]
     assert dec.pending == 0 and dec.pending_offsets() == {}
 
 
