@@ -408,6 +408,7 @@ def agent_config(spec: Mapping[str, Any]) -> Any:
                     "group_id": spec.get("group", "bench"),
                     "start": "earliest",
                     "max_batch_records": spec.get("batch_records", BATCH_RECORDS),
+                    "client": spec.get("client", "aiokafka"),
                     "session_timeout_ms": 3000,
                     "heartbeat_interval_ms": 300,
                     "rebalance_timeout_ms": 3000,
@@ -460,17 +461,25 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     collector = GcTimer()
     stages["gc"] = collector.stage
     stages["gc_full"] = collector.full
-    patch(AIOKafkaConsumer, "getmany", timed_async, stages["fetch"])
-    patch(KafkaSource, "poll", timed_async, stages["poll"])
-    skew = Skew(int(spec.get("partitions", 1)), float(spec.get("event_rate", EVENT_RATE)))
-    timed_poll = KafkaSource.poll
+    source_class: Any = KafkaSource
+    if spec.get("client") == "confluent":
+        from monitor.ingest.confluent import ConfluentSource
 
-    async def poll(self: KafkaSource, timeout_ms: int = 200) -> list[Any]:
+        source_class = ConfluentSource
+        # librdkafka's consume and the record views, in the worker thread
+        patch(ConfluentSource, "_consume", timed, stages["fetch"])
+    else:
+        patch(AIOKafkaConsumer, "getmany", timed_async, stages["fetch"])
+    patch(source_class, "poll", timed_async, stages["poll"])
+    skew = Skew(int(spec.get("partitions", 1)), float(spec.get("event_rate", EVENT_RATE)))
+    timed_poll = source_class.poll
+
+    async def poll(self: Any, timeout_ms: int = 200) -> list[Any]:
         messages = await timed_poll(self, timeout_ms)
         skew.update({p: o for (_, p), o in self.positions.items()})
         return messages
 
-    setattr(KafkaSource, "poll", poll)  # noqa: B010
+    setattr(source_class, "poll", poll)  # noqa: B010
 
     config = agent_config(spec)
     span = Span()
@@ -487,6 +496,8 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     sink = _CountingSink(total, done)
     agent = Agent(config, profile=load_profile(spec["profile"]), sinks=[sink], serve_http=False)
     pipeline = agent.pipeline
+    if not spec.get("columnar", True):  # the decoder as it was: the general reader only
+        pipeline.decoder.columnar = None
     patch(pipeline.decoder, "decode", timed, stages["decode"])
     patch(pipeline.windows, "add", timed, stages["windows"])
     patch(pipeline.evaluator, "evaluate", timed, eval_stage)
@@ -549,6 +560,7 @@ def child_agent(spec: Mapping[str, Any]) -> dict[str, Any]:
     out["rebalances"] = revocations
     out["skew_seconds"] = skew.seconds
     out["peak_rss_kib"] = peak_rss_kib()
+    out["client"] = spec.get("client", "aiokafka")
     if profiler is not None:
         out["cprofile"] = profile_lines(profiler, 25)
     return out
@@ -853,6 +865,11 @@ def child_decode(spec: Mapping[str, Any]) -> dict[str, Any]:
         measure("msgspec_structs", structs)
     ids = [orjson.loads(v)["request_id"] for v in values]
     measure("row_keys", lambda: row_keys(ids))
+    general = Decoder(config.record, profile.schema, columnar=False)
+    measure(
+        "decode_general",
+        lambda: [general.decode(messages[i : i + batch], now=0.0) for i in range(0, n, batch)],
+    )
     batches = measure(
         "decode",
         lambda: [decoder.decode(messages[i : i + batch], now=0.0) for i in range(0, n, batch)],
@@ -1100,6 +1117,11 @@ AGENT_STAGES = (
     ("gc", "of all the above: the cyclic garbage collector"),
     ("gc_full", "of which full (generation 2) collections"),
 )
+AGENT_STAGES_CONFLUENT = (
+    ("fetch", "librdkafka consume + record views (worker thread)"),
+    ("poll_only", "ConfluentSource.poll on the event loop (thread hand-off, offsets)"),
+    *AGENT_STAGES[2:],
+)
 BASELINE_STAGES = (
     ("fetch", "aiokafka getmany"),
     ("parse", "orjson.loads + rows into per-window lists"),
@@ -1113,13 +1135,19 @@ BASELINE_STAGES = (
 
 def stage_table(label: str, r: Mapping[str, Any], agent: bool) -> TableData:
     s = {k: dict(v) for k, v in r["stages"].items()}
-    if agent:
+    if agent and r.get("client") == "confluent":
+        # consume runs in a worker thread: the poll's own CPU (event-loop thread) is
+        # what it costs besides, and the fetch's CPU is added to the main thread's
+        s["poll_only"] = {"wall": s["poll"]["wall"] - s["fetch"]["wall"], "cpu": s["poll"]["cpu"]}
+        main: tuple[str, ...] = ("poll", "decode", "windows", "checkpoint")
+        names: tuple[tuple[str, str], ...] = AGENT_STAGES_CONFLUENT
+    elif agent:
         s["poll_only"] = {
             "wall": s["poll"]["wall"] - s["fetch"]["wall"],
             "cpu": s["poll"]["cpu"] - s["fetch"]["cpu"],
         }
-        main: tuple[str, ...] = ("poll", "decode", "windows", "checkpoint")
-        names: tuple[tuple[str, str], ...] = AGENT_STAGES
+        main = ("poll", "decode", "windows", "checkpoint")
+        names = AGENT_STAGES
     else:
         main = ("fetch", "parse", "frame", "tests")
         names = BASELINE_STAGES
@@ -1168,6 +1196,10 @@ def decode_table(r: Mapping[str, Any]) -> TableData:
         ("orjson_loads", "orjson.loads per record (JSON parse alone, no columns)"),
         ("msgspec_structs", "msgspec decode into the decoder's record structs (its first step)"),
         ("row_keys", "row_keys: BLAKE2b-64 of each request id (inside decode)"),
+        (
+            "decode_general",
+            "Decoder.decode without its columnar path (the general reader for every record)",
+        ),
         ("decode", f"Decoder.decode, batches of {r['batch']:,} (records to columns)"),
         ("windows", "WindowManager.add on the decoded batches (10 s windows)"),
     )
@@ -1356,7 +1388,18 @@ def print_rich(table: TableData) -> None:
         console.print(f"[dim]{table.note}[/dim]")
 
 
-RUN_KINDS = ("getmany", "getmany16", "confluent", "poll", "agent", "baseline")
+RUN_KINDS = (
+    "getmany",
+    "getmany16",
+    "confluent",
+    "poll",
+    "agent",
+    "agent_general",
+    "agent_confluent",
+    "baseline",
+)
+AGENT_CONFLUENT = "driftline agent, client: confluent"
+AGENT_GENERAL = "driftline agent without the columnar decoder (aiokafka)"
 GC_EXPERIMENTS = {
     "unfrozen": "without freeze_startup_heap() (gc.freeze() after start-up)",
     "off": "cyclic collector off (upper bound of what more tuning could give)",
@@ -1446,6 +1489,10 @@ def measure_layout(
                     "agent",
                     batch_records=b,
                 )
+            if "agent_general" in plan.kinds:
+                go(AGENT_GENERAL, "agent", columnar=False)
+            if "agent_confluent" in plan.kinds and confluent_available():
+                go(AGENT_CONFLUENT, "agent", client="confluent")
             for name in plan.gc_experiments:
                 go(f"experiment: driftline agent, {GC_EXPERIMENTS[name]}", "agent", gc=name)
         if "baseline" in plan.kinds:
@@ -1593,6 +1640,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if agent_run is not None and ok(agent_run):
                     stage_tables.append(
                         stage_table(f"driftline agent, {partitions}p", agent_run, agent=True)
+                    )
+                if ok(runs.get(AGENT_CONFLUENT)):
+                    stage_tables.append(
+                        stage_table(
+                            f"driftline agent (confluent), {partitions}p",
+                            runs[AGENT_CONFLUENT],
+                            agent=True,
+                        )
                     )
                 if ok(runs.get("baseline")):
                     stage_tables.append(

@@ -1031,3 +1031,32 @@ def test_docker_context_holds_every_installed_package() -> None:
         assert f"COPY {package} ./{package}" in builder, f"the builder does not copy {package}/"
     readme = project["project"]["readme"]
     assert readme in allowed and "pyproject.toml" in allowed
+
+
+# -- resources from measurements ----------------------------------------------------------
+
+# The agent's resident memory at 10k records/s with 10 s windows, (median, max) MiB, as
+# `python3 bench/footprint_bench.py` measured it (docs/benchmarks.md, "Throughput and footprint").
+MEASURED_MIB = {"aiokafka": (296, 313), "confluent": (351, 380)}
+
+
+def _mib(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1.0, "Gi": 1024.0}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_agent_memory_requests_and_limits_cover_the_measured_footprint() -> None:
+    """Requests at the default client's (aiokafka) median under load, so the scheduler
+    counts what the agent holds; limits above either client's peak with a quarter to
+    spare, so a busy minute does not get the sidecar killed."""
+    from monitor.inject.settings import InjectorSettings
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for resources in (
+        values["injector"]["sidecar"]["resources"],
+        values["agent"]["resources"],
+        InjectorSettings().resources,
+    ):
+        assert _mib(resources["requests"]["memory"]) >= MEASURED_MIB["aiokafka"][0]
+        peak = max(high for _, high in MEASURED_MIB.values())
+        assert _mib(resources["limits"]["memory"]) >= 1.25 * peak

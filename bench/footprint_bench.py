@@ -1,0 +1,232 @@
+"""What one agent core and one sidecar cost: the statistical core per record, the 1M-row
+window, and the agent's resident memory idle and under a steady 10k records/s.
+
+* ``window``: ``bench.data``'s 25 features and score (27 columns with the time), a window
+  of 1,000,000 rows fed to :class:`detectors.sketch.WindowSketch` in 100k-row batches and
+  tested (``evaluate_window``), best of ``--repeat``; sketch µs/record is the update time
+  over the rows, and a cProfile of one update says where the time goes;
+* ``rss``: the real agent (``python3 -m monitor.cli run``) against an embedded Tansu
+  broker, once per Kafka client: resident memory (VmRSS) after start-up with no traffic,
+  then while records arrive at ``--rate`` a second for ``--seconds`` (10 s windows), and
+  the records it decoded, from its own ``/metrics``.
+
+The library code comes from ``PYTHONPATH``, so running this file against another checkout
+(``PYTHONPATH=/path/to/old python3 /path/to/new/bench/footprint_bench.py``) gives that
+checkout's figures on the same machine in the same minutes. Run it with ``nice`` on a
+shared machine; the load average is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+WINDOW_ROWS = 1_000_000
+BATCH_ROWS = 100_000
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def window(repeat: int) -> dict[str, Any]:
+    """The 1M x 27 window: update and evaluation seconds (best of ``repeat``)."""
+    from bench import data
+    from detectors.evaluate import evaluate_window
+    from detectors.profile import build_profile
+    from detectors.sketch import WindowSketch
+
+    profile = build_profile(data.reference(), schema=data.schema())
+    frame = data.window(WINDOW_ROWS, "no_drift", seed=3)
+    arrays = {str(c): frame[c].to_numpy() for c in frame.columns}
+
+    def update() -> Any:
+        sketch = WindowSketch(profile, seed=0)
+        for start in range(0, WINDOW_ROWS, BATCH_ROWS):
+            sketch.update({k: v[start : start + BATCH_ROWS] for k, v in arrays.items()})
+        return sketch
+
+    best: dict[str, float] | None = None
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        sketch = update()
+        w1, c1 = time.perf_counter(), time.process_time()
+        evaluate_window(profile, sketch)
+        w2, c2 = time.perf_counter(), time.process_time()
+        run = {
+            "update_wall": w1 - w0,
+            "update_cpu": c1 - c0,
+            "evaluate_wall": w2 - w1,
+            "evaluate_cpu": c2 - c1,
+        }
+        if best is None or run["update_cpu"] + run["evaluate_cpu"] < (
+            best["update_cpu"] + best["evaluate_cpu"]
+        ):
+            best = run
+    assert best is not None
+    profiler = cProfile.Profile()
+    profiler.enable()
+    update()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(8)
+    lines = [line for line in text.getvalue().splitlines() if line.strip()][-9:]
+    return {**best, "columns": len(arrays), "rows": WINDOW_ROWS, "profile": lines}
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1])
+    return 0
+
+
+def decoded(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("driftline_records_total{") and 'outcome="decoded"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any]:
+    """The agent with ``client``: RSS idle, then under ``rate`` records a second."""
+    import yaml
+    from confluent_kafka import Producer
+
+    from bench import agent_bench, data
+    from detectors.profile import build_profile
+    from monitor.demo.broker import TansuBroker, free_port
+
+    work = Path(tempfile.mkdtemp(prefix="driftline-footprint-"))
+    profile = build_profile(data.reference(), schema=data.schema()).save(work / "ref.json")
+    port = free_port()
+    with TansuBroker() as broker:
+        topic = "predictions"
+        broker.create_topic(topic, 1)
+        config = {
+            "model": agent_bench.MODEL,
+            "reference": str(profile),
+            "source": {
+                "kind": "kafka",
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap,
+                    "topics": [topic],
+                    "group_id": f"footprint-{client}",
+                    # the key only where needed: older checkouts do not know it
+                    **({"client": client} if client != "aiokafka" else {}),
+                },
+            },
+            "windows": {"size": 10.0, "allowed_lateness": 5.0},
+            "exporter": {"host": "127.0.0.1", "port": port},
+            "reports": {"log": False, "file": str(work / "reports.jsonl")},
+            "state": {"dir": str(work / "state")},
+        }
+        (work / "monitor.yaml").write_text(yaml.safe_dump(config))
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "-c", str(work / "monitor.yaml")],
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "agent.log", "wb"),  # noqa: SIM115 - the child owns it
+            env=dict(os.environ),
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while decoded(port) < 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(idle)
+            idle_kib = rss_kib(agent.pid)
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+            records = (
+                r for chunk in agent_bench.record_chunks(10**9, 11, rate) for r in chunk
+            )  # event times ``rate`` a second apart, from EPOCH
+            samples: list[int] = []
+            sent = 0
+            start = time.monotonic()
+            step = 0.1
+            while time.monotonic() - start < seconds:
+                due = int((time.monotonic() - start + step) * rate)
+                while sent < due:
+                    producer.produce(topic, next(records))
+                    sent += 1
+                producer.poll(0)
+                samples.append(rss_kib(agent.pid))
+                time.sleep(step)
+            producer.flush(30)
+            time.sleep(2)
+            samples.append(rss_kib(agent.pid))
+            got = decoded(port)
+        finally:
+            agent.terminate()
+            agent.wait(60)
+    samples.sort()
+    return {
+        "client": client,
+        "idle_kib": idle_kib,
+        "soak_median_kib": samples[len(samples) // 2],
+        "soak_max_kib": samples[-1],
+        "sent": sent,
+        "decoded": got,
+        "rate": rate,
+        "seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--rate", type=float, default=10_000.0)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--idle", type=float, default=10.0)
+    p.add_argument("--clients", default="aiokafka,confluent")
+    p.add_argument("--skip-window", action="store_true")
+    p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--output", type=Path)
+    args = p.parse_args(argv)
+    out: dict[str, Any] = {"load_start": load(), "pythonpath": os.environ.get("PYTHONPATH")}
+    if not args.skip_window:
+        w = window(args.repeat)
+        out["window"] = w
+        total = w["update_cpu"] + w["evaluate_cpu"]
+        print(
+            f"1M x {w['columns']} window: update {w['update_cpu']:.3f} s CPU "
+            f"({w['update_cpu'] / w['rows'] * 1e6:.3f} µs/record), evaluate "
+            f"{w['evaluate_cpu']:.3f} s, total {total:.3f} s CPU "
+            f"({w['update_wall'] + w['evaluate_wall']:.3f} s wall)"
+        )
+        print("\n".join(w["profile"]))
+    if not args.skip_rss:
+        out["rss"] = []
+        for client in [c for c in args.clients.split(",") if c]:
+            r = soak(client, args.rate, args.seconds, args.idle)
+            out["rss"].append(r)
+            print(
+                f"{client}: RSS idle {r['idle_kib'] / 1024:.0f} MiB; at {r['rate']:,.0f} records/s "
+                f"median {r['soak_median_kib'] / 1024:.0f} MiB, max {r['soak_max_kib'] / 1024:.0f} "
+                f"MiB; {r['decoded']:,.0f} of {r['sent']:,} records decoded"
+            )
+    out["load_end"] = load()
+    print(f"load average {out['load_start']} at the start, {out['load_end']} at the end")
+    if args.output:
+        args.output.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
