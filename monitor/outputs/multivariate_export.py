@@ -1,4 +1,4 @@
-"""The ``multivariate`` block of a WindowReport as metric values (monitor/outputs/metrics.py
+"""The ``multivariate`` block of a WindowReport as metric values (monitor/outputs/metrics/
 defines the families). Kept apart from the exporter so the block's shape is read in one
 place."""
 
