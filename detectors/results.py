@@ -161,7 +161,8 @@ class DriftResult:
     columns flagged after the multiple-testing ``correction`` ("none", "bonferroni" or
     "benjamini_hochberg"; corrections apply to p-value tests only). On a stream the
     columns' flags are their sequential detectors' verdicts, and ``sequential`` is the
-    dataset-level detector, which also sets ``drifted`` in the window where it fires.
+    dataset-level detector (its verdict in ``sequential.detected_at``; ``drifted`` stays
+    the share rule).
     """
 
     share: float

@@ -4,7 +4,9 @@ window judged against the reference, checkpointed with the window state, reset o
 ``drifted`` on a column becomes its CUSUM's verdict (``detectors/sequential.py``): true in
 the window where it fired, with ``sequential.detected_at`` the window's end (event time,
 or row offset for row windows); the window's own test stays in the column as evidence.
-The dataset verdict is the share rule on those flags, or the dataset CUSUM firing.
+The dataset verdict stays the share rule, on those flags; the dataset CUSUM's verdict
+is the result's ``sequential`` block (its own alert and policy condition), so one
+strongly drifting column does not make the dataset drift.
 
 Reset semantics (docs/detectors.md, "A stream of windows"):
 
@@ -193,12 +195,11 @@ def _apply(
         out.append(col if seq is None else replace(col, drifted=seq.fired, sequential=seq))
     drifted_count = sum(c.drifted for c in out)
     share = drifted_count / result.tested_count if result.tested_count else 0.0
-    by_share = bool(result.tested_count) and share >= result.share_threshold
     return replace(
         result,
         columns=tuple(out),
         drifted_count=drifted_count,
         share=share,
-        drifted=by_share or (dataset is not None and dataset.fired),
+        drifted=bool(result.tested_count) and share >= result.share_threshold,
         sequential=dataset,
     )
