@@ -44,11 +44,17 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from detectors.performance.results import PerformanceResult
-from detectors.results import AttributionResult, DriftResult, WindowReport
+from detectors.results import WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
 from monitor.outputs.multivariate_export import put_multivariate
+from monitor.outputs.report_export import (
+    PERFORMANCE_FAMILIES,
+    finite,
+    put_attribution,
+    put_drift,
+    put_performance,
+)
 from monitor.outputs.sequential_export import fired, put_sequential
 from monitor.outputs.versions import OTHER_VERSION, VersionSlots
 
@@ -72,8 +78,6 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _REFERENCE_SHORT = 12
 
 LabelValues = tuple[str, ...]
-# put(defn, value, **labels): stage one series of the window being exported
-_Put = Callable[..., None]
 
 __all__ = ["Exporter", "new_registry"]
 
@@ -107,61 +111,6 @@ def _build(defn: m.MetricDef, registry: CollectorRegistry) -> Counter | Gauge | 
         )
     # info: the labels are the info's keys, replaced as a whole on every update
     return Info(defn.family, defn.help, registry=registry)
-
-
-def _finite(v: float | None) -> bool:
-    return v is not None and math.isfinite(v)
-
-
-def _put_effects(
-    put: _Put, result: DriftResult, defs: tuple[m.MetricDef, m.MetricDef, m.MetricDef]
-) -> None:
-    """Stage each column's effect and its confidence interval, where the test has one."""
-    estimate, low, high = defs
-    for c in result.columns:
-        if c.effect is None or not _finite(c.statistic):
-            continue
-        labels = {"feature": c.feature, "detector": c.test}
-        put(estimate, c.effect.estimate, **labels)
-        put(low, c.effect.low, **labels)
-        put(high, c.effect.high, **labels)
-
-
-_PERFORMANCE_FAMILIES = (
-    m.PERFORMANCE_REALIZED,
-    m.PERFORMANCE_REALIZED_LOW,
-    m.PERFORMANCE_REALIZED_HIGH,
-    m.PERFORMANCE_ESTIMATED,
-    m.PERFORMANCE_ESTIMATED_LOW,
-    m.PERFORMANCE_ESTIMATED_HIGH,
-    m.PERFORMANCE_ESTIMATED_THRESHOLD,
-    m.PERFORMANCE_ESTIMATED_ALERT,
-    m.LABEL_COVERAGE,
-    m.KPI_MEAN,
-    m.KPI_CORRELATION,
-    m.KPI_DECILE_MEAN,
-)
-
-
-def _put_performance(put: _Put, perf: PerformanceResult) -> None:
-    """Stage a window's performance block: realized, estimated, coverage and KPIs."""
-    put(m.LABEL_COVERAGE, perf.coverage)
-    for r in perf.realized:
-        put(m.PERFORMANCE_REALIZED, r.value, metric=r.metric)
-        put(m.PERFORMANCE_REALIZED_LOW, r.low, metric=r.metric)
-        put(m.PERFORMANCE_REALIZED_HIGH, r.high, metric=r.metric)
-    for e in perf.estimated:
-        labels = {"metric": e.metric, "method": e.method}
-        put(m.PERFORMANCE_ESTIMATED, e.value, **labels)
-        put(m.PERFORMANCE_ESTIMATED_LOW, e.low, **labels)
-        put(m.PERFORMANCE_ESTIMATED_HIGH, e.high, **labels)
-        put(m.PERFORMANCE_ESTIMATED_THRESHOLD, e.threshold, **labels)
-        put(m.PERFORMANCE_ESTIMATED_ALERT, float(e.alert), **labels)
-    for k in perf.kpis:
-        put(m.KPI_MEAN, k.mean, kpi=k.name)
-        put(m.KPI_CORRELATION, k.correlation_with_prediction, kpi=k.name)
-        for i, v in enumerate(k.by_decile):
-            put(m.KPI_DECILE_MEAN, v, kpi=k.name, decile=str(i + 1))
 
 
 class Exporter:
@@ -225,48 +174,13 @@ class Exporter:
         values: dict[str, dict[LabelValues, float]] = {}
 
         def put(defn: m.MetricDef, value: float | None, **labels: str) -> None:
-            if not _finite(value):
+            if not finite(value):
                 return
             merged = {**base, "baseline": baseline, **labels}
             key = tuple(merged[name] for name in defn.labels)
             values.setdefault(defn.name, {})[key] = float(value)  # type: ignore[arg-type]
 
-        self._put_set(
-            put,
-            report.drift,
-            (
-                m.FEATURE_DRIFT_STATISTIC,
-                m.FEATURE_DRIFT_P_VALUE,
-                m.FEATURE_DRIFT_THRESHOLD,
-                m.FEATURE_DRIFTED,
-            ),
-            (m.DATASET_DRIFT_SHARE, m.DATASET_DRIFT_VERDICT),
-        )
-        _put_effects(
-            put,
-            report.drift,
-            (m.FEATURE_DRIFT_EFFECT, m.FEATURE_DRIFT_EFFECT_LOW, m.FEATURE_DRIFT_EFFECT_HIGH),
-        )
-        self._put_set(
-            put,
-            report.prediction_drift,
-            (
-                m.PREDICTION_DRIFT_STATISTIC,
-                m.PREDICTION_DRIFT_P_VALUE,
-                m.PREDICTION_DRIFT_THRESHOLD,
-                m.PREDICTION_DRIFTED,
-            ),
-            (m.PREDICTION_DRIFT_SHARE, m.PREDICTION_DRIFT_VERDICT),
-        )
-        _put_effects(
-            put,
-            report.prediction_drift,
-            (
-                m.PREDICTION_DRIFT_EFFECT,
-                m.PREDICTION_DRIFT_EFFECT_LOW,
-                m.PREDICTION_DRIFT_EFFECT_HIGH,
-            ),
-        )
+        put_drift(put, report)
         primary = baseline == "reference"
         closed_at = report.evaluated_at if report.evaluated_at is not None else time.time()
         if primary:
@@ -277,13 +191,13 @@ class Exporter:
             put(m.WINDOW_ROWS, float(report.rows))
             put_multivariate(put, report)
             if report.performance is not None:
-                _put_performance(put, report.performance)
+                put_performance(put, report.performance)
                 self._latest_start[mv] = report.window_start
             put(m.LAST_WINDOW_CLOSE, closed_at)
             if report.window_kind == "time":
                 put(m.LAST_WINDOW_END, report.window_end)
             if report.attribution is not None:
-                self._put_attribution(put, report.attribution)
+                put_attribution(put, report.attribution)
             put_sequential(put, report)
 
         with self._lock:
@@ -345,15 +259,15 @@ class Exporter:
         values: dict[str, dict[LabelValues, float]] = {}
 
         def put(defn: m.MetricDef, value: float | None, **labels: str) -> None:
-            if _finite(value):
+            if finite(value):
                 merged = {**base, **labels}
                 key = tuple(merged[name] for name in defn.labels)
                 values.setdefault(defn.name, {})[key] = float(value)  # type: ignore[arg-type]
 
-        _put_performance(put, report.performance)
+        put_performance(put, report.performance)
         with self._lock:
             live = self._live.setdefault((mv, report.baseline), {})
-            for defn in _PERFORMANCE_FAMILIES:
+            for defn in PERFORMANCE_FAMILIES:
                 now = values.get(defn.name, {})
                 for key in live.get(defn.name, set()) - now.keys():
                     self._remove(defn, key)
@@ -564,39 +478,6 @@ class Exporter:
                         if defn is m.DATASET_SEQUENTIAL_ALARM and feature not in (None, "features"):
                             continue
                         self._set(defn, labels, 0.0)
-
-    @staticmethod
-    def _put_set(
-        put: _Put,
-        result: DriftResult,
-        column_defs: tuple[m.MetricDef, m.MetricDef, m.MetricDef, m.MetricDef],
-        set_defs: tuple[m.MetricDef, m.MetricDef],
-    ) -> None:
-        statistic, p_value, threshold, drifted = column_defs
-        for c in result.columns:
-            if not _finite(c.statistic):
-                continue  # untestable in this window: its series go away
-            labels = {"feature": c.feature, "detector": c.test}
-            put(statistic, c.statistic, **labels)
-            put(p_value, c.p_value, **labels)
-            put(threshold, c.threshold, **labels)
-            put(drifted, float(c.drifted), **labels)
-        if result.tested_count > 0:
-            share, verdict = set_defs
-            put(share, result.share)
-            put(verdict, float(result.drifted))
-
-    @staticmethod
-    def _put_attribution(put: _Put, result: AttributionResult) -> None:
-        put(m.ATTRIBUTION_NDCG, result.ndcg)
-        put(m.ATTRIBUTION_NDCG_THRESHOLD, result.ndcg_threshold)
-        put(m.ATTRIBUTION_DRIFTED, float(result.drifted))
-        for c in result.columns:
-            put(m.FEATURE_ATTRIBUTION, c.window_mean_abs, feature=c.feature)
-            put(m.FEATURE_ATTRIBUTION_REFERENCE, c.reference_mean_abs, feature=c.feature)
-            put(m.FEATURE_ATTRIBUTION_DRIFTED, float(c.drifted), feature=c.feature)
-        for item in result.impact:
-            put(m.FEATURE_DRIFT_IMPACT, item.score, feature=item.feature)
 
     def _exemplar(self, report: WindowReport) -> dict[str, str] | None:
         if not self.exemplars:
