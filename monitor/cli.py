@@ -28,6 +28,8 @@ class UsageError(Exception):
     """A command line that cannot work as given; the message says what to change."""
 
 
+DASK_HELP = "build on a Dask cluster: 'local' or a scheduler address (--data may be a glob)"
+
 def _error(problem: object) -> int:
     """Say what stops a command on stderr; 2 is the exit status of every such stop."""
     err.print(f"[red]error:[/] {escape(str(problem))}", soft_wrap=True, highlight=False)
@@ -51,6 +53,10 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from detectors.schema import Schema, SchemaError
     from detectors.sequential_calibration import calibrate_sequential
 
+    if getattr(args, "dask", None):  # on a Dask cluster (monitor/offline/dask_build.py)
+        from monitor.offline.dask_build import run_cli
+
+        return run_cli(args, _load_schema, _error, err)
     steps = 3 + len(args.calibrate_window)
     with _progress() as progress:
         task = progress.add_task("reading data", total=steps)
@@ -412,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--bins", type=int, default=100, help="quantile bins per numeric column")
     build.add_argument("--top-k", type=int, default=100, help="categories kept per column")
     build.add_argument("--sample-rows", type=int, default=5000, help="rows kept for exact tests")
+    build.add_argument("--dask", metavar="SCHEDULER", help=DASK_HELP)
     build.add_argument(
         "--calibrate-window",
         type=int,

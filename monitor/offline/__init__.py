@@ -1,0 +1,1 @@
+"""Offline jobs over data too big for one machine (an optional extra: distributed)."""
