@@ -88,7 +88,7 @@ def make_agent(tmp_path: Path, max_bytes: int = 1_048_576) -> Agent:
             },
             "record": {"max_bytes": max_bytes},
             "reports": {"log": False},
-            "state": {"dir": str(tmp_path / "state")},
+            "state": {"dir": str(tmp_path / "state"), "changelog": False},
         }
     )
     return Agent(config, profile=profile, sinks=[], serve_http=False)
