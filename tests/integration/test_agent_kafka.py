@@ -426,3 +426,55 @@ def test_poison_records_are_counted_by_reason_and_dead_lettered_intact(
         assert headers[DEAD_LETTER_REASON_HEADER] == reason.encode(), key
         if i % 2:
             assert headers["origin"] == f"test-{i}".encode()
+
+
+def test_a_record_over_the_request_limit_is_dead_lettered_as_a_truncated_copy(
+    broker_session: TansuBroker, kafka_topic: KafkaTopicFactory, tmp_path: Path
+) -> None:
+    """A record larger than the producer's 1 MiB request limit (an ``oversized`` record
+    can be) reaches the dead-letter topic cut to fit, with its reason, original size and
+    coordinates; the records around it are decoded and the agent commits past it."""
+    from confluent_kafka import Producer
+
+    from monitor.ingest.dead_letters import TRUNCATED_HEADER
+
+    topic, dead_letters = kafka_topic(1), kafka_topic(1)
+    good = as_messages(window_traffic(windows=1, rows=20, size=SIZE, seed=12)[0])
+    big = b'{"features": {"note": "' + b"x" * 1_200_000 + b'"}}'
+    producer = Producer(
+        {"bootstrap.servers": broker_session.bootstrap, "message.max.bytes": 4 << 20}
+    )
+    for key, value, _ in good[:10]:
+        producer.produce(topic, key=key, value=value, partition=0)
+    producer.produce(topic, key=b"big", value=big, partition=0)
+    for key, value, _ in good[10:]:
+        producer.produce(topic, key=key, value=value, partition=0)
+    assert producer.flush(30) == 0
+    group = group_id()
+    files = write_agent_files(
+        tmp_path / "agent",
+        bootstrap=broker_session.bootstrap,
+        topics=[topic],
+        group_id=group,
+        windows=IDLE_WINDOWS,
+        kafka={"dead_letter_topic": dead_letters},
+    )
+    with AgentProcess(files.config) as agent:
+        wait_for(lambda: agent.decoded() == len(good), "the records around the big one")
+        wait_for(
+            lambda: agent.metric("driftline_records_failed_total", reason="oversized") == 1,
+            "the big record counted as oversized",
+        )
+        [letter] = read_topic(broker_session.bootstrap, dead_letters, 1)
+        wait_for(
+            lambda: (
+                committed_offsets(broker_session.bootstrap, group, topic, 1) == {0: len(good) + 1}
+            ),
+            "the offsets committed past the big record",
+        )
+    headers = dict(letter.headers() or [])
+    assert headers[DEAD_LETTER_REASON_HEADER] == b"oversized"
+    assert headers[TRUNCATED_HEADER] == str(len(big)).encode()
+    assert headers["x-driftline-offset"] == b"10"
+    assert letter.key() == b"big" and big.startswith(letter.value())
+    assert 1_000_000 < len(letter.value()) < 1_048_576
