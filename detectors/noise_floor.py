@@ -68,32 +68,65 @@ true distributions. Annals of Probability 27(2), 1009–1071 (``sqrt(n) W1 → �
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import chdtri, ndtr, ndtri
 
 from detectors import hellinger, jensen_shannon, linf, psi
-from detectors.stats import CategoricalBins, NumericBins
+from detectors.bridge_floor import (
+    DEFAULT_SIMULATIONS,
+    WINDOW_SIMULATIONS,
+    BridgeLaw,
+    bridge_law,
+    bridge_quantile,
+    wasserstein_floor,
+    wasserstein_null,
+    wasserstein_quantile,
+)
+from detectors.null_laws import (
+    DEFAULT_SEED,
+    TailQuantiles,
+    cache_get,
+    cache_put,
+    check_alpha,
+    clear_cache,
+    effective_rows,
+)
+from detectors.stats import CategoricalBins
+
+# The Wasserstein floor is in detectors/bridge_floor.py and what both share in
+# detectors/null_laws.py; every floor is read from here.
+__all__ = [
+    "DEFAULT_EPSILON",
+    "DEFAULT_MULTINOMIAL_SIMULATIONS",
+    "DEFAULT_SEED",
+    "DEFAULT_SIMULATIONS",
+    "DENSE_ROWS",
+    "FLOOR_TESTS",
+    "MULTINOMIAL_TESTS",
+    "WINDOW_SIMULATIONS",
+    "BridgeLaw",
+    "TailQuantiles",
+    "bridge_law",
+    "bridge_quantile",
+    "clear_cache",
+    "effective_rows",
+    "multinomial_floor",
+    "multinomial_null",
+    "wasserstein_floor",
+    "wasserstein_null",
+    "wasserstein_quantile",
+]
 
 # The distance tests that have a floor (the p-value tests need none).
 FLOOR_TESTS = frozenset({"psi", "jensen_shannon", "hellinger", "linf", "wasserstein"})
 MULTINOMIAL_TESTS = frozenset({"psi", "jensen_shannon", "hellinger", "linf"})
 
 DEFAULT_EPSILON = psi.DEFAULT_EPSILON
-# Bridges simulated per reference for the Wasserstein floor (its tail quantiles): enough
-# for the 0.001 quantile, from which smaller levels are extrapolated (``TailQuantiles``).
-DEFAULT_SIMULATIONS = 20_000
-# Bridges for a baseline that changes every window (canary against stable): not cached.
-WINDOW_SIMULATIONS = 4000
-# Levels at which simulated quantiles are kept, and the draws needed beyond each.
-TAIL_LEVELS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
-_LEVEL_HITS = 20
 # Draws per column where the χ² limit needs its finite-sample correction (moments only).
 DEFAULT_MULTINOMIAL_SIMULATIONS = 1000
-DEFAULT_SEED = 20_240_611
 # Expected rows per bin, on the smaller side, from which the χ² limit is used as it is.
 DENSE_ROWS = 50.0
 # Window sizes from which sparse floors are simulated on a grid and interpolated.
@@ -104,24 +137,6 @@ _STATISTICS = {
     "hellinger": hellinger.binned,
     "linf": linf.binned,
 }
-# Bin values in the reference sample from which a bin's spread is measured, not guessed.
-_MIN_SAMPLE_IN_BIN = 10
-# Elements of one simulated (bridges × columns × bins) block: bounds memory.
-_BLOCK_ELEMENTS = 2_000_000
-# Floors and bridge quantiles already computed, for the next window of the same reference.
-_CACHE_SIZE = 4096
-_cache: dict[Hashable, object] = {}
-_cache_lock = threading.Lock()
-
-
-def effective_rows(
-    n_ref: Sequence[float] | np.ndarray, n_cur: Sequence[float] | np.ndarray
-) -> np.ndarray:
-    """``m n / (m + n)``: the sample size that sets a two-sample statistic's noise."""
-    m = np.asarray(n_ref, dtype=np.float64)
-    n = np.asarray(n_cur, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((m > 0) & (n > 0), m * n / (m + n), np.nan)
 
 
 def multinomial_floor(
@@ -177,7 +192,7 @@ def multinomial_null(
     ``detectors.effects`` removes from the estimate."""
     if test not in MULTINOMIAL_TESTS:
         raise ValueError(f"no multinomial floor for {test!r}; one of {sorted(MULTINOMIAL_TESTS)}")
-    _check_alpha(alpha)
+    check_alpha(alpha)
     ref = np.asarray(ref, dtype=np.float64)
     m = _per_column(n_ref, len(ref))
     n = _per_column(n_cur, len(ref))
@@ -283,7 +298,7 @@ class _MultinomialLaw:
     shares: np.ndarray | None = None
 
     def at(self, alpha: float) -> float:
-        _check_alpha(alpha)
+        check_alpha(alpha)
         if self.test == "linf":
             assert self.tail is not None and self.shares is not None
             normal = _linf_normal(self.shares[None, :], np.array([self.n_eff]), alpha)[0]
@@ -307,8 +322,7 @@ def _simulated_law(
 ) -> _MultinomialLaw:
     """One simulated no-change law, cached per shares and sizes when ``remember``."""
     key = ("multinomial", test, float(epsilon), simulations, seed, m, n, shares.tobytes())
-    with _cache_lock:
-        hit = _cache.get(key)
+    hit = cache_get(key)
     if isinstance(hit, _MultinomialLaw):
         return hit
     rng = np.random.default_rng(seed)
@@ -348,7 +362,7 @@ def _simulated_law(
             scale, dof = var / (2.0 * mean), 2.0 * mean**2 / var
             law = _MultinomialLaw(test, n_eff, scale, dof, square, largest)
     if remember:
-        _remember(key, law)
+        cache_put(key, law)
     return law
 
 
@@ -367,289 +381,3 @@ def _linf_normal(p: np.ndarray, n_eff: np.ndarray, alpha: float) -> np.ndarray:
         above = tail > alpha
         lo, hi = np.where(above, z, lo), np.where(above, hi, z)
     return hi / np.sqrt(n_eff)
-
-
-@dataclass(frozen=True)
-class TailQuantiles:
-    """Per column, upper quantiles of simulated draws at the levels ``TAIL_LEVELS`` that the
-    number of draws resolves (``_LEVEL_HITS`` draws beyond each), and any level from them.
-
-    Between two levels the quantile is interpolated linearly in ln(alpha). Below the
-    smallest level L it is extrapolated along the line through the quantiles at L and 10 L:
-    an exponential tail. The statistics here are norms of Gaussian limits, whose tails are
-    lighter than exponential far out (Borell–TIS), so the extrapolation errs on the safe
-    side there; measured on Wasserstein bridges (normal, lognormal, t₃ and Poisson columns,
-    200 000 draws), the extrapolation from 0.01 and 0.001 to 3.7e-4 and 1e-4 was within
-    0.5% of the simulated quantiles.
-    """
-
-    levels: np.ndarray
-    values: np.ndarray  # columns × levels
-
-    @classmethod
-    def of(cls, draws: np.ndarray) -> TailQuantiles:
-        """From (draws × columns) simulated values."""
-        count = len(draws)
-        levels = np.array([a for a in TAIL_LEVELS if a * count >= _LEVEL_HITS])
-        if len(levels) < 2:
-            raise ValueError(f"{count} draws resolve too few tail levels; use more draws")
-        values = np.quantile(draws, 1.0 - levels, axis=0).T
-        return cls(levels, np.atleast_2d(values))
-
-    def at(self, alpha: float) -> np.ndarray:
-        """The ``1 − alpha`` quantile of every column."""
-        _check_alpha(alpha)
-        levels, values = self.levels, self.values
-        if alpha >= levels[0]:
-            return values[:, 0].copy()
-        if alpha >= levels[-1]:
-            i = int(np.flatnonzero(levels >= alpha)[-1])
-            if levels[i] == alpha:
-                return values[:, i].copy()
-            hi, lo = i, i + 1
-        else:
-            lo = len(levels) - 1
-            hi = int(np.flatnonzero(levels >= 10.0 * levels[lo] * (1 - 1e-9))[-1])
-        x0, x1 = math.log(levels[hi]), math.log(levels[lo])
-        slope = np.maximum((values[:, lo] - values[:, hi]) / (x0 - x1), 0.0)
-        return values[:, lo] + slope * (x1 - math.log(alpha))
-
-
-@dataclass(frozen=True)
-class BridgeLaw:
-    """The no-change law of ``sqrt(n_eff) · W1`` (binned, column units) of every column of a
-    reference: tail quantiles and the mean square (NaN for a column with no values)."""
-
-    tail: TailQuantiles
-    mean_square: np.ndarray
-    empty: np.ndarray
-
-    def quantile(self, alpha: float) -> np.ndarray:
-        return np.where(self.empty, np.nan, self.tail.at(alpha))
-
-    def take(self, idx: np.ndarray) -> BridgeLaw:
-        return BridgeLaw(
-            TailQuantiles(self.tail.levels, self.tail.values[idx]),
-            self.mean_square[idx],
-            self.empty[idx],
-        )
-
-
-def bridge_quantile(
-    bins: NumericBins,
-    alpha: float,
-    *,
-    sample: np.ndarray | None = None,
-    simulations: int = DEFAULT_SIMULATIONS,
-    seed: int = DEFAULT_SEED,
-) -> np.ndarray:
-    """Per column, the ``1 − alpha`` quantile of the limit of ``sqrt(n_eff) · W1`` (binned,
-    in the column's units, not normalised) between two samples of the distribution of
-    ``bins``' reference side (its counts, edges, range and bin means).
-
-    ``sample`` are raw reference values, (columns × rows) with NaN for missing (the
-    profile's row sample): they give each bin's spread about its mean. Bridges are
-    simulated at the reference CDF of every edge, all columns and a block of bridges at
-    once; the functional read from them is the one for ``wasserstein.binned``'s layout of
-    each bin's mass (module docstring). Levels below what the bridges resolve are
-    extrapolated (``TailQuantiles``).
-    """
-    _check_alpha(alpha)
-    return bridge_law(bins, sample=sample, simulations=simulations, seed=seed).quantile(alpha)
-
-
-def bridge_law(
-    bins: NumericBins,
-    *,
-    sample: np.ndarray | None = None,
-    simulations: int = DEFAULT_SIMULATIONS,
-    seed: int = DEFAULT_SEED,
-) -> BridgeLaw:
-    """The simulated law behind ``bridge_quantile``, for every level at once."""
-    ref = np.asarray(bins.ref, dtype=np.float64)
-    cols, width = ref.shape
-    if cols == 0 or width == 0:
-        zero = np.zeros((cols, 2))
-        return BridgeLaw(TailQuantiles(np.array(TAIL_LEVELS[:2]), zero), zero[:, 0], zero[:, 0] > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = ref / ref.sum(axis=1, keepdims=True)
-    empty = ~np.isfinite(p).all(axis=1)
-    p = np.where(np.isfinite(p), p, 0.0)
-    lo, hi = _bounds(bins)
-    edge_weight, within = _at_means_weights(bins, p, lo, hi, sample)
-    values = _simulate(p, edge_weight, within, simulations, seed)
-    return BridgeLaw(TailQuantiles.of(values), np.mean(values**2, axis=0), empty)
-
-
-def _simulate(
-    p: np.ndarray, edge_weight: np.ndarray, within: np.ndarray, simulations: int, seed: int
-) -> np.ndarray:
-    """(simulations × columns) draws of ``Σ_b |B_b| e_b + Σ_b s_b |Z_b|``: B the bridge at
-    each bin's right end, Z independent standard normals. float32: the quantile needs no
-    more."""
-    cols, width = p.shape
-    sd = np.sqrt(p).astype(np.float32)
-    t = np.cumsum(p, axis=1).astype(np.float32)
-    ew = edge_weight.astype(np.float32)
-    spread = within.astype(np.float32)
-    rng = np.random.default_rng(seed)
-    per_block = max(1, _BLOCK_ELEMENTS // (cols * width))
-    values = np.empty((simulations, cols))
-    for start in range(0, simulations, per_block):
-        s = min(per_block, simulations - start)
-        walk = rng.standard_normal((s, cols, width), dtype=np.float32)
-        walk *= sd
-        np.cumsum(walk, axis=2, out=walk)
-        walk -= t * walk[:, :, -1:]  # the bridge; B = 0 before the first bin
-        np.abs(walk, out=walk)
-        total = np.einsum("scb,cb->sc", walk, ew)
-        z = np.abs(rng.standard_normal((s, cols, width), dtype=np.float32))
-        values[start : start + s] = total + np.einsum("scb,cb->sc", z, spread)
-    return values
-
-
-def _at_means_weights(
-    bins: NumericBins, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, sample: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two weights of the functional when each bin's mass sits at its mean: the
-    distance from each bin's mean to the next bin's with mass (the CDF gap B_b spans it),
-    and ``sqrt(p_b) σ_b``, the noise of the difference of the two sides' means of bin b
-    (σ_b the spread of the reference's values in the bin).
-
-    Unknown reference means (``ref_means`` None or NaN: a profile file from before bin
-    means) put the mass at the bin's midpoint with no spread term, as the statistic does
-    when neither side knows its means. (Midpoints (w_b + w_{b+1}) / 2 apart also bound
-    the same limit for mass spread uniformly over each bin from above.)"""
-    means = getattr(bins, "ref_means", None)
-    mid = (lo + hi) / 2.0
-    known = np.isfinite(means) if means is not None else np.zeros(p.shape, dtype=bool)
-    where = np.clip(np.where(known, means if means is not None else mid, mid), lo, hi)
-    has = p > 0
-    # Mean of the next bin with mass, read right to left.
-    nxt = np.full(p.shape, np.nan)
-    following = np.full(len(p), np.nan)
-    for b in range(p.shape[1] - 1, -1, -1):
-        nxt[:, b] = following
-        following = np.where(has[:, b], where[:, b], following)
-    edge_weight = np.where(has & np.isfinite(nxt), nxt - where, 0.0)
-    # Unknown reference means: its mass sits where the window's does, no spread term.
-    var = np.where(known & has, _within_variance(bins, lo, hi, where, sample), 0.0)
-    return edge_weight, np.sqrt(p * var)
-
-
-def _within_variance(
-    bins: NumericBins, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, sample: np.ndarray | None
-) -> np.ndarray:
-    """Each bin's variance of reference values: from ``sample`` where it holds at least
-    ``_MIN_SAMPLE_IN_BIN`` values of the bin, else ``(μ − a)(b − μ) / 3`` (w² / 12, the
-    uniform's, for a mean mid-bin; a third of the largest a bin [a, b] with mean μ allows)."""
-    guess = np.maximum((mean - lo) * (hi - mean), 0.0) / 3.0
-    if sample is None or sample.size == 0:
-        return guess
-    cols, width = bins.ref.shape
-    count = np.zeros((cols, width))
-    total = np.zeros((cols, width))
-    square = np.zeros((cols, width))
-    for i in range(cols):  # edges differ per column
-        x = sample[i][np.isfinite(sample[i])]
-        edges = bins.edges[i, : bins.nbins[i] - 1]
-        slot = np.searchsorted(edges, x, side="left")
-        count[i] = np.bincount(slot, minlength=width)[:width]
-        total[i] = np.bincount(slot, weights=x, minlength=width)[:width]
-        square[i] = np.bincount(slot, weights=x * x, minlength=width)[:width]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = (square - total**2 / count) / (count - 1)
-    return np.where(count >= _MIN_SAMPLE_IN_BIN, np.maximum(var, 0.0), guess)
-
-
-def _bounds(bins: NumericBins) -> tuple[np.ndarray, np.ndarray]:
-    """Each bin's extent [lo, hi] from the reference side alone: the edges, the outer bins
-    down to its minimum and up to its maximum (zero wide in a profile), padding a point."""
-    rows, width = bins.ref.shape
-    edges = bins.edges
-    if edges.shape[1] == 0:
-        return np.zeros((rows, width)), np.zeros((rows, width))
-    last = edges[np.arange(rows), bins.nbins - 2]
-    low = np.fmin(bins.ref_min, edges[:, 0])
-    high = np.fmax(bins.ref_max, last)
-    bounds = np.concatenate([low[:, None], edges, high[:, None]], axis=1)
-    padding = np.arange(width + 1)[None, :] >= bins.nbins[:, None]
-    bounds = np.where(padding, high[:, None], bounds)
-    return bounds[:, :-1], bounds[:, 1:]
-
-
-def wasserstein_quantile(
-    bins: NumericBins,
-    alpha: float,
-    *,
-    sample: np.ndarray | None = None,
-    sample_of: Callable[[], np.ndarray | None] | None = None,
-    key: Hashable | None = None,
-    simulations: int = DEFAULT_SIMULATIONS,
-    seed: int = DEFAULT_SEED,
-) -> np.ndarray:
-    """``bridge_quantile`` of every column of ``bins``, from the law cached under ``key`` (a
-    profile's content hash, say: the law depends on the reference alone) when one is given.
-    ``sample_of`` gives ``sample`` when the law has to be simulated."""
-    _check_alpha(alpha)
-    law = wasserstein_null(
-        bins, sample=sample, sample_of=sample_of, key=key, simulations=simulations, seed=seed
-    )
-    return law.quantile(alpha)
-
-
-def wasserstein_null(
-    bins: NumericBins,
-    *,
-    sample: np.ndarray | None = None,
-    sample_of: Callable[[], np.ndarray | None] | None = None,
-    key: Hashable | None = None,
-    simulations: int = DEFAULT_SIMULATIONS,
-    seed: int = DEFAULT_SEED,
-) -> BridgeLaw:
-    """``bridge_law`` of every column of ``bins``, cached under ``key`` when one is given."""
-    full_key = None if key is None else ("bridge", key, simulations, seed)
-    if full_key is not None:
-        with _cache_lock:
-            hit = _cache.get(full_key)
-        if isinstance(hit, BridgeLaw) and len(hit.empty) == len(bins.names):
-            return hit
-    if sample is None and sample_of is not None:
-        sample = sample_of()
-    law = bridge_law(bins, sample=sample, simulations=simulations, seed=seed)
-    if full_key is not None:
-        _remember(full_key, law)
-    return law
-
-
-def wasserstein_floor(
-    quantile: np.ndarray,
-    n_ref: Sequence[float] | np.ndarray,
-    n_cur: Sequence[float] | np.ndarray,
-    ref_std: Sequence[float] | np.ndarray,
-) -> np.ndarray:
-    """The normalised Wasserstein floor ``quantile / sqrt(n_eff) / σ``; 0 for a constant
-    reference (its bridge is 0: any move of a constant column is drift)."""
-    std = np.asarray(ref_std, dtype=np.float64)
-    q = np.asarray(quantile, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        floor = q / np.sqrt(effective_rows(n_ref, n_cur)) / std
-    return np.where(std > 0, floor, np.where(np.isnan(std), np.nan, 0.0))
-
-
-def clear_cache() -> None:
-    """Forget every cached floor and bridge quantile."""
-    with _cache_lock:
-        _cache.clear()
-
-
-def _remember(key: Hashable, value: object) -> None:
-    with _cache_lock:
-        while len(_cache) >= _CACHE_SIZE:
-            _cache.pop(next(iter(_cache)))
-        _cache[key] = value
-
-
-def _check_alpha(alpha: float) -> None:
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
