@@ -29,14 +29,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from detectors.profile import Profile
 from monitor.config.model import MonitorConfig
 from monitor.outputs.exporter import Exporter
+from monitor.runtime.checkpoint import CheckpointError, CheckpointStore, decode
 from monitor.runtime.panes import ClosedWindow
 from monitor.runtime.partials import Partial, PartitionProgress
 from monitor.runtime.partitioned import Origin, PartitionedWindows
+from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import WindowManager, WindowsSettings
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,15 @@ class PartialPublisher:
             except Exception as exc:  # a broker error of any kind: retry, never lose it
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 attempt += 1
+                if type(exc).__name__ == "MessageSizeTooLargeError":
+                    # never sent, and offsets stay uncommitted until it is: say what to change
+                    log.error(
+                        "a %d-byte partial is over the producer's or the partials topic's "
+                        "message size limit; raise max.message.bytes of %s (docs/kubernetes.md)"
+                        " or lower windows.reservoir_size",
+                        len(value),
+                        self.topic,
+                    )
                 log.warning(
                     "publishing a partial to %s failed (%s); retrying in %.1fs",
                     self.topic,
@@ -204,8 +215,11 @@ def group_generation(consumer: object) -> int:
 class AgentPartials:
     """What ``Agent`` calls when it publishes partials: one place for its few hooks."""
 
-    def __init__(self, publisher: PartialPublisher, windows: WindowsSettings) -> None:
+    def __init__(
+        self, publisher: PartialPublisher, windows: WindowsSettings, state_dir: Path | None = None
+    ) -> None:
         self.publisher = publisher
+        self.state_dir = state_dir  # where the agent's checkpoint files are
         self.idle_timeout = float(windows.idle_timeout)
         self._assigned_since: dict[int, float] = {}
 
@@ -225,7 +239,7 @@ class AgentPartials:
             epoch=epoch,
             send=_not_started,
         )
-        return cls(publisher, config.windows)
+        return cls(publisher, config.windows, config.state.dir)
 
     def windows(self, profile: Profile, config: MonitorConfig) -> PartitionedWindows:
         """The agent's windows: one line of state per partition."""
@@ -300,17 +314,45 @@ class AgentPartials:
         windows: WindowManager,
         offsets: dict[tuple[str, int], int],
         now: float,
+        positions: dict[tuple[str, int], int] | None = None,
     ) -> None:
         """Before a checkpoint commits: hand off partitions no longer owned (their open
-        windows, then where their state ends), then every owned partition's progress."""
+        windows, then where their state ends), then every owned partition's progress.
+
+        The next owner starts a partition at the group's committed offset, which lags
+        this agent's state when a commit did not get through (a rebalance under way, or
+        a crash between a checkpoint and its commit). So a partition is handed off at its
+        committed offset, with the state that ends there: the one in memory when they
+        agree, else the checkpoint file that does (docs/agent.md, "Scaling out"); its
+        entry in ``positions`` (the agent's offsets) goes back to that offset, so the
+        checkpoint that follows commits no further.
+        """
         assert isinstance(windows, PartitionedWindows)
         generation = -1 if source is None else group_generation(source.consumer)
         joined = generation >= 0 or (source is not None and bool(source.assigned()))
         messages: list[Partial] = []
         for p in sorted(windows.to_hand_off(joined=joined)):
-            at = next((o for (_, q), o in offsets.items() if q == p), None)
-            if at is None:
+            key = next((k for k in offsets if k[1] == p), None)
+            if key is None:
                 continue  # no offset known: nothing of it is in the state's windows
+            at = offsets[key]
+            committed = await _committed(source, key)
+            if committed is not None and committed != at:
+                older = self._checkpointed(windows, p, key, committed)
+                if older is not None:
+                    windows.by_partition[p], windows.origins[p] = older
+                    at = committed
+                    if positions is not None:
+                        positions[key] = committed
+                else:
+                    log.warning(
+                        "partition %d is handed off at offset %d but the group committed %d: "
+                        "its next owner reads %d records again (the window says overlap)",
+                        p,
+                        at,
+                        committed,
+                        at - committed,
+                    )
             closed, origin, horizon = windows.hand_off(p)
             messages += self.publisher.window_partials(closed, generation, {p: origin}, True)
             bounds = [(w.start, w.end) for w in closed]
@@ -319,6 +361,38 @@ class AgentPartials:
         owned, generation = self._owned(source, windows, now)
         messages.append(self.publisher.progress(owned, generation))
         await self.publisher.publish(messages)
+
+    def _checkpointed(
+        self, windows: PartitionedWindows, p: int, key: tuple[str, int], offset: int
+    ) -> tuple[WindowManager, Origin] | None:
+        """Partition ``p``'s windows from the checkpoint file (newest, then previous) whose
+        offset for it is ``offset``, if one is."""
+        if self.state_dir is None:
+            return None
+        store = CheckpointStore(self.state_dir)
+        for path in (store.path, store.prev_path):
+            try:
+                checkpoint = decode(path.read_bytes(), path)
+                if checkpoint.offsets.get(key) != offset:
+                    continue
+                params = windows._params_kw
+                older = PartitionedWindows.restore(windows.profile, checkpoint.windows, **params)
+            except (OSError, CheckpointError, SnapshotError):
+                continue
+            if p in older.by_partition:
+                return older.by_partition[p], older.origins[p]
+        return None
+
+
+async def _committed(source: Any, key: tuple[str, int]) -> int | None:
+    """The group's committed offset of a partition (None: none, or unknown)."""
+    consumer = getattr(source, "consumer", None)
+    if consumer is None:
+        return None
+    try:
+        return await asyncio.wait_for(consumer.committed(TopicPartition(*key)), 3.0)
+    except Exception:  # unknown: hand off what is in memory
+        return None
 
 
 def _origin(source: Any, p: int) -> Origin | None:
