@@ -77,8 +77,8 @@ def _kill_mid_phase_two_and_lose_the_disk(
     agent = AgentProcess(files.config).start()
     try:
         wait_for(lambda: checkpointed() == high, "a checkpoint of phase 1", 60)
+        before = agent.decoded()  # read first: phase 2 may be consumed in a blink
         produce_aiokafka(bootstrap, topic, phases[1])
-        before = agent.decoded()
         wait_for(lambda: agent.decoded() > before, "records of phase 2 consumed", 60)
         consumed = int(agent.decoded())
         agent.kill()
