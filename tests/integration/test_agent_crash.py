@@ -343,3 +343,81 @@ def test_a_restarted_agent_does_not_rewind_to_its_checkpoint_on_later_rebalances
         for (_, start, _), r in unique_reports(read_reports(files.reports)).items():
             rows[start] = rows.get(start, 0) + r.rows
     assert rows == {BASE_TIME + k * SIZE: len(phase) for k, phase in enumerate(phases)}
+
+
+def _dead_letter_keys(bootstrap: str, topic: str, want: set[bytes], timeout: float) -> set[bytes]:
+    """Keys found on the dead-letter topic (partition 0) before all of ``want`` are seen or
+    ``timeout`` seconds pass."""
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "enable.auto.commit": False}
+    )
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        while not want <= seen and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                if msg.error() is None and msg.key() is not None:
+                    seen.add(msg.key())
+    finally:
+        consumer.close()
+    return seen
+
+
+def test_sigkill_loses_no_dead_letter(
+    broker_session: TansuBroker, kafka_topic: KafkaTopicFactory, tmp_path: Path
+) -> None:
+    """Offsets move only past records whose dead letter the brokers acknowledged: an agent
+    killed with SIGKILL while it is dead-lettering a stream of poison records, and
+    restarted, leaves every one of them on the dead-letter topic (some twice: at least
+    once)."""
+    topic, dead_letters = kafka_topic(1), kafka_topic(1)
+    bootstrap = broker_session.bootstrap
+    good = as_messages(window_traffic(windows=1, rows=500, size=SIZE, seed=61)[0])
+    messages: list[Message] = []
+    for i in range(3000):
+        if i % 5 == 0:
+            messages.append(good[(i // 5) % len(good)])
+        else:
+            messages.append((f"p{i}".encode(), b"{not json %d" % i, []))
+    poison = {key for key, value, _ in messages if value.startswith(b"{not json")}
+    group = f"driftline-{uuid.uuid4().hex[:8]}"
+    files = write_agent_files(
+        tmp_path / "agent",
+        bootstrap=bootstrap,
+        topics=[topic],
+        group_id=group,
+        windows={"size": SIZE, "allowed_lateness": 60.0, "idle_timeout": 60.0},
+        checkpoint_interval=0.5,
+        kafka={"dead_letter_topic": dead_letters},
+    )
+    produce_confluent(bootstrap, topic, messages, partitions=1)
+    agents: list[AgentProcess] = []
+    try:
+        first = AgentProcess(files.config).start()
+        agents.append(first)
+        wait_for(
+            lambda: first.metric("driftline_records_failed_total", reason="invalid_json") > 200,
+            "poison records being dead-lettered",
+            60,
+        )
+        metric = "driftline_last_checkpoint_timestamp_seconds"
+        before = first.metric(metric)
+        wait_for(lambda: first.metric(metric) > before, "a checkpoint while dead-lettering")
+        first.kill()
+        restarted = AgentProcess(files.config).start()
+        agents.append(restarted)
+        wait_for(
+            lambda: committed_offsets(bootstrap, group, topic, 1) == {0: len(messages)},
+            "the restarted agent committing past every record",
+            90,
+        )
+    finally:
+        for agent in agents:
+            agent.stop()
+    missing = poison - _dead_letter_keys(bootstrap, dead_letters, poison, 30)
+    assert not missing, f"{len(missing)} of {len(poison)} dead letters lost"
