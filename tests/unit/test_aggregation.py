@@ -389,3 +389,55 @@ def test_publisher_sends_in_order_and_retries_until_acknowledged() -> None:
 
     asyncio.run(go())
     assert [Partial.from_bytes(v).owned[0].horizon for v in sent] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_hand_off_follows_the_committed_offset(profile: Profile, tmp_path: Path) -> None:
+    """A commit that did not get through: the partition is handed off at the committed
+    offset with the checkpoint file's state that ends there, and the agent's offsets go
+    back to it (so the next owner's reading again is no double count)."""
+    from monitor.config.windows import WindowsConfig
+    from monitor.runtime.checkpoint import Checkpoint, CheckpointStore
+    from monitor.runtime.publishing import AgentPartials
+
+    data = traffic(3000)
+    rows0 = np.flatnonzero(data["partition"] == 0)
+    w = PartitionedWindows(profile, **PARAMS)
+    w.origin_of = lambda p: (0, True)
+    w.add(batch(data, rows0[:400]), now=0.0)
+    CheckpointStore(tmp_path).save(
+        Checkpoint({("t", 0): 400}, w.snapshot(), profile.content_hash, 1.0)
+    )
+    saved = w.snapshot()
+    w.add(batch(data, rows0[400:700]), now=0.0)  # in memory, never committed
+    in_memory = sum(
+        x.rows for x in PartitionedWindows.restore(profile, w.snapshot(), **PARAMS).flush()
+    )
+    at_commit = sum(x.rows for x in PartitionedWindows.restore(profile, saved, **PARAMS).flush())
+    assert in_memory != at_commit
+
+    class Consumer:
+        async def committed(self, tp: object) -> int:
+            return 400
+
+    class Source:
+        consumer = Consumer()
+
+        def assigned(self) -> set[tuple[str, int]]:
+            return {("t", 1)}
+
+    sent: list[bytes] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> None:
+        sent.append(value)
+
+    agent = AgentPartials(publisher("a"), WindowsConfig(size=10.0), tmp_path)
+    agent.publisher._send = send
+    w.release({0})
+    positions = {("t", 0): 700}
+    asyncio.run(agent.progress(Source(), w, {("t", 0): 700}, 0.0, positions))
+    msgs = [Partial.from_bytes(v) for v in sent]
+    (handoff,) = [m for m in msgs if m.kind == "handoff"]
+    assert handoff.at == 400 and positions == {("t", 0): 400}
+    pieces = [m for m in msgs if m.kind == "window" and m.handoff]
+    assert sum(m.rows for m in pieces) == at_commit  # the file's state, not the one in memory
+    assert 0 not in w.by_partition
