@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -68,6 +69,7 @@ class Manifest:
     length: int
     sha256: str
     created_at: float
+    writer: str = ""  # the writing process's id: two live writers of one key alternate
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, separators=(",", ":")).encode()
@@ -81,7 +83,40 @@ class Manifest:
             int(d["length"]),
             str(d["sha256"]),
             float(d["created_at"]),
+            str(d.get("writer", "")),
         )
+
+
+class ChangelogView:
+    """What the records of one key say, read in order: the newest manifest, the chunks
+    of both slots, and whether two processes write the key at once.
+
+    A restarted agent is a new writer, so the writers of one key follow each other
+    (A, A, B, B, C); a writer that comes back after another (A, B, A) means two live
+    agents share the key, whose state is then neither's: it is not restored.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key.encode()
+        self.prefix = self.key + b"#"
+        self.manifest: Manifest | None = None
+        self.chunks: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+        self._writers: list[str] = []
+        self.shared = False
+
+    def add(self, key: bytes | None, value: bytes | None) -> None:
+        if key == self.key:
+            self.manifest = None if value is None else Manifest.from_bytes(value)
+            writer = "" if self.manifest is None else self.manifest.writer
+            if writer and (not self._writers or self._writers[-1] != writer):
+                self.shared = self.shared or writer in self._writers
+                self._writers.append(writer)
+        elif key is not None and key.startswith(self.prefix):
+            slot, index = (int(x) for x in key[len(self.prefix) :].split(b"#"))
+            if value is None:
+                self.chunks[slot].pop(index, None)
+            else:
+                self.chunks[slot][index] = value
 
 
 def chunk(data: bytes, size: int) -> list[bytes]:
@@ -119,6 +154,7 @@ class Changelog:
         self.replication = state.changelog_replication
         self._producer: AIOKafkaProducer | None = None
         self._slot = 0  # the slot the next save writes
+        self.writer = uuid.uuid4().hex  # this process, in its manifests
         self._used = [0, 0]  # chunks each slot held when last written or read
 
     @classmethod
@@ -169,9 +205,7 @@ class Changelog:
             max_partition_fetch_bytes=max(MAX_REQUEST_BYTES, 2 * self.chunk_bytes),
             **client_settings(self.kafka),
         )
-        manifest: Manifest | None = None
-        chunks: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
-        prefix = f"{self.key}#".encode()
+        view = ChangelogView(self.key)
         try:
             await asyncio.wait_for(consumer.start(), REQUEST_TIMEOUT)
             partitions = consumer.partitions_for_topic(self.topic) or {0}
@@ -183,14 +217,7 @@ class Changelog:
                 batches = await consumer.getmany(timeout_ms=300)
                 for records in batches.values():
                     for r in records:
-                        if r.key == self.key.encode():
-                            manifest = None if r.value is None else Manifest.from_bytes(r.value)
-                        elif r.key is not None and r.key.startswith(prefix):
-                            slot, index = (int(x) for x in r.key[len(prefix) :].split(b"#"))
-                            if r.value is None:
-                                chunks[slot].pop(index, None)
-                            else:
-                                chunks[slot][index] = r.value
+                        view.add(r.key, r.value)
                 if all([await _caught_up(consumer, tp) for tp in tps]):
                     break
                 if time.monotonic() > deadline:
@@ -199,11 +226,16 @@ class Changelog:
             raise ChangelogError(f"{self.where}: cannot be read ({type(exc).__name__})") from exc
         finally:
             await consumer.stop()
-        self._used = [len(chunks[0]), len(chunks[1])]
-        if manifest is None:
+        self._used = [len(view.chunks[0]), len(view.chunks[1])]
+        if view.shared:
+            raise ChangelogError(
+                f"{self.where}: written by two agents at once; give each agent of the group "
+                f"its own state.changelog_name (or ${NAME_ENV})"
+            )
+        if view.manifest is None:
             return None
-        self._slot = 1 - manifest.slot
-        return assemble(manifest, chunks[manifest.slot], self.where)
+        self._slot = 1 - view.manifest.slot
+        return assemble(view.manifest, view.chunks[view.manifest.slot], self.where)
 
     async def save(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint``; on return every chunk and the manifest are acknowledged.
@@ -231,7 +263,9 @@ class Changelog:
         ]
         await asyncio.gather(*sends)
         digest = hashlib.sha256(data).hexdigest()
-        manifest = Manifest(slot, len(pieces), len(data), digest, checkpoint.created_at)
+        manifest = Manifest(
+            slot, len(pieces), len(data), digest, checkpoint.created_at, self.writer
+        )
         await producer.send_and_wait(self.topic, value=manifest.to_bytes(), key=self.key.encode())
         self._used[slot] = len(pieces)
         self._slot = 1 - slot

@@ -12,7 +12,14 @@ from detectors.results import DriftResult, QualityResult, WindowReport
 from monitor.config.errors import ConfigError
 from monitor.config.loader import parse_config
 from monitor.config.state import StateConfig, changelog_topic_for
-from monitor.runtime.changelog import Changelog, Manifest, assemble, chunk, newest
+from monitor.runtime.changelog import (
+    Changelog,
+    ChangelogView,
+    Manifest,
+    assemble,
+    chunk,
+    newest,
+)
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, encode
 from monitor.runtime.state_loss import REASON, StateLoss
 
@@ -128,3 +135,26 @@ def test_the_agent_name_may_come_from_the_environment(monkeypatch: pytest.Monkey
     assert changelog is not None and changelog.key == "g/driftline-agent-2"
     named = Changelog.from_config(_config({"changelog_name": "a1"}))
     assert named is not None and named.key == "g/a1"  # the config wins
+
+
+def _manifest(writer: str, slot: int = 0) -> bytes:
+    return Manifest(slot, 1, 1, "x", 1.0, writer).to_bytes()
+
+
+def test_writers_following_each_other_are_restarts() -> None:
+    view = ChangelogView("g")
+    for writer in ("a", "a", "b", "b", "c"):
+        view.add(b"g", _manifest(writer))
+    view.add(b"g#0#0", b"chunk")
+    view.add(b"g/other", _manifest("z"))  # another agent's key
+    view.add(b"g/other#0#0", b"theirs")
+    assert not view.shared
+    assert view.manifest is not None and view.manifest.writer == "c"
+    assert view.chunks == ({0: b"chunk"}, {})
+
+
+def test_a_writer_coming_back_after_another_means_two_agents_share_the_key() -> None:
+    view = ChangelogView("g")
+    for writer in ("a", "b", "a"):
+        view.add(b"g", _manifest(writer))
+    assert view.shared
