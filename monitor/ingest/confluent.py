@@ -29,6 +29,7 @@ from typing import Any
 
 from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
+from monitor.ingest.sources import FOREIGN_AHEAD
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class ConfluentSource:
         self.durable: Offsets = {}
         # (topic, partition) -> (offset it starts at, whether no offset was committed)
         self.origins: dict[tuple[str, int], tuple[int, bool]] = {}
+        self.foreign_commits = False  # as in KafkaSource
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probe: asyncio.Task[None] | None = None
         self._closing = False
@@ -221,6 +223,8 @@ class ConfluentSource:
                         self.origins[key] = (max(committed, 0), committed < 0)
                     continue
                 want, why = own, "last checkpointed offset (not committed)"
+            elif self.foreign_commits and committed is not None and committed > want:
+                want, why = committed, FOREIGN_AHEAD  # see KafkaSource.seek_assigned
             tp.offset = want
             # the position until records come: lets a log lost since be noticed
             self.positions[key] = want

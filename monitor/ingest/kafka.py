@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
+from monitor.ingest.sources import FOREIGN_AHEAD
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,10 @@ class KafkaSource:
         self.durable: Offsets = {}
         # (topic, partition) -> (offset it starts at, whether no offset was committed)
         self.origins: dict[tuple[str, int], tuple[int, bool]] = {}
+        # Set when the checkpoint is the newest this agent acknowledged anywhere (the
+        # changelog's): a committed offset ahead of it was then committed by another
+        # member that read on, and the partition resumes there, not at the checkpoint.
+        self.foreign_commits = False
         self._probe: asyncio.Task[None] | None = None
 
     async def start(self, stop: asyncio.Event) -> bool:
@@ -198,6 +203,13 @@ class KafkaSource:
             want = self.start_offsets.pop(key, None)
             if want is not None:
                 why = "checkpoint offset"
+                if self.foreign_commits:
+                    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                        committed = await asyncio.wait_for(
+                            self.consumer.committed(tp), PROBE_TIMEOUT
+                        )
+                        if committed is not None and committed > want:
+                            want, why = committed, FOREIGN_AHEAD
             else:
                 own = self.durable.get(key)
                 if own is None:

@@ -14,6 +14,10 @@ from monitor.ingest.batch import SourceMessage
 
 Offsets = dict[tuple[str, int], int]
 
+#: How a partition's resume point is logged when another member read on past the
+#: checkpoint (``foreign_commits``): the partition resumes at the committed offset.
+FOREIGN_AHEAD = "committed offset, ahead of the checkpoint (another member read on)"
+
 
 class Source(Protocol):
     """What the agent uses of a Kafka source."""
@@ -21,6 +25,7 @@ class Source(Protocol):
     consumer: Any
     up: bool
     polled: Offsets
+    foreign_commits: bool
 
     async def start(self, stop: asyncio.Event) -> bool: ...
     async def poll(self, timeout_ms: int = 200) -> list[SourceMessage]: ...

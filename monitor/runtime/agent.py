@@ -148,6 +148,7 @@ class Agent:
         )
         row_topics = [self.pairs.topic] if self.pairs is not None else self.kafka_cfg.topics
         self.state_loss = StateLoss(row_topics, restored=False)
+        self._from_changelog = False  # whether a checkpoint came from the changelog
         # Labels come from their own topic, read by this consumer group (labels: in
         # monitor.yaml); None when they come from nowhere or from a file.
         self.labels_topic = config.labels.topic if config.labels.source == "kafka" else None
@@ -191,6 +192,7 @@ class Agent:
         if checkpoint is not None and checkpoint.reference_hash != self.profile.content_hash:
             log.warning("the changelog's checkpoint was built on another reference; not used")
             return None
+        self._from_changelog = checkpoint is not None
         return checkpoint
 
     def _restore(self, remote: Checkpoint | None = None) -> dict[tuple[str, int], int]:
@@ -276,6 +278,8 @@ class Agent:
             on_revoke=self._on_revoke,
             extra_topics=[t for t in extra if t],
         )
+        # restored from the changelog: a commit ahead of it is another member's
+        self.source.foreign_commits = self._from_changelog
         if self.partials is not None:
             self.partials.bind(self.pipeline.windows, self.source)
         self.exporter.set_source_up(False)

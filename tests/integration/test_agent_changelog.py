@@ -18,11 +18,13 @@ import yaml
 from monitor.demo.broker import TansuBroker
 from monitor.runtime.checkpoint import CheckpointStore
 from monitor.runtime.state_loss import REASON
+from tests.integration import agent_helpers
 from tests.integration.agent_helpers import (
     BASE_TIME,
     MODEL,
     AgentFiles,
     AgentProcess,
+    committed_offsets,
     produce_aiokafka,
     read_reports,
     same_window,
@@ -175,3 +177,67 @@ def test_state_lost_without_a_changelog_is_logged_counted_and_reported_partial(
 def _after(files: AgentFiles, written: int) -> list[Any]:
     """Reports the restarted agent wrote (unique per window)."""
     return list(unique_reports(read_reports(files.reports)[written:]).values())
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+def test_a_restored_agent_does_not_rewind_past_what_another_member_read_on(
+    broker_session: TansuBroker,
+    kafka_topic: KafkaTopicFactory,
+    tmp_path: Path,
+    client: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Agent A checkpoints phase 1 to the changelog and is killed with its disk; agent B,
+    same group, takes the partition over and reads phase 2 from A's commit, then stops.
+    A comes back with its windows from the changelog: the group's committed offset is
+    ahead of A's checkpoint (B's), so A resumes there and reads only phase 3 — it does
+    not count phase 2 again, which is in B's windows."""
+    monkeypatch.setattr(agent_helpers, "CLIENT", client)  # both Kafka clients seek alike
+    topic = kafka_topic(1)
+    bootstrap = broker_session.bootstrap
+    phases = crash_traffic()
+    a = _files(tmp_path, "a", bootstrap, topic, 1.0, changelog_name="a")
+    group = yaml.safe_load(a.config.read_text())["source"]["kafka"]["group_id"]
+    b_dir = write_agent_files(
+        tmp_path / "b",
+        bootstrap=bootstrap,
+        topics=[topic],
+        group_id=group,
+        windows=CRASH_WINDOWS,
+    )
+    config = yaml.safe_load(b_dir.config.read_text())
+    config["state"]["changelog_name"] = "b"
+    b_dir.config.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    store = CheckpointStore(a.state)
+    high = produce_aiokafka(bootstrap, topic, phases[0]).high[0]
+    first = AgentProcess(a.config).start()
+    try:
+        wait_for(
+            lambda: (c := store.load()) is not None and c.offsets.get((topic, 0)) == high,
+            "A's checkpoint of phase 1",
+            60,
+        )
+        first.kill()
+    finally:
+        first.stop()
+    shutil.rmtree(a.state)
+
+    high = produce_aiokafka(bootstrap, topic, phases[1]).high[0]
+    other = AgentProcess(b_dir.config).start()
+    try:
+        phase2 = len(phases[1])
+        wait_for(lambda: other.decoded() >= phase2, "B reads phase 2", 60)
+    finally:
+        other.stop()  # SIGTERM: B checkpoints and commits phase 2
+    assert committed_offsets(bootstrap, group, topic, 1) == {0: high}
+    produce_aiokafka(bootstrap, topic, phases[2])
+
+    back = AgentProcess(a.config).start()
+    try:
+        wait_for(lambda: back.decoded() >= len(phases[2]), "A reads phase 3", 60)
+        assert "restored checkpoint" in back.log()
+        assert "ahead of the checkpoint (another member read on)" in back.log()
+        assert back.decoded() == len(phases[2]), "phase 2 is B's; A must not read it again"
+    finally:
+        back.stop()
