@@ -85,14 +85,14 @@ def test_a_local_cluster_builds_the_profile_build_profile_does(tmp_path: Path) -
         np.testing.assert_allclose(got.mean, want.mean, rtol=1e-12)
         np.testing.assert_allclose(got.std, want.std, rtol=1e-12)
         np.testing.assert_allclose(got.bin_means, want.bin_means, rtol=1e-12)
-    for name, want in reference.categorical.items():
-        assert built.categorical[name].to_dict() == want.to_dict()
-    for name, want in reference.sample.items():
-        got = built.sample[name]
-        if want.dtype == object:
-            assert list(got) == list(want)
+    for name, categories in reference.categorical.items():
+        assert built.categorical[name].to_dict() == categories.to_dict()
+    for name, rows in reference.sample.items():
+        sampled = built.sample[name]
+        if rows.dtype == object:
+            assert list(sampled) == list(rows)
         else:
-            assert np.array_equal(got, want, equal_nan=True)
+            assert np.array_equal(sampled, rows, equal_nan=True)
 
 
 def test_reference_build_dask_local_writes_the_same_edges_and_counts(
