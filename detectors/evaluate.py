@@ -42,7 +42,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from detectors import effects, jensen_shannon, noise_floor
+from detectors import effects, jensen_shannon, noise_floor, reference_laws
+from detectors.bridge_floor import BridgeLaw
 from detectors.chi_square import category_counts
 from detectors.multiple_testing import correct
 from detectors.profile import Calibration, Profile
@@ -157,6 +158,9 @@ class _Sides:
     floor_sample: Callable[[], np.ndarray | None] = lambda: None
     # bridges simulated for the Wasserstein noise: many when cached for a profile
     bridges: int = noise_floor.DEFAULT_SIMULATIONS
+    # the reference's bridge law, stored in the profile or simulated once per profile
+    # (detectors/reference_laws.py); None for a baseline window
+    floor_law: Callable[[], BridgeLaw] | None = None
     # per column: whether both raw sides have a value (exact mode needs them)
     exact_numeric_ok: np.ndarray | None = None
     exact_categorical_ok: np.ndarray | None = None
@@ -423,7 +427,9 @@ def _noise(
     ``counts``: the two sides' counts of a multinomial test, when already at hand."""
     if test == "wasserstein":
         bins = sides.numeric
-        if sides.floor_key is not None:  # every column at once, cached for the reference
+        if sides.floor_law is not None:  # the reference's, every column at once
+            law = sides.floor_law().take(idx)
+        elif sides.floor_key is not None:  # every column at once, cached for the reference
             law = noise_floor.wasserstein_null(
                 bins, sample_of=sides.floor_sample, key=sides.floor_key, simulations=sides.bridges
             ).take(idx)
@@ -499,11 +505,8 @@ def evaluate_window(
         categorical=CategoricalBins.from_profile(profile, sketch),
         rows=sketch.rows,
         floor_key=profile.content_hash,
-        floor_sample=lambda: (
-            _stack_numeric([profile.sample[c] for c in num])
-            if num and all(c in profile.sample for c in num)
-            else None
-        ),
+        floor_sample=lambda: reference_laws.reference_sample(profile),
+        floor_law=lambda: reference_laws.bridge_law_for(profile),
     )
     if exact and _sample_covers(profile):
         cat = profile.categorical_names

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,50 @@ class TailQuantiles:
         x0, x1 = math.log(levels[hi]), math.log(levels[lo])
         slope = np.maximum((values[:, lo] - values[:, hi]) / (x0 - x1), 0.0)
         return values[:, lo] + slope * (x1 - math.log(alpha))
+
+
+@dataclass(frozen=True)
+class StoredLaw:
+    """A simulated no-change law of every numeric column of a reference, as a profile keeps
+    it (``reference build`` simulates the Wasserstein bridges once, so no window has to):
+    the tail quantiles, the mean square, the columns without values, and the simulation
+    it came from (bridges and seed), which must match what a window would simulate."""
+
+    simulations: int
+    seed: int
+    tail: TailQuantiles
+    mean_square: np.ndarray
+    empty: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "simulations": self.simulations,
+            "seed": self.seed,
+            "levels": self.tail.levels.tolist(),
+            "values": [[_finite_or_none(v) for v in row] for row in self.tail.values.tolist()],
+            "mean_square": [_finite_or_none(v) for v in self.mean_square.tolist()],
+            "empty": [bool(v) for v in self.empty.tolist()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StoredLaw:
+        levels = np.asarray(d["levels"], dtype=np.float64)
+        values = np.array(
+            [[math.nan if v is None else v for v in row] for row in d["values"]], dtype=np.float64
+        ).reshape(-1, len(levels))
+        mean_square = np.array(
+            [math.nan if v is None else v for v in d["mean_square"]], dtype=np.float64
+        )
+        empty = np.asarray(d["empty"], dtype=bool)
+        if not (len(values) == len(mean_square) == len(empty)):
+            raise ValueError("stored null law: values, mean_square and empty differ in length")
+        return cls(
+            int(d["simulations"]), int(d["seed"]), TailQuantiles(levels, values), mean_square, empty
+        )
+
+
+def _finite_or_none(v: float) -> float | None:
+    return None if math.isnan(v) else v
 
 
 def clear_cache() -> None:

@@ -43,6 +43,7 @@ from detectors.column_profiles import (
     profile_numeric,
 )
 from detectors.frames import read_frame
+from detectors.null_laws import StoredLaw
 from detectors.profile_file import (
     MAX_PROFILE_BYTES,
     PROFILE_FORMAT,
@@ -217,6 +218,9 @@ class Profile:
     performance: PerformanceReference | None = None
     # Run-length curves of the sequential detectors (detectors/sequential_calibration.py).
     sequential: SequentialCalibration | None = None
+    # The Wasserstein floor's bridge law, simulated at ``reference build``
+    # (detectors/reference_laws.py); None in a profile from before it, simulated at start-up.
+    bridge_law: StoredLaw | None = None
 
     # -- stacked views for the vectorized tests ---------------------------------------
 
@@ -293,6 +297,8 @@ class Profile:
             out["performance"] = self.performance.to_dict()
         if self.sequential is not None:
             out["sequential"] = self.sequential.to_dict()
+        if self.bridge_law is not None:
+            out["bridge_law"] = self.bridge_law.to_dict()
         return out
 
     @cached_property
@@ -336,11 +342,16 @@ class Profile:
             sequential=(
                 SequentialCalibration.from_dict(d["sequential"]) if d.get("sequential") else None
             ),
+            bridge_law=StoredLaw.from_dict(d["bridge_law"]) if d.get("bridge_law") else None,
         )
 
     def with_sequential(self, calibration: SequentialCalibration) -> Profile:
         """A copy that holds the sequential detectors' run-length curves."""
         return replace(self, sequential=calibration)
+
+    def with_bridge_law(self, law: StoredLaw) -> Profile:
+        """A copy that holds the Wasserstein floor's simulated bridge law."""
+        return replace(self, bridge_law=law)
 
     def with_calibration(self, calibration: Calibration) -> Profile:
         """A copy that also holds ``calibration`` (replacing one for the same window size)."""

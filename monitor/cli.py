@@ -50,6 +50,7 @@ def _progress() -> Progress:
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from detectors.calibration import calibrate
     from detectors.profile import ProfileError, build_profile, read_frame
+    from detectors.reference_laws import with_reference_laws
     from detectors.schema import Schema, SchemaError
     from detectors.sequential_calibration import calibrate_sequential
 
@@ -88,14 +89,14 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 return _error(exc)
             profile = profile.with_calibration(cal)
             progress.update(task, advance=1)
-        progress.update(task, description="simulating the sequential detectors' run lengths")
+        progress.update(task, description="simulating run lengths and no-change laws")
         try:
             seq = calibrate_sequential(
                 profile, frame, pane_rows=args.sequential_pane_rows, panes=args.sequential_panes
             )
         except ValueError as exc:
             return _error(f"--sequential-pane-rows/--sequential-panes: {exc}")
-        profile = profile.with_sequential(seq)
+        profile = with_reference_laws(profile.with_sequential(seq))  # not in a window
         progress.update(task, advance=1)
         if args.model:
             from monitor.explain.cli import with_reference_attributions

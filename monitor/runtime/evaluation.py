@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from detectors import reference_laws
 from detectors.evaluate import compare_windows, evaluate_window
 from detectors.profile import Profile
 from detectors.results import WindowReport
@@ -65,6 +66,9 @@ class WindowEvaluator:
         self.drift = drift
         self.quality = quality
         self.stable_version = stable_version
+        # What depends on the reference alone (the Wasserstein bridge law) is ready before
+        # the first window: read from the profile, or simulated here once.
+        reference_laws.prepare(profile)
 
     def evaluate(self, closed: Sequence[ClosedWindow]) -> list[EvaluatedWindow]:
         """Reports for a set of windows closed together, canary comparisons included."""
