@@ -20,6 +20,7 @@ written and committed, then the agent exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -47,7 +48,7 @@ from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.outputs.telemetry import Telemetry
 from monitor.report.store import HtmlReportWriter
-from monitor.runtime.changelog import Changelog, ChangelogError, newest
+from monitor.runtime.changelog import Changelog, ChangelogError, ChangelogUnreachable, newest
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
@@ -180,15 +181,29 @@ class Agent:
             sinks.append(FileSink(self.config.reports.file))
         return sinks
 
-    async def _load_changelog(self) -> Checkpoint | None:
-        """The newest checkpoint in the changelog topic (None: off, empty or unusable)."""
+    async def _load_changelog(self, stop: asyncio.Event) -> Checkpoint | None:
+        """The newest checkpoint in the changelog topic (None: off, empty or unusable).
+
+        Brokers that do not answer are tried again with back-off until ``stop``: starting
+        without the state the changelog holds would lose it.
+        """
         if self.changelog is None:
             return None
-        try:
-            checkpoint = await self.changelog.load()
-        except (ChangelogError, CheckpointError) as exc:
-            log.warning("no checkpoint from the changelog: %s", exc)
-            return None
+        delay = 1.0
+        while True:
+            try:
+                checkpoint = await self.changelog.load()
+                break
+            except ChangelogUnreachable as exc:
+                log.warning("changelog unreachable (%s); retrying in %.0fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                if stop.is_set():
+                    return None
+                delay = min(delay * 2, 30.0)
+            except (ChangelogError, CheckpointError) as exc:
+                log.warning("no checkpoint from the changelog: %s", exc)
+                return None
         if checkpoint is not None and checkpoint.reference_hash != self.profile.content_hash:
             log.warning("the changelog's checkpoint was built on another reference; not used")
             return None
@@ -239,7 +254,7 @@ class Agent:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        start_offsets = self._restore(await self._load_changelog())
+        start_offsets = self._restore(await self._load_changelog(stop))
         kept = self.failed.load(time.time())
         if kept:
             log.warning("retrying %d windows whose evaluation failed in an earlier run", kept)

@@ -60,6 +60,10 @@ class ChangelogError(Exception):
     """The changelog cannot be read or written; the message says which topic and why."""
 
 
+class ChangelogUnreachable(ChangelogError):
+    """The brokers did not answer: trying again later may succeed."""
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Which slot holds the newest checkpoint, and how to check it is whole."""
@@ -188,7 +192,7 @@ class Changelog:
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     raise ChangelogError(f"cannot create {topic}: error code {code}")
         except (KafkaError, OSError, TimeoutError) as exc:
-            raise ChangelogError(f"cannot create {self.topic}: {type(exc).__name__}") from exc
+            raise ChangelogUnreachable(f"cannot create {self.topic}: {type(exc).__name__}") from exc
         finally:
             await admin.close()
 
@@ -221,9 +225,13 @@ class Changelog:
                 if all([await _caught_up(consumer, tp) for tp in tps]):
                     break
                 if time.monotonic() > deadline:
-                    raise ChangelogError(f"{self.where}: not read to its end in {timeout:.0f}s")
+                    raise ChangelogUnreachable(
+                        f"{self.where}: not read to its end in {timeout:.0f}s"
+                    )
         except (KafkaError, OSError, TimeoutError) as exc:
-            raise ChangelogError(f"{self.where}: cannot be read ({type(exc).__name__})") from exc
+            raise ChangelogUnreachable(
+                f"{self.where}: cannot be read ({type(exc).__name__})"
+            ) from exc
         finally:
             await consumer.stop()
         self._used = [len(view.chunks[0]), len(view.chunks[1])]

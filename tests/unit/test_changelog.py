@@ -158,3 +158,20 @@ def test_a_writer_coming_back_after_another_means_two_agents_share_the_key() -> 
     for writer in ("a", "b", "a"):
         view.add(b"g", _manifest(writer))
     assert view.shared
+
+
+def test_brokers_that_do_not_answer_are_unreachable_not_an_empty_changelog() -> None:
+    """The agent retries an unreachable changelog instead of starting without its state."""
+    import asyncio
+    import socket
+
+    from monitor.config.source import KafkaSourceConfig
+    from monitor.runtime.changelog import ChangelogUnreachable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kafka = KafkaSourceConfig(bootstrap_servers=f"127.0.0.1:{port}", topics=["t"], group_id="g")
+    changelog = Changelog(kafka, StateConfig(), "m")
+    with pytest.raises(ChangelogUnreachable, match=r"driftline\.m\.changelog"):
+        asyncio.run(changelog.load(timeout=1.0))
