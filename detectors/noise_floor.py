@@ -68,8 +68,10 @@ true distributions. Annals of Probability 27(2), 1009–1071 (``sqrt(n) W1 → �
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import chdtri, ndtr, ndtri
@@ -131,6 +133,10 @@ DEFAULT_MULTINOMIAL_SIMULATIONS = 1000
 DENSE_ROWS = 50.0
 # Window sizes from which sparse floors are simulated on a grid and interpolated.
 _GRID_FROM = 64.0
+# Reference-side draws kept for the grid sizes of one column (``_reference_draws``).
+_DRAWS_KEPT = 32
+_draws: dict[tuple[object, ...], tuple[np.ndarray, Mapping[str, Any]]] = {}
+_draws_lock = threading.Lock()
 _CHI2_SCALE = {"jensen_shannon": 8.0 * math.log(2.0), "hellinger": 8.0}
 _STATISTICS = {
     "jensen_shannon": jensen_shannon.binned,
@@ -325,12 +331,10 @@ def _simulated_law(
     hit = cache_get(key)
     if isinstance(hit, _MultinomialLaw):
         return hit
-    rng = np.random.default_rng(seed)
     pvals = shares / shares.sum()
+    ref_draws, rng = _reference_draws(pvals, m, simulations, seed, remember=remember)
     bins = CategoricalBins(
-        ("",) * simulations,
-        rng.multinomial(m, pvals, size=simulations),
-        rng.multinomial(n, pvals, size=simulations),
+        ("",) * simulations, ref_draws, rng.multinomial(n, pvals, size=simulations)
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         if test == "psi":
@@ -364,6 +368,31 @@ def _simulated_law(
     if remember:
         cache_put(key, law)
     return law
+
+
+def _reference_draws(
+    pvals: np.ndarray, m: int, simulations: int, seed: int, *, remember: bool
+) -> tuple[np.ndarray, np.random.Generator]:
+    """The reference side's multinomial draws of a simulation, and the generator where
+    they leave it (the window side is drawn next). They do not depend on the window's
+    size, so every grid size of one column shares them: kept (counts and generator
+    state) per shares, reference rows and seed, the window side continues from the same
+    state, and each law is the one a fresh generator would give."""
+    key = ("multinomial-reference", simulations, seed, m, pvals.tobytes())
+    hit = _draws.get(key) if remember else None
+    rng = np.random.default_rng(seed)
+    if hit is not None:
+        counts, state = hit
+        rng.bit_generator.state = state
+        return counts.astype(np.int64), rng
+    counts = rng.multinomial(m, pvals, size=simulations)
+    if remember:
+        with _draws_lock:
+            while len(_draws) >= _DRAWS_KEPT:
+                _draws.pop(next(iter(_draws)))
+            small = np.int32 if m < 2**31 else np.int64
+            _draws[key] = (counts.astype(small), rng.bit_generator.state)
+    return counts, rng
 
 
 def _linf_normal(p: np.ndarray, n_eff: np.ndarray, alpha: float) -> np.ndarray:

@@ -130,3 +130,36 @@ def test_reference_build_stores_the_law(tmp_path) -> None:
     again = reference_laws.simulate_bridge_law(built)
     assert built.bridge_law is not None
     assert np.array_equal(built.bridge_law.tail.values, again.tail.values, equal_nan=True)
+
+
+def test_grid_sizes_share_the_reference_draws_and_keep_their_laws() -> None:
+    from detectors import noise_floor
+
+    shares = 1.0 / np.arange(1, 201) ** 1.1
+    shares /= shares.sum()
+    laws = {}
+    for remember in (True, False):  # kept reference draws, then a fresh generator each
+        clear_cache()
+        for n in (9742, 10173):  # two grid sizes of one column
+            laws[remember, n] = noise_floor._simulated_law(
+                "jensen_shannon", shares, 100_000, n, 1e-4, 1000, 7, remember=remember
+            )
+    for n in (9742, 10173):
+        assert laws[True, n] == laws[False, n]
+    assert laws[True, 9742].at(0.001) > laws[True, 10173].at(0.001)
+
+
+def test_windows_under_one_percent_apart_get_floors_within_one_percent() -> None:
+    # 200 Zipf categories at ~10k rows: sparse, so simulated on the size grid and
+    # interpolated in log n; 9,873 and 9,951 rows (0.8% apart) straddle no gap wider than
+    # the grid's 4.4%. Tolerance: 1% relative (the χ² limit moves by 0.4% between them).
+    from detectors import noise_floor
+
+    ref = np.round(100_000 / np.arange(1, 201) ** 1.1)[None, :]
+    floors = {
+        n: noise_floor.multinomial_null("jensen_shannon", ref, ref.sum(axis=1), [n], 1e-3)
+        for n in (9873, 9951)
+    }
+    (f1, s1), (f2, s2) = floors[9873], floors[9951]
+    assert f2[0] < f1[0] and abs(f2[0] / f1[0] - 1) < 0.01
+    assert abs(s2[0] / s1[0] - 1) < 0.01
