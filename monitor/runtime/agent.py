@@ -20,7 +20,6 @@ written and committed, then the agent exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -48,7 +47,7 @@ from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.outputs.telemetry import Telemetry
 from monitor.report.store import HtmlReportWriter
-from monitor.runtime.changelog import Changelog, ChangelogError, ChangelogUnreachable, newest
+from monitor.runtime.changelog import Changelog, ChangelogError, newest, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
@@ -182,31 +181,14 @@ class Agent:
         return sinks
 
     async def _load_changelog(self, stop: asyncio.Event) -> Checkpoint | None:
-        """The newest checkpoint in the changelog topic (None: off, empty or unusable).
-
-        Brokers that do not answer are tried again with back-off until ``stop``: starting
-        without the state the changelog holds would lose it.
-        """
+        """The newest checkpoint in the changelog topic (None: off, empty or unusable)."""
         if self.changelog is None:
             return None
-        delay = 1.0
-        while True:
-            try:
-                checkpoint = await self.changelog.load()
-                break
-            except ChangelogUnreachable as exc:
-                log.warning("changelog unreachable (%s); retrying in %.0fs", exc, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    return None
-                delay = min(delay * 2, 30.0)
-            except (ChangelogError, CheckpointError) as exc:
-                log.warning("no checkpoint from the changelog: %s", exc)
-                return None
-        if checkpoint is not None and checkpoint.reference_hash != self.profile.content_hash:
-            log.warning("the changelog's checkpoint was built on another reference; not used")
-            return None
+        checkpoint, ours = await restore(
+            self.changelog, self.profile.content_hash, stop, self.health.tick
+        )
+        if not ours:  # another running agent's key: neither restored nor overwritten
+            self.changelog = None
         self._from_changelog = checkpoint is not None
         return checkpoint
 
@@ -254,10 +236,6 @@ class Agent:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        start_offsets = self._restore(await self._load_changelog(stop))
-        kept = self.failed.load(time.time())
-        if kept:
-            log.warning("retrying %d windows whose evaluation failed in an earlier run", kept)
         if self._serve_http:
             self.server = AgentServer(
                 host=self.config.exporter.host,
@@ -278,6 +256,11 @@ class Agent:
                 )
             self.server.start()
             log.info("serving /metrics on %s:%d", self.config.exporter.host, self.server.port)
+        # after the server: /healthz answers while an unreachable changelog is retried
+        start_offsets = self._restore(await self._load_changelog(stop))
+        kept = self.failed.load(time.time())
+        if kept:
+            log.warning("retrying %d windows whose evaluation failed in an earlier run", kept)
         needs_publisher = (
             self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic or self.partials
         )

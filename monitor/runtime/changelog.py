@@ -28,12 +28,14 @@ overwrite each other's state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -62,6 +64,11 @@ class ChangelogError(Exception):
 
 class ChangelogUnreachable(ChangelogError):
     """The brokers did not answer: trying again later may succeed."""
+
+
+class ChangelogInUse(ChangelogError):
+    """Another running agent writes this key: its state is not this agent's to restore,
+    nor its key to overwrite."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +114,11 @@ class ChangelogView:
         self.chunks: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
         self._writers: list[str] = []
         self.shared = False
+        self.manifests = 0  # manifest records read
 
     def add(self, key: bytes | None, value: bytes | None) -> None:
         if key == self.key:
+            self.manifests += 1
             self.manifest = None if value is None else Manifest.from_bytes(value)
             writer = "" if self.manifest is None else self.manifest.writer
             if writer and (not self._writers or self._writers[-1] != writer):
@@ -156,6 +165,9 @@ class Changelog:
         self.key = kafka.group_id + (f"/{name}" if name else "")
         self.chunk_bytes = state.changelog_chunk_bytes
         self.replication = state.changelog_replication
+        # How long a restore watches for a live writer of the key: two checkpoint
+        # intervals and a second (0 turns the check off).
+        self.liveness_wait = 2 * state.checkpoint_interval + 1.0
         self._producer: AIOKafkaProducer | None = None
         self._slot = 0  # the slot the next save writes
         self.writer = uuid.uuid4().hex  # this process, in its manifests
@@ -227,6 +239,21 @@ class Changelog:
                 if time.monotonic() > deadline:
                     raise ChangelogUnreachable(
                         f"{self.where}: not read to its end in {timeout:.0f}s"
+                    )
+            if view.manifest is not None and self.liveness_wait > 0:
+                # A live writer checkpoints every interval: a manifest written now comes
+                # from another running agent of the group, and the state is its, not ours.
+                seen = view.manifests
+                until = time.monotonic() + self.liveness_wait
+                while time.monotonic() < until and view.manifests == seen:
+                    batches = await consumer.getmany(timeout_ms=300)
+                    for records in batches.values():
+                        for r in records:
+                            view.add(r.key, r.value)
+                if view.manifests != seen:
+                    raise ChangelogInUse(
+                        f"{self.where} is being written by a running agent of the group; "
+                        f"give each agent its own state.changelog_name (or ${NAME_ENV})"
                     )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise ChangelogUnreachable(
@@ -307,3 +334,38 @@ async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
     """Whether ``tp`` has been read to its high watermark (known after one fetch)."""
     high = consumer.highwater(tp)
     return high is not None and high <= await consumer.position(tp)
+
+
+async def restore(
+    changelog: Changelog, reference_hash: str, stop: asyncio.Event, tick: Callable[[], None]
+) -> tuple[Checkpoint | None, bool]:
+    """(the changelog's checkpoint or None, whether the key is this agent's to write).
+
+    Brokers that do not answer are tried again with back-off until ``stop`` (``tick``
+    tells the liveness probe the agent is waiting, not hung): starting without the state
+    the changelog holds would lose it. A damaged, foreign-reference or shared key's
+    checkpoint is reported and not used.
+    """
+    delay = 1.0
+    while True:
+        try:
+            checkpoint = await changelog.load()
+            break
+        except ChangelogUnreachable as exc:
+            tick()
+            log.warning("changelog unreachable (%s); retrying in %.0fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return None, True
+            delay = min(delay * 2, 20.0)  # with a try's timeouts, under /healthz's 60 s
+        except ChangelogInUse as exc:
+            log.warning("changelog off for this agent: %s", exc)
+            return None, False
+        except (ChangelogError, CheckpointError) as exc:
+            log.warning("no checkpoint from the changelog: %s", exc)
+            return None, True
+    if checkpoint is not None and checkpoint.reference_hash != reference_hash:
+        log.warning("the changelog's checkpoint was built on another reference; not used")
+        return None, True
+    return checkpoint, True
