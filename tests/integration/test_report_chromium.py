@@ -286,6 +286,7 @@ async def inspect(ws_url: str, url: str, shot: Path) -> dict[str, Any]:
             f" sections: {json.dumps(list(SECTIONS))}.filter(i => document.getElementById(i)),"
             " verdict: document.getElementById('verdict').dataset.verdict,"
             " title: document.title,"
+            " headline: document.querySelector('#verdict h1').textContent,"
             " columns: document.querySelectorAll('article.feature').length,"
             " drifted: document.querySelectorAll('article.feature.drifted').length,"
             " plots: document.querySelectorAll('article.feature svg').length,"
@@ -325,7 +326,15 @@ def test_report_renders_in_chromium_without_errors(page: tuple[Path, int], tmp_p
     assert [u for u in dom["requests"] if not u.startswith(LOCAL_SCHEMES)] == []
     assert html.as_uri() in dom["requests"]
     assert dom["sections"] == list(SECTIONS)
-    assert dom["verdict"] == "drift" and dom["title"].startswith("Drift detected")
+    # The last window drifted in its features (age, country) and so in its prediction
+    # (score follows age), and breached quality (amount missing, country unseen); nothing
+    # else was tested. The headline names those three kinds, in the banner and the title.
+    last = json.loads((html.parent / "reports.jsonl").read_text().splitlines()[-1])
+    assert last["drift"]["drifted"] and last["prediction_drift"]["drifted"]
+    assert last["quality"]["breached"] and last.get("multivariate") is None
+    headline = "Feature drift, prediction drift and data-quality breach"
+    assert dom["verdict"] == "drift" and dom["headline"] == headline
+    assert dom["title"] == f"{headline} · fraud v2 · 2025-01-15 10:10:00 UTC – 10:15:00 UTC"
     assert dom["columns"] == columns
     assert 0 < dom["drifted"] < columns
     assert dom["visible_after_filter"] == dom["drifted"]
