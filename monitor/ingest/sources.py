@@ -6,10 +6,8 @@ decision 7); only the client library, imported when chosen, differs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
 
 Offsets = dict[tuple[str, int], int]
@@ -33,19 +31,3 @@ class Source(Protocol):
     def lag(self) -> dict[tuple[str, int], int]: ...
     async def commit(self, offsets: Offsets) -> None: ...
     async def stop(self) -> None: ...
-
-
-def make_source(
-    cfg: KafkaSourceConfig,
-    start_offsets: Offsets | None = None,
-    on_revoke: Callable[[set[tuple[str, int]]], Awaitable[None]] | None = None,
-    extra_topics: Sequence[str] = (),
-) -> Source:
-    """The configured client's source."""
-    if cfg.client == "confluent":
-        from monitor.ingest.confluent import ConfluentSource
-
-        return ConfluentSource(cfg, start_offsets, on_revoke=on_revoke, extra_topics=extra_topics)
-    from monitor.ingest.kafka import KafkaSource
-
-    return KafkaSource(cfg, start_offsets, on_revoke=on_revoke, extra_topics=extra_topics)

@@ -40,7 +40,8 @@ from monitor.ingest.batch import DecodeFailure
 from monitor.ingest.dead_letters import REASON_HEADER, DeadLetters, lowest
 from monitor.ingest.kafka import KafkaPublisher
 from monitor.ingest.repartition import PairsRepartition
-from monitor.ingest.sources import Source, make_source
+from monitor.ingest.source_factory import make_source
+from monitor.ingest.sources import Source
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.sequential_routes import register_sequential
 from monitor.outputs.server import AgentServer

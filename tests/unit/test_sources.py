@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.confluent import ConfluentRecord, ConfluentSource, confluent_settings
 from monitor.ingest.kafka import KafkaSource
-from monitor.ingest.sources import make_source
+from monitor.ingest.source_factory import make_source
 
 BASE = {"bootstrap_servers": "127.0.0.1:9092", "topics": ["t"], "group_id": "g"}
 
