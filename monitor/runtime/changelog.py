@@ -353,7 +353,12 @@ async def restore(
             break
         except ChangelogUnreachable as exc:
             tick()
-            log.warning("changelog unreachable (%s); retrying in %.0fs", exc, delay)
+            log.warning(
+                "changelog: cannot connect to %s (%s); retrying in %.0fs",
+                changelog.kafka.bootstrap_servers,
+                exc,
+                delay,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
