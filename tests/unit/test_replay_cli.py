@@ -13,7 +13,8 @@ import yaml
 
 from detectors.profile import build_profile
 from detectors.schema import Schema
-from monitor.cli import main, replay_summary
+from monitor.cli import main
+from monitor.commands.replay import replay_summary
 from monitor.report.verdict import FEATURE_DRIFT, PREDICTION_DRIFT, QUALITY_BREACH
 
 ROWS = 1000
