@@ -11,6 +11,12 @@ those itself; consumer lag, checkpoints, the source state and rollback decisions
 through the exporter's methods. The segments are spread over about ten seconds so
 ``rate()`` sees several scrapes.
 
+The blocks that need a model, labels or the row-level tests (attribution, performance and
+KPIs, multivariate) are attached to each replayed report as the evaluator would, before
+the exporter observes it (:class:`BlockExporter`), with values that follow the report's
+own drift verdict; the label join, the online MMD, revisions and skipped windows go
+through the exporter's methods once per segment.
+
 Then each panel query of the checked-in JSON, with its template variables substituted,
 is sent to ``/api/v1/query`` (instant panels) or ``/api/v1/query_range``: it must parse
 and return data, except the queries :data:`EMPTY_WHEN_HEALTHY` lists (their panel
@@ -31,7 +37,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,15 @@ import pandas as pd
 import pytest
 
 from dashboards.build import JSON_DIR
+from detectors.multivariate.result import MultivariateResult, MultivariateTest
+from detectors.performance.results import (
+    EstimatedMetric,
+    KpiResult,
+    PerformanceResult,
+    RealizedMetric,
+)
 from detectors.profile import Profile, build_profile
+from detectors.results import AttributionColumn, AttributionResult, ImpactItem, WindowReport
 from detectors.schema import Schema
 from monitor.config.model import MonitorConfig
 from monitor.outputs.exporter import Exporter, new_registry
@@ -68,6 +82,90 @@ EMPTY_WHEN_HEALTHY = {
     ("driftline-fleet", "Firing driftline alerts"),  # the table; the stat counts 0
     ("driftline-model", "Rollback decisions"),  # the table and the annotation
 }
+
+
+# -- the blocks a fully configured agent adds to a report ---------------------------------------
+
+
+def _attribution(report: WindowReport) -> AttributionResult:
+    """SHAP ranking against the reference's: the drifted features gain attribution."""
+    drifted = {c.feature for c in report.drift.columns if c.drifted}
+    columns = []
+    for i, c in enumerate(report.drift.columns):
+        ref = 0.1 * (i + 1)
+        now = ref * (2.5 if c.feature in drifted else 1.0)
+        columns.append(
+            AttributionColumn(
+                c.feature, ref, now, now - ref, now - ref - 0.01, now - ref + 0.01,
+                "wasserstein", abs(now - ref), None, 0.05, ref, c.feature in drifted,
+            )
+        )  # fmt: skip
+    impact = tuple(
+        ImpactItem(c.feature, c.statistic / c.threshold, 0.2, 0.2 * c.statistic / c.threshold)
+        for c in report.drift.columns
+        if c.drifted
+    )
+    ndcg = 0.7 if drifted else 0.99
+    return AttributionResult(
+        "tree", ndcg, 0.9, ndcg < 0.9, report.rows, tuple(columns), impact, tuple(sorted(drifted))
+    )
+
+
+def _multivariate(report: WindowReport) -> MultivariateResult:
+    """MMD and classifier tests that agree with the per-column verdict."""
+    drifted = report.drift.drifted
+    mmd = MultivariateTest(
+        "mmd", 0.08 if drifted else 0.001, 0.002 if drifted else 0.6, 0.01, drifted
+    )
+    auc = MultivariateTest(
+        "classifier", 0.9 if drifted else 0.51, 1e-4 if drifted else 0.4, 0.55, drifted
+    )
+    p = min(1.0, 2 * min(mmd.p_value or 1.0, auc.p_value or 1.0))
+    return MultivariateResult(
+        "both", auc.statistic, p, auc.threshold, drifted, "numpy", 0.05, report.rows, 4000,
+        tests=(mmd, auc),
+    )  # fmt: skip
+
+
+def _performance(report: WindowReport, coverage: float) -> PerformanceResult:
+    """F1 realized on the labelled share and estimated by CBPE; a revenue KPI."""
+    f1 = 0.6 if report.drift.drifted else 0.85
+    labeled = int(report.rows * coverage)
+    return PerformanceResult(
+        labeled_rows=labeled,
+        coverage=coverage,
+        realized=(RealizedMetric("f1", f1, f1 - 0.05, f1 + 0.05),),
+        estimated=(
+            EstimatedMetric("f1", "cbpe", f1 + 0.02, f1 - 0.03, f1 + 0.07, 0.75, f1 < 0.75),
+        ),
+        kpis=(KpiResult("revenue", 12.0 - 4.0 * (f1 < 0.75), 0.4, labeled, (10.0,) * 10),),
+    )
+
+
+class BlockExporter(Exporter):
+    """The exporter of an agent with ``explain:``, ``labels:``, ``kpis:`` and
+    ``multivariate:`` configured: each report gets those blocks before it is exported."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last: dict[str, WindowReport] = {}
+
+    def observe_report(self, report: WindowReport, evaluation_seconds: float) -> None:
+        report = replace(
+            report,
+            attribution=_attribution(report),
+            multivariate=_multivariate(report),
+            performance=_performance(report, 0.4),
+        )
+        if report.baseline == "reference":
+            self.last[report.model_version] = report
+        super().observe_report(report, evaluation_seconds)
+
+    def late_labels(self) -> None:
+        """Labels that arrived after the latest windows closed: each is sent again."""
+        for report in self.last.values():
+            perf = replace(_performance(report, 0.7), revised=True)
+            self.observe_revision(replace(report, performance=perf))
 
 
 # -- the fed Prometheus -----------------------------------------------------------------------
@@ -209,7 +307,9 @@ def fed(
         },
         source="test",
     )
-    exporter = Exporter(MODEL, window_label(config), profile.content_hash, registry=new_registry())
+    exporter = BlockExporter(
+        MODEL, window_label(config), profile.content_hash, registry=new_registry()
+    )
     exporter.set_reference(profile.content_hash, profile.rows)
     with AgentServer("127.0.0.1", 0, registry=exporter.registry) as server:
         yield from _fed_prometheus(tmp, server.port, config, profile, exporter, reference_factory)
@@ -220,7 +320,7 @@ def _fed_prometheus(
     agent_port: int,
     config: MonitorConfig,
     profile: Profile,
-    exporter: Exporter,
+    exporter: BlockExporter,
     make_reference: Frames,
 ) -> Iterator[Fed]:
     """Start Prometheus scraping the agent on ``agent_port``, feed, hand over, stop it."""
@@ -260,6 +360,15 @@ def _fed_prometheus(
             for partition in range(2):
                 exporter.set_lag("predictions", partition, 500 * (seg + 1) + 100 * partition)
             exporter.set_checkpoint(time.time())
+            # the label join, the online MMD and the windows some blocks could not cover
+            exporter.late_labels()
+            exporter.count_labels("joined", ROWS_PER_VERSION)
+            exporter.count_labels("expired", ROWS_PER_VERSION // 10)
+            exporter.set_label_join(ROWS_PER_VERSION // 3, 5)
+            exporter.set_online_mmd(STABLE, 0.001, 0.02, False)
+            exporter.set_online_mmd(CANARY, 0.004 if seg == 0 else 0.05, 0.02, seg == 1)
+            exporter.count_multivariate_skipped("too_few_rows")
+            exporter.count_attribution_skipped("budget")
             if seg in (1, SEGMENTS - 1):  # the policy acts on the drifting canary, twice
                 exporter.count_rollback(CANARY, "rollback", "succeeded")
                 fed.rollbacks.append(time.time())
@@ -430,3 +539,25 @@ def test_canary_panel_compares_the_canary_with_stable(fed: Fed) -> None:
         (s["metric"]["model_version"], s["metric"]["baseline"]) for s in body["data"]["result"]
     }
     assert series == {(CANARY, f"version:{STABLE}")}
+
+
+def _instant_series(fed: Fed, title: str, label: str, ref_id: str = "A") -> dict[str, float]:
+    (query,) = [q for q in QUERIES if q.title == title and q.ref_id == ref_id]
+    body = fed.instant(substitute(query.expr, VARIABLES))
+    return {s["metric"].get(label, ""): float(s["value"][1]) for s in body["data"]["result"]}
+
+
+def test_block_panels_split_by_what_the_blocks_hold(fed: Fed) -> None:
+    # the drifting canary's last window: both row-level tests flagged it
+    assert _instant_series(fed, "Multivariate verdict", "model_version") == {CANARY: 1.0}
+    assert _instant_series(fed, "Multivariate p-value per test", "detector") == {
+        "mmd": 0.002,
+        "classifier": 1e-4,
+    }
+    # revised by late labels: the coverage of the revision, one series per metric and KPI
+    assert _instant_series(fed, "Label coverage", "model_version") == {CANARY: 0.7}
+    assert set(_instant_series(fed, "Estimated vs realized performance", "metric")) == {"f1"}
+    assert set(_instant_series(fed, "Business KPIs", "kpi")) == {"revenue"}
+    assert set(_instant_series(fed, "Labels by outcome", "outcome")) == {"joined", "expired"}
+    impact = _instant_series(fed, "Drifted features by impact", "feature")
+    assert set(impact) <= set(DRIFTED) and impact
