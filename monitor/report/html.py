@@ -134,16 +134,20 @@ def render_report(
     step("writing the page")
     features = [a for a, c in zip(articles, columns, strict=True) if c.role is Role.FEATURE]
     predictions = [a for a, c in zip(articles, columns, strict=True) if c.role is Role.PREDICTION]
+    # sections that are empty when neither the window nor the profile has the block
+    optional = {
+        "performance": performance_section(report, profile),
+        "attribution": attribution_section(report, profile),
+        "multivariate": multivariate_section(report, profile, sketch),
+    }
     body = [
         head,
-        _nav(bool(predictions)),
+        _nav(bool(predictions), {k for k, html in optional.items() if html}),
         summary,
         chart,
         changes,
         quality,
-        performance_section(report, profile),
-        attribution_section(report, profile),
-        multivariate_section(report, profile, sketch),
+        *optional.values(),
         '<section id="features" class="card"><h2>Features</h2>'
         '<label class="filter"><input type="checkbox" id="only-drifted"> only drifted columns'
         "</label>" + "".join(features) + "</section>",
@@ -270,17 +274,25 @@ def _header(report: WindowReport, warnings: list[str]) -> str:
     )
 
 
-def _nav(predictions: bool) -> str:
+def _nav(predictions: bool, optional: set[str]) -> str:
+    """Links to the page's sections; ``optional`` names the optional ones it has, so no
+    link points at a section that was left out."""
     links = [
         ("summary", "Summary"),
         ("history", "Drift share"),
         ("changes", "Since previous window"),
         ("quality", "Data quality"),
-        ("performance", "Performance"),
-        ("attribution", "Attributions"),
-        ("multivariate", "Multivariate"),
-        ("features", "Features"),
     ]
+    links += [
+        (a, t)
+        for a, t in (
+            ("performance", "Performance"),
+            ("attribution", "Attributions"),
+            ("multivariate", "Multivariate"),
+        )
+        if a in optional
+    ]
+    links.append(("features", "Features"))
     if predictions:
         links.append(("predictions", "Predictions"))
     links.append(("evidently", "Evidently"))

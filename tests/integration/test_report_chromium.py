@@ -287,6 +287,10 @@ async def inspect(ws_url: str, url: str, shot: Path) -> dict[str, Any]:
             " verdict: document.getElementById('verdict').dataset.verdict,"
             " title: document.title,"
             " headline: document.querySelector('#verdict h1').textContent,"
+            " links: [...document.querySelectorAll('nav.toc a')]"
+            ".map(a => a.getAttribute('href').slice(1)),"
+            " deadLinks: [...document.querySelectorAll('a[href^=\"#\"]')]"
+            ".map(a => a.getAttribute('href').slice(1)).filter(i => !document.getElementById(i)),"
             " columns: document.querySelectorAll('article.feature').length,"
             " drifted: document.querySelectorAll('article.feature.drifted').length,"
             " plots: document.querySelectorAll('article.feature svg').length,"
@@ -326,6 +330,11 @@ def test_report_renders_in_chromium_without_errors(page: tuple[Path, int], tmp_p
     assert [u for u in dom["requests"] if not u.startswith(LOCAL_SCHEMES)] == []
     assert html.as_uri() in dom["requests"]
     assert dom["sections"] == list(SECTIONS)
+    # every in-page link leads somewhere; the window has no performance, attribution or
+    # multivariate block (nor does the profile), so the contents do not offer those
+    assert dom["deadLinks"] == []
+    assert set(dom["links"]) >= set(SECTIONS) - {"verdict"}
+    assert not {"performance", "attribution", "multivariate"} & set(dom["links"])
     # The last window drifted in its features (age, country) and so in its prediction
     # (score follows age), and breached quality (amount missing, country unseen); nothing
     # else was tested. The headline names those three kinds, in the banner and the title.

@@ -87,6 +87,7 @@ def test_section_shows_ranking_importance_distributions_and_impact(pages) -> Non
 def test_skipped_window_says_so_and_no_attributions_means_no_section(pages) -> None:
     assert "this window has none" in _section(pages["skipped"])
     assert 'id="attribution"' not in pages["none"]
+    assert 'href="#attribution"' not in pages["none"]  # nor a link to it
 
 
 def test_reference_quantiles_read_from_the_bins_match_the_sample() -> None:
