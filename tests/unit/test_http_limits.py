@@ -13,6 +13,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +47,15 @@ def trickle(port: int, data: bytes, pause: float = 0.05) -> int:
 
 
 def wait_closed(sock: socket.socket, seconds: float = 10.0) -> bool:
-    """Whether the server closes ``sock`` (EOF) within ``seconds``."""
-    sock.settimeout(seconds)
+    """Whether the server closes ``sock`` (EOF) within ``seconds``. What it still sends
+    first (the rest of an answer that arrived in two segments) is read and dropped."""
+    deadline = time.monotonic() + seconds
     try:
-        return sock.recv(1024) == b""
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if sock.recv(4096) == b"":
+                return True
+        return False
     except TimeoutError:
         return False
     except OSError:
