@@ -161,8 +161,11 @@ class Pipeline:
             self.evaluator.multivariate.observe(batch)
         result = self.windows.add(batch, now)
         if self.performance is not None:
+            before = dict(self.performance.join.counts)
+            invalid = self.performance.invalid_labels
             self.performance.observe(batch.columns, batch.row_key, batch.event_time, result, now)
             self.performance.on_closed(result.closed)
+            self._count_join(before, invalid)
         for version, n in result.late.items():
             if n:
                 self.exporter.count_records("late", n, model_version=version)

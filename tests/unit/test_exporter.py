@@ -332,6 +332,7 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
     exporter.set_reference("abc", 10)
     exporter.count_rollback("v1", "noop", "skipped")
     exporter.count_failed_evaluations("retry", 1)
+    exporter.count_state_lost(1)
     block = MultivariateResult("mmd", 0.01, 0.002, 0.004, True, "numpy", 0.1, 500, 5000)
     # a window where every column's sequential detector and the dataset's fired
     fired = Sequential(15.0, 13.0, 60.0, "location_up")
