@@ -30,8 +30,11 @@ from detectors.performance.results import (
     RealizedMetric,
 )
 from detectors.results import (
+    AttributionColumn,
+    AttributionResult,
     DriftResult,
     Effect,
+    ImpactItem,
     QualityCheck,
     QualityResult,
     Sequential,
@@ -333,6 +336,8 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
     exporter.count_rollback("v1", "noop", "skipped")
     exporter.count_failed_evaluations("retry", 1)
     exporter.count_state_lost(1)
+    exporter.count_changelog_write("acknowledged")
+    exporter.set_open_windows(1)
     block = MultivariateResult("mmd", 0.01, 0.002, 0.004, True, "numpy", 0.1, 500, 5000)
     # a window where every column's sequential detector and the dataset's fired
     fired = Sequential(15.0, 13.0, 60.0, "location_up")
@@ -349,7 +354,19 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
         estimated=(EstimatedMetric("f1", "cbpe", 0.81, 0.79, 0.83, 0.7, False),),
         kpis=(KpiResult("revenue", 12.0, 0.4, 500, (1.0,) * 10),),
     )
-    with_perf = replace(report, performance=perf)
+    attribution = AttributionResult(
+        method="tree",
+        ndcg=0.8,
+        ndcg_threshold=0.9,
+        drifted=True,
+        rows=500,
+        columns=(
+            AttributionColumn("x", 0.2, 0.4, 0.2, 0.1, 0.3, "ks", 0.3, 0.001, 0.01, 0.5, True),
+        ),
+        impact=(ImpactItem("x", 2.0, 0.5, 1.0),),
+    )
+    exporter.count_attribution_skipped("budget")
+    with_perf = replace(report, performance=perf, attribution=attribution)
     exporter.observe_report(with_perf, 0.01)
     exporter.observe_revision(replace(with_perf, performance=replace(perf, revised=True)))
     exporter.count_labels("joined", 3)
