@@ -114,8 +114,7 @@ class MonitorConfig(Section):
             if self.windows.rows is not None:
                 raise fail(
                     "aggregation.role",
-                    "merges time windows; replace windows.rows with windows.size or set "
-                    "role: none",
+                    "merges time windows; replace windows.rows with windows.size or set role: none",
                 )
         if self.labels.source == "kafka" and self.source.kafka is None:
             raise fail(

@@ -55,7 +55,8 @@ from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
 from monitor.runtime.state_loss import StateLoss
-from monitor.runtime.windows import ClosedWindow, SnapshotError
+from monitor.runtime.window_snapshot import SnapshotError
+from monitor.runtime.windows import ClosedWindow
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ from monitor.runtime.panes import (
     merge_offsets,
 )
 from monitor.runtime.watermarks import PartitionClock
-from monitor.runtime.window_snapshot import SnapshotError, read_state, write_state
+from monitor.runtime.window_snapshot import read_state, write_state
 
 ALL_VERSIONS = "all"
 _NEVER = -(2**62)  # closed-pane index before any window closed

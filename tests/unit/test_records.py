@@ -272,9 +272,7 @@ def test_row_keys_are_stable_across_processes() -> None:
     ids = ["r1", "req-ü", "x" * 100]
     here = [int(k) for k in row_keys(ids)]
     assert here == [blake64(i) for i in ids]
-    code = (
-        f"from monitor.ingest.values import row_keys; print([int(k) for k in row_keys({ids!r})])"
-    )
+    code = f"from monitor.ingest.values import row_keys; print([int(k) for k in row_keys({ids!r})])"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -14,7 +14,8 @@ import pytest
 from detectors.profile import Profile, build_profile
 from detectors.sketch import WindowSketch
 from monitor.ingest.batch import DecodedBatch
-from monitor.runtime.windows import ClosedWindow, SnapshotError, WindowManager, window_params
+from monitor.runtime.window_snapshot import SnapshotError
+from monitor.runtime.windows import ClosedWindow, WindowManager, window_params
 
 COLORS = np.array(["red", "green", "blue", "purple", None], dtype=object)
 
