@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import orjson
 
 from detectors.profile import Profile
 from detectors.sketch import WindowSketch
+from monitor.runtime.durable import write_durably
 from monitor.runtime.panes import ClosedWindow
 
 log = logging.getLogger(__name__)
@@ -58,15 +58,6 @@ def _stem(directory: Path, w: ClosedWindow) -> Path:
     digest = hashlib.sha256(w.model_version.encode()).hexdigest()[:8]
     bounds = f"{round(w.start * 1000)}-{round(w.end * 1000)}"
     return directory / f"{version}-{digest}-{w.kind}-{bounds}"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class FailedWindows:
@@ -155,8 +146,8 @@ class FailedWindows:
             self.directory.mkdir(parents=True, exist_ok=True)
             sketch_path = entry.stem.with_suffix(".sketch")
             if not sketch_path.exists():
-                _atomic_write(sketch_path, w.sketch.to_bytes())
-            _atomic_write(entry.stem.with_suffix(".json"), orjson.dumps(meta))
+                write_durably(sketch_path, w.sketch.to_bytes())
+            write_durably(entry.stem.with_suffix(".json"), orjson.dumps(meta))
         except OSError as exc:
             log.error("failed window not kept in %s: %s", self.directory, exc.strerror)
 

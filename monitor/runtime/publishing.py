@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,6 +34,7 @@ from detectors.profile import Profile
 from monitor.config.model import MonitorConfig
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.checkpoint import CheckpointError, CheckpointStore, decode
+from monitor.runtime.durable import write_durably
 from monitor.runtime.panes import ClosedWindow
 from monitor.runtime.partials import Partial, PartitionProgress
 from monitor.runtime.partitioned import Origin, PartitionedWindows
@@ -61,22 +61,13 @@ def agent_identity(state_dir: Path, configured: str | None) -> tuple[str, int]:
             agent_id = None
         if agent_id is None:
             agent_id = uuid.uuid4().hex[:16]
-            _write(id_path, agent_id)
+            write_durably(id_path, agent_id.encode())
     try:
         epoch = int(epoch_path.read_text().strip()) + 1
     except (FileNotFoundError, ValueError):
         epoch = 1
-    _write(epoch_path, str(epoch))
+    write_durably(epoch_path, str(epoch).encode())
     return agent_id, epoch
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class PartialPublisher:
