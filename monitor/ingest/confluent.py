@@ -29,17 +29,16 @@ from typing import Any
 
 from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
-from monitor.ingest.sources import FOREIGN_AHEAD
+from monitor.ingest.sources import (
+    COMMIT_TIMEOUT,
+    FOREIGN_AHEAD,
+    PROBE_INTERVAL,
+    PROBE_TIMEOUT,
+    Offsets,
+)
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[tuple[str, int], int]
-
-#: Seconds between broker reachability probes while connected.
-PROBE_INTERVAL = 1.0
-#: Seconds a probe, a committed-offset lookup or a commit may take before it counts as failed.
-PROBE_TIMEOUT = 3.0
-COMMIT_TIMEOUT = 5.0
 #: Seconds a revocation may spend checkpointing before the consumer lets the partitions go.
 REVOKE_TIMEOUT = 60.0
 

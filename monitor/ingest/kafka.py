@@ -34,18 +34,16 @@ from aiokafka.errors import KafkaError
 
 from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
-from monitor.ingest.sources import FOREIGN_AHEAD
+from monitor.ingest.sources import (
+    COMMIT_TIMEOUT,
+    FOREIGN_AHEAD,
+    PROBE_INTERVAL,
+    PROBE_TIMEOUT,
+    Offsets,
+)
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[tuple[str, int], int]
-
-#: Seconds between broker reachability probes while connected.
-PROBE_INTERVAL = 1.0
-#: Seconds a probe, a committed-offset lookup or a seek may take before it counts as failed.
-PROBE_TIMEOUT = 3.0
-#: Seconds a commit (and each step of closing the producer) may take.
-COMMIT_TIMEOUT = 5.0
 #: The producer's request limit (Kafka's default): a dead letter is cut to fit it.
 MAX_REQUEST_BYTES = 1_048_576
 

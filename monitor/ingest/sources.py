@@ -12,6 +12,13 @@ from monitor.ingest.batch import SourceMessage
 
 Offsets = dict[tuple[str, int], int]
 
+#: Seconds between broker reachability probes while connected (both clients).
+PROBE_INTERVAL = 1.0
+#: Seconds a probe, a committed-offset lookup or a seek may take before it counts as failed.
+PROBE_TIMEOUT = 3.0
+#: Seconds a commit (and each step of closing a producer) may take.
+COMMIT_TIMEOUT = 5.0
+
 #: How a partition's resume point is logged when another member read on past the
 #: checkpoint (``foreign_commits``): the partition resumes at the committed offset.
 FOREIGN_AHEAD = "committed offset, ahead of the checkpoint (another member read on)"
