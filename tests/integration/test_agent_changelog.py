@@ -213,9 +213,15 @@ def test_a_restored_agent_does_not_rewind_past_what_another_member_read_on(
     high = produce_aiokafka(bootstrap, topic, phases[0]).high[0]
     first = AgentProcess(a.config).start()
     try:
+        # committed only once the changelog acknowledged the checkpoint: before that, a
+        # kill could leave phase 1 in the state directory alone, which is deleted below
         wait_for(
-            lambda: (c := store.load()) is not None and c.offsets.get((topic, 0)) == high,
-            "A's checkpoint of phase 1",
+            lambda: (
+                (c := store.load()) is not None
+                and c.offsets.get((topic, 0)) == high
+                and committed_offsets(bootstrap, group, topic, 1) == {0: high}
+            ),
+            "A's checkpoint of phase 1, in the changelog and committed",
             60,
         )
         first.kill()
