@@ -21,7 +21,9 @@ whatever the traffic.
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +41,8 @@ from detectors.performance.results import (
 DEFAULT_SAMPLE_SIZE = 20_000
 ECE_BINS = 10
 _KEY_SCALE = 1.0 / (1 << 53)
+_WIRE = struct.Struct("<4sI")  # magic, JSON header length
+_WIRE_MAGIC = b"DLPS"
 
 
 class PerformanceState:
@@ -208,6 +212,58 @@ class PerformanceState:
             len(out.sample_keys), len(ref.score_columns)
         )
         out.sample_y = np.asarray(d["sample_y"], dtype=np.int64)
+        return out
+
+    def to_bytes(self) -> bytes:
+        """Compact binary form (a JSON header of shapes, then little-endian float64 and
+        int64 arrays): what a partial carries to the aggregator; exact, as ``to_dict``."""
+        keys = sorted(self.sums)
+        head = {
+            "sample_size": self.sample_size,
+            "sums": [[k, list(self.sums[k].shape)] for k in keys],
+            "sample": len(self.sample_keys),
+            "width": int(self.sample_scores.shape[1]),
+        }
+        raw = json.dumps(head, separators=(",", ":")).encode()
+        parts = [_WIRE.pack(_WIRE_MAGIC, len(raw)), raw]
+        parts += [np.ascontiguousarray(self.sums[k], dtype="<f8").tobytes() for k in keys]
+        parts.append(np.ascontiguousarray(self.sample_keys, dtype="<f8").tobytes())
+        parts.append(np.ascontiguousarray(self.sample_scores, dtype="<f8").tobytes())
+        parts.append(np.ascontiguousarray(self.sample_y, dtype="<i8").tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, ref: PerformanceReference, data: bytes) -> PerformanceState:
+        """Read :meth:`to_bytes`; ``ValueError`` when the bytes are not such a state or do
+        not fit ``ref`` (another number of score columns)."""
+        if len(data) < _WIRE.size or data[:4] != _WIRE_MAGIC:
+            raise ValueError("not a performance state")
+        (n,) = struct.unpack_from("<I", data, 4)
+        try:
+            head = json.loads(data[_WIRE.size : _WIRE.size + n])
+            width, rows = int(head["width"]), int(head["sample"])
+            if width != len(ref.score_columns):
+                have = len(ref.score_columns)
+                raise ValueError(f"{width} score columns, the reference has {have}")
+            pos = _WIRE.size + n
+            out = cls(ref, int(head["sample_size"]))
+
+            def take(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+                nonlocal pos
+                count = int(np.prod(shape, dtype=np.int64))
+                arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos)
+                pos += 8 * count
+                return arr.reshape(shape).astype(dtype[1:], copy=True)
+
+            for key, shape in head["sums"]:
+                out.sums[str(key)] = take(tuple(int(s) for s in shape), "<f8")
+            out.sample_keys = take((rows,), "<f8")
+            out.sample_scores = take((rows, width), "<f8")
+            out.sample_y = take((rows,), "<i8")
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"corrupt performance state: {type(exc).__name__}") from exc
+        if pos != len(data):
+            raise ValueError("corrupt performance state: wrong length")
         return out
 
 

@@ -10,6 +10,12 @@ window for revision; ``revisions()`` then yields the report again with a recompu
 ``performance`` block (``revised: true``). Pane states stay while a prediction of theirs
 is pending or a window that needs them is open, so memory follows the join's bounds.
 
+When windows are kept per source partition (an agent that publishes partials,
+docs/agent.md "Scaling out"), so is the performance state: its segments are (version,
+partition), each closed window's state is its partition's alone and goes out with the
+window's partial, and a window whose partial was sent is revised by a *revision* partial
+(``partial_revisions``) instead of a report; the aggregator merges the partitions' states.
+
 Everything here is part of the agent's checkpoint (``snapshot``/``restore``), written
 with the window state and the offsets of both topics, so a restart neither loses a
 label nor counts one twice.
@@ -35,6 +41,16 @@ from monitor.labels.join import Joined, LabelJoin
 from monitor.runtime.panes import AddResult, ClosedWindow
 
 SNAPSHOT_FORMAT = 1
+#: Between a model version and a source partition in a per-partition segment's name.
+PARTITION_SEP = "\x1f"
+
+
+def segment_of(window: ClosedWindow) -> str:
+    """The tracker's segment of a closed window: its version, and its partition when the
+    window is one partition's."""
+    if window.partition is None:
+        return window.model_version
+    return f"{window.model_version}{PARTITION_SEP}{window.partition}"
 
 
 class PerformanceTracker:
@@ -73,6 +89,9 @@ class PerformanceTracker:
         # published) and whether labels arrived since
         self.reports: dict[tuple[str, int], WindowReport | None] = {}
         self.dirty: set[tuple[str, int]] = set()
+        # closed windows whose partial was sent: key -> [version, partition, start, end,
+        # rows, origin, fresh] (what a revision partial of it says)
+        self.sent: dict[tuple[str, int], list[Any]] = {}
         self.invalid_labels = 0
 
     # -- predictions -----------------------------------------------------------------------
@@ -94,6 +113,8 @@ class PerformanceTracker:
             return []
         p = self.ref.predictions(columns).take(accepted)
         segment = result.segment[accepted]
+        if result.partition is not None:
+            segment = _per_partition(segment, np.asarray(result.partition)[accepted])
         pane = result.pane[accepted]
         sub = {k: np.asarray(v)[accepted] for k, v in columns.items()}
         t = np.asarray(times, dtype=np.float64)[accepted]
@@ -186,19 +207,45 @@ class PerformanceTracker:
         """Attach each closed window's merged state, and drop panes nothing needs."""
         for w in closed:
             first = self.first_pane(w.start)
-            states = [
-                self.panes[(w.model_version, i)]
-                for i in range(first, first + self.k)
-                if (w.model_version, i) in self.panes
-            ]
-            merged = PerformanceState(self.ref, self.config.sample_size)
-            for s in states:
-                merged = merged.merge(s)
-            w.performance = merged
-            key = (w.model_version, first)
-            self.reports[key] = None
-            self.closed_to[w.model_version] = max(self.closed_to.get(w.model_version, 0), first + 1)
+            seg = segment_of(w)
+            w.performance = self._merged((seg, first))
+            self.reports[(seg, first)] = None
+            self.closed_to[seg] = max(self.closed_to.get(seg, 0), first + 1)
         self._trim()
+
+    def _merged(self, key: tuple[str, int]) -> PerformanceState:
+        """The merged state of the window whose first pane is ``key``."""
+        seg, first = key
+        merged = PerformanceState(self.ref, self.config.sample_size)
+        for i in range(first, first + self.k):
+            if (seg, i) in self.panes:
+                merged = merged.merge(self.panes[(seg, i)])
+        return merged
+
+    def note_partial(self, window: ClosedWindow, origin: int, fresh: bool) -> None:
+        """A closed window of one partition went out as a partial (state's ``origin``):
+        labels that arrive later revise it through :meth:`partial_revisions`."""
+        key = (segment_of(window), self.first_pane(window.start))
+        if key in self.reports and window.partition is not None:
+            self.sent[key] = [
+                window.model_version,
+                window.partition,
+                window.start,
+                window.end,
+                window.rows,
+                origin,
+                fresh,
+            ]
+
+    def partial_revisions(self) -> Iterator[tuple[list[Any], PerformanceState]]:
+        """Per window sent as a partial whose labels changed since: what its revision
+        partial says (see ``sent``) and the window's whole performance state now."""
+        for key in sorted(self.dirty):
+            info = self.sent.get(key)
+            if info is None:
+                continue
+            self.dirty.discard(key)
+            yield info, self._merged(key)
 
     def remember(self, report: WindowReport) -> None:
         """Keep a published report so that late labels can revise it."""
@@ -214,12 +261,7 @@ class PerformanceTracker:
             report = self.reports.get(key)
             if report is None:
                 continue  # not published yet: its report will carry the labels
-            seg, first = key
-            merged = PerformanceState(self.ref, self.config.sample_size)
-            for i in range(first, first + self.k):
-                if (seg, i) in self.panes:
-                    merged = merged.merge(self.panes[(seg, i)])
-            perf = self.evaluate(merged, report.rows, revised=True)
+            perf = self.evaluate(self._merged(key), report.rows, revised=True)
             new = replace(report, performance=perf)
             self.reports[key] = new
             self.dirty.discard(key)
@@ -254,6 +296,8 @@ class PerformanceTracker:
             for key in sorted(self.reports, key=lambda k: k[1])[:over]:
                 del self.reports[key]
                 self.dirty.discard(key)
+        for key in [k for k in self.sent if k not in self.reports]:
+            del self.sent[key]
 
     # -- checkpoint ------------------------------------------------------------------------
 
@@ -270,6 +314,7 @@ class PerformanceTracker:
                 for (s, p), r in self.reports.items()
             ],
             "dirty": [[s, p] for s, p in sorted(self.dirty)],
+            "sent": [[s, p, info] for (s, p), info in self.sent.items()],
             "invalid_labels": self.invalid_labels,
         }
 
@@ -296,8 +341,9 @@ class PerformanceTracker:
             for s, p, r in d["reports"]
         }
         dirty = {(str(s), int(p)) for s, p in d["dirty"]}
+        sent = {(str(s), int(p)): list(info) for s, p, info in d.get("sent", [])}
         self.join, self.panes, self.closed_to = join, panes, closed_to
-        self.reports, self.dirty = reports, dirty
+        self.reports, self.dirty, self.sent = reports, dirty, sent
         self.invalid_labels = int(d.get("invalid_labels", 0))
 
 
@@ -311,6 +357,17 @@ def _groups(segment: np.ndarray, pane: np.ndarray) -> Iterator[tuple[tuple[str, 
     cut = np.flatnonzero((s[1:] != s[:-1]) | (p[1:] != p[:-1])) + 1
     for a, b in zip(np.r_[0, cut], np.r_[cut, len(order)], strict=True):
         yield (seg_names[int(s[a])], int(p[a])), order[a:b]
+
+
+def _per_partition(segment: np.ndarray, partition: np.ndarray) -> np.ndarray:
+    """Each row's (version, partition) segment name."""
+    codes, names = _factorize(segment)
+    combined = codes * (1 << 32) + np.asarray(partition, dtype=np.int64)
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    labels = np.array(
+        [f"{names[u >> 32]}{PARTITION_SEP}{u & 0xFFFFFFFF}" for u in uniq.tolist()], dtype=object
+    )
+    return labels[inverse.reshape(-1)]
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -160,6 +160,7 @@ class Agent:
         self.partials = AgentPartials.from_config(config, self.profile.content_hash)
         if self.partials is not None:  # windows kept per partition (partitioned.py)
             self.pipeline.windows = self.partials.windows(self.profile, config)
+            self.partials.performance = self.pipeline.performance  # partials carry it
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
         self.offsets: dict[tuple[str, int], int] = {}
         self.latest: dict[str, WindowReport] = {}

@@ -17,6 +17,10 @@ reassignment (docs/agent.md, "Scaling out"):
 * its state (open windows' partials, agents' statuses, judged windows) is checkpointed
   to ``state.dir/aggregator`` like an agent's, before the offsets commit, so a restart
   on the same disk resumes without reading much again.
+
+Partials carry each partition's performance state, so the reports have the lone agent's
+``performance`` block, and revision partials revise it
+(``monitor/runtime/aggregated_performance.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from monitor.ingest.kafka import KafkaPublisher, KafkaSource
 from monitor.outputs.exporter import Exporter
 from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
+from monitor.runtime.aggregated_performance import RevisableWindows, merged_performance
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.merging import DueWindow, MergeState
@@ -81,6 +86,7 @@ def merge_window(profile: Profile, due: DueWindow) -> list[ClosedWindow]:
                 duplicates=sum(p.duplicates for p in parts),
                 traceparents=traceparents[:MAX_TRACEPARENTS],
                 kind="time",
+                performance=merged_performance(profile.performance, parts),
                 offsets=merge_offsets(_span(p) for p in parts),
             )
         )
@@ -133,6 +139,17 @@ class Aggregator:
         if exporter is None:
             self.exporter.set_reference(self.profile.short_hash, self.profile.rows)
         self.pipeline = Pipeline(config, self.profile, self.exporter)
+        tracker, w = self.pipeline.performance, config.windows
+        self.revisable = (
+            None
+            if tracker is None
+            else RevisableWindows(
+                tracker.ref,
+                tracker.evaluate,
+                max_windows=config.labels.max_revisable_windows,
+                horizon=config.labels.join_horizon + w.size + w.allowed_lateness,
+            )
+        )
         self.engine = PolicyEngine.from_config(config, self.exporter)
         self.topic = config.aggregation.topic(config.model)
         self.group_id = config.aggregation.group_id or f"{self.kafka_cfg.group_id}-aggregator"
@@ -178,6 +195,11 @@ class Aggregator:
         sequential = self.pipeline.evaluator.sequential
         if sequential is not None:
             sequential.restore(checkpoint.extra.get("sequential"))
+        if self.revisable is not None:
+            try:
+                self.revisable.restore(checkpoint.extra.get("revisable") or [])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("judged windows' performance state unusable (%s): not revised", exc)
         self._position = dict(checkpoint.offsets)
         for a, b, version, source, origin, topic, part, offset in checkpoint.extra.get("held", []):
             key = ((float(a), float(b)), str(version), int(source), int(origin))
@@ -291,6 +313,8 @@ class Aggregator:
                 self._forget(p.window, now)
             return
         outcome = self.state.receive(p, now)
+        if outcome == "revise":  # late labels of a judged window
+            outcome = self._revise(p)
         self.exporter.count_partials_received(outcome)
         if outcome != "accepted" or p.partition is None:
             return
@@ -298,6 +322,23 @@ class Aggregator:
             self._held[(p.window, str(p.model_version), p.partition, p.origin)] = where
         elif p.kind == "handoff":
             self._handoffs[(p.partition, p.at)] = (where, now)
+
+    def _revise(self, p: Partial) -> str:
+        """Re-evaluate a judged window's performance; its report goes out again."""
+        if self.revisable is None:
+            return "late"
+        try:
+            outcome, report = self.revisable.revise(p)
+        except ValueError as exc:
+            log.warning("revision partial of window %s set aside: %s", p.window, exc)
+            return "invalid"
+        if report is not None:
+            self.exporter.observe_revision(report)
+            if self.latest.get(report.model_version, report).window_start == report.window_start:
+                self.latest[report.model_version] = report
+            self.engine.observe_report(report)  # a realized drop may be found late
+            self._write(report)
+        return outcome
 
     def _forget(self, bounds: tuple[float, float], now: float) -> None:
         assert self.state is not None
@@ -333,7 +374,10 @@ class Aggregator:
             self.exporter.count_failed_evaluations("given_up", len(closed))
             results = []
         for result in results:
-            self._publish(replace(result, report=mark(result.report, due)))
+            result = replace(result, report=mark(result.report, due))
+            self._publish(result)
+            if self.revisable is not None:
+                self.revisable.keep(result.report, due.partials)
         latency = time.time() - max((p.closed_at for p in due.partials), default=time.time())
         coverage = len(due.coverage.reported) / max(1, due.coverage.partitions)
         self.state.done(due.bounds, time.time())
@@ -374,6 +418,9 @@ class Aggregator:
         if report.baseline == "reference":
             self.latest[report.model_version] = report
         self.engine.observe_report(report)
+        self._write(report)
+
+    def _write(self, report: WindowReport) -> None:
         for sink in self.sinks:
             try:
                 sink.write(report)
@@ -407,6 +454,8 @@ class Aggregator:
             sequential = self.pipeline.evaluator.sequential
             if sequential is not None:
                 extra["sequential"] = sequential.snapshot()
+            if self.revisable is not None:
+                extra["revisable"] = self.revisable.snapshot()
             snapshot = Checkpoint(
                 offsets=self.durable_offsets(),
                 windows=self.state.snapshot(),

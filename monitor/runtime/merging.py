@@ -23,6 +23,10 @@ Rules (docs/agent.md, "Scaling out"):
   seconds (processing time) after its first piece; then the report says ``partial:
   true`` and which partitions it had. A piece arriving after its window was judged is
   *late* and dropped.
+* A *revision* partial (labels that came after the piece was sent) replaces its piece's
+  performance state while the window waits; once it is judged, ``receive`` says
+  ``revise`` and the aggregator re-evaluates the judged window
+  (``monitor/runtime/aggregated_performance.py``).
 * Two pieces of one partition from different lines of state covering the same offsets
   would count records twice (an agent that died between its checkpoint and its commit,
   whose partition another agent read again from the older commit); the window is then
@@ -36,7 +40,7 @@ import json
 import struct
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from detectors.results import Coverage
 from monitor.runtime.partials import Partial, PartitionProgress
@@ -99,7 +103,8 @@ class MergeState:
 
     def receive(self, p: Partial, now: float) -> str:
         """File one message; returns its outcome: ``accepted``, ``repeated``, ``stale``,
-        ``late`` or ``foreign`` (another model or reference profile)."""
+        ``late``, ``foreign`` (another model or reference profile) or ``revise`` (a
+        revision of a judged window, for the aggregator)."""
         outcome = self._receive(p, now)
         self.counts[outcome] += 1
         return outcome
@@ -122,6 +127,8 @@ class MergeState:
             while len(self.handoffs) > MAX_HANDOFFS:
                 del self.handoffs[next(iter(self.handoffs))]
             return "accepted"
+        if p.kind == "revision":
+            return self._revision(p)
         if p.kind != "window" or p.window is None or p.partition is None:
             return "foreign"
         if p.window in self.evaluated:
@@ -136,6 +143,22 @@ class MergeState:
                 return "repeated"
         held[key] = p
         self.first_seen.setdefault(p.window, now)
+        return "accepted"
+
+    def _revision(self, p: Partial) -> str:
+        if p.window is None or p.partition is None:
+            return "foreign"
+        if p.window in self.evaluated:
+            return "revise"
+        key = (str(p.model_version), p.partition, p.origin)
+        old = self.windows.get(p.window, {}).get(key)
+        if old is None:
+            return "late"  # no piece it revises (a stale piece was refused before it)
+        if old.epoch > p.epoch:
+            return "stale"
+        if old.performance == p.performance:
+            return "repeated"
+        self.windows[p.window][key] = replace(old, performance=p.performance)
         return "accepted"
 
     # -- judging -----------------------------------------------------------------------------

@@ -57,6 +57,9 @@ class AddResult:
     # tracker files each accepted prediction under the same window this way.
     pane: np.ndarray | None = None
     segment: np.ndarray | None = None
+    # Per row: its source partition, when windows are kept per partition (partitioned.py);
+    # the tracker then keeps each partition's performance state apart, for its partials.
+    partition: np.ndarray | None = None
 
 
 @dataclass

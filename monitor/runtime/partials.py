@@ -15,7 +15,17 @@ aggregator, holds a model's partials) and is one of four kinds:
 * ``handoff`` — a partition left this agent: the offset its state ends at (where the next
   owner starts), its origin, how far its windows were closed, and the windows that were
   open and went out as pieces;
-* ``judged`` — the aggregator's own marker after it judged a window.
+* ``judged`` — the aggregator's own marker after it judged a window;
+* ``revision`` — a window partial's performance state again, after labels that arrived
+  once the window was closed changed it (the same window, version, partition and
+  origin; the performance bytes only, no sketch): the aggregator swaps it in, and
+  re-evaluates and republishes the window's report (``revised: true``) if it has judged
+  it already.
+
+A window partial (and a revision) of a model whose profile learnt from labels also
+carries the window's ``PerformanceState`` (``detectors/performance/state.py``; exact
+sums and a bottom-k sample by row hash, so merging the partitions' states gives the state
+one agent would have had).
 
 Every message carries the sender's id (an agent's is the identity of its window state,
 kept in its state directory), its ``epoch`` (one more at every start from that state:
@@ -24,8 +34,11 @@ claimed by two agents, the later generation owns it) and the reference profile's
 An agent sends a window's partial before any message whose horizon passes that window,
 and awaits each send, so messages of one agent arrive in the order they were made.
 
-Wire format: ``DLPT`` magic, a format number, the JSON header's length, the header, and
-the sketch bytes (window partials only).
+Wire format: ``DLPT`` magic, a format number, the JSON header's length, the header, the
+sketch bytes (window partials only), then the performance state's bytes (``perf`` in the
+header is their length). A message with a performance state is format 2, so an older
+aggregator refuses it by name instead of misreading it; format 1 (no performance state)
+is still read and written.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT = 1
+#: The format of a message that carries a performance state (``perf``).
+FORMAT_PERFORMANCE = 2
 _MAGIC = b"DLPT"
 _HEAD = struct.Struct("<4sHI")  # magic, format, header length
 #: Largest header accepted (a partial's header is a few hundred bytes per partition).
@@ -46,8 +61,8 @@ class PartialError(ValueError):
     """A message on the partials topic that is not a partial this aggregator can use."""
 
 
-Kind = str  # "window" | "progress" | "handoff" | "judged"
-KINDS = ("window", "progress", "handoff", "judged")
+Kind = str  # "window" | "progress" | "handoff" | "judged" | "revision"
+KINDS = ("window", "progress", "handoff", "judged", "revision")
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,8 @@ class Partial:
     closed_at: float = 0.0  # processing time the agent closed the window
     handoff: bool = False
     sketch: bytes = b""
+    # window partials and revisions: PerformanceState.to_bytes(), or b"" (none)
+    performance: bytes = b""
     # progress
     owned: dict[int, PartitionProgress] = field(default_factory=dict)
     # handoff: the offset the partition's state ends at, and the windows handed off open
@@ -108,10 +125,12 @@ class Partial:
             "reference": self.reference_hash,
             "sent_at": self.sent_at,
         }
-        if self.kind in ("window", "handoff"):
+        if self.kind in ("window", "handoff", "revision"):
             head.update(partition=self.partition, origin=self.origin, fresh=self.fresh)
-        if self.kind in ("window", "judged"):
+        if self.kind in ("window", "judged", "revision"):
             head["window"] = None if self.window is None else list(self.window)
+        if self.kind == "revision":
+            head.update(model_version=self.model_version, rows=self.rows)
         if self.kind == "window":
             head.update(
                 model_version=self.model_version,
@@ -130,8 +149,12 @@ class Partial:
             ]
         if self.kind == "handoff":
             head.update(at=self.at, open=[list(w) for w in self.open_windows], horizon=self.horizon)
+        fmt = FORMAT
+        if self.performance:
+            head["perf"] = len(self.performance)
+            fmt = FORMAT_PERFORMANCE
         raw = json.dumps(head, separators=(",", ":"), allow_nan=False).encode()
-        return _HEAD.pack(_MAGIC, FORMAT, len(raw)) + raw + self.sketch
+        return _HEAD.pack(_MAGIC, fmt, len(raw)) + raw + self.sketch + self.performance
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> Partial:
@@ -141,8 +164,10 @@ class Partial:
         magic, fmt, n = _HEAD.unpack_from(data)
         if magic != _MAGIC:
             raise PartialError("not a partial (bad magic)")
-        if fmt != FORMAT:
-            raise PartialError(f"partial format {fmt}; this aggregator reads {FORMAT}")
+        if fmt not in (FORMAT, FORMAT_PERFORMANCE):
+            raise PartialError(
+                f"partial format {fmt}; this aggregator reads {FORMAT} and {FORMAT_PERFORMANCE}"
+            )
         if n > MAX_HEADER or _HEAD.size + n > len(data):
             raise PartialError("truncated partial header")
         try:
@@ -153,6 +178,11 @@ class Partial:
             window = h.get("window")
             offsets = h.get("offsets")
             partition = h.get("partition")
+            body = bytes(data[_HEAD.size + n :])
+            perf = int(h.get("perf", 0))
+            if not 0 <= perf <= len(body):
+                raise ValueError("perf")
+            sketch, performance = body[: len(body) - perf], body[len(body) - perf :]
             return cls(
                 kind=kind,
                 model=str(h["model"]),
@@ -165,7 +195,9 @@ class Partial:
                 origin=int(h.get("origin", 0)),
                 fresh=bool(h.get("fresh", False)),
                 window=None if window is None else (float(window[0]), float(window[1])),
-                model_version=None if kind != "window" else str(h["model_version"]),
+                model_version=(
+                    None if kind not in ("window", "revision") else str(h["model_version"])
+                ),
                 rows=int(h.get("rows", 0)),
                 late=int(h.get("late", 0)),
                 duplicates=int(h.get("duplicates", 0)),
@@ -173,7 +205,8 @@ class Partial:
                 traceparents=tuple(str(t) for t in h.get("traceparents", [])),
                 closed_at=float(h.get("closed_at", 0.0)),
                 handoff=bool(h.get("handoff", False)),
-                sketch=bytes(data[_HEAD.size + n :]),
+                sketch=sketch,
+                performance=performance,
                 owned={
                     int(p): PartitionProgress(int(o), bool(f), _opt(z), bool(i), _opt(t))
                     for p, o, f, z, i, t in h.get("owned", [])

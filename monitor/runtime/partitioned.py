@@ -100,7 +100,7 @@ class PartitionedWindows(WindowManager):
                 segment[mine] = r.segment
         result.closed += self.tick(now)
         result.closed.sort(key=lambda w: (w.end, w.model_version, w.partition or 0))
-        result.pane, result.segment = pane, segment
+        result.pane, result.segment, result.partition = pane, segment, parts
         self.accepted_total += result.accepted
         _add_counts(self.late_total, result.late)
         _add_counts(self.duplicates_total, result.duplicates)

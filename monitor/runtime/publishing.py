@@ -12,6 +12,11 @@ retried until acknowledged: the checkpoint waits for them, so offsets are never
 committed past records whose partial is not in Kafka (docs/architecture.md, decision
 7).
 
+A window partial carries the window's performance state when the profile learnt from
+labels (the tracker keeps it per partition here); labels that arrive after a window's
+partial was sent go out as a *revision* partial at the next checkpoint, before the
+offsets of the labels topic are committed.
+
 The agent's id is the identity of its window state: made once, kept in the state
 directory (``agent-id``) unless ``aggregation.agent_id`` names it; the epoch
 (``agent-epoch``) grows by one at every start, so partials a restarted agent sends again
@@ -26,7 +31,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
@@ -40,6 +45,10 @@ from monitor.runtime.partials import Partial, PartitionProgress
 from monitor.runtime.partitioned import Origin, PartitionedWindows
 from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import WindowManager, WindowsSettings
+
+if TYPE_CHECKING:
+    from detectors.performance import PerformanceState
+    from monitor.labels.tracker import PerformanceTracker
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +143,7 @@ class PartialPublisher:
                     closed_at=time.time(),
                     handoff=handoff,
                     sketch=w.sketch.to_bytes(),
+                    performance=_performance_bytes(w.performance),
                 )
             )
         return out
@@ -291,6 +301,7 @@ class AgentPartials:
         owned, generation = self._owned(source, windows, time.time())
         origins = {p: windows.origins[p] for p in windows.by_partition}
         messages = self.publisher.window_partials(closed, generation, origins)
+        self._note_sent(closed, origins)
         messages.append(self.publisher.progress(owned, generation))
         return self.publisher.publish(messages)
 
@@ -345,6 +356,8 @@ class AgentPartials:
                         at - committed,
                     )
             closed, origin, horizon = windows.hand_off(p)
+            if self.performance is not None:
+                self.performance.on_closed(closed)
             messages += self.publisher.window_partials(closed, generation, {p: origin}, True)
             bounds = [(w.start, w.end) for w in closed]
             messages.append(self.publisher.handoff(p, at, origin, bounds, generation, horizon))

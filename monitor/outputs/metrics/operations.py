@@ -125,14 +125,16 @@ CHANGELOG_WRITES = MetricDef(
 PARTIALS_PUBLISHED = MetricDef(
     "driftline_partials_published_total",
     "counter",
-    "Partials an agent sent to the partials topic, acknowledged, by kind: window or progress.",
+    "Partials an agent sent to the partials topic, acknowledged, by kind: window, progress, "
+    "handoff, or revision (a sent window's performance state revised by late labels).",
     ("model", "kind"),
 )
 PARTIALS_RECEIVED = MetricDef(
     "driftline_partials_received_total",
     "counter",
     "Partials the aggregator read, by outcome: accepted, repeated, stale (an older epoch), "
-    "late (window already judged), foreign (another model or reference), invalid.",
+    "late (window already judged, or no longer kept for a revision), foreign (another model "
+    "or reference), invalid.",
     ("model", "outcome"),
 )
 AGGREGATION_LATENCY = MetricDef(

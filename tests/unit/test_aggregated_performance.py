@@ -1,0 +1,457 @@
+"""Performance across agents: each partition's performance state travels in its window
+partial, and the aggregator's merge equals the state one agent reading every partition
+would have had — sums to rounding, the bottom-k sample of labelled rows exactly — so
+its reports carry the lone agent's ``performance`` block; late labels revise it through
+revision partials as they revise a lone agent's report."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import replace
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from detectors.performance import (
+    PerformanceReference,
+    PerformanceResult,
+    PerformanceState,
+    evaluate_performance,
+    learn_performance,
+)
+from detectors.profile import Profile, build_profile
+from detectors.results import DriftResult, QualityResult, WindowReport
+from detectors.settings import DriftSettings, QualitySettings
+from monitor.config.labels import KpiConfig, LabelsConfig
+from monitor.ingest.batch import DecodedBatch
+from monitor.ingest.values import row_keys
+from monitor.labels.decode import LabelBatch
+from monitor.labels.tracker import PerformanceTracker
+from monitor.runtime.aggregated_performance import RevisableWindows
+from monitor.runtime.aggregator import mark, merge_window
+from monitor.runtime.evaluation import WindowEvaluator
+from monitor.runtime.merging import MergeState
+from monitor.runtime.partials import Partial, PartitionProgress
+from monitor.runtime.partitioned import PartitionedWindows
+from monitor.runtime.publishing import PartialPublisher
+from monitor.runtime.windows import ClosedWindow, WindowManager
+
+BASE = 1_700_000_000.0
+PARTS = 3
+REL = 1e-12
+
+
+def _rows(n: int, seed: int) -> pd.DataFrame:
+    r = np.random.default_rng(seed)
+    x1, x2 = r.normal(0, 1, n), r.normal(0, 1, n)
+    logit = 1.5 * x1 - x2
+    y = (r.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    score = 1 / (1 + np.exp(-(0.8 * logit + 0.3)))
+    return pd.DataFrame({"x1": x1, "x2": x2, "score": score, "y": y})
+
+
+@pytest.fixture(scope="module")
+def profile() -> Profile:
+    frame = _rows(5000, 0)
+    base = build_profile(frame.drop(columns="y"), prediction=["score"], bins=20)
+    return replace(base, performance=learn_performance(base, frame, "y"))
+
+
+@pytest.fixture(scope="module")
+def ref(profile: Profile) -> PerformanceReference:
+    assert profile.performance is not None
+    return profile.performance
+
+
+# -- the state: merge and bytes ------------------------------------------------------------
+
+
+def _state(ref: PerformanceReference, frame: pd.DataFrame, keys: np.ndarray, size: int):
+    s = PerformanceState(ref, size)
+    cols = {c: frame[c].to_numpy() for c in ("x1", "x2", "score")}
+    p = ref.predictions(cols)
+    s.add_predictions(p, cols)
+    labelled = np.flatnonzero(keys % np.uint64(5) != 0)  # a fifth never gets a label
+    y, _ = ref.encode_labels(frame["y"].to_numpy()[labelled])
+    s.add_labels(keys[labelled], p.take(labelled), y)
+    s.add_kpi("revenue", frame["x1"].to_numpy() * 3.0 + 10.0, p)
+    return s
+
+
+def assert_same_block(got: PerformanceResult, want: PerformanceResult) -> None:
+    assert (got.labeled_rows, got.coverage, got.task) == (
+        want.labeled_rows,
+        want.coverage,
+        want.task,
+    )
+    assert [r.metric for r in got.realized] == [r.metric for r in want.realized]
+    assert got.realized, "no realized metric to compare"
+    for a, b in zip(got.realized, want.realized, strict=True):
+        for x, y in ((a.value, b.value), (a.low, b.low), (a.high, b.high)):
+            assert x == pytest.approx(y, rel=REL, abs=REL), a.metric
+    assert [(e.metric, e.alert) for e in got.estimated] == [
+        (e.metric, e.alert) for e in want.estimated
+    ]
+    assert got.estimated
+    for a, b in zip(got.estimated, want.estimated, strict=True):
+        assert a.value == pytest.approx(b.value, rel=REL, abs=REL), a.metric
+        assert a.low == pytest.approx(b.low, rel=REL, abs=REL)
+        assert a.high == pytest.approx(b.high, rel=REL, abs=REL)
+    for ka, kb in zip(got.kpis, want.kpis, strict=True):
+        assert (ka.name, ka.rows) == (kb.name, kb.rows)
+        assert ka.mean == pytest.approx(kb.mean, rel=REL)
+        assert ka.correlation_with_prediction == pytest.approx(
+            kb.correlation_with_prediction, rel=1e-9
+        )
+        np.testing.assert_allclose(ka.by_decile, kb.by_decile, rtol=REL, equal_nan=True)
+
+
+@pytest.mark.parametrize("sample_size", [20_000, 500])
+def test_merged_partition_states_equal_the_lone_state(
+    ref: PerformanceReference, sample_size: int
+) -> None:
+    """3 partitions' states merged in any order == one state of all rows: integer sums
+    exactly, float sums to rounding, and the same bottom-k sample (by row hash) even
+    when the labelled rows outnumber it (500 of 3,200)."""
+    frame = _rows(4000, 3)
+    keys = row_keys([f"r{i}" for i in range(len(frame))])
+    part = np.random.default_rng(4).integers(0, PARTS, len(frame))
+    lone = _state(ref, frame, keys, sample_size)
+    pieces = [
+        _state(ref, frame.iloc[np.flatnonzero(part == p)], keys[part == p], sample_size)
+        for p in range(PARTS)
+    ]
+    for order in ([0, 1, 2], [2, 0, 1]):
+        merged = pieces[order[0]].merge(pieces[order[1]]).merge(pieces[order[2]])
+        assert sorted(merged.sums) == sorted(lone.sums)
+        for key, v in lone.sums.items():
+            if key in ("rows", "r.n", "r.confusion"):
+                np.testing.assert_array_equal(merged.sums[key], v)
+            else:
+                np.testing.assert_allclose(merged.sums[key], v, rtol=REL, atol=1e-9)
+        assert len(lone.sample_keys) == min(sample_size, lone.labeled)
+        a, b = np.argsort(merged.sample_keys), np.argsort(lone.sample_keys)
+        np.testing.assert_array_equal(merged.sample_keys[a], lone.sample_keys[b])
+        np.testing.assert_array_equal(merged.sample_scores[a], lone.sample_scores[b])
+        np.testing.assert_array_equal(merged.sample_y[a], lone.sample_y[b])
+        n = len(frame)
+        assert_same_block(
+            evaluate_performance(ref, merged, window_rows=n, kpis=["revenue"]),
+            evaluate_performance(ref, lone, window_rows=n, kpis=["revenue"]),
+        )
+
+
+def test_state_bytes_round_trip_and_bad_bytes_are_refused(ref: PerformanceReference) -> None:
+    frame = _rows(1500, 5)
+    s = _state(ref, frame, row_keys([f"k{i}" for i in range(1500)]), 400)
+    back = PerformanceState.from_bytes(ref, s.to_bytes())
+    assert back.sample_size == 400 and sorted(back.sums) == sorted(s.sums)
+    for key, v in s.sums.items():
+        np.testing.assert_array_equal(back.sums[key], v)
+    np.testing.assert_array_equal(back.sample_keys, s.sample_keys)
+    np.testing.assert_array_equal(back.sample_scores, s.sample_scores)
+    np.testing.assert_array_equal(back.sample_y, s.sample_y)
+    empty = PerformanceState.from_bytes(ref, PerformanceState(ref).to_bytes())
+    assert empty.rows == 0 and empty.labeled == 0 and len(empty.sample_keys) == 0
+    data = s.to_bytes()
+    for bad in (b"", b"DLPS", b"XXXX" + data[4:], data[:-8], data + b"\0" * 8):
+        with pytest.raises(ValueError):
+            PerformanceState.from_bytes(ref, bad)
+
+
+def test_partials_carry_the_state_and_old_partials_still_read(ref: PerformanceReference) -> None:
+    s = _state(ref, _rows(300, 6), row_keys([f"q{i}" for i in range(300)]), 100)
+    pub = PartialPublisher(
+        model="m", topic="t", reference_hash="h", agent_id="a", epoch=2, send=_no_send
+    )
+    window = Partial(
+        **pub._common("window", 4), partition=1, origin=7, window=(0.0, 10.0),
+        model_version="v1", rows=300, offsets=(7, 306), sketch=b"SKETCH", performance=s.to_bytes(),
+    )  # fmt: skip
+    info = ["v1", 1, 0.0, 10.0, 300, 7, False]
+    revision = pub.revision(info, s, 4)
+    for p in (window, revision):
+        raw = p.to_bytes()
+        assert struct.unpack_from("<H", raw, 4)[0] == 2  # format 2: carries a state
+        back = Partial.from_bytes(raw)
+        assert back == p and back.sketch == p.sketch
+        assert PerformanceState.from_bytes(ref, back.performance).labeled == s.labeled
+    assert (revision.partition, revision.origin, revision.window) == (1, 7, (0.0, 10.0))
+    # A window partial as the previous release wrote it: format 1, no "perf", the sketch.
+    head = {
+        "kind": "window", "model": "m", "agent": "a", "epoch": 2, "generation": 4,
+        "reference": "h", "sent_at": 1.0, "partition": 1, "origin": 7, "fresh": False,
+        "window": [0.0, 10.0], "model_version": "v1", "rows": 300, "late": 0, "duplicates": 0,
+        "offsets": [7, 306], "traceparents": [], "closed_at": 0.0, "handoff": False,
+    }  # fmt: skip
+    raw = orjson.dumps(head)
+    old = Partial.from_bytes(struct.pack("<4sHI", b"DLPT", 1, len(raw)) + raw + b"SKETCH")
+    assert old.sketch == b"SKETCH" and old.performance == b"" and old.rows == 300
+    assert struct.unpack_from("<H", replace(window, performance=b"").to_bytes(), 4)[0] == 1
+
+
+# -- agents, partials and the aggregator against one agent ----------------------------------
+
+PARAMS: dict = {
+    "size": 10.0,
+    "allowed_lateness": 1.0,
+    "idle_timeout": 30.0,
+    "dedupe": True,
+    "dedupe_max_ids": 100_000,
+    "reservoir_size": 64,
+    "segment_by_version": True,
+}
+KPIS = [KpiConfig.model_validate({"name": "revenue", "from": "labels"})]
+FAR = BASE + 1e6
+
+
+def traffic(n: int = 6000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Predictions over 40 s on PARTS partitions; labels with a revenue KPI, of which a
+    third arrive only after every window closed, and a tenth never."""
+    rng = np.random.default_rng(seed)
+    frame = _rows(n, seed + 100)
+    ids = [f"req-{seed}-{i}" for i in range(n)]
+    return {
+        "t": BASE + np.sort(rng.uniform(0, 40, n)),
+        "partition": rng.integers(0, PARTS, n),
+        "key": row_keys(ids),
+        "id": np.array(ids, dtype=object),
+        "x1": frame["x1"].to_numpy(),
+        "x2": frame["x2"].to_numpy(),
+        "score": frame["score"].to_numpy(),
+        "y": frame["y"].to_numpy(),
+        "when": rng.choice(np.array(["early", "late", "never"]), n, p=[0.6, 0.3, 0.1]),
+    }
+
+
+def batch(data: dict[str, np.ndarray], idx: np.ndarray) -> DecodedBatch:
+    n = len(idx)
+    obj = np.array([None] * n, dtype=object)
+    part = data["partition"][idx]
+    offsets = np.empty(n, dtype=np.int64)
+    for p in range(PARTS):
+        mine = np.flatnonzero(data["partition"] == p)
+        offsets[part == p] = np.searchsorted(mine, idx[part == p])
+    return DecodedBatch(
+        columns={k: data[k][idx] for k in ("x1", "x2", "score")},
+        event_time=data["t"][idx],
+        request_id=data["id"][idx],
+        row_key=data["key"][idx],
+        model_version=np.array(["v1"] * n, dtype=object),
+        traceparent=obj,
+        partition=part.astype(np.int32),
+        offset=offsets,
+    )
+
+
+def labels(data: dict[str, np.ndarray], idx: np.ndarray) -> LabelBatch:
+    return LabelBatch.from_columns(
+        data["id"][idx].tolist(),
+        data["y"][idx].tolist(),
+        data["t"][idx] + 0.5,
+        {"revenue": 10.0 * data["y"][idx] + data["x1"][idx]},
+    )
+
+
+def tracker(ref: PerformanceReference) -> PerformanceTracker:
+    return PerformanceTracker(
+        ref, LabelsConfig(sample_size=300), KPIS, pane_length=10.0, panes_per_window=1,
+        row_windows=False,
+    )  # fmt: skip
+
+
+def evaluator(profile: Profile, tr: PerformanceTracker) -> WindowEvaluator:
+    return WindowEvaluator(
+        profile, "m", DriftSettings(), QualitySettings(), performance=tr.evaluate
+    )
+
+
+def read(
+    data: dict[str, np.ndarray], idx: np.ndarray, windows: WindowManager, tr: PerformanceTracker
+) -> list[ClosedWindow]:
+    """Early labels first (they wait for their predictions), then the predictions in
+    chunks of 500, as the pipeline files them; then every window closed."""
+    tr.add_labels(labels(data, idx[data["when"][idx] == "early"]))
+    closed: list[ClosedWindow] = []
+    for a in range(0, len(idx), 500):
+        b = batch(data, idx[a : a + 500])
+        r = windows.add(b, now=0.0)
+        tr.observe(b.columns, b.row_key, b.event_time, r, 0.0)
+        tr.on_closed(r.closed)
+        closed += r.closed
+    rest = windows.flush()
+    tr.on_closed(rest)
+    return closed + rest
+
+
+def lone_reports(profile: Profile, data: dict[str, np.ndarray]):
+    """One agent reading every partition: its reports, then its revised reports."""
+    assert profile.performance is not None
+    tr = tracker(profile.performance)
+    m = WindowManager(profile, **PARAMS)
+    m.assign(set(range(PARTS)), now=0.0)
+    closed = read(data, np.arange(len(data["t"])), m, tr)
+    reports = [r.report for r in evaluator(profile, tr).evaluate(closed)]
+    for r in reports:
+        tr.remember(r)
+    tr.add_labels(labels(data, np.flatnonzero(data["when"] == "late")))
+    return reports, list(tr.revisions())
+
+
+def agent(profile: Profile, data: dict[str, np.ndarray], parts: set[int], name: str):
+    """An agent of ``parts``: its window partials, its progress, and a function giving
+    its revision partials once the late labels of its partitions came."""
+    assert profile.performance is not None
+    tr = tracker(profile.performance)
+    w = PartitionedWindows(profile, **PARAMS)
+    w.origin_of = lambda p: (0, True)
+    idx = np.flatnonzero(np.isin(data["partition"], sorted(parts)))
+    closed = read(data, idx, w, tr)
+    pub = PartialPublisher(
+        model="m", topic="t", reference_hash="ref", agent_id=name, epoch=1, send=_no_send
+    )
+    msgs = pub.window_partials(closed, 1, dict(w.origins))
+    for c in closed:
+        assert c.partition is not None
+        tr.note_partial(c, *w.origins[c.partition])
+    owned = {p: PartitionProgress(0, True, FAR, False, w.first_time.get(p)) for p in parts}
+    msgs.append(pub.progress(owned, 1))
+    # restarted from its checkpoint: what it sent is remembered, so it can be revised
+    restarted = tracker(profile.performance)
+    restarted.restore(orjson.loads(orjson.dumps(tr.snapshot())))
+    assert restarted.sent == tr.sent and len(tr.sent) == len(closed)
+
+    def revisions() -> list[Partial]:
+        restarted.add_labels(labels(data, idx[data["when"][idx] == "late"]))
+        return [pub.revision(i, state, 1) for i, state in restarted.partial_revisions()]
+
+    return msgs, revisions
+
+
+def test_aggregator_reports_carry_the_lone_agents_performance_and_its_revisions(
+    profile: Profile,
+) -> None:
+    data = traffic()
+    want, want_revised = lone_reports(profile, data)
+    assert len(want) == 4 and all(r.performance is not None for r in want)
+    assert len(want_revised) == 4 and all(r.performance.revised for r in want_revised)  # type: ignore[union-attr]
+    merge = MergeState("m", "ref", PARTS, 30.0, allowed_lateness=1.0)
+    agents = [agent(profile, data, {0, 1}, "a0"), agent(profile, data, {2}, "a2")]
+    for msgs, _ in agents:
+        assert {merge.receive(m, 0.0) for m in msgs} == {"accepted"}
+    assert profile.performance is not None
+    agg = tracker(profile.performance)  # the aggregator's own pipeline's evaluate
+    ev = evaluator(profile, agg)
+    revisable = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
+    got: list[WindowReport] = []
+    for due in merge.due(0.0):
+        assert due.complete and all(p.performance for p in due.partials)
+        (report,) = [mark(r.report, due) for r in ev.evaluate(merge_window(profile, due))]
+        revisable.keep(report, due.partials)
+        merge.done(due.bounds, 0.0)
+        got.append(report)
+    assert [(r.window_start, r.rows) for r in got] == [(r.window_start, r.rows) for r in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.performance is not None and w.performance is not None
+        assert not g.performance.revised
+        assert 0 < g.performance.labeled_rows < g.rows
+        assert_same_block(g.performance, w.performance)
+    # late labels: each agent's revision partials; the aggregator re-evaluates
+    revised: dict[float, WindowReport] = {}
+    for _, revisions in agents:
+        for p in revisions():
+            assert merge.receive(p, 0.0) == "revise"
+            outcome, report = revisable.revise(p)
+            assert outcome == "accepted" and report is not None
+            revised[report.window_start] = report
+            assert revisable.revise(p) == ("repeated", None)  # read twice: nothing new
+    assert sorted(revised) == [r.window_start for r in want_revised]
+    for r in want_revised:
+        g = revised[r.window_start]
+        assert g.performance is not None and r.performance is not None
+        assert g.performance.revised and g.coverage is not None
+        assert_same_block(g.performance, r.performance)
+    # the judged windows' states survive the aggregator's checkpoint
+    again = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
+    again.restore(orjson.loads(orjson.dumps(revisable.snapshot())))
+    assert set(again.windows) == set(revisable.windows)
+
+
+def test_a_revision_before_the_window_is_judged_replaces_its_piece(profile: Profile) -> None:
+    """Revisions that arrive while the window waits for a partition are merged into the
+    first report, which then equals the lone agent's revised block."""
+    data = traffic(3000, seed=1)
+    _, want_revised = lone_reports(profile, data)
+    merge = MergeState("m", "ref", PARTS, 30.0, allowed_lateness=1.0)
+    agents = [agent(profile, data, {p}, f"b{p}") for p in range(PARTS)]
+    for msgs, revisions in agents[:2]:
+        assert {merge.receive(m, 0.0) for m in msgs} == {"accepted"}
+        assert {merge.receive(p, 0.0) for p in revisions()} == {"accepted"}
+    assert merge.due(0.0) == []  # partition 2 not reported yet
+    msgs, revisions = agents[2]
+    assert {merge.receive(m, 0.0) for m in [*msgs, *revisions()]} == {"accepted"}
+    assert profile.performance is not None
+    agg = tracker(profile.performance)
+    ev = evaluator(profile, agg)
+    due = merge.due(0.0)
+    assert len(due) == len(want_revised)
+    for d, want in zip(due, want_revised, strict=True):
+        (report,) = [r.report for r in ev.evaluate(merge_window(profile, d))]
+        assert report.performance is not None and want.performance is not None
+        assert_same_block(report.performance, replace(want.performance, revised=False))
+
+
+def test_a_window_with_a_piece_lacking_performance_gets_no_block(profile: Profile) -> None:
+    """A partial from an agent of an older release (no state) must not yield a block that
+    covers part of the window as if it were all of it."""
+    data = traffic(1500, seed=2)
+    merge = MergeState("m", "ref", PARTS, 30.0, allowed_lateness=1.0)
+    for p in range(PARTS):
+        msgs, _ = agent(profile, data, {p}, f"c{p}")
+        if p == 1:
+            msgs = [replace(m, performance=b"") for m in msgs]
+        for m in msgs:
+            merge.receive(m, 0.0)
+    due = merge.due(0.0)
+    assert due
+    for d in due:
+        (w,) = merge_window(profile, d)
+        assert w.performance is None
+
+
+def test_revisions_of_windows_past_the_horizon_are_dropped(profile: Profile) -> None:
+    assert profile.performance is not None
+    agg = tracker(profile.performance)
+    revisable = RevisableWindows(agg.ref, agg.evaluate, max_windows=2, horizon=25.0)
+    data = traffic(1500, seed=3)
+    msgs, _ = agent(profile, data, {0}, "d")
+    perf = evaluate_performance(agg.ref, PerformanceState(agg.ref), window_rows=1)
+    for m in msgs:
+        if m.kind == "window" and m.window is not None:
+            report = replace(BARE, window_start=m.window[0], window_end=m.window[1])
+            revisable.keep(replace(report, performance=perf), [m])
+    ends = sorted(k[0][1] for k in revisable.windows)
+    assert len(ends) == 2 and ends[-1] - ends[0] <= 25.0
+    assert not any(math.isnan(e) for e in ends)
+    oldest = next(m for m in msgs if m.kind == "window")
+    assert revisable.revise(replace(oldest, kind="revision"))[0] == "late"
+
+
+BARE = WindowReport(
+    model="m",
+    model_version="v1",
+    window_start=0.0,
+    window_end=10.0,
+    reference_hash="ref",
+    rows=1,
+    drift=DriftResult(0.0, 0, 0, 0.5, False, "none", ()),
+    prediction_drift=DriftResult(0.0, 0, 0, 0.5, False, "none", ()),
+    quality=QualityResult(rows=1, checks=()),
+)
+
+
+async def _no_send(topic: str, key: bytes, value: bytes) -> None:
+    return None
