@@ -4,14 +4,14 @@ The method follows the model (``explain.explainer: auto``):
 
 - tree models: path-dependent TreeSHAP, exact. On the CPU driftline's own kernel
   (monitor/explain/fasttree.py: the same values in O(trees × leaves × depth) per row instead
-  of TreeSHAP's O(trees × leaves × depth²), 5 to 8 times less CPU at depth 6, on
+  of TreeSHAP's O(trees × leaves × depth²), several times less CPU at depth 6, on
   ``threads`` cores) for XGBoost, LightGBM and scikit-learn tree ensembles alike, on the
-  trees as shap parses them; for a booster its values are checked at load against the
-  library's own ``pred_contribs`` / ``pred_contrib`` on reference rows, and the library's
-  own TreeSHAP is used instead if they disagree, if shap cannot parse the model or it has
-  categorical splits (scikit-learn models: ``shap.TreeExplainer``). XGBoost runs on the
-  GPU (GPUTreeShap) when ``explain.device`` is ``cuda``, or ``auto`` and XGBoost was built
-  with CUDA and a GPU is present;
+  trees as shap parses them. Its values are checked at load against the library's own
+  TreeSHAP on reference rows (``pred_contribs`` / ``pred_contrib``; ``shap.TreeExplainer``
+  for scikit-learn), which is used instead if they disagree, if shap cannot parse the
+  model or if it has categorical splits. XGBoost runs on the GPU (GPUTreeShap) when
+  ``explain.device`` is ``cuda``, or ``auto`` and XGBoost was built with CUDA and a GPU is
+  present;
 - linear scikit-learn models: ``shap.LinearExplainer`` (exact, interventional, against a
   background drawn from the reference sample);
 - anything else (pipelines, other estimators): ``shap.PermutationExplainer`` (or
@@ -129,16 +129,14 @@ def make_explainer(
         return _fast(loaded, bg, output, threads, native) or native
     shap = _shap(loaded.path)
     if chosen == "tree":
-        fast = _fast(loaded, bg, output, threads, None)
-        if fast is not None:
-            return fast
         explainer = shap.TreeExplainer(loaded.model)
 
         def tree(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
             values = explainer.shap_values(frame, check_additivity=False)
             return _one_output(values, output, loaded), _base(explainer.expected_value, output)
 
-        return Explainer("tree", "cpu", features, tree, output=output, engine="shap")
+        native = Explainer("tree", "cpu", features, tree, output=output, engine="shap")
+        return _fast(loaded, bg, output, threads, native) or native
     if chosen == "linear":
         linear = shap.LinearExplainer(loaded.model, _numeric(bg, loaded))
 
@@ -202,12 +200,13 @@ def _fast(
     background: pd.DataFrame,
     output: int | None,
     threads: int | None,
-    native: Explainer | None,
+    native: Explainer,
 ) -> Explainer | None:
     """driftline's TreeSHAP kernel (monitor/explain/fasttree.py) on the trees as shap parses
     them, or None where it does not apply: shap cannot parse the model, it has categorical
-    splits, or, for a booster (``native``: the library's own TreeSHAP), the two disagree on
-    reference rows. A booster's expected value is the library's own (its intercept)."""
+    splits, or the two disagree with ``native`` (the library's own TreeSHAP, shap's for
+    scikit-learn) on reference rows. The expected value is ``native``'s (a booster's
+    intercept is not in shap's parse of every version)."""
     try:
         shap = importlib.import_module("shap")
         ensemble = shap.TreeExplainer(loaded.model).model
@@ -217,7 +216,7 @@ def _fast(
         dtype = np.float32 if loaded.library == "xgboost" else None
         trees = fasttree.build(ensemble, column, len(loaded.features), input_dtype=dtype)
         if trees is not None:
-            fasttree.warm_up()
+            fasttree.warm_up(trees)
     except ModelLoadError:
         raise
     except Exception as exc:  # shap's parser or numba: the library's own path still works
@@ -225,23 +224,21 @@ def _fast(
         return None
     if trees is None:
         return None
-    base = trees.expected_value
-    if native is not None:
-        rows = background.head(_CHECK_ROWS)
-        if len(rows) == 0:
-            rows = pd.DataFrame(np.zeros((1, len(loaded.features))), columns=loaded.features)
-        theirs, base = native.compute(rows)
-        ours = trees.shap_values(_numeric(rows, loaded), threads)
-        scale = max(1.0, float(np.abs(theirs).max(initial=0.0)))
-        if not np.allclose(ours, theirs, rtol=0.0, atol=_CHECK_RTOL * scale):
-            log.warning(
-                "%s: fast TreeSHAP disagrees with %s's own by %.3g; using %s's",
-                loaded.path,
-                loaded.library,
-                float(np.abs(ours - theirs).max()),
-                loaded.library,
-            )
-            return None
+    rows = background.head(_CHECK_ROWS)
+    if len(rows) == 0:
+        rows = pd.DataFrame(np.zeros((1, len(loaded.features))), columns=loaded.features)
+    theirs, base = native.compute(rows)
+    ours = trees.shap_values(_numeric(rows, loaded), threads)
+    scale = max(1.0, float(np.abs(theirs).max(initial=0.0)))
+    if not np.allclose(ours, theirs, rtol=0.0, atol=_CHECK_RTOL * scale):
+        log.warning(
+            "%s: fast TreeSHAP disagrees with %s's TreeSHAP by %.3g; using %s's",
+            loaded.path,
+            native.engine,
+            float(np.abs(ours - theirs).max()),
+            native.engine,
+        )
+        return None
     # LightGBM reads a missing value as 0 where the split saw none in training, which
     # shap's parse does not record: rows with missing values go to LightGBM itself
     nan_native = native if loaded.library == "lightgbm" else None

@@ -210,10 +210,10 @@ def build(
     )
 
 
-def warm_up() -> None:
-    """Compile the row kernel now (a few seconds the first time; numba caches it on disk),
-    not inside the first window's time budget."""
-    _kernel()
+def warm_up(trees: FastTrees) -> None:
+    """Compile the row kernel now, on one thread (about a second the first time; numba
+    caches it on disk), not inside the first window's time budget."""
+    trees.shap_values(np.zeros((1, trees.n_features)), 1)
 
 
 # -- tabulation -------------------------------------------------------------------------------
