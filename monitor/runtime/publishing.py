@@ -148,6 +148,21 @@ class PartialPublisher:
             )
         return out
 
+    def revision(self, info: list[Any], state: PerformanceState, generation: int) -> Partial:
+        """A sent window's performance state again (``info`` is the tracker's ``sent``
+        entry: version, partition, start, end, rows, origin, fresh)."""
+        version, partition, start, end, rows, origin, fresh = info
+        return Partial(
+            **self._common("revision", generation),
+            partition=int(partition),
+            origin=int(origin),
+            fresh=bool(fresh),
+            window=(float(start), float(end)),
+            model_version=str(version),
+            rows=int(rows),
+            performance=state.to_bytes(),
+        )
+
     def progress(self, owned: dict[int, PartitionProgress], generation: int) -> Partial:
         return Partial(**self._common("progress", generation), owned=dict(owned))
 
@@ -223,6 +238,9 @@ class AgentPartials:
         self.state_dir = state_dir  # where the agent's checkpoint files are
         self.idle_timeout = float(windows.idle_timeout)
         self._assigned_since: dict[int, float] = {}
+        # The agent's performance tracker (set by the agent when its profile learnt from
+        # labels): hand-offs attach their state, sent windows can be revised.
+        self.performance: PerformanceTracker | None = None
 
     @classmethod
     def from_config(cls, config: MonitorConfig, reference_hash: str) -> AgentPartials | None:
@@ -305,6 +323,13 @@ class AgentPartials:
         messages.append(self.publisher.progress(owned, generation))
         return self.publisher.publish(messages)
 
+    def _note_sent(self, closed: list[ClosedWindow], origins: dict[int, Origin]) -> None:
+        if self.performance is None:
+            return
+        for w in closed:
+            if w.kind == "time" and w.partition is not None and w.partition in origins:
+                self.performance.note_partial(w, *origins[w.partition])
+
     def release(self, windows: WindowManager, partitions: set[tuple[str, int]]) -> None:
         """Partitions revoked: hand their windows off at the next checkpoint."""
         if isinstance(windows, PartitionedWindows):
@@ -359,9 +384,13 @@ class AgentPartials:
             if self.performance is not None:
                 self.performance.on_closed(closed)
             messages += self.publisher.window_partials(closed, generation, {p: origin}, True)
+            self._note_sent(closed, {p: origin})
             bounds = [(w.start, w.end) for w in closed]
             messages.append(self.publisher.handoff(p, at, origin, bounds, generation, horizon))
             log.info("handing off partition %d at offset %d (%d open windows)", p, at, len(bounds))
+        if self.performance is not None:  # labels that came after windows were sent
+            for info, state in self.performance.partial_revisions():
+                messages.append(self.publisher.revision(info, state, generation))
         owned, generation = self._owned(source, windows, now)
         messages.append(self.publisher.progress(owned, generation))
         await self.publisher.publish(messages)
@@ -404,6 +433,11 @@ def _origin(source: Any, p: int) -> Origin | None:
         if q == p:
             return origin
     return None
+
+
+def _performance_bytes(state: object | None) -> bytes:
+    to_bytes = getattr(state, "to_bytes", None)
+    return b"" if to_bytes is None else bytes(to_bytes())
 
 
 async def _not_started(topic: str, key: bytes, value: bytes) -> None:
