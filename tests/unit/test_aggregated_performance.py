@@ -6,14 +6,17 @@ revision partials as they revise a lone agent's report."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from prometheus_client import generate_latest
 
 from detectors.performance import (
     PerformanceReference,
@@ -26,12 +29,13 @@ from detectors.profile import Profile, build_profile
 from detectors.results import DriftResult, QualityResult, WindowReport
 from detectors.settings import DriftSettings, QualitySettings
 from monitor.config.labels import KpiConfig, LabelsConfig
+from monitor.config.model import MonitorConfig
 from monitor.ingest.batch import DecodedBatch
 from monitor.ingest.values import row_keys
 from monitor.labels.decode import LabelBatch
 from monitor.labels.tracker import PerformanceTracker
 from monitor.runtime.aggregated_performance import RevisableWindows
-from monitor.runtime.aggregator import mark, merge_window
+from monitor.runtime.aggregator import Aggregator, mark, merge_window
 from monitor.runtime.evaluation import WindowEvaluator
 from monitor.runtime.merging import MergeState
 from monitor.runtime.partials import Partial, PartitionProgress
@@ -96,10 +100,10 @@ def assert_same_block(got: PerformanceResult, want: PerformanceResult) -> None:
         (e.metric, e.alert) for e in want.estimated
     ]
     assert got.estimated
-    for a, b in zip(got.estimated, want.estimated, strict=True):
-        assert a.value == pytest.approx(b.value, rel=REL, abs=REL), a.metric
-        assert a.low == pytest.approx(b.low, rel=REL, abs=REL)
-        assert a.high == pytest.approx(b.high, rel=REL, abs=REL)
+    for e, f in zip(got.estimated, want.estimated, strict=True):
+        assert e.value == pytest.approx(f.value, rel=REL, abs=REL), e.metric
+        assert e.low == pytest.approx(f.low, rel=REL, abs=REL)
+        assert e.high == pytest.approx(f.high, rel=REL, abs=REL)
     for ka, kb in zip(got.kpis, want.kpis, strict=True):
         assert (ka.name, ka.rows) == (kb.name, kb.rows)
         assert ka.mean == pytest.approx(kb.mean, rel=REL)
@@ -311,8 +315,9 @@ def agent(profile: Profile, data: dict[str, np.ndarray], parts: set[int], name: 
     idx = np.flatnonzero(np.isin(data["partition"], sorted(parts)))
     closed = read(data, idx, w, tr)
     pub = PartialPublisher(
-        model="m", topic="t", reference_hash="ref", agent_id=name, epoch=1, send=_no_send
-    )
+        model="m", topic="t", reference_hash=profile.content_hash, agent_id=name, epoch=1,
+        send=_no_send,
+    )  # fmt: skip
     msgs = pub.window_partials(closed, 1, dict(w.origins))
     for c in closed:
         assert c.partition is not None
@@ -338,7 +343,7 @@ def test_aggregator_reports_carry_the_lone_agents_performance_and_its_revisions(
     want, want_revised = lone_reports(profile, data)
     assert len(want) == 4 and all(r.performance is not None for r in want)
     assert len(want_revised) == 4 and all(r.performance.revised for r in want_revised)  # type: ignore[union-attr]
-    merge = MergeState("m", "ref", PARTS, 30.0, allowed_lateness=1.0)
+    merge = MergeState("m", profile.content_hash, PARTS, 30.0, allowed_lateness=1.0)
     agents = [agent(profile, data, {0, 1}, "a0"), agent(profile, data, {2}, "a2")]
     for msgs, _ in agents:
         assert {merge.receive(m, 0.0) for m in msgs} == {"accepted"}
@@ -364,9 +369,9 @@ def test_aggregator_reports_carry_the_lone_agents_performance_and_its_revisions(
     for _, revisions in agents:
         for p in revisions():
             assert merge.receive(p, 0.0) == "revise"
-            outcome, report = revisable.revise(p)
-            assert outcome == "accepted" and report is not None
-            revised[report.window_start] = report
+            outcome, new = revisable.revise(p)
+            assert outcome == "accepted" and new is not None
+            revised[new.window_start] = new
             assert revisable.revise(p) == ("repeated", None)  # read twice: nothing new
     assert sorted(revised) == [r.window_start for r in want_revised]
     for r in want_revised:
@@ -385,7 +390,7 @@ def test_a_revision_before_the_window_is_judged_replaces_its_piece(profile: Prof
     first report, which then equals the lone agent's revised block."""
     data = traffic(3000, seed=1)
     _, want_revised = lone_reports(profile, data)
-    merge = MergeState("m", "ref", PARTS, 30.0, allowed_lateness=1.0)
+    merge = MergeState("m", profile.content_hash, PARTS, 30.0, allowed_lateness=1.0)
     agents = [agent(profile, data, {p}, f"b{p}") for p in range(PARTS)]
     for msgs, revisions in agents[:2]:
         assert {merge.receive(m, 0.0) for m in msgs} == {"accepted"}
@@ -408,7 +413,7 @@ def test_a_window_with_a_piece_lacking_performance_gets_no_block(profile: Profil
     """A partial from an agent of an older release (no state) must not yield a block that
     covers part of the window as if it were all of it."""
     data = traffic(1500, seed=2)
-    merge = MergeState("m", "ref", PARTS, 30.0, allowed_lateness=1.0)
+    merge = MergeState("m", profile.content_hash, PARTS, 30.0, allowed_lateness=1.0)
     for p in range(PARTS):
         msgs, _ = agent(profile, data, {p}, f"c{p}")
         if p == 1:
@@ -455,3 +460,98 @@ BARE = WindowReport(
 
 async def _no_send(topic: str, key: bytes, value: bytes) -> None:
     return None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.reports: list[WindowReport] = []
+
+    def write(self, report: WindowReport) -> None:
+        self.reports.append(report)
+
+    def close(self) -> None:
+        return None
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
+        self.sent.append(value)
+
+
+class _Publisher:
+    def __init__(self) -> None:
+        self.producer = _Producer()
+
+
+def aggregator(profile: Profile, state_dir: Path, sink: _Sink) -> Aggregator:
+    config = MonitorConfig.model_validate(
+        {
+            "model": "m",
+            "reference": str(state_dir / "unused.json"),
+            "source": {
+                "kind": "kafka",
+                "kafka": {"bootstrap_servers": "k0:9092", "topics": ["preds"], "group_id": "g"},
+            },
+            "aggregation": {"role": "aggregator", "source_partitions": PARTS},
+            "state": {"dir": str(state_dir)},
+            "windows": {"size": "10s", "allowed_lateness": "1s", "idle_timeout": "30s"},
+            "labels": {"sample_size": 300},
+            "kpis": [{"name": "revenue", "from": "labels"}],
+        }
+    )
+    agg = Aggregator(config, profile=profile, sinks=[sink], serve_http=False)
+    agg.state = agg._new_state(PARTS)
+    agg.publisher = _Publisher()  # type: ignore[assignment]
+    return agg
+
+
+def test_the_aggregator_publishes_the_block_its_revisions_and_metrics(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """The Aggregator itself: reports through its sinks with the lone agent's block, the
+    model-level performance metrics, and revised reports — also after a restart from its
+    checkpoint."""
+    data = traffic(4000, seed=4)
+    want, want_revised = lone_reports(profile, data)
+    agents = [agent(profile, data, {p}, f"e{p}") for p in range(PARTS)]
+    sink = _Sink()
+    agg = aggregator(profile, tmp_path, sink)
+
+    async def judge_then_checkpoint() -> None:
+        for n, (msgs, _) in enumerate(agents):
+            for i, m in enumerate(msgs):
+                agg._receive(m.to_bytes(), ("partials", 0, 100 * n + i), 0.0)
+        await agg._judge_due(0.0)
+        await agg.checkpoint()
+
+    asyncio.run(judge_then_checkpoint())
+    assert [r.window_start for r in sink.reports] == [r.window_start for r in want]
+    for g, w in zip(sink.reports, want, strict=True):
+        assert g.performance is not None and w.performance is not None
+        assert_same_block(g.performance, w.performance)
+    text = generate_latest(agg.exporter.registry).decode()
+    assert "driftline_performance_realized{" in text and "driftline_kpi_mean{" in text
+    agg.executor.shutdown()
+    # restarted from its checkpoint, it revises the windows it judged before
+    sink2 = _Sink()
+    again = aggregator(profile, tmp_path, sink2)
+    again._restore()
+    assert again.state is not None and again._restored is not None
+    again.state.restore(again._restored, 0.0)  # as its first metadata refresh does
+    assert again.revisable is not None and len(again.revisable.windows) == len(want)
+    for n, (_, revisions) in enumerate(agents):
+        for i, p in enumerate(revisions()):
+            again._receive(p.to_bytes(), ("partials", 0, 1000 + 10 * n + i), 0.0)
+    final = {r.window_start: r for r in sink2.reports}
+    assert sorted(final) == [r.window_start for r in want_revised]
+    for r in want_revised:
+        g = final[r.window_start]
+        assert g.performance is not None and r.performance is not None
+        assert g.performance.revised
+        assert_same_block(g.performance, r.performance)
+    text = generate_latest(again.exporter.registry).decode()
+    assert "driftline_performance_revisions_total{" in text
+    again.executor.shutdown()
