@@ -6,7 +6,9 @@ squares of the deviations from a fixed shift (the reference mean: see ``std``), 
 the sum of the values in each bin (so each bin's mean is known: the binned Wasserstein
 distance places a bin's mass there).
 Categorical columns are counted over the profile's vocabulary plus "other" and "unseen".
-A bottom-k reservoir keeps a uniform sample of whole rows for the tests that need rows.
+A bottom-k reservoir keeps a uniform sample of whole rows for the tests that need rows,
+and, when the records log their own attributions, a bottom-k sample of those
+(detectors/attribution_sample.py).
 
 Memory is O(features × bins + reservoir) whatever the traffic, and
 ``merge(sketch(A), sketch(B)) == sketch(A ∪ B)``: counts add, min/max combine, sums add
@@ -29,6 +31,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
+from detectors.attribution_sample import AttributionSample
 from detectors.binning import edge_index
 from detectors.profile import MISSING, Profile, category_strings
 
@@ -86,6 +89,9 @@ class WindowSketch:
         self.res_keys = np.empty(0, dtype=np.float64)
         self.res_numeric = np.empty((0, nn), dtype=np.float64)
         self.res_categorical = np.empty((0, nc), dtype=object)
+        # attributions the records logged, in profile.attribution.features order (None
+        # until a batch brings some)
+        self.attribution: AttributionSample | None = None
 
     # -- derived counts -------------------------------------------------------------------
 
@@ -137,13 +143,20 @@ class WindowSketch:
 
     # -- update ---------------------------------------------------------------------------
 
-    def update(self, batch: Batch, row_keys: np.ndarray | None = None) -> int:
+    def update(
+        self,
+        batch: Batch,
+        row_keys: np.ndarray | None = None,
+        attributions: np.ndarray | None = None,
+    ) -> int:
         """Add a columnar batch; returns its row count.
 
         ``batch`` maps column names to equal-length arrays (or is a DataFrame). A schema
         column absent from the batch counts as missing in every row. ``row_keys`` are
         optional uint64 hashes of row identities (request ids): with them the reservoir
-        is a deterministic function of the set of rows seen.
+        is a deterministic function of the set of rows seen. ``attributions`` are the
+        rows' logged attributions (rows × the profile's attribution features, a row with
+        NaN where a record had none), sampled by the same keys.
         """
         columns = _columns(batch)
         n = _batch_len(columns)
@@ -163,6 +176,8 @@ class WindowSketch:
                 self.extra_columns[name] = self.extra_columns.get(name, 0) + n
 
         candidates = self._reservoir_candidates(n, row_keys)
+        if attributions is not None and self.reservoir_size:
+            self._add_attributions(candidates[2], attributions)
         num = self._update_numeric(columns, n, candidates[0])
         cat = self._update_categorical(columns, n, candidates[0])
         if self.reservoir_size:
@@ -175,10 +190,11 @@ class WindowSketch:
 
     def _reservoir_candidates(
         self, n: int, row_keys: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the batch whose keys could enter the reservoir, and those keys."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of the batch whose keys could enter the reservoir, those keys, and the
+        keys of all the batch's rows."""
         if not self.reservoir_size:
-            return np.empty(0, dtype=np.intp), np.empty(0)
+            return np.empty(0, dtype=np.intp), np.empty(0), np.empty(0)
         if row_keys is None:
             keys = self._rng.random(n)
         else:
@@ -188,10 +204,22 @@ class WindowSketch:
         k = self.reservoir_size
         combined = np.concatenate([self.res_keys, keys])
         if len(combined) <= k:
-            return np.arange(n), keys
+            return np.arange(n), keys, keys
         cutoff = np.partition(combined, k - 1)[k - 1]
         idx = np.flatnonzero(keys <= cutoff)
-        return idx, keys[idx]
+        return idx, keys[idx], keys
+
+    def _add_attributions(self, keys: np.ndarray, attributions: np.ndarray) -> None:
+        reference = self.profile.attribution
+        width = 0 if reference is None else len(reference.features)
+        if reference is None or np.shape(attributions)[1:] != (width,):
+            raise ValueError(
+                f"attributions of shape {np.shape(attributions)}; the profile has "
+                f"{width} attribution features"
+            )
+        if self.attribution is None:
+            self.attribution = AttributionSample(self.reservoir_size, width)
+        self.attribution.update(keys, attributions)
 
     def _update_numeric(self, columns: Mapping[str, Any], n: int, rows: np.ndarray) -> np.ndarray:
         """Count, sum and bin every numeric feature, one column at a time.
@@ -318,6 +346,11 @@ class WindowSketch:
             if name in extra or len(extra) < MAX_EXTRA_COLUMNS:
                 extra[name] = extra.get(name, 0) + count
         out.extra_columns = extra
+        sides = [sk.attribution for sk in (self, other) if sk.attribution is not None]
+        if sides:
+            out.attribution = sides[0].merge(
+                sides[1] if len(sides) > 1 else AttributionSample(sides[0].k, sides[0].width)
+            )
         out._keep_smallest(
             np.concatenate([self.res_keys, other.res_keys]),
             np.concatenate([self.res_numeric, other.res_numeric]),
@@ -377,6 +410,8 @@ class WindowSketch:
         }
         buf = io.BytesIO()
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        if self.attribution is not None:
+            arrays.update(self.attribution.arrays())
         np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         return buf.getvalue()
 
@@ -393,6 +428,11 @@ class WindowSketch:
                         "cannot be resumed; its windows start afresh)"
                     )
                 arrays = {name: npz[name] for name in cls._ARRAYS}
+                logged = (
+                    {k: npz[k] for k in ("att_shape", "att_keys", "att_values")}
+                    if "att_shape" in npz.files
+                    else None
+                )
             built_on = str(meta["profile"])
         except Exception as exc:
             # Altered bytes fail anywhere in zipfile/numpy (BadZipFile, NotImplementedError
@@ -426,6 +466,10 @@ class WindowSketch:
             for i, row in enumerate(rows):
                 res_categorical[i, :] = row
             out.res_categorical = res_categorical
+            if logged is not None:
+                out.attribution = AttributionSample.from_arrays(logged)
+                if out.attribution.k != out.reservoir_size:
+                    raise ValueError("attribution sample and reservoir of different sizes")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"corrupt window sketch: {exc!r}") from exc
         return out
@@ -437,6 +481,10 @@ class WindowSketch:
         same rows added in another grouping may differ in the last bits of the sums.
         """
         if self.rows != other.rows or self.extra_columns != other.extra_columns:
+            return False
+        if (self.attribution is None) != (other.attribution is None) or (
+            self.attribution is not None and not self.attribution.equal(other.attribution)
+        ):
             return False
         for name in self._ARRAYS:
             if not np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True):

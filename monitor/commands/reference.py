@@ -17,6 +17,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from detectors.schema import Schema, SchemaError
     from detectors.sequential_calibration import calibrate_sequential
 
+    if getattr(args, "dask", None) and getattr(args, "attributions", None):
+        raise UsageError("--attributions is not read on a Dask cluster; build without --dask")
     if getattr(args, "dask", None):  # on a Dask cluster (monitor/offline/dask_build.py)
         from monitor.offline.dask_build import run_cli
 
@@ -24,7 +26,10 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     steps = 3 + len(args.calibrate_window)
     with progress_bar() as progress:
         task = progress.add_task("reading data", total=steps)
-        frame = read_frame(args.data)
+        logged = read_frame(args.data)
+        from monitor.explain.cli import without_logged_columns
+
+        frame = without_logged_columns(logged, args)  # logged attributions are no features
         progress.update(task, advance=1, description=f"profiling {len(frame):,} rows")
         schema = None
         if args.schema:
@@ -66,6 +71,11 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 
             progress.update(task, description=f"attributions of {Path(args.model).name}")
             profile = with_reference_attributions(profile, args)
+        if getattr(args, "attributions", None):
+            from monitor.explain.cli import with_logged_attributions
+
+            progress.update(task, description=f"logged attributions in {args.attributions}")
+            profile = with_logged_attributions(profile, logged, args)
     if args.labels:
         profile = _with_performance(profile, frame, args)
     if profile.inference:

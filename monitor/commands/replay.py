@@ -40,7 +40,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.runtime.replay import replay
 
     cfg = _config_for(args)
-    if args.model:
+    if args.model or getattr(args, "attributions", None):
         from monitor.explain.cli import with_model
 
         cfg = with_model(cfg, args)

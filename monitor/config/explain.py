@@ -1,5 +1,6 @@
-"""``explain``: the model file whose SHAP attributions are monitored, how they are
-computed and judged; mirrors ``monitor.explain.window.ExplainSettings`` (docs/explainability.md)."""
+"""``explain``: whose SHAP attributions are monitored (the model file's, or those the
+records log), how they are computed and judged; mirrors
+``monitor.explain.window.ExplainSettings`` (docs/explainability.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from detectors.attribution import (
     DEFAULT_NDCG_THRESHOLD,
     AttributionSettings,
 )
-from monitor.config.rules import Section, fail
+from monitor.config.rules import Section, check_path, fail
 
 if TYPE_CHECKING:
     from monitor.explain.window import ExplainSettings
@@ -23,8 +24,12 @@ __all__ = ["ExplainConfig"]
 
 
 class ExplainConfig(Section):
-    """Attribution drift; off while ``model`` is unset."""
+    """Attribution drift; off while ``model`` is unset and ``source`` is ``model``."""
 
+    # model: explain each window's rows with the model file; record: read the
+    # attributions each prediction record logged at record_field (no model file)
+    source: Literal["model", "record"] = "model"
+    record_field: str = "attributions"
     model: Path | None = Field(None, description="the model file (XGBoost, LightGBM, skops)")
     format: Literal["auto", "xgboost", "lightgbm", "skops", "joblib"] = "auto"
     explainer: Literal["auto", "tree", "linear", "permutation", "kernel"] = "auto"
@@ -44,6 +49,13 @@ class ExplainConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> ExplainConfig:
+        check_path(self.record_field, "record_field")
+        if self.source == "record" and self.model is not None:
+            raise fail(
+                "model",
+                "is not used with source: record (the attributions come from the records); "
+                "remove explain.model, or set source: model to explain windows with it",
+            )
         if self.max_rows is not None and self.max_rows < self.min_rows:
             raise fail(
                 "max_rows",
@@ -60,13 +72,15 @@ class ExplainConfig(Section):
 
     @property
     def enabled(self) -> bool:
-        return self.model is not None
+        return self.model is not None or self.source == "record"
 
     def to_settings(self) -> ExplainSettings:
         """The agent's settings (model libraries load only when a model is)."""
         from monitor.explain.window import ExplainSettings
 
         return ExplainSettings(
+            source=self.source,
+            record_field=self.record_field,
             model=None if self.model is None else str(self.model),
             format=self.format,
             explainer=self.explainer,

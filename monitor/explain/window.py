@@ -39,6 +39,8 @@ SKIP_REASONS = ("budget", "too_few_rows", "error")
 class ExplainSettings:
     """``explain:`` in monitor.yaml, as plain values (docs/configuration.md)."""
 
+    source: str = "model"  # or "record": attributions logged at record_field (logged.py)
+    record_field: str = "attributions"
     model: str | None = None
     format: str = "auto"
     explainer: str = "auto"

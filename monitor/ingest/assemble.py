@@ -13,6 +13,7 @@ from msgspec import UNSET, UnsetType
 
 from detectors.schema import Kind, Schema
 from monitor.config.record import RecordConfig
+from monitor.ingest.attributions import AttributionField, missing_rows
 from monitor.ingest.batch import DecodedBatch, DecodeFailure
 from monitor.ingest.rows import Rows, mark
 from monitor.ingest.values import (
@@ -38,9 +39,13 @@ _OFFSET = attrgetter("offset")
 class BatchAssembler:
     """Builds :class:`DecodedBatch` values for one model's schema."""
 
-    def __init__(self, config: RecordConfig, schema: Schema) -> None:
+    def __init__(
+        self, config: RecordConfig, schema: Schema, attributions: AttributionField | None = None
+    ) -> None:
         self.config = config
         self._kinds = {c.name: c.kind for c in schema.columns}
+        # the field of logged attributions (explain.source: record), else None
+        self.attributions = attributions
 
     def finish(
         self,
@@ -114,6 +119,9 @@ class BatchAssembler:
             failures=failures,
             messages=n_messages,
         )
+        if self.attributions is not None:
+            logged = rows.attribution if len(rows.attribution) == n else [None] * n
+            batch.attributions, batch.attribution_codes = self.attributions.convert(logged)
         if bad:
             # A column only set-aside rows name is absent from the rows kept.
             for name, where in named.items():
@@ -143,7 +151,7 @@ class BatchAssembler:
                     for p in parts
                 ]
             )
-        return DecodedBatch(
+        batch = DecodedBatch(
             columns=columns,
             event_time=np.concatenate([p.event_time for p in parts]),
             request_id=np.concatenate([p.request_id for p in parts]),
@@ -155,6 +163,17 @@ class BatchAssembler:
             failures=[f for p in parts for f in p.failures],
             messages=sum(p.messages for p in parts),
         )
+        if self.attributions is not None and any(p.attributions is not None for p in parts):
+            d = len(self.attributions.features)
+            filled = [
+                (p.attributions, p.attribution_codes)
+                if p.attributions is not None and p.attribution_codes is not None
+                else missing_rows(p.rows, d)
+                for p in parts
+            ]
+            batch.attributions = np.concatenate([a for a, _ in filled])
+            batch.attribution_codes = np.concatenate([c for _, c in filled])
+        return batch
 
     def _huge_ints(
         self, name: str, values: Sequence[Any], rows: Rows, bad: dict[int, DecodeFailure]

@@ -104,6 +104,9 @@ class DecodedBatch:
     where the message carried a ``traceparent`` header (else None). ``partition`` and
     ``offset`` say which source message each row came from (a message can hold several
     rows), so the agent can tell when a message's contribution is checkpointed.
+    ``attributions`` are the attributions the records logged (``explain.source: record``;
+    rows × attribution features, NaN rows where unreadable) and ``attribution_codes`` why
+    a row's could not be read (monitor/ingest/attributions.py); both None otherwise.
     """
 
     columns: dict[str, np.ndarray]
@@ -116,6 +119,8 @@ class DecodedBatch:
     offset: np.ndarray
     failures: list[DecodeFailure] = field(default_factory=list)
     messages: int = 0
+    attributions: np.ndarray | None = None
+    attribution_codes: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -132,6 +137,10 @@ class DecodedBatch:
             traceparent=self.traceparent[idx],
             partition=self.partition[idx],
             offset=self.offset[idx],
+            attributions=None if self.attributions is None else self.attributions[idx],
+            attribution_codes=(
+                None if self.attribution_codes is None else self.attribution_codes[idx]
+            ),
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from msgspec.structs import astuple
 
 from detectors.schema import Kind, Role, Schema
 from monitor.config.record import RecordConfig
+from monitor.ingest.attributions import AttributionField
 from monitor.ingest.batch import DecodedBatch, SourceMessage
 from monitor.ingest.traceparent import message_traceparent
 from monitor.ingest.values import objects, parse_event_time, row_keys, scale_epochs
@@ -42,13 +43,17 @@ _P = attrgetter("p")
 _I = attrgetter("i")
 _T = attrgetter("t")
 _V = attrgetter("v")
+_A = attrgetter("a")
 
 
 class ColumnarReader:
     """Decodes the clean records of a batch into columns; see :meth:`decode`."""
 
-    def __init__(self, config: RecordConfig, schema: Schema) -> None:
+    def __init__(
+        self, config: RecordConfig, schema: Schema, attributions: AttributionField | None = None
+    ) -> None:
         self.config = config
+        self.attributions = attributions  # logged attributions (explain.source: record)
         kinds = {c.name: c.kind for c in schema.columns}
         self._features = [c.name for c in schema.columns if c.role is Role.FEATURE]
         self._predictions = [c.name for c in schema.columns if c.role is Role.PREDICTION]
@@ -56,7 +61,9 @@ class ColumnarReader:
         self._decode = self._typed_decoder()
 
     @classmethod
-    def for_config(cls, config: RecordConfig, schema: Schema) -> ColumnarReader | None:
+    def for_config(
+        cls, config: RecordConfig, schema: Schema, attributions: AttributionField | None = None
+    ) -> ColumnarReader | None:
         """The reader, or None where the configured record shape is not the default one
         (dotted or empty field paths, several prediction columns)."""
         keys = (
@@ -70,10 +77,12 @@ class ColumnarReader:
             return None
         if len(set(keys)) < len(keys) or config.batch_field in keys:
             return None
+        if attributions is not None and attributions.head in keys:
+            return None
         predictions = [c for c in schema.columns if c.role is Role.PREDICTION]
         if len(predictions) > 1:
             return None
-        return cls(config, schema)
+        return cls(config, schema, attributions)
 
     def _typed_decoder(self) -> Callable[[bytes], Any]:
         cfg = self.config
@@ -91,24 +100,24 @@ class ColumnarReader:
             gc=False,
         )
         prediction: Any = typed(self._predictions[0]) if self._predictions else Any
-        record = msgspec.defstruct(
-            "ColumnarRecord",
-            [
-                ("f", features),
-                ("p", prediction, None),
-                ("i", str | None, None),
-                ("t", float | str | None, None),
-                ("v", str | None, None),
-            ],
-            rename={
-                "f": cfg.features_field,
-                "p": cfg.prediction_field,
-                "i": cfg.request_id_field,
-                "t": cfg.event_time_field,
-                "v": cfg.model_version_field,
-            },
-            gc=False,
-        )
+        fields: list[Any] = [
+            ("f", features),
+            ("p", prediction, None),
+            ("i", str | None, None),
+            ("t", float | str | None, None),
+            ("v", str | None, None),
+        ]
+        rename = {
+            "f": cfg.features_field,
+            "p": cfg.prediction_field,
+            "i": cfg.request_id_field,
+            "t": cfg.event_time_field,
+            "v": cfg.model_version_field,
+        }
+        if self.attributions is not None:  # any shape: a bad one is counted, not refused
+            fields.append(("a", Any, None))
+            rename["a"] = self.attributions.head
+        record = msgspec.defstruct("ColumnarRecord", fields, rename=rename, gc=False)
         return msgspec.json.Decoder(record).decode
 
     def decode(
@@ -226,7 +235,7 @@ class ColumnarReader:
             ]
         else:
             traces = [None] * n
-        return DecodedBatch(
+        batch = DecodedBatch(
             columns=columns,
             event_time=event_time,
             request_id=objects(ids),
@@ -237,6 +246,11 @@ class ColumnarReader:
             offset=offsets,
             messages=n_messages,
         )
+        if self.attributions is not None:
+            below = self.attributions.below_head
+            logged = [below(a) for a in map(_A, structs)]
+            batch.attributions, batch.attribution_codes = self.attributions.convert(logged)
+        return batch
 
 
 def _column(values: Sequence[Any], kind: Kind) -> np.ndarray | None:

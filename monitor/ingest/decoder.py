@@ -32,13 +32,23 @@ import numpy as np
 from detectors.schema import Schema
 from monitor.config.record import RecordConfig
 from monitor.ingest.assemble import BatchAssembler
+from monitor.ingest.attributions import AttributionField
 from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
 from monitor.ingest.columnar import ColumnarReader
 from monitor.ingest.driftline_json import DriftlineJsonReader
 from monitor.ingest.pairing import KServePairing
 from monitor.ingest.rows import Read, Rows
 
-ROW_FIELDS = ("message", "index", "key_text", "request_id", "time_raw", "version", "trace")
+ROW_FIELDS = (
+    "message",
+    "index",
+    "key_text",
+    "request_id",
+    "time_raw",
+    "version",
+    "trace",
+    "attribution",
+)
 
 # Large batches are decoded in chunks of this many messages: the per-row objects of a
 # chunk stay in the CPU caches, which makes a 100k-message batch about twice as fast.
@@ -57,14 +67,25 @@ class Decoder:
     does not commit past a held half and reports a lone one.
     """
 
-    def __init__(self, config: RecordConfig, schema: Schema, *, columnar: bool = True) -> None:
+    def __init__(
+        self,
+        config: RecordConfig,
+        schema: Schema,
+        *,
+        columnar: bool = True,
+        attributions: AttributionField | None = None,
+    ) -> None:
         self.config = config
         self.schema = schema
-        self.driftline = DriftlineJsonReader(config, schema)
-        self.kserve = KServePairing(config, schema)
-        self.assembler = BatchAssembler(config, schema)
+        # attributions logged in the records (explain.source: record), read with the rows
+        self.attributions = attributions
+        self.driftline = DriftlineJsonReader(config, schema, attributions)
+        self.kserve = KServePairing(config, schema, attributions)
+        self.assembler = BatchAssembler(config, schema, attributions)
         # The fast path for clean records of the default shape (None for other shapes).
-        self.columnar = ColumnarReader.for_config(config, schema) if columnar else None
+        self.columnar = (
+            ColumnarReader.for_config(config, schema, attributions) if columnar else None
+        )
 
     @property
     def pending(self) -> int:

@@ -26,6 +26,7 @@ from msgspec import UNSET, UnsetType
 
 from detectors.schema import Role, Schema
 from monitor.config.record import RecordConfig
+from monitor.ingest.attributions import AttributionField
 from monitor.ingest.batch import DecodeFailure, SourceMessage
 from monitor.ingest.rows import Read, Rows, mark
 from monitor.ingest.traceparent import message_traceparent
@@ -35,8 +36,13 @@ from monitor.ingest.values import type_name
 class DriftlineJsonReader:
     """Reads driftline JSON records for one model's schema (no state between batches)."""
 
-    def __init__(self, config: RecordConfig, schema: Schema) -> None:
+    def __init__(
+        self, config: RecordConfig, schema: Schema, attributions: AttributionField | None = None
+    ) -> None:
         self.config = config
+        # logged attributions (explain.source: record): read per prediction, never set aside
+        self.attributions = attributions
+        self._attribution_get = None if attributions is None else attributions.getter()
         self._features = [c.name for c in schema.columns if c.role is Role.FEATURE]
         self._predictions = [c.name for c in schema.columns if c.role is Role.PREDICTION]
         self._features_get = _getter(config.features_field)
@@ -61,6 +67,8 @@ class DriftlineJsonReader:
         )
         if any(not key or "." in key for key in keys) or len(set(keys)) < len(keys):
             return None, None, None
+        if self.attributions is not None and self.attributions.head in keys:
+            return None, None, None
         columns = list(dict.fromkeys(self._features + self._predictions))
         attrs = {name: f"c{i}" for i, name in enumerate(columns)}
         features = msgspec.defstruct(
@@ -68,17 +76,18 @@ class DriftlineJsonReader:
             [(attrs[name], Any, UNSET) for name in columns],
             rename={a: name for name, a in attrs.items()},
         )
-        record = msgspec.defstruct(
-            "Record",
-            [
-                ("f", features | None, UNSET),
-                ("p", Any, None),
-                ("i", Any, None),
-                ("t", Any, None),
-                ("v", Any, None),
-            ],
-            rename=dict(zip("fpitv", keys, strict=True)),
-        )
+        fields: list[Any] = [
+            ("f", features | None, UNSET),
+            ("p", Any, None),
+            ("i", Any, None),
+            ("t", Any, None),
+            ("v", Any, None),
+        ]
+        rename = dict(zip("fpitv", keys, strict=True))
+        if self.attributions is not None:  # the head of the attributions' path
+            fields.append(("a", Any, None))
+            rename["a"] = self.attributions.head
+        record = msgspec.defstruct("Record", fields, rename=rename)
         names = [attrs[n] for n in self._features]
         preds = [attrs[n] for n in self._predictions]
         pick = attrgetter(*names) if len(names) > 1 else _one_tuple(names)
@@ -114,6 +123,9 @@ class DriftlineJsonReader:
         add_id, add_time = rows.request_id.append, rows.time_raw.append
         add_version, add_trace = rows.version.append, rows.trace.append
         add_values, add_pred = values.append, preds.append
+        attribution_get = self._attribution_get
+        below_head = None if self.attributions is None else self.attributions.below_head
+        add_attribution = rows.attribution.append
 
         for m in messages:
             value = m.value
@@ -160,6 +172,8 @@ class DriftlineJsonReader:
                     add_time(r.t)
                     add_version(r.v)
                     add_trace(trace)
+                    if below_head is not None:
+                        add_attribution(below_head(r.a))
                     continue
             try:
                 obj = loads(value)
@@ -231,6 +245,8 @@ class DriftlineJsonReader:
                 add_time(t)
                 add_version(ver)
                 add_trace(trace)
+                if attribution_get is not None:
+                    add_attribution(attribution_get(item))
 
         bad: dict[int, DecodeFailure] = {}
         for i in bad_pred:

@@ -19,6 +19,7 @@ import pandas as pd
 from detectors.profile import MISSING, ProfileError, category_strings, read_frame
 from detectors.schema import Kind, Schema
 from monitor.config.record import RecordConfig
+from monitor.ingest.attributions import AttributionField, frame_attributions, missing_rows
 from monitor.ingest.batch import DecodedBatch, DecodeFailure, RawMessage
 from monitor.ingest.values import row_keys
 
@@ -70,16 +71,18 @@ def iter_table_batches(
     schema: Schema,
     record: RecordConfig,
     batch_rows: int = 100_000,
+    attributions: AttributionField | None = None,
 ) -> Iterator[DecodedBatch]:
-    """Column batches of a table: schema columns as the sketch expects them. Lines of a
-    JSON-lines table that are not JSON objects ride on the first batch as failures."""
+    """Column batches of a table: schema columns as the sketch expects them (and the
+    logged attributions ``attributions`` names). Lines of a JSON-lines table that are not
+    JSON objects ride on the first batch as failures."""
     failures: list[DecodeFailure] = []
     if _is_json_lines(path):
         frame, failures = read_json_lines(path)
     else:
         frame = read_frame(path)
     first = True
-    for batch in frame_batches(frame, schema, record, str(path), batch_rows):
+    for batch in frame_batches(frame, schema, record, str(path), batch_rows, attributions):
         if first:
             batch.failures, first = failures, False
         yield batch
@@ -133,9 +136,26 @@ def frame_batches(
     record: RecordConfig,
     origin: str,
     batch_rows: int = 100_000,
+    attributions: AttributionField | None = None,
 ) -> Iterator[DecodedBatch]:
     for start in range(0, len(frame), batch_rows):
-        yield frame_to_batch(frame.iloc[start : start + batch_rows], schema, record, origin, start)
+        part = frame.iloc[start : start + batch_rows]
+        batch = frame_to_batch(part, schema, record, origin, start)
+        if attributions is not None:
+            batch.attributions, batch.attribution_codes = _table_attributions(part, attributions)
+        yield batch
+
+
+def _table_attributions(
+    part: pd.DataFrame, field: AttributionField
+) -> tuple[np.ndarray, np.ndarray]:
+    """A table's logged attributions: the column (or PREFIX* columns) ``field`` names;
+    without it, every row's are missing."""
+    try:
+        values, codes, _ = frame_attributions(part, field.path, field.features)
+    except ValueError:
+        return missing_rows(len(part), len(field.features))
+    return values, codes
 
 
 def frame_to_batch(

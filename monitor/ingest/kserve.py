@@ -19,6 +19,11 @@ JSON (kserve website, "Open Inference Protocol (V2 Inference Protocol)"): a requ
 order or nested to the shape. KServe v1 bodies (``{"instances": [...]}`` /
 ``{"predictions": [...]}``) are read too. Joining the two halves is
 :mod:`monitor.ingest.pairing`'s job.
+
+Attributions the model logs (``explain.source: record``) are an output tensor of the
+response named ``explain.record_field``, ``[rows, features]`` in the order of the
+reference's attribution features; in a v1 response, a list under that path, one object or
+array per prediction (monitor/ingest/attributions.py).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import orjson
 
 from detectors.schema import Role, Schema
 from monitor.config.record import RecordConfig
+from monitor.ingest.attributions import AttributionField
 from monitor.ingest.batch import BadRecord, SourceMessage
 from monitor.ingest.traceparent import valid_traceparent
 from monitor.ingest.values import parse_event_time, text, type_name
@@ -73,16 +79,20 @@ class Half:
     event_time: float | None  # the CloudEvent's time
     trace: str | None
     model_version: str | None
+    attributions: list[Any] | None = None  # one per row, when the response logs them
 
 
 class KServeReader:
     """Reads KServe inference-logger events for one model's schema: request tensors map
     to the feature columns, response tensors to the prediction columns."""
 
-    def __init__(self, config: RecordConfig, schema: Schema) -> None:
+    def __init__(
+        self, config: RecordConfig, schema: Schema, attributions: AttributionField | None = None
+    ) -> None:
         self.config = config
         self._features = [c.name for c in schema.columns if c.role is Role.FEATURE]
         self._predictions = [c.name for c in schema.columns if c.role is Role.PREDICTION]
+        self._attributions = attributions
 
     def half(self, m: SourceMessage, now: float) -> Half | None:
         """The half a message holds (None when the configured logger mode does not use
@@ -130,6 +140,9 @@ class KServeReader:
         trace = valid_traceparent(headers.get("traceparent")) or valid_traceparent(
             attrs.get("traceparent")
         )
+        logged = None
+        if kind == "response" and self._attributions is not None:
+            logged = _logged_attributions(body, self._attributions, n)
         version = body.get("model_version") if kind == "response" else None
         if self.config.kserve_version_attribute:  # KServe itself sends no revision
             version = attrs.get(self.config.kserve_version_attribute) or version
@@ -143,6 +156,7 @@ class KServeReader:
             event_time=event_time,
             trace=trace,
             model_version=None if version is None else text(version),
+            attributions=logged,
         )
 
     def _tensor_columns(
@@ -169,6 +183,8 @@ class KServeReader:
             if type(t) is not dict:
                 raise BadRecord("bad_tensor", f"{where} is {type_name(t)}, not a tensor")
             name, shape, data = t.get("name"), t.get("shape"), t.get("data")
+            if self._attributions is not None and name == self._attributions.path:
+                continue  # the logged attributions (_logged_attributions), not a column
             if type(name) is not str or type(shape) is not list or type(data) is not list:
                 raise BadRecord("bad_tensor", f"{where} needs a name, a shape and a data list")
             if t.get("datatype") not in V2_DATATYPES:
@@ -211,6 +227,32 @@ class KServeReader:
                 )
             rows = _batch_size(tensors)  # the schema tracks nothing on this side
         return out, rows
+
+
+def _logged_attributions(body: dict, field: AttributionField, n: int) -> list[Any] | None:
+    """Per-row attributions of a response: the v2 output tensor named ``field.path``
+    (rows × features, flat or nested), or a v1 list at that path; None when the response
+    has none (each row counts as ``missing``), a row's bad shape left to the conversion."""
+    tensors = body.get("outputs")
+    if type(tensors) is list:
+        for t in tensors:
+            if type(t) is dict and t.get("name") == field.path:
+                shape, data = t.get("shape"), t.get("data")
+                if type(shape) is not list or type(data) is not list or not shape:
+                    return ["bad tensor"] * n  # counted as bad_type, the row kept
+                width = math.prod(s for s in shape[1:] if type(s) is int)
+                try:
+                    flat = _flatten(data)
+                except BadRecord:
+                    return ["bad tensor"] * n
+                if shape[0] != n or len(flat) != n * width:
+                    return [[]] * n  # counted as wrong_length
+                return [flat[i * width : (i + 1) * width] for i in range(n)]
+        return None
+    items = field.getter()(body)
+    if type(items) is list and len(items) == n:
+        return items
+    return None if items is None else ["bad tensor"] * n
 
 
 def _headers(message: SourceMessage) -> dict[str, bytes]:

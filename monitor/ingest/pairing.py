@@ -14,6 +14,7 @@ from typing import Any
 
 from detectors.schema import Schema
 from monitor.config.record import RecordConfig
+from monitor.ingest.attributions import AttributionField
 from monitor.ingest.batch import BadRecord, DecodeFailure, SourceMessage
 from monitor.ingest.kserve import Half, KServeReader
 from monitor.ingest.rows import Read, Rows
@@ -27,9 +28,12 @@ class KServePairing:
     does not commit past them.
     """
 
-    def __init__(self, config: RecordConfig, schema: Schema) -> None:
+    def __init__(
+        self, config: RecordConfig, schema: Schema, attributions: AttributionField | None = None
+    ) -> None:
         self.config = config
-        self.reader = KServeReader(config, schema)
+        self.reader = KServeReader(config, schema, attributions)
+        self._attributions = attributions is not None
         self._pending: dict[str, Half] = {}
 
     @property
@@ -149,6 +153,9 @@ class KServePairing:
         rows.time_raw.extend([event_time] * n)
         rows.version.extend([version] * n)
         rows.trace.extend([trace] * n)
+        if self._attributions:  # the response's attributions tensor (or none: missing)
+            logged = next((h.attributions for h in halves if h.attributions is not None), None)
+            rows.attribution.extend(logged if logged is not None else [None] * n)
 
     def _unpaired(self, half: Half, when: str) -> DecodeFailure:
         partner = "response" if half.kind == "request" else "request"

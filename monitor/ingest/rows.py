@@ -22,6 +22,7 @@ class Rows:
     time_raw: list[Any] = field(default_factory=list)  # from the record, or None
     version: list[Any] = field(default_factory=list)
     trace: list[str | None] = field(default_factory=list)
+    attribution: list[Any] = field(default_factory=list)  # logged attributions, or empty
 
     def __len__(self) -> int:
         return len(self.message)

@@ -387,6 +387,10 @@ class Exporter:
         """A window whose attributions were not computed (explain: budget, too few rows)."""
         self._inc(m.ATTRIBUTION_SKIPPED, {"model": self.model, "reason": reason}, 1.0)
 
+    def count_attribution_invalid(self, reason: str, n: int) -> None:
+        """Records whose logged attributions could not be read (the records are kept)."""
+        self._inc(m.ATTRIBUTION_RECORDS_INVALID, {"model": self.model, "reason": reason}, float(n))
+
     def count_rollback(self, model_version: str, action: str, outcome: str) -> None:
         labels = {
             "model": self.model,

@@ -23,6 +23,7 @@ from monitor.runtime.windows import ClosedWindow
 
 if TYPE_CHECKING:
     from detectors.performance import PerformanceResult, PerformanceState
+    from monitor.explain.logged import LoggedAttributor
     from monitor.explain.window import WindowAttributor
     from monitor.runtime.multivariate import MultivariateMonitor
     from monitor.runtime.sequential import SequentialMonitor
@@ -49,7 +50,7 @@ class WindowEvaluator:
         quality: QualitySettings,
         stable_version: str | None = None,
         multivariate: MultivariateMonitor | None = None,
-        attributor: WindowAttributor | None = None,
+        attributor: WindowAttributor | LoggedAttributor | None = None,
         performance: Callable[[PerformanceState, int], PerformanceResult] | None = None,
         sequential: SequentialMonitor | None = None,
     ) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from detectors.profile import Profile
 from detectors.schema import Schema
 from monitor.config.model import MonitorConfig
+from monitor.ingest.attributions import reason_counts
 from monitor.ingest.batch import DecodedBatch, DecodeFailure, SourceMessage
 from monitor.ingest.decoder import Decoder
 from monitor.labels.decode import LabelDecoder
@@ -28,7 +29,9 @@ from monitor.runtime.sequential import SequentialMonitor
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
 if TYPE_CHECKING:
+    from monitor.explain.logged import LoggedAttributor
     from monitor.explain.window import WindowAttributor
+    from monitor.ingest.attributions import AttributionField
     from monitor.labels.decode import LabelBatch
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,9 @@ class Pipeline:
     performance: PerformanceTracker | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.decoder = Decoder(self.config.record, self.schema)
+        self.decoder = Decoder(
+            self.config.record, self.schema, attributions=self._attribution_field()
+        )
         self.windows = WindowManager.from_config(self.profile, self.config.windows)
         self.label_decoder = LabelDecoder(self.config.labels, self.config.kpis)
         if self.profile.performance is not None:
@@ -107,10 +112,27 @@ class Pipeline:
             on_online=self.exporter.set_online_mmd,
         )
 
-    def _attributor(self) -> WindowAttributor | None:
-        """Attribution drift when ``explain.model`` is set (the model loads here, once)."""
+    def _attribution_field(self) -> AttributionField | None:
+        """Where the records log their attributions (``explain.source: record``)."""
+        if self.config.explain.source != "record":
+            return None
+        from monitor.explain.logged import record_field
+
+        return record_field(self.profile, self.config.explain.to_settings())
+
+    def _attributor(self) -> WindowAttributor | LoggedAttributor | None:
+        """Attribution drift when ``explain.model`` is set (the model loads here, once) or
+        the records log their attributions (``explain.source: record``)."""
         if not self.config.explain.enabled:
             return None
+        if self.config.explain.source == "record":
+            from monitor.explain.logged import LoggedAttributor
+
+            return LoggedAttributor.from_settings(
+                self.profile,
+                self.config.explain.to_settings(),
+                on_skip=self.exporter.count_attribution_skipped,
+            )
         from monitor.explain.window import WindowAttributor
 
         return WindowAttributor.from_settings(
@@ -157,6 +179,9 @@ class Pipeline:
             versions, counts = np.unique(batch.model_version.astype(str), return_counts=True)
             for version, n in zip(versions.tolist(), counts.tolist(), strict=True):
                 self.exporter.count_records("decoded", n, model_version=version)
+        if batch.attribution_codes is not None:  # logged attributions that were unreadable
+            for reason, n in reason_counts(batch.attribution_codes).items():
+                self.exporter.count_attribution_invalid(reason, n)
         if self.evaluator.multivariate is not None:
             self.evaluator.multivariate.observe(batch)
         result = self.windows.add(batch, now)

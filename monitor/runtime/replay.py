@@ -86,7 +86,9 @@ def replay(
     if file_format(path, config.source.file.format if config.source.file else None) == "table" or (
         not is_record_lines(path, config.record)
     ):
-        for batch in iter_table_batches(path, profile.schema, config.record):
+        for batch in iter_table_batches(
+            path, profile.schema, config.record, attributions=pipeline.decoder.attributions
+        ):
             pipeline.set_aside(batch.failures)  # lines that are not rows: counted, skipped
             if config.windows.rows is None and np.isnan(batch.event_time).any():
                 raise ValueError(

@@ -45,8 +45,8 @@ import math
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 
+from detectors.missing import isna_objects
 from detectors.profile import Profile
 from detectors.sketch import WindowSketch
 from monitor.ingest.batch import DecodedBatch
@@ -363,6 +363,7 @@ class WindowManager:
             target.sketch.update(
                 {name: col[rows] for name, col in batch.columns.items()},
                 row_keys=batch.row_key[rows],
+                attributions=None if batch.attributions is None else batch.attributions[rows],
             )
             target.rows += len(rows)
             times = t[rows]
@@ -372,7 +373,7 @@ class WindowManager:
             need = MAX_TRACEPARENTS - len(target.traceparents)
             if need > 0:
                 tids = batch.traceparent[rows]
-                for i in np.flatnonzero(pd.notna(tids)).tolist():
+                for i in np.flatnonzero(~isna_objects(tids)).tolist():
                     tid = tids[i]
                     if tid and tid not in target.traceparents:
                         target.traceparents.append(str(tid))

@@ -366,6 +366,7 @@ def test_every_defined_family_is_exposed_once_used(exporter: Exporter) -> None:
         impact=(ImpactItem("x", 2.0, 0.5, 1.0),),
     )
     exporter.count_attribution_skipped("budget")
+    exporter.count_attribution_invalid("wrong_length", 2)
     with_perf = replace(report, performance=perf, attribution=attribution)
     exporter.observe_report(with_perf, 0.01)
     exporter.observe_revision(replace(with_perf, performance=replace(perf, revised=True)))

@@ -59,3 +59,11 @@ ATTRIBUTION_SKIPPED = MetricDef(
     "explained within explain.budget_seconds), too_few_rows, error.",
     ("model", "reason"),
 )
+ATTRIBUTION_RECORDS_INVALID = MetricDef(
+    "driftline_attribution_records_invalid_total",
+    "counter",
+    "Records whose logged attributions (explain.source: record) could not be read, by "
+    "reason: missing, bad_type, wrong_length, missing_feature, not_numeric. The record "
+    "itself is kept and counts for feature drift.",
+    ("model", "reason"),
+)

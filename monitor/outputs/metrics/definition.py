@@ -23,8 +23,10 @@ LABELS: dict[str, str] = {
     "window": "window length, e.g. 60s (or 1000rows for row-count windows)",
     "baseline": "what the window was compared with: `reference` or `version:<v>`",
     "reason": "why a record was set aside (monitor.ingest.batch.FAILURE_REASONS), why an "
-    "aggregated window is partial (coverage, overlap), or why a "
-    "window's attributions were skipped (monitor.explain.window.SKIP_REASONS)",
+    "aggregated window is partial (coverage, overlap), why a "
+    "window's attributions were skipped (monitor.explain.window.SKIP_REASONS), or why a "
+    "record's logged attributions could not be read "
+    "(monitor.ingest.attributions.ATTRIBUTION_FAILURE_REASONS)",
     "check": "data-quality check: missing, out_of_range, unseen, type_error, non_finite",
     "outcome": "what happened to a record, a window evaluation or a rollback decision",
     "action": "rollback action name",
