@@ -251,24 +251,35 @@ def _tabulate(
     table_off: np.ndarray,
     tables: np.ndarray,
 ) -> None:
-    """tables[off + p·d + k] = φ_k of the leaf for the pattern p of satisfied features."""
+    """tables[off + p·d + k] = φ_k of the leaf for the pattern p of satisfied features.
+
+    The integral for feature k depends on the other d − 1 bits of p only: their products
+    are built for all 2^(d−1) patterns at once by doubling (a bit at a time, its factor
+    z (1 − t) when unsatisfied, z (1 − t) + t when satisfied), for every quadrature node."""
     t, w = _quadrature(d)
-    o = ((np.arange(1 << d)[:, None] >> np.arange(d)) & 1).astype(np.float64)  # (2^d, d)
-    chunk = max(1, (4 << 20) // ((1 << d) * d * len(t)))
+    patterns = np.arange(1 << d)
+    o = ((patterns[:, None] >> np.arange(d)) & 1).astype(np.float64)  # (2^d, d)
+    chunk = max(1, (4 << 20) // ((1 << d) * len(t)))
     for start in range(0, len(leaves), chunk):
         part = leaves[start : start + chunk]
         z = leaf_z[leaf_off[part][:, None] + np.arange(d)]  # (m, d)
-        # factors[m, p, j, q] = z_j (1 − t_q) + o_pj t_q
-        factors = z[:, None, :, None] * (1 - t) + o[None, :, :, None] * t
-        before = np.cumprod(np.concatenate([np.ones_like(factors[:, :, :1]), factors], 2), 2)
-        after = np.cumprod(
-            np.concatenate([np.ones_like(factors[:, :, :1]), factors[:, :, ::-1]], 2), 2
-        )[:, :, ::-1]
-        others = before[:, :, :-1] * after[:, :, 1:]  # product over j ≠ k
-        integral = others @ w  # (m, 2^d, d)
-        phi = leaf_value[part][:, None, None] * (o[None] - z[:, None, :]) * integral
-        for i, leaf in enumerate(part):
-            tables[table_off[leaf] : table_off[leaf] + (d << d)] = phi[i].reshape(-1)
+        unsatisfied = z[:, :, None] * (1 - t)  # (m, d, q)
+        satisfied = unsatisfied + t
+        phi = np.empty((len(part), 1 << d, d))
+        for k in range(d):
+            products = np.ones((len(part), 1, len(t)))
+            for j in range(d):
+                if j != k:
+                    products = np.concatenate(
+                        [products * unsatisfied[:, j, None], products * satisfied[:, j, None]],
+                        axis=1,
+                    )
+            integral = products @ w  # (m, 2^(d−1)): bit i is the i-th feature other than k
+            others = (patterns & ((1 << k) - 1)) | ((patterns >> (k + 1)) << k)
+            phi[:, :, k] = (o[None, :, k] - z[:, k, None]) * integral[:, others]
+        phi *= leaf_value[part][:, None, None]
+        index = table_off[part][:, None] + np.arange(d << d)
+        tables[index] = phi.reshape(len(part), -1)
 
 
 # -- the row kernel -----------------------------------------------------------------------------
@@ -304,49 +315,60 @@ def _rows(
     quad_t: np.ndarray,
     quad_w: np.ndarray,
 ) -> None:  # pragma: no cover - compiled by numba; tested through FastTrees.shap_values
-    """Per row: each node's failed-feature bits (a child inherits its parent's and adds the
-    split's feature bit when the row goes the other way), then each leaf's table entry."""
+    """Rows in blocks: per row, each node's failed-feature bits (a child inherits its
+    parent's and adds the split's feature bit when the row goes the other way), giving each
+    leaf's pattern; then leaf by leaf, the block's table entries, so that a leaf's table
+    stays in cache across the block's rows."""
+    block = 64
     fail = np.zeros(len(feature), dtype=np.int64)
+    patterns = np.empty((block, len(leaf_node)), dtype=np.int64)
     deepest = 1
     for j in range(len(leaf_d)):
         deepest = max(deepest, leaf_d[j])
     prefix = np.empty(deepest + 1)
-    for r in range(x.shape[0]):
-        row = x[r]
-        phi = out[r]
-        for i in range(len(internal)):
-            node = internal[i]
-            value = row[feature[node]]
-            if np.isnan(value):
-                taken = default[node]
-            elif value <= threshold[node]:
-                taken = left[node]
-            else:
-                taken = right[node]
-            here = fail[node]
-            miss = here | (np.int64(1) << bit[node])
-            fail[left[node]] = here if left[node] == taken else miss
-            fail[right[node]] = here if right[node] == taken else miss
+    for start in range(0, x.shape[0], block):
+        stop = min(start + block, x.shape[0])
+        for r in range(start, stop):
+            row = x[r]
+            for i in range(len(internal)):
+                node = internal[i]
+                value = row[feature[node]]
+                if np.isnan(value):
+                    taken = default[node]
+                elif value <= threshold[node]:
+                    taken = left[node]
+                else:
+                    taken = right[node]
+                here = fail[node]
+                miss = here | (np.int64(1) << bit[node])
+                fail[left[node]] = here if left[node] == taken else miss
+                fail[right[node]] = here if right[node] == taken else miss
+            for j in range(len(leaf_node)):
+                patterns[r - start, j] = ~fail[leaf_node[j]] & ((np.int64(1) << leaf_d[j]) - 1)
         for j in range(len(leaf_node)):
             d = leaf_d[j]
-            pattern = ~fail[leaf_node[j]] & ((np.int64(1) << d) - 1)
             off = leaf_off[j]
             if table_off[j] >= 0:
-                base = table_off[j] + pattern * d
-                for k in range(d):
-                    phi[leaf_feat[off + k]] += tables[base + k]
+                for r in range(start, stop):
+                    base = table_off[j] + patterns[r - start, j] * d
+                    phi = out[r]
+                    for k in range(d):
+                        phi[leaf_feat[off + k]] += tables[base + k]
                 continue
             # per row: the same integral by quadrature, products over j ≠ k from both ends
             v = leaf_value[j]
-            for q in range(len(quad_t)):
-                t = quad_t[q]
-                prefix[0] = 1.0
-                for k in range(d):
-                    o = (pattern >> k) & 1
-                    prefix[k + 1] = prefix[k] * (leaf_z[off + k] * (1 - t) + o * t)
-                suffix = 1.0
-                for k in range(d - 1, -1, -1):
-                    o = (pattern >> k) & 1
-                    z = leaf_z[off + k]
-                    phi[leaf_feat[off + k]] += quad_w[q] * v * (o - z) * prefix[k] * suffix
-                    suffix *= z * (1 - t) + o * t
+            for r in range(start, stop):
+                pattern = patterns[r - start, j]
+                phi = out[r]
+                for q in range(len(quad_t)):
+                    t = quad_t[q]
+                    prefix[0] = 1.0
+                    for k in range(d):
+                        o = (pattern >> k) & 1
+                        prefix[k + 1] = prefix[k] * (leaf_z[off + k] * (1 - t) + o * t)
+                    suffix = 1.0
+                    for k in range(d - 1, -1, -1):
+                        o = (pattern >> k) & 1
+                        z = leaf_z[off + k]
+                        phi[leaf_feat[off + k]] += quad_w[q] * v * (o - z) * prefix[k] * suffix
+                        suffix *= z * (1 - t) + o * t
