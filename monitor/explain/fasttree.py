@@ -331,18 +331,18 @@ def _rows(
         for r in range(start, stop):
             row = x[r]
             for i in range(len(internal)):
+                # without branches: which way a row goes is as good as random
                 node = internal[i]
                 value = row[feature[node]]
-                if np.isnan(value):
-                    taken = default[node]
-                elif value <= threshold[node]:
-                    taken = left[node]
-                else:
-                    taken = right[node]
+                lo, hi = left[node], right[node]
+                missing = np.int64(value != value)
+                goes_left = np.int64(value <= threshold[node]) | (
+                    missing & np.int64(default[node] == lo)
+                )
                 here = fail[node]
-                miss = here | (np.int64(1) << bit[node])
-                fail[left[node]] = here if left[node] == taken else miss
-                fail[right[node]] = here if right[node] == taken else miss
+                flag = np.int64(1) << bit[node]
+                fail[lo] = here | (flag * (1 - goes_left))
+                fail[hi] = here | (flag * goes_left)
             for j in range(len(leaf_node)):
                 patterns[r - start, j] = ~fail[leaf_node[j]] & ((np.int64(1) << leaf_d[j]) - 1)
         for j in range(len(leaf_node)):
