@@ -289,6 +289,27 @@ class LabelJoin:
             np.empty(0, dtype=np.int64),
         )
 
+    def pending_of(
+        self, segments: set[str], *, remove: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pending predictions of ``segments`` (keys, segment names, panes, event
+        times, scores), for ``add_predictions`` elsewhere: a source partition's moving
+        to another agent. ``remove`` drops them here (not counted as expired)."""
+        codes = [self._seg_code[s] for s in segments if s in self._seg_code]
+        live = np.flatnonzero(self._alive[: self._used])
+        mine = live[np.isin(self._seg[live], codes)]
+        names = np.array([self.segments[c] for c in self._seg[mine].tolist()], dtype=object)
+        out = (
+            self._key[mine].copy(),
+            names,
+            self._pane[mine].copy(),
+            self._time[mine].copy(),
+            self._scores[mine].copy(),
+        )
+        if remove:
+            self._kill(mine)
+        return out
+
     # -- checkpoint ------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[dict[str, Any], bytes]:

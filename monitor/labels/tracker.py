@@ -24,6 +24,7 @@ label nor counts one twice.
 from __future__ import annotations
 
 import base64
+import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -298,6 +299,74 @@ class PerformanceTracker:
                 self.dirty.discard(key)
         for key in [k for k in self.sent if k not in self.reports]:
             del self.sent[key]
+
+    # -- a source partition moving between agents -------------------------------------------
+
+    def partition_state(self, partition: int, *, remove: bool = False) -> dict[str, Any]:
+        """Everything of one source partition (its per-partition segments): the panes,
+        the closed windows that may still be revised, and its predictions waiting for a
+        label; for the agent that takes the partition over with its windows
+        (``restore_partition``), so its labels join there and its windows' performance
+        state stays whole. JSON-able. ``remove`` drops it here."""
+        suffix = f"{PARTITION_SEP}{partition}"
+        segs = {s for s, _ in self.panes} | set(self.closed_to) | set(self.join.segments)
+        segs = {s for s in segs if s.endswith(suffix)}
+        keys, names, panes, times, scores = self.join.pending_of(segs, remove=remove)
+        buf = io.BytesIO()
+        np.savez(buf, key=keys, pane=panes, time=times, scores=scores)
+        out = {
+            "format": SNAPSHOT_FORMAT,
+            "panes": [
+                [s, p, base64.b64encode(st.to_bytes()).decode()]
+                for (s, p), st in self.panes.items()
+                if s in segs
+            ],
+            "closed_to": {s: c for s, c in self.closed_to.items() if s in segs},
+            "reports": [[s, p] for s, p in self.reports if s in segs],
+            "dirty": [[s, p] for s, p in sorted(self.dirty) if s in segs],
+            "sent": [[s, p, info] for (s, p), info in self.sent.items() if s in segs],
+            "pending_segments": names.tolist(),
+            "pending": base64.b64encode(buf.getvalue()).decode(),
+        }
+        if remove:
+            for table in (self.panes, self.reports, self.sent):
+                for key in [k for k in table if k[0] in segs]:
+                    del table[key]
+            self.dirty = {k for k in self.dirty if k[0] not in segs}
+            for seg in segs:
+                self.closed_to.pop(seg, None)
+        return out
+
+    def restore_partition(self, d: dict[str, Any]) -> list[tuple[str, int]]:
+        """Take over a partition's :meth:`partition_state`; its predictions meet the labels
+        already waiting here. Returns the closed windows those labels revised."""
+        if d.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"partition performance state format {d.get('format')!r}")
+        panes = {
+            (str(s), int(p)): PerformanceState.from_bytes(self.ref, base64.b64decode(b))
+            for s, p, b in d["panes"]
+        }
+        data = np.load(io.BytesIO(base64.b64decode(d["pending"])), allow_pickle=False)
+        for key, state in panes.items():
+            mine = self.panes.get(key)
+            self.panes[key] = state if mine is None else mine.merge(state)
+        for seg, c in d["closed_to"].items():
+            self.closed_to[str(seg)] = max(self.closed_to.get(str(seg), 0), int(c))
+        for s, p in d["reports"]:
+            self.reports.setdefault((str(s), int(p)), None)
+        self.dirty |= {(str(s), int(p)) for s, p in d["dirty"]}
+        self.sent.update({(str(s), int(p)): list(info) for s, p, info in d["sent"]})
+        segments = np.array([str(s) for s in d["pending_segments"]], dtype=object)
+        joined = self.join.add_predictions(
+            data["key"], segments, data["pane"], data["time"], data["scores"]
+        )
+        if not joined.rows:
+            return []
+        values = np.asarray(joined.held_labels, dtype=object)
+        kpis = np.asarray(joined.held_kpis, dtype=np.float64).reshape(
+            joined.rows, len(self.kpis_from_labels)
+        )
+        return self._file_labels(joined, values, kpis)
 
     # -- checkpoint ------------------------------------------------------------------------
 

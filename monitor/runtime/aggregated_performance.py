@@ -64,7 +64,8 @@ class _Judged:
     """One judged window of one version: its pieces' states and its latest report."""
 
     report: WindowReport
-    pieces: dict[PieceKey, tuple[int, bytes]] = field(default_factory=dict)  # epoch, state
+    # agent, its epoch, the state
+    pieces: dict[PieceKey, tuple[str, int, bytes]] = field(default_factory=dict)
 
 
 class RevisableWindows:
@@ -92,7 +93,7 @@ class RevisableWindows:
         judged = _Judged(report)
         for p in pieces:
             if str(p.model_version) == report.model_version and p.partition is not None:
-                judged.pieces[(p.partition, p.origin)] = (p.epoch, p.performance)
+                judged.pieces[(p.partition, p.origin)] = (p.agent_id, p.epoch, p.performance)
         self.windows[(bounds, report.model_version)] = judged
         self._trim(report.window_end)
 
@@ -106,12 +107,12 @@ class RevisableWindows:
         piece = None if judged is None else judged.pieces.get((p.partition, p.origin))
         if judged is None or piece is None:
             return "late", None
-        if p.epoch < piece[0]:
-            return "stale", None
-        if piece[1] == p.performance:
+        if piece[0] == p.agent_id and p.epoch < piece[1]:
+            return "stale", None  # (another agent's: the partition's state moved to it)
+        if piece[2] == p.performance:
             return "repeated", None
-        judged.pieces[(p.partition, p.origin)] = (p.epoch, p.performance)
-        states = [PerformanceState.from_bytes(self.ref, b) for _, b in judged.pieces.values()]
+        judged.pieces[(p.partition, p.origin)] = (p.agent_id, p.epoch, p.performance)
+        states = [PerformanceState.from_bytes(self.ref, b) for _, _, b in judged.pieces.values()]
         merged = states[0]
         for s in states[1:]:
             merged = merged.merge(s)
@@ -135,8 +136,8 @@ class RevisableWindows:
         out: list[Any] = []
         for j in self.windows.values():
             pieces = [
-                [part, origin, epoch, base64.b64encode(b).decode()]
-                for (part, origin), (epoch, b) in j.pieces.items()
+                [part, origin, agent, epoch, base64.b64encode(b).decode()]
+                for (part, origin), (agent, epoch, b) in j.pieces.items()
             ]
             out.append([orjson.loads(j.report.to_json()), pieces])
         return out
@@ -147,7 +148,8 @@ class RevisableWindows:
         for report_dict, pieces in saved:
             report = WindowReport.from_dict(report_dict)
             judged = _Judged(report)
-            for part, origin, epoch, b64 in pieces:
-                judged.pieces[(int(part), int(origin))] = (int(epoch), base64.b64decode(b64))
+            for part, origin, agent, epoch, b64 in pieces:
+                key = (int(part), int(origin))
+                judged.pieces[key] = (str(agent), int(epoch), base64.b64decode(b64))
             windows[((report.window_start, report.window_end), report.model_version)] = judged
         self.windows = windows

@@ -154,8 +154,8 @@ class MergeState:
         old = self.windows.get(p.window, {}).get(key)
         if old is None:
             return "late"  # no piece it revises (a stale piece was refused before it)
-        if old.epoch > p.epoch:
-            return "stale"
+        if old.agent_id == p.agent_id and old.epoch > p.epoch:
+            return "stale"  # (another agent's: the partition's state moved to it)
         if old.performance == p.performance:
             return "repeated"
         self.windows[p.window][key] = replace(old, performance=p.performance)

@@ -273,12 +273,10 @@ def evaluator(profile: Profile, tr: PerformanceTracker) -> WindowEvaluator:
     )
 
 
-def read(
+def feed(
     data: dict[str, np.ndarray], idx: np.ndarray, windows: WindowManager, tr: PerformanceTracker
 ) -> list[ClosedWindow]:
-    """Early labels first (they wait for their predictions), then the predictions in
-    chunks of 500, as the pipeline files them; then every window closed."""
-    tr.add_labels(labels(data, idx[data["when"][idx] == "early"]))
+    """The predictions in chunks of 500, as the pipeline files them; the windows closed."""
     closed: list[ClosedWindow] = []
     for a in range(0, len(idx), 500):
         b = batch(data, idx[a : a + 500])
@@ -286,6 +284,16 @@ def read(
         tr.observe(b.columns, b.row_key, b.event_time, r, 0.0)
         tr.on_closed(r.closed)
         closed += r.closed
+    return closed
+
+
+def read(
+    data: dict[str, np.ndarray], idx: np.ndarray, windows: WindowManager, tr: PerformanceTracker
+) -> list[ClosedWindow]:
+    """Early labels first (they wait for their predictions), then the predictions; then
+    every window closed."""
+    tr.add_labels(labels(data, idx[data["when"][idx] == "early"]))
+    closed = feed(data, idx, windows, tr)
     rest = windows.flush()
     tr.on_closed(rest)
     return closed + rest
@@ -383,6 +391,93 @@ def test_aggregator_reports_carry_the_lone_agents_performance_and_its_revisions(
     again = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
     again.restore(orjson.loads(orjson.dumps(revisable.snapshot())))
     assert set(again.windows) == set(revisable.windows)
+
+
+def test_a_partition_moving_between_agents_takes_its_performance_state_along(
+    profile: Profile,
+) -> None:
+    """Partition 0 is read half by agent A, then by agent B, which resumes A's windows and
+    A's performance state (``partition_state``/``restore_partition``) — the path of a
+    partition whose window state moves through the changelog. Labels of A's predictions
+    that reach B join there; the aggregated blocks, first and revised, equal the lone
+    agent's."""
+    assert profile.performance is not None
+    data = traffic(4500, seed=5)
+    want, want_revised = lone_reports(profile, data)
+    idx = np.flatnonzero(data["partition"] == 0)
+    cut = len(idx) // 2
+    early = data["when"] == "early"
+    tr_a, w_a = tracker(profile.performance), PartitionedWindows(profile, **PARAMS)
+    w_a.origin_of = lambda p: (0, True)
+    # the early labels of A's rows in its last (open) window reach B, before the move
+    open_start = math.floor(data["t"][idx[cut - 1]] / 10.0) * 10.0
+    a_early = idx[:cut][early[idx[:cut]]]
+    withheld = a_early[data["t"][a_early] >= open_start][:20]
+    assert len(withheld) == 20
+    tr_a.add_labels(labels(data, np.setdiff1d(a_early, withheld)))
+    closed_a = feed(data, idx[:cut], w_a, tr_a)
+    pub_a = PartialPublisher(
+        model="m", topic="t", reference_hash=profile.content_hash, agent_id="A", epoch=3,
+        send=_no_send,
+    )  # fmt: skip
+    msgs = pub_a.window_partials(closed_a, 1, dict(w_a.origins))
+    for c in closed_a:
+        tr_a.note_partial(c, 0, True)
+    # the move: A's windows and performance state of partition 0 go to B
+    moved = orjson.loads(orjson.dumps(tr_a.partition_state(0, remove=True)))
+    assert not [k for k in tr_a.panes if k[0].endswith("\x1f0")]
+    assert tr_a.join.pending_predictions == 0
+    tr_b, w_b = tracker(profile.performance), PartitionedWindows(profile, **PARAMS)
+    w_b.by_partition[0] = WindowManager.restore(profile, w_a.by_partition[0].snapshot(), **PARAMS)
+    w_b.origins[0], w_b.first_time[0] = w_a.origins[0], w_a.first_time[0]
+    tr_b.add_labels(labels(data, withheld))  # they wait for their predictions ...
+    assert tr_b.join.pending_labels == 20
+    tr_b.restore_partition(moved)  # ... which come with the partition's state
+    assert tr_b.join.pending_labels == 0
+    tr_b.add_labels(labels(data, idx[cut:][early[idx[cut:]]]))
+    closed_b = feed(data, idx[cut:], w_b, tr_b)
+    rest_b = w_b.flush()
+    tr_b.on_closed(rest_b)
+    closed_b += rest_b
+    pub_b = PartialPublisher(
+        model="m", topic="t", reference_hash=profile.content_hash, agent_id="B", epoch=1,
+        send=_no_send,
+    )  # fmt: skip
+    msgs += pub_b.window_partials(closed_b, 2, dict(w_b.origins))
+    for c in closed_b:
+        tr_b.note_partial(c, 0, True)
+    msgs.append(pub_b.progress({0: PartitionProgress(0, True, FAR, False, BASE)}, 2))
+    merge = MergeState("m", profile.content_hash, PARTS, 30.0, allowed_lateness=1.0)
+    others = [agent(profile, data, {p}, f"o{p}") for p in (1, 2)]
+    for m in msgs + [m for o, _ in others for m in o]:
+        assert merge.receive(m, 0.0) == "accepted"
+    agg = tracker(profile.performance)
+    ev = evaluator(profile, agg)
+    revisable = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
+    got = []
+    for due in merge.due(0.0):
+        assert due.complete
+        (report,) = [mark(r.report, due) for r in ev.evaluate(merge_window(profile, due))]
+        revisable.keep(report, due.partials)
+        got.append(report)
+    assert [r.window_start for r in got] == [r.window_start for r in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.performance is not None and w.performance is not None
+        assert_same_block(g.performance, w.performance)
+    # the late labels, A's rows' too, reach B: B revises the windows A sent as well
+    tr_b.add_labels(labels(data, idx[data["when"][idx] == "late"]))
+    revisions = [pub_b.revision(i, st, 2) for i, st in tr_b.partial_revisions()]
+    revisions += [p for _, rev in others for p in rev()]
+    final = {}
+    for p in revisions:
+        outcome, new = revisable.revise(p)
+        assert outcome == "accepted" and new is not None
+        final[new.window_start] = new
+    assert sorted(final) == [r.window_start for r in want_revised]
+    for r in want_revised:
+        g = final[r.window_start]
+        assert g.performance is not None and r.performance is not None
+        assert_same_block(g.performance, r.performance)
 
 
 def test_a_revision_before_the_window_is_judged_replaces_its_piece(profile: Profile) -> None:
