@@ -5,7 +5,8 @@ from a float column and "3" are one category."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+
+from detectors.missing import isna_objects, pandas_singletons
 
 # The missing category as a 0-d object array: ``np.where(missing, MISSING, strings)`` gives
 # an object array with None where a value is missing.
@@ -40,22 +41,33 @@ def category_strings(values: object) -> tuple[np.ndarray, np.ndarray]:
         return strings, miss
     if len(arr) <= _SMALL_OBJECT_BATCH:
         return _category_strings_small(arr)
-    series = pd.Series(arr, dtype=object)
-    miss = series.isna().to_numpy()
-    kind = pd.api.types.infer_dtype(series, skipna=True)
-    if kind == "string":
-        return series.where(~miss, "").to_numpy(dtype=object), miss
-
-    def to_text(v: object) -> str:
-        if isinstance(v, float) and v.is_integer():
-            return str(int(v))
-        return str(v)
-
-    strings = series.where(~miss, "").map(to_text).to_numpy(dtype=object)
+    # Missing as pandas.isna decides; text kept as it is when every value present is text
+    # (pandas' "string" inference), else each value through ``_to_text``.
+    arr = arr.ravel()
+    miss = isna_objects(arr)
+    items = arr.tolist()
+    types = set(map(type, items))
+    strings = arr.copy()
+    if types <= _TEXT_OR_NONE or all(isinstance(v, str) for v in _present(items, miss)):
+        strings[miss] = ""
+        return strings, miss
+    strings[:] = [("" if m else _to_text(v)) for v, m in zip(items, miss.tolist(), strict=True)]
     return strings, miss
 
 
-# Below this many values a plain loop beats building pandas objects (which costs ~1 ms).
+def _to_text(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _present(items: list[object], miss: np.ndarray) -> list[object]:
+    return [v for v, m in zip(items, miss.tolist(), strict=True) if not m]
+
+
+_TEXT_OR_NONE = frozenset({str, type(None)})
+
+# Below this many values a plain loop beats the batch path.
 _SMALL_OBJECT_BATCH = 2048
 
 
@@ -63,10 +75,11 @@ def _category_strings_small(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``category_strings`` for a short object array: the same results, without pandas."""
     strings = np.empty(len(arr), dtype=object)
     miss = np.zeros(len(arr), dtype=bool)
+    singletons = pandas_singletons()  # pandas.NA and NaT, if pandas is loaded
     for i, v in enumerate(arr.tolist()):
         if isinstance(v, str):
             strings[i] = v
-        elif v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        elif v is None or (isinstance(v, float) and v != v) or any(v is s for s in singletons):
             strings[i] = ""
             miss[i] = True
         elif isinstance(v, float) and v.is_integer():

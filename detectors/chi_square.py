@@ -44,9 +44,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from scipy.special import chdtrc
 
+from detectors.missing import isna_objects
 from detectors.stats import CategoricalBins, Stats
 
 
@@ -109,11 +109,14 @@ def category_counts(
     values = np.concatenate(arrays)
     column = np.repeat(np.tile(np.arange(columns), 2), lengths)
     side = np.repeat(np.repeat([0, 1], columns), lengths)
-    present = ~pd.isna(values)
-    codes, uniques = pd.factorize(values[present])
+    present = ~isna_objects(values)
+    # Codes in order of first occurrence, as pandas.factorize gives them, without pandas.
+    items = values[present].tolist()
+    lookup = {v: i for i, v in enumerate(dict.fromkeys(items))}
+    codes = np.fromiter(map(lookup.__getitem__, items), dtype=np.int64, count=len(items))
     column, side = column[present], side[present]
     # Number each column's categories 0, 1, ... from the sorted (column, category) keys.
-    stride = max(len(uniques), 1)
+    stride = max(len(lookup), 1)
     keys, slot = np.unique(column * stride + codes, return_inverse=True)
     key_column = keys // stride
     slot = slot - np.searchsorted(key_column, np.arange(columns))[column]

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from detectors.categories import category_strings
 from detectors.profile_file import array_to_json, bin_means_from_json
@@ -193,6 +192,8 @@ def profile_categorical(
     top_k: int = DEFAULT_TOP_K,
     max_known: int = DEFAULT_MAX_KNOWN_CATEGORIES,
 ) -> CategoricalProfile:
+    import pandas as pd  # reference building only: the agent's path stays without pandas
+
     strings, miss = category_strings(values)
     present = pd.Series(strings[~miss])
     freq = present.value_counts(sort=False)

@@ -57,7 +57,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import kstwobign
+
+from detectors.kolmogorov import kstwobign_isf
 
 # Distances bounded by 1: their upper confidence bound is too.
 BOUNDED = frozenset({"jensen_shannon", "hellinger", "linf"})
@@ -111,7 +112,7 @@ def ks_interval(
     with np.errstate(invalid="ignore", divide="ignore"):
         en = m * n / (m + n)
         root = np.sqrt(en)
-        half = float(kstwobign.isf(alpha)) / (root + 0.12 + 0.11 / root)
+        half = kstwobign_isf(alpha) / (root + 0.12 + 0.11 / root)
         bias = _KOLMOGOROV_MEAN_SQUARE / en
     bound = np.zeros_like(d) if error_bound is None else np.nan_to_num(error_bound, nan=0.0)
     low = np.maximum(d - half, 0.0)

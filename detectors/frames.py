@@ -5,14 +5,18 @@ the fix."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from detectors.profile_file import ProfileError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
     """Read a Parquet, CSV or JSON-lines file into a DataFrame, by its extension."""
+    import pandas as pd  # offline reading only: the agent's path stays without pandas
+
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     if not path.exists():

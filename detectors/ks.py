@@ -60,8 +60,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import kstwo, kstwobign
 
+from detectors.kolmogorov import kstwo_sf, kstwobign_sf
 from detectors.stats import NumericBins, Stats
 
 # Binned mode: above this effective sample size the p-value is the limiting distribution's.
@@ -128,9 +128,9 @@ def p_value(
     limit = ok & (en > limit_above) if limit_above is not None else np.zeros_like(ok)
     finite = ok & ~limit
     p = np.full(np.shape(d), np.nan)
-    p[finite] = np.clip(kstwo.sf(d[finite], en[finite]), 0.0, 1.0)
+    p[finite] = np.clip(kstwo_sf(d[finite], en[finite]), 0.0, 1.0)
     root = np.sqrt(en[limit])
-    p[limit] = np.clip(kstwobign.sf(d[limit] * (root + 0.12 + 0.11 / root)), 0.0, 1.0)
+    p[limit] = np.clip(kstwobign_sf(d[limit] * (root + 0.12 + 0.11 / root)), 0.0, 1.0)
     return p
 
 

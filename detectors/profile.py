@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from detectors.categories import MISSING, category_strings
 from detectors.column_profiles import (
@@ -59,6 +58,8 @@ from detectors.run_length import SequentialCalibration
 from detectors.schema import Kind, Schema, SchemaError, as_float_array, infer_schema
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from detectors.performance.reference import PerformanceReference
 
 # Names other modules import from here, where they are defined.

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Kind(StrEnum):
@@ -184,6 +187,8 @@ def infer_schema(
 
 
 def _infer_kind(series: pd.Series) -> tuple[Kind, str]:
+    import pandas as pd  # reference building only: the agent's path stays without pandas
+
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return Kind.CATEGORICAL, "categorical: boolean"
@@ -240,6 +245,8 @@ def _parsed_kind(parsed: pd.Series, why: str) -> tuple[Kind, str]:
 
 def _is_temporal(series: pd.Series) -> bool:
     """Datetime or timedelta values, by dtype or (object columns) by content."""
+    import pandas as pd
+
     dtype = series.dtype
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         return True
@@ -256,4 +263,6 @@ def as_float_array(values: object) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind in "fiub":
         return arr.astype(np.float64, copy=False)
+    import pandas as pd  # text and mixed columns only (docs/architecture.md, footprint)
+
     return pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce").to_numpy(np.float64)

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from detectors.profile import Profile, category_strings
 from detectors.run_length import RunLengthCurve, SequentialCalibration
@@ -55,6 +55,9 @@ from detectors.sequential import (
     siegmund_curve,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 DEFAULT_PANE_ROWS = 100
 DEFAULT_PANES = 20_000
 MIN_ALARMS = 25
@@ -66,6 +69,8 @@ def good_turing_unseen_rates(profile: Profile, reference: pd.DataFrame) -> dict[
     """Per categorical column, the rate at which unchanged data shows categories the
     profile does not know: Good–Turing's share of reference rows in categories seen once,
     and at least the share of reference rows outside the profile's known categories."""
+    import pandas as pd  # reference building only: the agent's path stays without pandas
+
     out: dict[str, float] = {}
     for name in profile.categorical_names:
         if name not in reference.columns:

@@ -24,12 +24,12 @@ import copy
 import io
 import json
 import math
+import sys
 from collections.abc import Mapping
 from itertools import repeat
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import pandas as pd
 
 from detectors.attribution_sample import AttributionSample
 from detectors.binning import edge_index
@@ -39,7 +39,12 @@ DEFAULT_RESERVOIR_SIZE = 1024
 # Extra columns not in the schema are counted by name, up to this many names.
 MAX_EXTRA_COLUMNS = 64
 
-Batch: TypeAlias = Mapping[str, Any] | pd.DataFrame
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is not imported here: the agent's path stays without it (docs/architecture.md,
+# "Imports on the agent's path"); a DataFrame batch brings its own pandas.
+Batch: TypeAlias = "Mapping[str, Any] | pd.DataFrame"
 
 
 class SketchMismatchError(ValueError):
@@ -274,8 +279,8 @@ class WindowSketch:
     ) -> np.ndarray:
         """Count categories through a dict from category text to bin.
 
-        A column of text (what decoded JSON holds) is hash-coded in C first
-        (``pandas.factorize``), so only its few distinct values meet the dict
+        A column of text (what decoded JSON holds) meets the dict in one C loop
+        (``map(slots.get, ...)``), and the values it does not know once each
         (docs/architecture.md, decision 3); values that are not text (numbers, missing
         values) go through ``category_strings`` row by row, so 1, 1.0 and True keep their
         own categories.
@@ -368,6 +373,8 @@ class WindowSketch:
 
     def reservoir_frame(self) -> pd.DataFrame:
         """The reservoir's rows as a DataFrame with the schema's columns."""
+        import pandas as pd  # the report's and explanations' path only
+
         data: dict[str, Any] = {}
         for j, name in enumerate(self.profile.numeric_names):
             data[name] = self.res_numeric[:, j]
@@ -509,7 +516,8 @@ def _shift(mean: float, std: float) -> float:
 
 
 def _columns(batch: Batch) -> Mapping[str, Any]:
-    if isinstance(batch, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # without pandas loaded, no batch is a DataFrame
+    if pd is not None and isinstance(batch, pd.DataFrame):
         return {str(c): batch[c].to_numpy() for c in batch.columns}
     return batch
 
@@ -526,6 +534,13 @@ def _numeric_values(raw: Any) -> tuple[np.ndarray, int]:
     arr = np.asarray(raw)
     if arr.dtype.kind in "fiub":
         return arr.astype(np.float64, copy=False), 0
+    if arr.dtype == object and set(map(type, arr.tolist())) <= _PLAIN_NUMBERS:
+        try:  # numbers and None only: float64 with NaN for None, as pandas.to_numeric
+            return arr.astype(np.float64), 0
+        except OverflowError:  # an integer beyond float64: pandas decides
+            pass
+    import pandas as pd  # text or other objects in a numeric column: pandas' parsing
+
     series = pd.Series(arr, dtype=object)
     x = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
     type_errors = int((np.isnan(x) & series.notna().to_numpy()).sum())
@@ -534,23 +549,30 @@ def _numeric_values(raw: Any) -> tuple[np.ndarray, int]:
 
 def _text_slots(arr: np.ndarray, slots: dict[str, int], unseen: int) -> np.ndarray:
     """Bin of every text value of ``arr`` (``unseen`` for text the profile does not know);
-    -1 where the value is not text (missing, a number) or cannot be hashed."""
+    -1 where the value is not text (missing, a number) or cannot be hashed.
+
+    Known text is looked up in one C loop; the rest (unseen text, missing values,
+    numbers) once per distinct value. A ``str`` subclass found in ``slots`` takes its
+    slot here, as ``category_strings`` would give it.
+    """
     n = len(arr)
-    if arr.dtype == object:
-        try:
-            codes, uniques = pd.factorize(arr)  # missing values (None, NaN) get code -1
-        except TypeError:  # an unhashable value (a list or dict): the slow path decides
-            return np.full(n, -1, dtype=np.int64)
-        lookup = np.fromiter(
-            (slots.get(u, unseen) if type(u) is str else -1 for u in uniques),
-            dtype=np.int64,
-            count=len(uniques),
-        )
-        return np.append(lookup, -1)[codes]  # code -1 reads the appended -1
     try:
-        return np.fromiter(map(slots.get, arr, repeat(-1, n)), dtype=np.int64, count=n)
-    except TypeError:
+        slot = np.fromiter(map(slots.get, arr, repeat(-1, n)), dtype=np.int64, count=n)
+    except TypeError:  # an unhashable value (a list or dict): the slow path decides
         return np.full(n, -1, dtype=np.int64)
+    if arr.dtype == object:
+        rest = np.flatnonzero(slot < 0)
+        if len(rest):
+            items = arr[rest].tolist()
+            lookup = {v: unseen if type(v) is str else -1 for v in dict.fromkeys(items)}
+            slot[rest] = np.fromiter(
+                map(lookup.__getitem__, items), dtype=np.int64, count=len(items)
+            )
+    return slot
+
+
+# Objects a numeric column may hold that float64 takes as pandas.to_numeric does.
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
 
 
 _SLOT_CACHE: dict[tuple[str, str], dict[str, int]] = {}

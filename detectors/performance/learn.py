@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from detectors.categories import category_strings
 from detectors.performance.calibration import IsotonicCalibrator, fit_isotonic
@@ -31,6 +30,9 @@ from detectors.performance.reference import (
 )
 from detectors.profile import Profile
 from detectors.schema import Kind
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A numeric label with more distinct values than this is a regression target.
 MAX_CLASSES = 50

@@ -23,27 +23,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, SpanContext, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from detectors.results import WindowReport
 from monitor import __version__
 from monitor.outputs import metrics as m
 
+# OpenTelemetry is imported where it is used: an agent without an OTLP endpoint never
+# loads it (docs/architecture.md, "Imports on the agent's path").
 if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
+    from opentelemetry.trace import SpanContext
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
     from monitor.config.exporter import ExporterConfig
     from monitor.outputs.exporter import Exporter
 
@@ -52,7 +46,14 @@ WINDOW_SPAN = "driftline.window.evaluate"
 MAX_LINKS = 32
 
 _Key = tuple[tuple[str, str], ...]
-_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@cache
+def _propagator() -> TraceContextTextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
 
 __all__ = ["MAX_LINKS", "WINDOW_SPAN", "Telemetry", "headers_from_env", "span_contexts"]
 
@@ -83,12 +84,14 @@ def headers_from_env(env_name: str | None) -> dict[str, str]:
 
 def span_contexts(traceparents: Iterable[str], limit: int = MAX_LINKS) -> list[SpanContext]:
     """The valid, distinct remote span contexts among W3C ``traceparent`` values."""
+    from opentelemetry import trace
+
     seen: set[tuple[int, int]] = set()
     out: list[SpanContext] = []
     for value in traceparents:
         if len(out) >= limit:
             break
-        ctx = _PROPAGATOR.extract({"traceparent": value})
+        ctx = _propagator().extract({"traceparent": value})
         sc = trace.get_current_span(ctx).get_span_context()
         if sc.is_valid and (sc.trace_id, sc.span_id) not in seen:
             seen.add((sc.trace_id, sc.span_id))
@@ -131,6 +134,14 @@ class Telemetry:
         for suffix in ("/v1/metrics", "/v1/traces"):
             base = base.removesuffix(suffix)
         self.endpoint = base
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         resource = Resource.create(
             {
                 "service.name": "driftline",
@@ -215,6 +226,8 @@ class Telemetry:
     def add(self, defn: m.MetricDef, labels: Mapping[str, str], n: float) -> None:
         if not self.enabled:
             return
+        from opentelemetry.metrics import Counter
+
         counter = self._sync[defn.name]
         assert isinstance(counter, Counter)
         counter.add(n, attributes=dict(labels))
@@ -222,11 +235,15 @@ class Telemetry:
     def record(self, defn: m.MetricDef, labels: Mapping[str, str], value: float) -> None:
         if not self.enabled:
             return
+        from opentelemetry.metrics import Histogram
+
         histogram = self._sync[defn.name]
         assert isinstance(histogram, Histogram)
         histogram.record(value, attributes=dict(labels))
 
     def _callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        from opentelemetry.metrics import Observation
+
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
                 series = list(self._gauges[name].items())
@@ -248,6 +265,9 @@ class Telemetry:
         """
         if not self.enabled:
             return
+        from opentelemetry import context as otel_context
+        from opentelemetry.trace import Link, SpanKind
+
         end = time.time_ns()
         start = end - int(max(evaluation_seconds, 0.0) * 1e9)
         links = [

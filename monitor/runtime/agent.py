@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
@@ -47,7 +48,6 @@ from monitor.outputs.sequential_routes import register_sequential
 from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.outputs.telemetry import Telemetry
-from monitor.report.store import HtmlReportWriter
 from monitor.runtime.changelog import Changelog, ChangelogError, newest, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
@@ -57,6 +57,9 @@ from monitor.runtime.publishing import AgentPartials
 from monitor.runtime.state_loss import StateLoss
 from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import ClosedWindow
+
+if TYPE_CHECKING:
+    from monitor.report.store import HtmlReportWriter
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +136,15 @@ class Agent:
         self.pipeline = Pipeline(config, self.profile, self.exporter, on_failure=self._dead_letter)
         self.sinks: list[ReportSink] = list(sinks) if sinks is not None else self._default_sinks()
         # HTML pages of windows with drift or a quality breach, written in the worker.
-        self.html_reports = (
-            HtmlReportWriter(self.profile, config.reports.html_dir, config.reports.html_base_url)
-            if config.reports.html_dir is not None
-            else None
-        )
+        self.html_reports: HtmlReportWriter | None = None
+        if config.reports.html_dir is not None:
+            # the report's stack (pandas, the page) only when pages are written
+            # (docs/architecture.md, "Imports on the agent's path")
+            from monitor.report.store import HtmlReportWriter
+
+            self.html_reports = HtmlReportWriter(
+                self.profile, config.reports.html_dir, config.reports.html_base_url
+            )
         self.store = CheckpointStore(config.state.dir)
         # Checkpoints in a compacted topic too (docs/agent.md, "State"); None when off.
         self.changelog = Changelog.from_config(config)

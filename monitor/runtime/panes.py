@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 import numpy as np
-import pandas as pd
 
+from detectors.missing import is_missing, pandas_singletons
 from detectors.sketch import WindowSketch
 
 WindowKind: TypeAlias = Literal["time", "rows"]
@@ -104,9 +104,25 @@ def merge_offsets(parts: Iterable[dict[int, list[int]]]) -> dict[int, list[int]]
 
 
 def _factorize_versions(values: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Distinct model versions (missing ones as "unknown") and each row's code."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
-    names = [str(v) for v in uniques]
+    """Distinct model versions (missing ones as "unknown") and each row's code.
+
+    Codes as ``pandas.factorize`` gives them (first occurrence first, missing values -1),
+    without pandas (docs/architecture.md, "Imports on the agent's path").
+    """
+    items = np.asarray(values, dtype=object).ravel().tolist()
+    singletons = pandas_singletons()
+    lookup: dict[object, int] = {}
+    names: list[str] = []
+    for v in dict.fromkeys(items):
+        if is_missing(v, singletons):
+            lookup[v] = -1
+        else:
+            lookup[v] = len(names)
+            names.append(str(v))
+    if len(lookup) == 1:  # one version in the whole batch, the usual case
+        codes = np.full(len(items), next(iter(lookup.values())), dtype=np.intp)
+    else:
+        codes = np.fromiter(map(lookup.__getitem__, items), dtype=np.intp, count=len(items))
     if (codes < 0).any():
         if UNKNOWN_VERSION in names:
             codes = np.where(codes < 0, names.index(UNKNOWN_VERSION), codes)

@@ -24,7 +24,6 @@ from monitor.labels.tracker import PerformanceTracker
 from monitor.outputs.exporter import Exporter
 from monitor.runtime.evaluation import WindowEvaluator
 from monitor.runtime.event_time import bound_event_time
-from monitor.runtime.multivariate import MultivariateMonitor
 from monitor.runtime.sequential import SequentialMonitor
 from monitor.runtime.windows import ClosedWindow, WindowManager
 
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from monitor.explain.window import WindowAttributor
     from monitor.ingest.attributions import AttributionField
     from monitor.labels.decode import LabelBatch
+    from monitor.runtime.multivariate import MultivariateMonitor
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,10 @@ class Pipeline:
         """Row-level tests when ``multivariate.enabled`` (the online MMD calibrates here)."""
         if not self.config.multivariate.enabled:
             return None
+        # imported here: with the feature off the agent's path stays without its stack
+        # (docs/architecture.md, "Imports on the agent's path")
+        from monitor.runtime.multivariate import MultivariateMonitor
+
         return MultivariateMonitor(
             self.profile,
             self.config.multivariate.to_settings(),
