@@ -175,7 +175,10 @@ class PerformanceState:
     # -- merge and serialisation ---------------------------------------------------------
 
     def merge(self, other: PerformanceState) -> PerformanceState:
-        out = PerformanceState(self.ref, self.sample_size)
+        """The state of both windows' rows. The sample is the bottom-k of both by row key,
+        k the smaller sample size: each side holds its own bottom-k (or all its rows), so
+        that is a uniform sample of the union (exactly one agent's, with equal sizes)."""
+        out = PerformanceState(self.ref, min(self.sample_size, other.sample_size))
         for src in (self, other):
             for key, v in src.sums.items():
                 out._add(key, v)
@@ -184,6 +187,14 @@ class PerformanceState:
             np.concatenate([self.sample_scores, other.sample_scores]),
             np.concatenate([self.sample_y, other.sample_y]),
         )
+        return out
+
+    def with_sample_size(self, size: int) -> PerformanceState:
+        """The same sums with the bottom-``size`` of the sample by row key (still a
+        uniform sample of the labelled rows): a state cut to fit a message."""
+        out = PerformanceState(self.ref, min(int(size), self.sample_size))
+        out.sums = {k: v.copy() for k, v in self.sums.items()}
+        out._keep(self.sample_keys, self.sample_scores, self.sample_y)
         return out
 
     @property

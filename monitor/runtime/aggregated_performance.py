@@ -26,6 +26,7 @@ import orjson
 
 from detectors.performance import PerformanceReference, PerformanceResult, PerformanceState
 from detectors.results import WindowReport
+from monitor.ingest.kafka import MAX_REQUEST_BYTES
 from monitor.runtime.partials import Partial
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,33 @@ log = logging.getLogger(__name__)
 Bounds = tuple[float, float]
 PieceKey = tuple[int, int]  # partition, origin
 Evaluate = Callable[..., PerformanceResult]
+#: What a partial's sketch and performance state may take of the producer's request
+#: limit (the rest is for the header and the record's framing).
+PARTIAL_BYTES = MAX_REQUEST_BYTES - 64 * 1024
+
+
+def performance_bytes(state: object | None, room: int) -> bytes:
+    """A window's ``PerformanceState`` as a partial carries it, in at most ``room`` bytes:
+    when the whole state does not fit, its sample of labelled rows is cut to the
+    bottom-k by row key that does (still a uniform sample; the aggregator then merges
+    every partition's at that smaller k), so the partial is sent rather than refused."""
+    if not isinstance(state, PerformanceState):
+        return b""
+    data = state.to_bytes()
+    if len(data) <= room:
+        return data
+    per_row = 8 * (state.sample_scores.shape[1] + 2)
+    fixed = len(data) - per_row * len(state.sample_keys)
+    size = max(0, (room - fixed) // per_row)
+    log.warning(
+        "a window's performance state of %d bytes does not fit a partial: its sample of "
+        "labelled rows is cut from %d to %d (ROC AUC and PR AUC from fewer rows); lower "
+        "labels.sample_size to keep them equal to one agent's",
+        len(data),
+        len(state.sample_keys),
+        size,
+    )
+    return state.with_sample_size(size).to_bytes()
 
 
 def merged_performance(

@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from detectors.profile import Profile
 from monitor.config.model import MonitorConfig
 from monitor.outputs.exporter import Exporter
+from monitor.runtime.aggregated_performance import PARTIAL_BYTES, performance_bytes
 from monitor.runtime.checkpoint import CheckpointError, CheckpointStore, decode
 from monitor.runtime.durable import write_durably
 from monitor.runtime.panes import ClosedWindow
@@ -127,6 +128,7 @@ class PartialPublisher:
                 continue
             origin, fresh = origins[w.partition]
             span = w.offsets.get(w.partition)
+            sketch = w.sketch.to_bytes()
             out.append(
                 Partial(
                     **self._common("window", generation),
@@ -142,8 +144,8 @@ class PartialPublisher:
                     traceparents=tuple(w.traceparents),
                     closed_at=time.time(),
                     handoff=handoff,
-                    sketch=w.sketch.to_bytes(),
-                    performance=_performance_bytes(w.performance),
+                    sketch=sketch,
+                    performance=performance_bytes(w.performance, PARTIAL_BYTES - len(sketch)),
                 )
             )
         return out
@@ -160,7 +162,7 @@ class PartialPublisher:
             window=(float(start), float(end)),
             model_version=str(version),
             rows=int(rows),
-            performance=state.to_bytes(),
+            performance=performance_bytes(state, PARTIAL_BYTES),
         )
 
     def progress(self, owned: dict[int, PartitionProgress], generation: int) -> Partial:
@@ -433,11 +435,6 @@ def _origin(source: Any, p: int) -> Origin | None:
         if q == p:
             return origin
     return None
-
-
-def _performance_bytes(state: object | None) -> bytes:
-    to_bytes = getattr(state, "to_bytes", None)
-    return b"" if to_bytes is None else bytes(to_bytes())
 
 
 async def _not_started(topic: str, key: bytes, value: bytes) -> None:

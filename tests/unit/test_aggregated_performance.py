@@ -34,7 +34,7 @@ from monitor.ingest.batch import DecodedBatch
 from monitor.ingest.values import row_keys
 from monitor.labels.decode import LabelBatch
 from monitor.labels.tracker import PerformanceTracker
-from monitor.runtime.aggregated_performance import RevisableWindows
+from monitor.runtime.aggregated_performance import RevisableWindows, performance_bytes
 from monitor.runtime.aggregator import Aggregator, mark, merge_window
 from monitor.runtime.evaluation import WindowEvaluator
 from monitor.runtime.merging import MergeState
@@ -164,6 +164,43 @@ def test_state_bytes_round_trip_and_bad_bytes_are_refused(ref: PerformanceRefere
     for bad in (b"", b"DLPS", b"XXXX" + data[4:], data[:-8], data + b"\0" * 8):
         with pytest.raises(ValueError):
             PerformanceState.from_bytes(ref, bad)
+
+
+def test_a_state_cut_to_fit_a_partial_merges_as_a_uniform_sample(
+    ref: PerformanceReference,
+) -> None:
+    """A state too big for a partial keeps its sums and the bottom-k of its sample that
+    fits; the merge of such pieces (k the smallest) is the lone state's bottom-k."""
+    frame = _rows(3000, 8)
+    keys = row_keys([f"c{i}" for i in range(len(frame))])
+    part = np.random.default_rng(9).integers(0, PARTS, len(frame))
+    lone = _state(ref, frame, keys, 2000)
+    pieces = [
+        _state(ref, frame.iloc[np.flatnonzero(part == p)], keys[part == p], 2000)
+        for p in range(PARTS)
+    ]
+    whole = len(pieces[0].to_bytes())
+    room = whole - 8 * 3 * 300  # 300 sampled rows (a binary model: 3 numbers each) too many
+    cut = performance_bytes(pieces[0], room)
+    assert len(cut) <= room
+    small = PerformanceState.from_bytes(ref, cut)
+    k = small.sample_size
+    assert k == len(pieces[0].sample_keys) - 300 and len(small.sample_keys) == k
+    for key, v in pieces[0].sums.items():
+        np.testing.assert_array_equal(small.sums[key], v)
+    assert performance_bytes(pieces[1], 10**9) == pieces[1].to_bytes()
+    assert performance_bytes(None, 10**9) == b""
+    merged = small.merge(pieces[1]).merge(pieces[2])
+    assert merged.sample_size == k
+    want = lone.with_sample_size(k)
+    np.testing.assert_array_equal(np.sort(merged.sample_keys), np.sort(want.sample_keys))
+    a, b = np.argsort(merged.sample_keys), np.argsort(want.sample_keys)
+    np.testing.assert_array_equal(merged.sample_scores[a], want.sample_scores[b])
+    n = len(frame)
+    assert_same_block(
+        evaluate_performance(ref, merged, window_rows=n, kpis=["revenue"]),
+        evaluate_performance(ref, want, window_rows=n, kpis=["revenue"]),
+    )
 
 
 def test_partials_carry_the_state_and_old_partials_still_read(ref: PerformanceReference) -> None:
