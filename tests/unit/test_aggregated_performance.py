@@ -297,11 +297,15 @@ def labels(data: dict[str, np.ndarray], idx: np.ndarray) -> LabelBatch:
     )
 
 
-def tracker(ref: PerformanceReference) -> PerformanceTracker:
+def tracker(ref: PerformanceReference, slide: float | None = None) -> PerformanceTracker:
     return PerformanceTracker(
-        ref, LabelsConfig(sample_size=300), KPIS, pane_length=10.0, panes_per_window=1,
-        row_windows=False,
+        ref, LabelsConfig(sample_size=300), KPIS, pane_length=slide or 10.0,
+        panes_per_window=1 if slide is None else round(10.0 / slide), row_windows=False,
     )  # fmt: skip
+
+
+def params(slide: float | None = None) -> dict:
+    return PARAMS if slide is None else {**PARAMS, "slide": slide}
 
 
 def evaluator(profile: Profile, tr: PerformanceTracker) -> WindowEvaluator:
@@ -336,11 +340,11 @@ def read(
     return closed + rest
 
 
-def lone_reports(profile: Profile, data: dict[str, np.ndarray]):
+def lone_reports(profile: Profile, data: dict[str, np.ndarray], slide: float | None = None):
     """One agent reading every partition: its reports, then its revised reports."""
     assert profile.performance is not None
-    tr = tracker(profile.performance)
-    m = WindowManager(profile, **PARAMS)
+    tr = tracker(profile.performance, slide)
+    m = WindowManager(profile, **params(slide))
     m.assign(set(range(PARTS)), now=0.0)
     closed = read(data, np.arange(len(data["t"])), m, tr)
     reports = [r.report for r in evaluator(profile, tr).evaluate(closed)]
@@ -350,12 +354,18 @@ def lone_reports(profile: Profile, data: dict[str, np.ndarray]):
     return reports, list(tr.revisions())
 
 
-def agent(profile: Profile, data: dict[str, np.ndarray], parts: set[int], name: str):
+def agent(
+    profile: Profile,
+    data: dict[str, np.ndarray],
+    parts: set[int],
+    name: str,
+    slide: float | None = None,
+):
     """An agent of ``parts``: its window partials, its progress, and a function giving
     its revision partials once the late labels of its partitions came."""
     assert profile.performance is not None
-    tr = tracker(profile.performance)
-    w = PartitionedWindows(profile, **PARAMS)
+    tr = tracker(profile.performance, slide)
+    w = PartitionedWindows(profile, **params(slide))
     w.origin_of = lambda p: (0, True)
     idx = np.flatnonzero(np.isin(data["partition"], sorted(parts)))
     closed = read(data, idx, w, tr)
@@ -370,7 +380,7 @@ def agent(profile: Profile, data: dict[str, np.ndarray], parts: set[int], name: 
     owned = {p: PartitionProgress(0, True, FAR, False, w.first_time.get(p)) for p in parts}
     msgs.append(pub.progress(owned, 1))
     # restarted from its checkpoint: what it sent is remembered, so it can be revised
-    restarted = tracker(profile.performance)
+    restarted = tracker(profile.performance, slide)
     restarted.restore(orjson.loads(orjson.dumps(tr.snapshot())))
     assert restarted.sent == tr.sent and len(tr.sent) == len(closed)
 
@@ -381,19 +391,22 @@ def agent(profile: Profile, data: dict[str, np.ndarray], parts: set[int], name: 
     return msgs, revisions
 
 
+@pytest.mark.parametrize("slide", [None, 5.0], ids=["tumbling", "sliding"])
 def test_aggregator_reports_carry_the_lone_agents_performance_and_its_revisions(
-    profile: Profile,
+    profile: Profile, slide: float | None
 ) -> None:
     data = traffic()
-    want, want_revised = lone_reports(profile, data)
-    assert len(want) == 4 and all(r.performance is not None for r in want)
-    assert len(want_revised) == 4 and all(r.performance.revised for r in want_revised)  # type: ignore[union-attr]
+    want, want_revised = lone_reports(profile, data, slide)
+    assert len(want) == (4 if slide is None else 9)
+    assert all(r.performance is not None for r in want)
+    assert len(want_revised) == len(want)
+    assert all(r.performance is not None and r.performance.revised for r in want_revised)
     merge = MergeState("m", profile.content_hash, PARTS, 30.0, allowed_lateness=1.0)
-    agents = [agent(profile, data, {0, 1}, "a0"), agent(profile, data, {2}, "a2")]
+    agents = [agent(profile, data, {0, 1}, "a0", slide), agent(profile, data, {2}, "a2", slide)]
     for msgs, _ in agents:
         assert {merge.receive(m, 0.0) for m in msgs} == {"accepted"}
     assert profile.performance is not None
-    agg = tracker(profile.performance)  # the aggregator's own pipeline's evaluate
+    agg = tracker(profile.performance, slide)  # the aggregator's own pipeline's evaluate
     ev = evaluator(profile, agg)
     revisable = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
     got: list[WindowReport] = []
