@@ -132,6 +132,11 @@ class ConfluentSource:
         # (topic, partition) -> (offset it starts at, whether no offset was committed)
         self.origins: dict[tuple[str, int], tuple[int, bool]] = {}
         self.foreign_commits = False  # as in KafkaSource
+        self.acked: Offsets = {}  # as in KafkaSource
+        # as in KafkaSource: restores newly assigned partitions before they are read
+        self.on_assign: Callable[[dict[tuple[str, int], int | None]], Awaitable[Offsets]] | None = (
+            None
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probe: asyncio.Task[None] | None = None
         self._closing = False
@@ -210,8 +215,12 @@ class ConfluentSource:
         """Start each newly assigned partition where this agent's window state ends (see
         :meth:`monitor.ingest.kafka.KafkaSource.seek_assigned` for why)."""
         log.info("partitions assigned: %s", _names(partitions))
+        restored = self._restore_assigned(consumer, partitions)
         for tp in partitions:
             key = (tp.topic, tp.partition)
+            if key in restored:
+                tp.offset = self.positions[key] = restored[key]
+                continue
             want = self.start_offsets.pop(key, None)
             why = "checkpoint offset"
             committed = self._committed(consumer, tp)
@@ -236,6 +245,25 @@ class ConfluentSource:
             self.start_offsets.clear()
         consumer.assign(partitions)
         self._assignment |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def _restore_assigned(self, consumer: Any, partitions: list[Any]) -> Offsets:
+        """``on_assign`` run on the event loop (this is librdkafka's consume thread, and
+        the loop waits for it), given the committed offsets."""
+        if self.on_assign is None or self._loop is None or not partitions:
+            return {}
+        committed: dict[tuple[str, int], int | None] = {}
+        for tp in partitions:
+            got = self._committed(consumer, tp)
+            if got is not None:
+                committed[(tp.topic, tp.partition)] = None if got < 0 else got
+        done: concurrent.futures.Future[Offsets] = asyncio.run_coroutine_threadsafe(
+            _restored(self.on_assign(committed)), self._loop
+        )
+        try:
+            return done.result(REVOKE_TIMEOUT)
+        except Exception:
+            log.exception("restoring the assigned partitions' state failed")
+            return {}
 
     def _committed(self, consumer: Any, tp: Any) -> int | None:
         from confluent_kafka import KafkaException, TopicPartition
@@ -278,6 +306,9 @@ class ConfluentSource:
             if self._rebalance_commit and not lost:
                 try:
                     consumer.commit(offsets=self._rebalance_commit, asynchronous=False)
+                    self.acked.update(
+                        {(t.topic, t.partition): t.offset for t in self._rebalance_commit}
+                    )
                 except KafkaException as exc:
                     log.warning("offset commit on revocation failed (%s)", exc)
         for key in revoked:
@@ -394,6 +425,7 @@ class ConfluentSource:
                 asyncio.to_thread(self.consumer.commit, offsets=to_commit, asynchronous=False),
                 COMMIT_TIMEOUT,
             )
+            self.acked.update({(t.topic, t.partition): t.offset for t in to_commit})
         except (KafkaException, TimeoutError) as exc:
             log.warning(
                 "offset commit failed (%s); it is retried at the next checkpoint",
@@ -420,6 +452,10 @@ class ConfluentSource:
 
 async def _awaited(step: Awaitable[None]) -> None:
     await step
+
+
+async def _restored(step: Awaitable[Offsets]) -> Offsets:
+    return await step
 
 
 def _names(partitions: Sequence[Any]) -> list[str]:

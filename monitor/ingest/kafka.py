@@ -118,6 +118,17 @@ class KafkaSource:
         # changelog's): a committed offset ahead of it was then committed by another
         # member that read on, and the partition resumes there, not at the checkpoint.
         self.foreign_commits = False
+        # Offsets the group acknowledged a commit of (the last per partition).
+        self.acked: Offsets = {}
+        # Called with the committed offset of each newly assigned partition before it is
+        # read; returns where the partitions whose state it restored resume
+        # (monitor/runtime/partition_state.py).
+        self.on_assign: Callable[[dict[tuple[str, int], int | None]], Awaitable[Offsets]] | None = (
+            None
+        )
+        # Partitions whose state on_assign is restoring: their records, fetched meanwhile,
+        # are not handed out (they are read again from where the state ends).
+        self._restoring: set[tuple[str, int]] = set()
         self._probe: asyncio.Task[None] | None = None
 
     async def start(self, stop: asyncio.Event) -> bool:
@@ -196,8 +207,12 @@ class KafkaSource:
         both, at its committed offset, where the consumer resumes by itself.
         """
         assert self.consumer is not None
+        restored = await self._restore_assigned(assigned)
         for tp in assigned:
             key = (tp.topic, tp.partition)
+            if key in restored:
+                self.consumer.seek(tp, restored[key])
+                continue
             want = self.start_offsets.pop(key, None)
             if want is not None:
                 why = "checkpoint offset"
@@ -235,7 +250,25 @@ class KafkaSource:
             for key, offset in self.start_offsets.items():
                 self.durable.setdefault(key, offset)
             self.start_offsets.clear()
+        self._restoring.clear()
         await self._note_origins(assigned)
+
+    async def _restore_assigned(self, assigned: set[TopicPartition]) -> Offsets:
+        """``on_assign`` given the committed offsets (None: none committed; a partition
+        whose committed offset cannot be read is left out, and starts with no state)."""
+        if self.on_assign is None or not assigned:
+            return {}
+        assert self.consumer is not None
+        committed: dict[tuple[str, int], int | None] = {}
+        for tp in assigned:
+            try:
+                got = await asyncio.wait_for(self.consumer.committed(tp), PROBE_TIMEOUT)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("cannot read the committed offset of %s-%d (%s)", *tp, exc)
+                continue
+            committed[(tp.topic, tp.partition)] = got
+        self._restoring = set(committed)
+        return await self.on_assign(committed)
 
     async def _note_origins(self, assigned: set[TopicPartition]) -> None:
         """Where each assigned partition starts, and whether that is its beginning (no
@@ -268,7 +301,7 @@ class KafkaSource:
             self.up = True  # else the probe decides: an empty fetch proves nothing
         out: list[SourceMessage] = []
         for tp, msgs in records.items():
-            if msgs:
+            if msgs and (tp.topic, tp.partition) not in self._restoring:
                 out.extend(msgs)
                 self.polled[(tp.topic, tp.partition)] = msgs[-1].offset + 1
         self.positions.update(self.polled)
@@ -352,6 +385,7 @@ class KafkaSource:
             return
         try:
             await asyncio.wait_for(self.consumer.commit(to_commit), COMMIT_TIMEOUT)
+            self.acked.update({(tp.topic, tp.partition): o for tp, o in to_commit.items()})
         except (KafkaError, TimeoutError) as exc:
             log.warning(
                 "offset commit failed (%s); it is retried at the next checkpoint",

@@ -167,6 +167,8 @@ class Agent:
         self.partials = AgentPartials.from_config(config, self.profile.content_hash)
         if self.partials is not None:  # windows kept per partition (partitioned.py)
             self.pipeline.windows = self.partials.windows(self.profile, config)
+            if self.partials.changelog is not None:  # state per partition (partition_state.py)
+                self.changelog, self.state_loss.restored = self.partials.changelog, True
             self.partials.performance = self.pipeline.performance  # partials carry it
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-eval")
         self.offsets: dict[tuple[str, int], int] = {}
@@ -210,6 +212,8 @@ class Agent:
         layout) is reported and the agent starts its windows afresh from the group's
         committed offsets.
         """
+        if getattr(self.changelog, "per_partition", False):
+            return {}  # restored per partition on assignment, the directory as a cache
         try:
             checkpoint = newest(self.store.load(reference_hash=self.profile.content_hash), remote)
         except CheckpointError as exc:

@@ -50,6 +50,9 @@ class PartitionedWindows(WindowManager):
         self.first_time: dict[int, float] = {}  # event time of each state's first row
         # Where a partition new to this agent starts (the source knows; set by the agent).
         self.origin_of: Callable[[int], Origin | None] = lambda p: None
+        # Origins of partitions restored from the changelog with no open window yet: they
+        # win over ``origin_of`` when the partition's first row comes.
+        self.known_origins: dict[int, Origin] = {}
         self._owned: set[int] | None = None
         self._released: set[int] = set()
 
@@ -83,7 +86,7 @@ class PartitionedWindows(WindowManager):
         for p in np.unique(parts).tolist():
             mine = np.flatnonzero(parts == p)
             if p not in self.by_partition:
-                known = self.origin_of(p)
+                known = self.known_origins.pop(p, None) or self.origin_of(p)
                 first = int(np.min(batch.offset[mine]))
                 self._manager(p, known if known is not None else (first, False))
                 self.first_time[p] = float(np.nanmin(batch.event_time[mine]))
@@ -152,6 +155,26 @@ class PartitionedWindows(WindowManager):
             w.partition = p
         return closed, origin, horizon
 
+    def take(self, p: int) -> tuple[WindowManager | None, Origin | None, float | None]:
+        """Remove partition ``p``'s windows as they are (no flush): its state has been
+        written to the changelog, and the partition's next owner restores it there."""
+        self._released.discard(p)
+        origin = self.origins.pop(p, None) or self.known_origins.pop(p, None)
+        return self.by_partition.pop(p, None), origin, self.first_time.pop(p, None)
+
+    def adopt(
+        self, p: int, manager: WindowManager | None, origin: Origin, first: float | None
+    ) -> None:
+        """Take partition ``p``'s windows restored from its state (``manager`` None: it
+        had no open window, only where its line of state began)."""
+        self._released.discard(p)
+        if manager is None:
+            self.known_origins[p] = origin
+            return
+        self.by_partition[p], self.origins[p] = manager, origin
+        if first is not None:
+            self.first_time[p] = first
+
     def horizon(self, p: int) -> float | None:
         m = self.by_partition.get(p)
         return None if m is None else m.closed_until
@@ -194,17 +217,21 @@ class PartitionedWindows(WindowManager):
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def snapshot(self) -> bytes:
-        blobs = [(p, self.by_partition[p].snapshot()) for p in sorted(self.by_partition)]
+    def snapshot(self, only: set[int] | None = None) -> bytes:
+        """The window state (of the partitions in ``only``: one partition's state in the
+        changelog, docs/agent.md "State")."""
+        parts = sorted(self.by_partition if only is None else only & set(self.by_partition))
+        blobs = [(p, self.by_partition[p].snapshot()) for p in parts]
         head = json.dumps(
             {
                 "partitions": [
                     [p, *self.origins[p], self.first_time.get(p), len(b)] for p, b in blobs
                 ],
-                "released": sorted(self._released),
-                "accepted_total": self.accepted_total,
-                "late_total": self.late_total,
-                "duplicates_total": self.duplicates_total,
+                # the agent's own totals and hand-offs: not a partition's state
+                "released": sorted(self._released) if only is None else [],
+                "accepted_total": self.accepted_total if only is None else 0,
+                "late_total": self.late_total if only is None else {},
+                "duplicates_total": self.duplicates_total if only is None else {},
             }
         ).encode()
         buf = io.BytesIO()

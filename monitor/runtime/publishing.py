@@ -43,6 +43,7 @@ from monitor.runtime.checkpoint import CheckpointError, CheckpointStore, decode
 from monitor.runtime.durable import write_durably
 from monitor.runtime.panes import ClosedWindow
 from monitor.runtime.partials import Partial, PartitionProgress
+from monitor.runtime.partition_state import PartitionChangelog
 from monitor.runtime.partitioned import Origin, PartitionedWindows
 from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import WindowManager, WindowsSettings
@@ -240,6 +241,7 @@ class AgentPartials:
         self.state_dir = state_dir  # where the agent's checkpoint files are
         self.idle_timeout = float(windows.idle_timeout)
         self._assigned_since: dict[int, float] = {}
+        self.changelog: PartitionChangelog | None = None
         # The agent's performance tracker (set by the agent when its profile learnt from
         # labels): hand-offs attach their state, sent windows can be revised.
         self.performance: PerformanceTracker | None = None
@@ -260,11 +262,17 @@ class AgentPartials:
             epoch=epoch,
             send=_not_started,
         )
-        return cls(publisher, config.windows, config.state.dir)
+        out = cls(publisher, config.windows, config.state.dir)
+        # each partition's state in the changelog, restored by its next owner
+        out.changelog = PartitionChangelog.for_agent(config, agent_id, epoch, reference_hash)
+        return out
 
     def windows(self, profile: Profile, config: MonitorConfig) -> PartitionedWindows:
         """The agent's windows: one line of state per partition."""
-        return PartitionedWindows.from_config(profile, config.windows)
+        windows = PartitionedWindows.from_config(profile, config.windows)
+        if self.changelog is not None:
+            self.changelog.attach(windows)
+        return windows
 
     def start(self, producer: AIOKafkaProducer, exporter: Exporter | None) -> None:
         """Send through the agent's producer; count what is sent in ``exporter``."""
@@ -275,11 +283,15 @@ class AgentPartials:
         self.publisher._send = send
         if exporter is not None:
             self.publisher._on_sent = exporter.count_partials_published
+        if self.changelog is not None:
+            self.changelog.exporter = exporter
 
     def bind(self, windows: WindowManager, source: Any) -> None:
         """New partitions' windows start where the source says they start."""
         if isinstance(windows, PartitionedWindows):
             windows.origin_of = lambda p: _origin(source, p)
+        if self.changelog is not None:
+            self.changelog.bind(source)
 
     @staticmethod
     def _where(source: Any) -> tuple[set[int], int]:
@@ -299,7 +311,9 @@ class AgentPartials:
             since = self._assigned_since.setdefault(p, now)
             m = windows.by_partition.get(p)
             if m is None:
-                origin = _origin(source, p) if source is not None else None
+                origin = windows.known_origins.get(p) or (
+                    _origin(source, p) if source is not None else None
+                )
                 if origin is None:
                     continue  # where it starts is not known yet: not reported
                 idle = now - since >= self.idle_timeout
@@ -360,7 +374,9 @@ class AgentPartials:
         generation = -1 if source is None else group_generation(source.consumer)
         joined = generation >= 0 or (source is not None and bool(source.assigned()))
         messages: list[Partial] = []
-        for p in sorted(windows.to_hand_off(joined=joined)):
+        # with partition states in the changelog the next owner restores them instead
+        handing = set() if self.changelog is not None else windows.to_hand_off(joined=joined)
+        for p in sorted(handing):
             key = next((k for k in offsets if k[1] == p), None)
             if key is None:
                 continue  # no offset known: nothing of it is in the state's windows

@@ -1,0 +1,147 @@
+"""Scale-out with state lost: three agents and an aggregator on a real broker; one agent
+and the aggregator are killed with SIGKILL mid-stream, while records are being read, and
+the agent's state directory is deleted (a pod rescheduled onto a node with no disk). The
+agent comes back with no identity of its own (a new id: a new pod); the partition it had
+is restored from the changelog, where its state is kept per source partition, by whoever
+the group assigns it to. The aggregated windows must equal those of one agent reading the
+same topic alone: rows, late and duplicate counts, every statistic to 1e-9 and every
+verdict, with full coverage and no partial window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.config.aggregation import partials_topic_for
+from monitor.demo.broker import TansuBroker
+from tests.integration.agent_helpers import (
+    BASE_TIME,
+    MODEL,
+    AgentProcess,
+    Message,
+    as_messages,
+    committed_offsets,
+    produce_aiokafka,
+    same_window,
+    wait_for,
+    window_traffic,
+)
+from tests.integration.test_scaleout import (
+    DRIFT_FROM,
+    FLUSH_AT,
+    PARTITIONS,
+    ROWS,
+    SIZE,
+    config,
+    reports,
+    scale_out_counts,
+)
+
+pytestmark = pytest.mark.integration
+
+KafkaTopicFactory = Callable[..., str]
+
+
+def phases() -> list[list[Message]]:
+    """Windows 0-2, then windows 3-4 (read when the kill comes), then window 5 and a
+    flush record per partition (produced after the restart)."""
+    windows = window_traffic(
+        windows=len(ROWS), rows=list(ROWS), size=SIZE, drift_from=DRIFT_FROM, seed=31
+    )
+    flush = [
+        {**windows[0][0], "request_id": f"flush-{p}", "timestamp": FLUSH_AT}
+        for p in range(PARTITIONS)
+    ]
+    return [
+        as_messages([r for w in windows[:3] for r in w]),
+        as_messages([r for w in windows[3:5] for r in w]),
+        as_messages(windows[5]) + as_messages(flush),
+    ]
+
+
+def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agent(
+    tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
+) -> None:
+    bootstrap = broker_session.bootstrap
+    topic = kafka_topic(PARTITIONS)
+    partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
+    broker_session.create_topic(partials, 1)
+    run = uuid.uuid4().hex[:8]
+    group = f"agents-{run}"
+    scale = {"partials_topic": partials, "deadline": "60s"}
+    alone_cfg = config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"})
+    # no state.changelog_name: the changelog keys each partition's state, not each agent's
+    agent_cfgs = [
+        config(tmp_path / f"agent{i}", bootstrap, topic, group, {**scale, "role": "agent"})
+        for i in range(3)
+    ]
+    agg_cfg = config(
+        tmp_path / "aggregator", bootstrap, topic, group, {**scale, "role": "aggregator"}
+    )
+    first, middle, last = phases()
+    procs = [AgentProcess(alone_cfg), *(AgentProcess(c) for c in agent_cfgs)]
+    aggregator = AgentProcess(agg_cfg)
+    restarted: list[AgentProcess] = []
+    agg_reports = tmp_path / "aggregator" / "reports.jsonl"
+    alone_reports = tmp_path / "alone" / "reports.jsonl"
+    try:
+        for p in [*procs, aggregator]:
+            p.start()
+        wait_for(
+            lambda: all(p.assignments() and p.assignments()[-1] for p in procs[1:]),
+            "three agents with a partition each",
+            timeout=40.0,
+        )
+        wait_for(lambda: aggregator.assignments(), "the aggregator's assignment", timeout=30.0)
+        high = produce_aiokafka(bootstrap, topic, first, partitions=PARTITIONS).high
+        wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", 40.0)
+        wait_for(
+            lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high,
+            "the first phase committed",
+            timeout=30.0,
+        )
+        victim = procs[1]
+        before = victim.decoded()
+        produce_aiokafka(bootstrap, topic, middle, partitions=PARTITIONS)
+        wait_for(lambda: victim.decoded() > before, "the agent reading the middle phase", 30.0)
+        # mid-stream: killed while reading, checkpoints and commits of it possibly not made
+        victim.kill()
+        aggregator.kill()
+        shutil.rmtree(agent_cfgs[0].parent / "state")  # the new node has no disk
+        restarted = [AgentProcess(agent_cfgs[0]).start(), AgentProcess(agg_cfg).start()]
+        produce_aiokafka(bootstrap, topic, last, partitions=PARTITIONS)
+        wait_for(lambda: len(reports(alone_reports)) == len(ROWS), "the lone agent's windows", 60.0)
+        try:
+            wait_for(lambda: len(reports(agg_reports)) == len(ROWS), "six aggregated windows", 60.0)
+        except AssertionError:
+            for p in [*procs[1:], *restarted]:
+                if p.alive():
+                    print(p.log_path, scale_out_counts(p))
+            raise
+        agents = [*procs[2:], restarted[0]]
+        restored = sum(p.log().count("window state restored from the changelog") for p in agents)
+        lost = sum(p.metric("driftline_state_lost_partitions_total") for p in agents)
+    finally:
+        for p in [*procs, aggregator, *restarted]:
+            p.stop()
+    assert restored >= 1, "the victim's partition was restored from the changelog"
+    assert lost == 0
+    alone, merged = reports(alone_reports), reports(agg_reports)
+    assert sorted(alone) == sorted(merged)
+    assert [alone[k].rows for k in sorted(alone)] == list(ROWS)
+    for key, want in alone.items():
+        got = merged[key]
+        assert not got.partial, (key, got.partial_reason)
+        assert got.coverage is not None and got.coverage.reported == (0, 1, 2), key
+        assert same_window(got, want, tol=1e-9), key
+    drifted = [
+        k
+        for k in sorted(merged)
+        if any(c.drifted for c in merged[k].drift.columns if c.feature == "income")
+    ]
+    assert drifted and min(k[1] for k in drifted) >= BASE_TIME + DRIFT_FROM * SIZE
