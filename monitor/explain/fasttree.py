@@ -17,15 +17,18 @@ s!(d−s−1)!/d! are the Beta integrals ∫ t^s (1−t)^(d−s−1) dt). The co
 the row only through the bit pattern ``o``, so every (leaf, pattern) pair is tabulated once
 when the model is loaded (Gauss–Legendre quadrature, exact for these polynomials), and a
 row costs one pass over the tree's nodes to find each leaf's pattern plus ``d`` table
-reads per leaf. Leaves whose 2^d table would not fit the memory cap are integrated per row
-by the same quadrature instead (O(d²), like TreeSHAP).
+reads per leaf. Two sibling leaves share one table (their patterns differ only in the
+parent's bit), which halves the lookups of a full tree; rows go in blocks of 64, table by
+table, so that each table stays in cache across the block. Leaves whose 2^d table would
+not fit the memory cap are integrated per row by the same quadrature instead (O(d²), like
+TreeSHAP).
 
 The trees come from shap's own parse of the model (``shap.TreeExplainer(model).model``:
 thresholds, missing-value directions, covers, leaf values), so the values are shap's; the
 row loop is compiled with numba (a dependency of shap) and releases the GIL, so
-``threads`` row chunks run in parallel. Models shap parses with categorical splits, and
-stacked or vector-leaf models, are left to the library's own TreeSHAP (``build`` returns
-None).
+``threads`` row chunks run in parallel. Models with categorical splits, or that shap
+cannot parse (vector leaves), are left to the library's own TreeSHAP (``build`` returns
+None; monitor/explain/explainers.py).
 """
 
 from __future__ import annotations
@@ -67,14 +70,20 @@ class FastTrees:
     leaf_feat: np.ndarray
     leaf_z: np.ndarray
     leaf_value: np.ndarray
-    table_off: np.ndarray  # into tables; -1: integrated per row
+    # what the kernel looks up: a leaf, or two sibling leaves at once (``unit_sib``, the
+    # second leaf's node; ``unit_bit``, their parent's feature bit), by one table entry
+    unit_leaf: np.ndarray  # index of the (first) leaf
+    unit_sib: np.ndarray  # -1: one leaf
+    unit_bit: np.ndarray
+    unit_table: np.ndarray  # offset into tables; -1: integrated per row
     tables: np.ndarray
     quad_t: np.ndarray  # Gauss–Legendre nodes and weights on [0, 1] for the per-row leaves
     quad_w: np.ndarray
 
     @property
     def tabulated_leaves(self) -> int:
-        return int(np.count_nonzero(self.table_off >= 0))
+        tabulated = self.unit_table >= 0
+        return int(np.count_nonzero(tabulated) + np.count_nonzero(self.unit_sib[tabulated] >= 0))
 
     def shap_values(self, x: np.ndarray, threads: int | None = None) -> np.ndarray:
         """(rows × features) attributions of ``x`` (rows × features, model order)."""
@@ -97,7 +106,10 @@ class FastTrees:
             self.leaf_feat,
             self.leaf_z,
             self.leaf_value,
-            self.table_off,
+            self.unit_leaf,
+            self.unit_sib,
+            self.unit_bit,
+            self.unit_table,
             self.tables,
             self.quad_t,
             self.quad_w,
@@ -138,6 +150,7 @@ def build(
     max_nodes = left_all.shape[1]
     internal: list[int] = []
     leaves: list[tuple[int, list[int], list[float], float]] = []
+    siblings: list[tuple[int, int, int]] = []  # two leaves under one parent, its feature bit
     bits = np.zeros(left_all.size, dtype=np.int64)
     expected = float(np.asarray(ensemble.base_offset, dtype=np.float64).reshape(-1)[output])
     for t in range(left_all.shape[0]):
@@ -158,6 +171,9 @@ def build(
             f = int(features_all[t, node])
             k = feats.index(f) if f in feats else len(feats)
             bits[base + node] = k
+            lo, hi = int(left_all[t, node]), int(right_all[t, node])
+            if left_all[t, lo] < 0 and left_all[t, hi] < 0:
+                siblings.append((base + lo, base + hi, k))
             parent_w = weights_all[t, node]
             for child in (left_all[t, node], right_all[t, node]):
                 z = weights_all[t, child] / parent_w if parent_w > 0 else 0.0
@@ -168,7 +184,7 @@ def build(
                     zs_child[k] *= z
                     stack.append((int(child), list(feats), zs_child))
     # the kernel visits internal nodes in list order: a parent before its children (DFS)
-    if any(len(feats) > 62 for _, feats, _, _ in leaves):
+    if any(len(feats) >= 62 for _, feats, _, _ in leaves):
         return None
     leaf_d = np.array([len(f) for _, f, _, _ in leaves], dtype=np.int64)
     cap = _table_cap(leaf_d, table_values)
@@ -184,6 +200,8 @@ def build(
         _tabulate(
             int(d), np.flatnonzero(leaf_d == d), leaf_off, leaf_z, leaf_value, table_off, tables
         )
+    leaf_node = np.array([n for n, _, _, _ in leaves], dtype=np.int64)
+    units = _pair_siblings(siblings, leaf_node, leaf_d, table_off, tables)
     deepest = int(leaf_d.max()) if len(leaf_d) else 1
     quad_t, quad_w = _quadrature(deepest)
     return FastTrees(
@@ -197,17 +215,73 @@ def build(
         right=_global(right_all, max_nodes),
         default=_global(default_all, max_nodes),
         bit=bits,
-        leaf_node=np.array([n for n, _, _, _ in leaves], dtype=np.int64),
+        leaf_node=leaf_node,
         leaf_d=leaf_d,
         leaf_off=leaf_off,
         leaf_feat=leaf_feat,
         leaf_z=leaf_z,
         leaf_value=leaf_value,
-        table_off=table_off,
-        tables=tables,
+        unit_leaf=units[0],
+        unit_sib=units[1],
+        unit_bit=units[2],
+        unit_table=units[3],
+        tables=units[4],
         quad_t=quad_t,
         quad_w=quad_w,
     )
+
+
+def _pair_siblings(
+    siblings: list[tuple[int, int, int]],
+    leaf_node: np.ndarray,
+    leaf_d: np.ndarray,
+    table_off: np.ndarray,
+    tables: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's lookups. Two sibling leaves (``siblings``: left node, right node, their
+    parent's feature bit) share their path's features, and a row's patterns for them differ
+    only in the parent's bit, so one table indexed by the left leaf's pattern and the right
+    leaf's bit (bit d) holds both leaves' sum: one lookup of d values instead of two. Other
+    leaves keep their own tables, or none (integrated per row)."""
+    index = {int(n): i for i, n in enumerate(leaf_node)}
+    found = [(index.get(lo), index.get(hi), bit) for lo, hi, bit in siblings]
+    pairs = [
+        (lo, hi, bit)
+        for lo, hi, bit in found
+        if lo is not None and hi is not None and table_off[lo] >= 0 and table_off[hi] >= 0
+    ]
+    a = np.array([lo for lo, _, _ in pairs], dtype=np.int64)
+    b = np.array([hi for _, hi, _ in pairs], dtype=np.int64)
+    paired = np.zeros(len(leaf_node), dtype=bool)
+    paired[a] = paired[b] = True
+    single = np.flatnonzero(~paired)
+    unit_leaf = np.concatenate([a, single])
+    unit_sib = np.concatenate([leaf_node[b], np.full(len(single), -1, dtype=np.int64)])
+    unit_bit = np.concatenate(
+        [np.array([bit for _, _, bit in pairs], dtype=np.int64), np.zeros(len(single), np.int64)]
+    )
+    d_unit = leaf_d[unit_leaf]
+    sizes = np.where(table_off[unit_leaf] >= 0, d_unit << (d_unit + (unit_sib >= 0)), 0)
+    unit_table = np.where(table_off[unit_leaf] >= 0, np.cumsum(sizes) - sizes, -1)
+    out = np.zeros(int(sizes.sum()))
+    for u in np.flatnonzero((unit_sib < 0) & (unit_table >= 0)):
+        n = int(sizes[u])
+        start = table_off[unit_leaf[u]]
+        out[unit_table[u] : unit_table[u] + n] = tables[start : start + n]
+    for d in np.unique(leaf_d[a]):
+        idx = np.arange(2 << d)
+        p_first = idx & ((1 << d) - 1)
+        k = np.arange(d)
+        same = np.flatnonzero(leaf_d[a] == d)  # pairs come first among the units
+        for start in range(0, len(same), max(1, (1 << 20) // (d << (d + 1)))):
+            units = same[start : start + max(1, (1 << 20) // (d << (d + 1)))]
+            bit = unit_bit[units][:, None]
+            p_second = (p_first & ~(1 << bit)) | ((idx >> d) << bit)  # (m, 2^(d+1))
+            mine = tables[table_off[a[units]][:, None, None] + p_first[None, :, None] * d + k]
+            theirs = tables[table_off[b[units]][:, None, None] + p_second[:, :, None] * d + k]
+            where = unit_table[units][:, None] + np.arange(d << (d + 1))
+            out[where] = (mine + theirs).reshape(len(units), -1)
+    return unit_leaf, unit_sib, unit_bit, unit_table, out
 
 
 def warm_up(trees: FastTrees) -> None:
@@ -310,18 +384,21 @@ def _rows(
     leaf_feat: np.ndarray,
     leaf_z: np.ndarray,
     leaf_value: np.ndarray,
-    table_off: np.ndarray,
+    unit_leaf: np.ndarray,
+    unit_sib: np.ndarray,
+    unit_bit: np.ndarray,
+    unit_table: np.ndarray,
     tables: np.ndarray,
     quad_t: np.ndarray,
     quad_w: np.ndarray,
 ) -> None:  # pragma: no cover - compiled by numba; tested through FastTrees.shap_values
     """Rows in blocks: per row, each node's failed-feature bits (a child inherits its
     parent's and adds the split's feature bit when the row goes the other way), giving each
-    leaf's pattern; then leaf by leaf, the block's table entries, so that a leaf's table
+    lookup's pattern; then lookup by lookup, the block's table entries, so that a table
     stays in cache across the block's rows."""
     block = 64
     fail = np.zeros(len(feature), dtype=np.int64)
-    patterns = np.empty((block, len(leaf_node)), dtype=np.int64)
+    patterns = np.empty((block, len(unit_leaf)), dtype=np.int64)
     deepest = 1
     for j in range(len(leaf_d)):
         deepest = max(deepest, leaf_d[j])
@@ -343,14 +420,20 @@ def _rows(
                 flag = np.int64(1) << bit[node]
                 fail[lo] = here | (flag * (1 - goes_left))
                 fail[hi] = here | (flag * goes_left)
-            for j in range(len(leaf_node)):
-                patterns[r - start, j] = ~fail[leaf_node[j]] & ((np.int64(1) << leaf_d[j]) - 1)
-        for j in range(len(leaf_node)):
+            for u in range(len(unit_leaf)):
+                j = unit_leaf[u]
+                d = leaf_d[j]
+                pattern = ~fail[leaf_node[j]] & ((np.int64(1) << d) - 1)
+                if unit_sib[u] >= 0:  # the right sibling's bit, above the left's pattern
+                    pattern |= ((~fail[unit_sib[u]] >> unit_bit[u]) & 1) << d
+                patterns[r - start, u] = pattern
+        for u in range(len(unit_leaf)):
+            j = unit_leaf[u]
             d = leaf_d[j]
             off = leaf_off[j]
-            if table_off[j] >= 0:
+            if unit_table[u] >= 0:
                 for r in range(start, stop):
-                    base = table_off[j] + patterns[r - start, j] * d
+                    base = unit_table[u] + patterns[r - start, u] * d
                     phi = out[r]
                     for k in range(d):
                         phi[leaf_feat[off + k]] += tables[base + k]
@@ -358,7 +441,7 @@ def _rows(
             # per row: the same integral by quadrature, products over j ≠ k from both ends
             v = leaf_value[j]
             for r in range(start, stop):
-                pattern = patterns[r - start, j]
+                pattern = patterns[r - start, u]
                 phi = out[r]
                 for q in range(len(quad_t)):
                     t = quad_t[q]
