@@ -80,7 +80,11 @@ def merged_performance(
                 len(pieces),
             )
         return None
-    states = [PerformanceState.from_bytes(ref, p.performance) for p in pieces]
+    try:
+        states = [PerformanceState.from_bytes(ref, p.performance) for p in pieces]
+    except ValueError as exc:  # judged without the block rather than not at all
+        log.warning("window %s: unreadable performance state (%s)", pieces[0].window, exc)
+        return None
     merged = states[0]
     for s in states[1:]:
         merged = merged.merge(s)

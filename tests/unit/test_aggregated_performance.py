@@ -570,6 +570,10 @@ def test_a_window_with_a_piece_lacking_performance_gets_no_block(profile: Profil
     for d in due:
         (w,) = merge_window(profile, d)
         assert w.performance is None
+        # a corrupt state: the window is still judged, without the block
+        broken = replace(d, partials=tuple(replace(p, performance=b"DLPS") for p in d.partials))
+        (w,) = merge_window(profile, broken)
+        assert w.performance is None and w.rows == sum(p.rows for p in d.partials)
 
 
 def test_revisions_of_windows_past_the_horizon_are_dropped(profile: Profile) -> None:
