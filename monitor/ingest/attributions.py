@@ -25,10 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import numpy as np
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
+from msgspec.structs import astuple
 
 if TYPE_CHECKING:
     import pandas as pd  # an annotation only: the agent's path stays without pandas
@@ -86,6 +89,57 @@ class AttributionField:
             cur = cur.get(p)
         return cur
 
+    @cached_property
+    def typed(self) -> Any:
+        """The msgspec type the columnar decoder reads the record's :attr:`head` as: an
+        object of the features' numbers (other keys skipped), an array of numbers, or
+        null. A value of another shape fails the typed decode, and the record goes to
+        the general reader, which counts the reason. Any under a dotted path."""
+        if self.rest:
+            return Any
+        names = {f"a{j}": f for j, f in enumerate(self.features)}
+        struct = msgspec.defstruct(
+            "LoggedAttributions",
+            [(a, float | UnsetType, UNSET) for a in names],  # type: ignore[operator]
+            rename=names,
+            gc=False,
+        )
+        return struct | list[float] | None
+
+    def convert_typed(self, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`convert` of the values decoded as :attr:`typed` (their numbers are
+        floats, never booleans or text): one conversion in C when every row is whole."""
+        if self.rest:
+            return self.convert([self.below_head(v) for v in values])
+        d = len(self.features)
+        rows = [v if v is None or type(v) is list else astuple(v) for v in values]
+        try:
+            arr = np.array(rows, dtype=np.float64)
+        except (TypeError, ValueError):  # a null, an absent feature, a ragged array
+            arr = None
+        if arr is not None and arr.shape == (len(rows), d):
+            codes = np.full(len(rows), OK, dtype=np.int8)
+            finite = np.isfinite(arr).all(axis=1)  # a number beyond float64 reads as inf
+            arr[~finite] = np.nan
+            codes[~finite] = _NOT_NUMERIC
+            return arr, codes
+        out = np.full((len(rows), d), np.nan)
+        codes = np.full(len(rows), OK, dtype=np.int8)
+        for i, v in enumerate(rows):
+            if v is None:
+                codes[i] = _MISSING
+            elif type(v) is tuple and UNSET in v:
+                codes[i] = _MISSING_FEATURE
+            elif len(v) != d:
+                codes[i] = _WRONG_LENGTH
+            else:
+                row = np.array(v, dtype=np.float64)
+                if np.isfinite(row).all():
+                    out[i] = row
+                else:
+                    codes[i] = _NOT_NUMERIC
+        return out, codes
+
     def convert(self, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """(rows × features) float64 attributions, NaN rows where unreadable, and a reason
         code per row (:data:`OK`, or an index into :data:`ATTRIBUTION_FAILURE_REASONS`)."""
@@ -107,6 +161,18 @@ class AttributionField:
                     codes[~finite] = _NOT_NUMERIC
                     return out, codes
         features = self.features
+        if all(type(v) is dict for v in values):  # objects: one conversion in C when clean
+            rows = [list(map(v.get, features)) for v in values]
+            try:
+                arr = np.array(rows, dtype=np.float64)  # a None (absent) or text raises
+            except (TypeError, ValueError):
+                pass
+            else:
+                if not _has_bool(rows):
+                    finite = np.isfinite(arr).all(axis=1)
+                    out[finite] = arr[finite]
+                    codes[~finite] = _NOT_NUMERIC
+                    return out, codes
         for i, v in enumerate(values):
             row, code = _one(v, features, d)
             if row is None:
@@ -143,7 +209,7 @@ def _one(v: Any, features: tuple[str, ...], d: int) -> tuple[np.ndarray | None, 
 
 def _has_bool(values: Sequence[list]) -> bool:
     """Whether any array holds a boolean (numpy would read True as 1.0)."""
-    return any(type(x) is bool for v in values for x in v)
+    return any(bool in set(map(type, v)) for v in values)
 
 
 def missing_rows(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:

@@ -118,8 +118,8 @@ class ColumnarReader:
             "t": cfg.event_time_field,
             "v": cfg.model_version_field,
         }
-        if self.attributions is not None:  # any shape: a bad one is counted, not refused
-            fields.append(("a", Any, None))
+        if self.attributions is not None:  # a bad shape: the general reader counts it
+            fields.append(("a", self.attributions.typed, None))
             rename["a"] = self.attributions.head
         record = msgspec.defstruct("ColumnarRecord", fields, rename=rename, gc=False)
         return msgspec.json.Decoder(record).decode
@@ -247,9 +247,8 @@ class ColumnarReader:
             messages=n_messages,
         )
         if self.attributions is not None:
-            below = self.attributions.below_head
-            logged = [below(a) for a in map(_A, structs)]
-            batch.attributions, batch.attribution_codes = self.attributions.convert(logged)
+            logged = list(map(_A, structs))
+            batch.attributions, batch.attribution_codes = self.attributions.convert_typed(logged)
         return batch
 
     def _by_column(self, structs: list[Any]) -> dict[str, Any]:
