@@ -12,7 +12,9 @@ window, and the agent's resident memory idle and under a steady 10k records/s.
 
 The library code comes from ``PYTHONPATH``, so running this file against another checkout
 (``PYTHONPATH=/path/to/old python3 /path/to/new/bench/footprint_bench.py``) gives that
-checkout's figures on the same machine in the same minutes. Run it with ``nice`` on a
+checkout's figures on the same machine in the same minutes; ``--baseline COMMIT`` does
+that itself for the window (``COMMIT`` checked out with ``git worktree add``, each code in
+its own process, turn about) and prints both. Run it with ``nice`` on a
 shared machine; the load average is printed with the figures.
 """
 
@@ -32,6 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
 WINDOW_ROWS = 1_000_000
 BATCH_ROWS = 100_000
 
@@ -188,6 +191,49 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
     }
 
 
+def compare_windows(commit: str, repeat: int, rounds: int) -> None:
+    """The 1M-row window on ``commit``'s code and on this tree's, ``rounds`` times each,
+    alternating, each in a fresh process; prints the best CPU of each code."""
+    tmp = Path(tempfile.mkdtemp(prefix="driftline-footprint-baseline-"))
+    tree = tmp / "tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), commit],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    codes = [(f"before ({commit})", tree), ("this tree", ROOT)]
+    best: dict[str, dict[str, Any]] = {}
+    try:
+        for _ in range(rounds):
+            for name, root in codes:
+                out = tmp / "window.json"
+                subprocess.run(
+                    [
+                        *(sys.executable, __file__, "--skip-rss", "--skip-imports"),
+                        *("--repeat", str(repeat), "--output", str(out)),
+                    ],
+                    env={**os.environ, "PYTHONPATH": str(root)},
+                    check=True,
+                    capture_output=True,
+                )
+                w = json.loads(out.read_text())["window"]
+                total = w["update_cpu"] + w["evaluate_cpu"]
+                if name not in best or total < best[name]["total"]:
+                    best[name] = {**w, "total": total}
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+    print("| code | sketch update, CPU s | evaluation, CPU s | total, CPU s | sketch µs/record |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, w in best.items():
+        print(
+            f"| {name} | {w['update_cpu']:.3f} | {w['evaluate_cpu']:.3f} | {w['total']:.3f} "
+            f"| {w['update_cpu'] / w['rows'] * 1e6:.3f} |"
+        )
+    first, last = best[codes[0][0]]["total"], best[codes[1][0]]["total"]
+    print(f"\nthis tree / before: {last / first:.2f}× the CPU ({first / last:.1f}× faster)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
@@ -198,7 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-window", action="store_true")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--output", type=Path)
+    p.add_argument("--baseline", metavar="COMMIT", help="compare the window with COMMIT's code")
+    p.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each code")
     args = p.parse_args(argv)
+    if args.baseline:
+        start = load()
+        compare_windows(args.baseline, args.repeat, args.rounds)
+        print(f"load average {start} at the start, {load()} at the end")
+        return 0
     out: dict[str, Any] = {"load_start": load(), "pythonpath": os.environ.get("PYTHONPATH")}
     if not args.skip_window:
         w = window(args.repeat)
