@@ -970,11 +970,14 @@ def child_main(kind: str, spec_json: str) -> int:
     return 0
 
 
-def run_child(kind: str, spec: Mapping[str, Any], cpu: int, timeout: float) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter pinned to ``cpu``."""
+def run_child(
+    kind: str, spec: Mapping[str, Any], cpu: int, timeout: float, root: Path = ROOT
+) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter pinned to ``cpu``, on the code of the
+    checkout at ``root`` (the bench's own for this tree, a baseline's for ``--baseline``)."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(root),
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -983,7 +986,7 @@ def run_child(kind: str, spec: Mapping[str, Any], cpu: int, timeout: float) -> d
     cmd += ["--spec", json.dumps({**spec, "timeout": timeout})]
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 60
+            cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout + 60
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
@@ -1187,7 +1190,9 @@ def stage_table(label: str, r: Mapping[str, Any], agent: bool) -> TableData:
     )
 
 
-def decode_table(r: Mapping[str, Any]) -> TableData:
+def decode_table(
+    r: Mapping[str, Any], before: Mapping[str, Any] | None = None, before_name: str = ""
+) -> TableData:
     parts = (
         (
             "raw_message",
@@ -1209,22 +1214,25 @@ def decode_table(r: Mapping[str, Any]) -> TableData:
         if key not in r:
             continue
         wall, cpu = r[key]["wall"], r[key]["cpu"]
-        rows.append([title, fmt_rate(n / wall), fmt_rate(n / cpu), f"{cpu / n * 1e6:.2f}"])
+        row = [title, fmt_rate(n / wall), fmt_rate(n / cpu), f"{cpu / n * 1e6:.2f}"]
+        if before is not None:
+            row.append(f"{before[key]['cpu'] / n * 1e6:.2f}" if key in before else "–")
+        rows.append(row)
     wall = r["decode"]["wall"] + r["windows"]["wall"]
     cpu = r["decode"]["cpu"] + r["windows"]["cpu"]
-    rows.append(
-        [
-            "decode + windows (the pipeline without a broker)",
-            fmt_rate(n / wall),
-            fmt_rate(n / cpu),
-            f"{cpu / n * 1e6:.2f}",
-        ]
-    )
-    return TableData(
-        f"Decode only ({n:,} records in memory, one core, best of 2)",
-        ["work", "records/s", "records/CPU-s", "CPU µs/record"],
-        rows,
-    )
+    row = [
+        "decode + windows (the pipeline without a broker)",
+        fmt_rate(n / wall),
+        fmt_rate(n / cpu),
+        f"{cpu / n * 1e6:.2f}",
+    ]
+    if before is not None:
+        row.append(f"{(before['decode']['cpu'] + before['windows']['cpu']) / n * 1e6:.2f}")
+    rows.append(row)
+    columns = ["work", "records/s", "records/CPU-s", "CPU µs/record"]
+    if before is not None:
+        columns.append(f"CPU µs/record, {before_name}")
+    return TableData(f"Decode only ({n:,} records in memory, one core, best of 2)", columns, rows)
 
 
 def rss_table(
@@ -1419,6 +1427,8 @@ class Plan:
     cpu: int
     others: set[int]
     timeout: float
+    # (label, checkout) of the code to compare with, or None
+    baseline: tuple[str, Path] | None = None
 
 
 def measure_layout(
@@ -1449,13 +1459,15 @@ def measure_layout(
         }
         groups = itertools.count()
 
-        def go(label: str, kind: str, **extra: Any) -> None:
+        def go(label: str, kind: str, root: Path = ROOT, **extra: Any) -> None:
             """Best of ``plan.repeat`` runs by records/s; every run's rates are kept."""
             console.print(f"  {label} …")
             tries: list[dict[str, Any]] = []
             for _ in range(plan.repeat if kind != "fetch" or plan.repeat_fetch else 1):
                 group = f"bench-{kind}-{next(groups)}"
-                result = run_child(kind, {**spec, "group": group, **extra}, plan.cpu, plan.timeout)
+                result = run_child(
+                    kind, {**spec, "group": group, **extra}, plan.cpu, plan.timeout, root
+                )
                 if "error" in result:
                     console.print(f"    [red]{result['error']}[/red]")
                     runs.setdefault(label, result)
@@ -1493,6 +1505,11 @@ def measure_layout(
                 go(AGENT_GENERAL, "agent", columnar=False)
             if "agent_confluent" in plan.kinds and confluent_available():
                 go(AGENT_CONFLUENT, "agent", client="confluent")
+            if plan.baseline is not None:
+                name, root = plan.baseline
+                go(f"driftline agent, {name}", "agent", root=root)
+                if "agent_confluent" in plan.kinds and confluent_available():
+                    go(f"{AGENT_CONFLUENT}, {name}", "agent", root=root, client="confluent")
             for name in plan.gc_experiments:
                 go(f"experiment: driftline agent, {GC_EXPERIMENTS[name]}", "agent", gc=name)
         if "baseline" in plan.kinds:
@@ -1543,6 +1560,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--skip-broker", action="store_true", help="decode and memory only")
     p.add_argument("--cprofile", action="store_true", help="also profile one agent run")
+    p.add_argument(
+        "--baseline",
+        metavar="COMMIT",
+        help="also run the decode and the agents on COMMIT's code (a git worktree), same run",
+    )
     p.add_argument("--event-rate", type=float, default=EVENT_RATE)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--cpu", type=int, help="core for the measured process (default: the last)")
@@ -1606,13 +1628,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "event_rate": args.event_rate,
         }
 
+        baseline: tuple[str, Path] | None = None
+        if args.baseline:
+            tree = work / "baseline"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), args.baseline],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            baseline = (f"before ({args.baseline})", tree)
+        decode_spec = {
+            **common,
+            "records": min(records, DECODE_RECORDS),
+            "batch_records": batch_sizes[0],
+        }
+        decode_before: dict[str, Any] | None = None
+        if baseline is not None:
+            console.print(f"decode only, {baseline[0]} (core {cpu}) …")
+            decode_before = run_child("decode", decode_spec, cpu, timeout, baseline[1])
         console.print(f"decode only (core {cpu}) …")
-        decode = run_child(
-            "decode",
-            {**common, "records": min(records, DECODE_RECORDS), "batch_records": batch_sizes[0]},
-            cpu,
-            timeout,
-        )
+        decode = run_child("decode", decode_spec, cpu, timeout)
 
         if not args.skip_broker:
             plan = Plan(
@@ -1625,6 +1661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpu=cpu,
                 others=others,
                 timeout=timeout,
+                baseline=baseline,
             )
             for partitions in layouts:
                 runs, profiled = measure_layout(
@@ -1649,6 +1686,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             agent=True,
                         )
                     )
+                if baseline is not None and ok(runs.get(f"driftline agent, {baseline[0]}")):
+                    stage_tables.append(
+                        stage_table(
+                            f"driftline agent, {baseline[0]}, {partitions}p",
+                            runs[f"driftline agent, {baseline[0]}"],
+                            agent=True,
+                        )
+                    )
                 if ok(runs.get("baseline")):
                     stage_tables.append(
                         stage_table(f"baseline, {partitions}p", runs["baseline"], agent=False)
@@ -1661,12 +1706,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rss[(method, size)] = run_child(
                         "rss", {**common, "method": method, "window_rows": size}, cpu, timeout
                     )
+        if baseline is not None:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(baseline[1])], cwd=ROOT, check=False
+            )
 
     for partitions, runs in e2e.items():
         tables.append(e2e_table(partitions, runs))
     tables += stage_tables
     if ok(decode):
-        tables.append(decode_table(decode))
+        before = decode_before if decode_before is not None and ok(decode_before) else None
+        tables.append(decode_table(decode, before, baseline[0] if baseline else ""))
     else:
         console.print(f"[red]decode run failed: {decode.get('error')}[/red]")
     if rss:
