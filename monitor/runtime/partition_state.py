@@ -21,6 +21,12 @@ Used by agents that keep windows per partition (``aggregation.role: agent`` or `
 * at start-up the state directory's checkpoint, when there is one, is set aside the same
   way: it is used for a partition whose committed offset it ends at (the local cache).
 
+With a labelled profile each partition's state also holds its performance state (the
+tracker's ``partition_state``: panes, windows that may be revised, predictions waiting
+for a label), so a window's partial carries the whole partition's performance whoever
+closes it; the tracker keeps the state of partitions owned or set aside here, and drops
+it when the partition's state comes from elsewhere (docs/agent.md, "Scaling out").
+
 A partition with a committed offset and no state ending there (the changelog was off, or
 its records are gone) starts at the committed offset with fresh windows: the loss is
 logged and counted (``driftline_state_lost_partitions_total``), and the aggregator
@@ -35,6 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka.errors import KafkaError
 
 from monitor.config.model import MonitorConfig
@@ -93,6 +100,8 @@ class PartitionChangelog(Changelog):
         self.windows: PartitionedWindows | None = None
         self.source: Any = None
         self.exporter: Any = None
+        # The agent's PerformanceTracker (monitor/labels/tracker.py), or None.
+        self.performance: Any = None
         self._written: dict[Key, tuple[int, bytes, Origin]] = {}
         self._parked: dict[Key, Parked] = {}
         self._owned: set[Key] = set()  # assigned row partitions, until revoked
@@ -166,6 +175,12 @@ class PartitionChangelog(Changelog):
             local = None
         if local is not None:
             self._park_checkpoint(local)
+            saved = local.extra.get("performance")
+            if self.performance is not None and saved is not None:
+                try:  # every partition's; those restored from elsewhere are replaced
+                    self.performance.restore(saved)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("state directory's performance state not used: %s", exc)
         return None
 
     def _park_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -213,17 +228,22 @@ class PartitionChangelog(Changelog):
             if new and offset == origin[0]:
                 continue  # nothing read since the partition's start here
             blob = windows.snapshot(only={p})
-            if self._written.get(key) == (offset, blob, origin):
+            extra: dict[str, Any] = {"origin": [origin[0], origin[1]]}
+            mark = blob
+            if self.performance is not None:
+                extra["performance"] = self.performance.partition_state(p)
+                mark = blob + orjson.dumps(extra["performance"])
+            if self._written.get(key) == (offset, mark, origin):
                 continue
             state = Checkpoint(
                 offsets={key: offset},
                 windows=blob,
                 reference_hash=self.reference_hash,
                 created_at=checkpoint.created_at,
-                extra={"origin": [origin[0], origin[1]]},
+                extra=extra,
             )
             states.append((key[0], p, offset, encode(state)))
-            changed[key] = (offset, blob, origin)
+            changed[key] = (offset, mark, origin)
         if states:
             producer = await self._start()
             acked = getattr(source, "acked", {})
@@ -257,6 +277,7 @@ class PartitionChangelog(Changelog):
         lost = []
         for key in [k for k in self._parked if k not in committed]:
             del self._parked[key]  # another member's now: it restores from the changelog
+            self._forget_performance(key[1])
         for key, offset in sorted(committed.items(), key=lambda kv: kv[0]):
             if key[0] not in self.row_topics or key[1] in windows.by_partition:
                 continue
@@ -264,11 +285,13 @@ class PartitionChangelog(Changelog):
             self._written.pop(key, None)
             parked = self._parked.pop(key, None)
             if offset is None:
+                self._forget_performance(key[1])
                 continue  # nothing committed: read from the start, windows fresh
             if parked is not None and parked.offset == offset:
                 log.info("partition %s-%d: windows taken back at offset %d", *key, offset)
                 windows.adopt(key[1], parked.manager, parked.origin, parked.first)
             else:
+                self._forget_performance(key[1])  # of another line of state, if any
                 restored = await self._restore(key, offset)
                 if restored is None:
                     lost.append((key, offset))
@@ -308,6 +331,12 @@ class PartitionChangelog(Changelog):
             return None
         raw = checkpoint.extra.get("origin")
         origin: Origin = (int(raw[0]), bool(raw[1])) if raw else (offset, False)
+        saved = checkpoint.extra.get("performance")
+        if self.performance is not None and saved is not None:
+            try:
+                self.performance.restore_partition(saved)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("performance state of %s-%d not restored: %s", *key, exc)
         p = key[1]
         log.info(
             "partition %s-%d: window state restored from the changelog (%d open panes), "
@@ -318,6 +347,10 @@ class PartitionChangelog(Changelog):
             offset,
         )
         return restored.by_partition.get(p), origin, restored.first_time.get(p)
+
+    def _forget_performance(self, partition: int) -> None:
+        if self.performance is not None:
+            self.performance.partition_state(partition, remove=True)
 
     async def close(self) -> None:
         await self.log.close()

@@ -242,9 +242,20 @@ class AgentPartials:
         self.idle_timeout = float(windows.idle_timeout)
         self._assigned_since: dict[int, float] = {}
         self.changelog: PartitionChangelog | None = None
-        # The agent's performance tracker (set by the agent when its profile learnt from
-        # labels): hand-offs attach their state, sent windows can be revised.
-        self.performance: PerformanceTracker | None = None
+        self._performance: PerformanceTracker | None = None
+
+    @property
+    def performance(self) -> PerformanceTracker | None:
+        """The agent's performance tracker, set by the agent when its profile learnt from
+        labels: hand-offs attach their state, sent windows can be revised, and each
+        partition's state in the changelog carries its share."""
+        return self._performance
+
+    @performance.setter
+    def performance(self, tracker: PerformanceTracker | None) -> None:
+        self._performance = tracker
+        if self.changelog is not None:
+            self.changelog.performance = tracker
 
     @classmethod
     def from_config(cls, config: MonitorConfig, reference_hash: str) -> AgentPartials | None:

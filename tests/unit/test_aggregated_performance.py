@@ -688,8 +688,9 @@ def test_the_aggregator_publishes_the_block_its_revisions_and_metrics(
     sink2 = _Sink()
     again = aggregator(profile, tmp_path, sink2)
     again._restore()
-    assert again.state is not None and again._restored is not None
-    again.state.restore(again._restored, 0.0)  # as its first metadata refresh does
+    assert again._restored is not None  # taken up at its first metadata refresh:
+    again.state = again._new_state(PARTS)
+    again.state.restore(again._restored, 0.0)
     assert again.revisable is not None and len(again.revisable.windows) == len(want)
     for n, (_, revisions) in enumerate(agents):
         for i, p in enumerate(revisions()):
@@ -704,3 +705,78 @@ def test_the_aggregator_publishes_the_block_its_revisions_and_metrics(
     text = generate_latest(again.exporter.registry).decode()
     assert "driftline_performance_revisions_total{" in text
     again.executor.shutdown()
+
+
+def test_a_partition_restored_from_the_changelog_brings_its_performance_state(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """Partition 1 read half by A, then, through the per-partition changelog, by B: B's
+    windows of it — and the revisions of the ones A sent — have the performance state
+    of one agent reading partition 1 throughout; A forgets it once it is B's."""
+    from tests.unit.test_partition_state import MemoryLog, checkpoint, offsets_after
+    from tests.unit.test_partition_state import agent as changelog_agent
+
+    assert profile.performance is not None
+    data = traffic(3000, seed=6)
+    one = np.flatnonzero(data["partition"] == 1)
+    when = data["when"]
+
+    def final(closed: list[ClosedWindow], revisions: list) -> dict[float, PerformanceState]:
+        out = {w.start: w.performance for w in closed if w.partition == 1}
+        out.update({info[2]: state for info, state in revisions if info[1] == 1})
+        return out  # type: ignore[return-value]
+
+    # one agent reading partition 1 throughout
+    control, cw = tracker(profile.performance), PartitionedWindows(profile, **PARAMS)
+    cw.origin_of = lambda p: (0, True)
+    control.add_labels(labels(data, one[when[one] == "early"]))
+    closed = feed(data, one, cw, control)
+    rest = cw.flush()
+    control.on_closed(rest)
+    closed += rest
+    for w in closed:
+        control.note_partial(w, 0, True)
+    control.add_labels(labels(data, one[when[one] == "late"]))
+    want = final(closed, list(control.partial_revisions()))
+
+    log, run = MemoryLog(), asyncio.run
+    a, wa = changelog_agent(profile, log, tmp_path / "a")
+    tr_a = tracker(profile.performance)
+    a.performance = tr_a
+    run(a.on_assign({("t", p): None for p in range(3)}))
+    a.source.owned = {("t", p) for p in range(3)}
+    half = np.arange(1500)
+    tr_a.add_labels(labels(data, half[when[half] == "early"]))
+    closed_a = feed(data, half, wa, tr_a)
+    for w in closed_a:
+        tr_a.note_partial(w, 0, True)
+    at = offsets_after(data, 1500)
+    run(a.save(checkpoint(at)))
+    wa.release({1})  # revoked: written, set aside
+    run(a.save(checkpoint(at)))
+    a.source.owned.discard(("t", 1))
+    b, wb = changelog_agent(profile, log, tmp_path / "b")
+    tr_b = tracker(profile.performance)
+    b.performance = tr_b
+    assert run(b.on_assign({("t", 1): at[("t", 1)]})) == {("t", 1): at[("t", 1)]}
+    assert tr_b.join.pending_predictions > 0  # A's predictions of partition 1, waiting
+    later = one[one >= 1500]
+    tr_b.add_labels(labels(data, later[when[later] == "early"]))
+    closed_b = feed(data, later, wb, tr_b)
+    rest = wb.flush()
+    tr_b.on_closed(rest)
+    closed_b += rest
+    for w in closed_b:
+        tr_b.note_partial(w, 0, True)
+    tr_b.add_labels(labels(data, one[when[one] == "late"]))  # A's rows' too: B has them
+    got = final(closed_a + closed_b, list(tr_b.partial_revisions()))
+    assert sorted(got) == sorted(want) and len(want) == 4
+    for start, state in want.items():
+        rows = next(w.rows for w in closed if w.start == start)
+        assert_same_block(
+            evaluate_performance(profile.performance, got[start], window_rows=rows),
+            evaluate_performance(profile.performance, state, window_rows=rows),
+        )
+    # partition 1 is assigned elsewhere: A drops what it kept of it
+    run(a.on_assign({("t", 0): at[("t", 0)], ("t", 2): at[("t", 2)]}))
+    assert not [k for k in tr_a.panes if k[0].endswith("\x1f1")]
