@@ -238,6 +238,15 @@ class MonitorConfig(Section):
         for name in self.explain.features or ():
             if name not in kinds:
                 unknown("explain.features", name)
+        if self.explain.source == "record" and getattr(profile, "attribution", None) is None:
+            problems.append(
+                (
+                    "explain.source",
+                    "is record, but the reference profile has no attributions; rebuild it "
+                    "with `driftline reference build ... --attributions COLUMN` (the "
+                    "training data's logged attributions) or `--model FILE`",
+                )
+            )
         for attr in ("kserve_input_columns", "kserve_output_columns"):
             for name in getattr(self.record, attr):
                 if name not in kinds:

@@ -33,7 +33,8 @@ def section(report: WindowReport, profile: Profile) -> str:
         return (
             '<section id="attribution" class="card"><h2>Attributions</h2><p class="note">'
             "The reference has the model's attributions, this window has none: the agent "
-            "had no <code>explain.model</code>, or skipped the window (budget, too few rows; "
+            "had no <code>explain.model</code> (nor <code>explain.source: record</code>), or "
+            "skipped the window (budget, too few rows; "
             "<code>driftline_attribution_windows_skipped_total</code>).</p></section>"
         )
     verdict = "drift" if result.drifted else "ok"

@@ -249,6 +249,14 @@ def test_cli_builds_from_logged_columns_and_replays_without_a_model(case: dict, 
     assert main(["replay", "--reference", str(plain), "--input", str(d / "live.jsonl"),
                  "--attributions", "attributions"]) == 2  # fmt: skip
     assert "--attributions COLUMN" in capsys.readouterr().err
+    yaml = d / "monitor.yaml"
+    yaml.write_text(
+        f"model: m\nreference: {plain}\nsource:\n  kind: file\n  file:\n"
+        f"    path: {d / 'live.jsonl'}\nexplain:\n  source: record\n"
+    )
+    assert main(["config", "check", "-c", str(yaml)]) == 2
+    err = capsys.readouterr().err
+    assert "explain.source" in err and "--attributions COLUMN" in err and "Traceback" not in err
 
 
 def test_config_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
