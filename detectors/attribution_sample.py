@@ -14,7 +14,12 @@ attributions for a fraction of its predictions still gives a full sample of thos
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from detectors.profile import Profile
 
 
 class AttributionSample:
@@ -29,6 +34,27 @@ class AttributionSample:
         self.rows = 0
         self.keys = np.empty(0, dtype=np.float64)
         self.values = np.empty((0, width), dtype=np.float64)
+
+    @classmethod
+    def of(cls, profile: Profile, k: int) -> AttributionSample:
+        """An empty sample of the profile's attribution features (ValueError without)."""
+        if profile.attribution is None:
+            raise ValueError("attributions for a profile without an attribution block")
+        return cls(k, len(profile.attribution.features))
+
+    @staticmethod
+    def merged(
+        a: AttributionSample | None, b: AttributionSample | None
+    ) -> AttributionSample | None:
+        """A new sample of both sides (either may have none)."""
+        if a is None or b is None:
+            one = b if a is None else a
+            return None if one is None else one.merge(AttributionSample(one.k, one.width))
+        return a.merge(b)
+
+    @staticmethod
+    def same(a: AttributionSample | None, b: AttributionSample | None) -> bool:
+        return (a is None and b is None) or (a is not None and a.equal(b))
 
     def update(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Add rows (``keys`` as the reservoir's, ``values`` rows × width); rows that

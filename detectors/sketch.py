@@ -182,7 +182,9 @@ class WindowSketch:
 
         candidates = self._reservoir_candidates(n, row_keys)
         if attributions is not None and self.reservoir_size:
-            self._add_attributions(candidates[2], attributions)
+            if self.attribution is None:
+                self.attribution = AttributionSample.of(self.profile, self.reservoir_size)
+            self.attribution.update(candidates[2], attributions)
         num = self._update_numeric(columns, n, candidates[0])
         cat = self._update_categorical(columns, n, candidates[0])
         if self.reservoir_size:
@@ -213,18 +215,6 @@ class WindowSketch:
         cutoff = np.partition(combined, k - 1)[k - 1]
         idx = np.flatnonzero(keys <= cutoff)
         return idx, keys[idx], keys
-
-    def _add_attributions(self, keys: np.ndarray, attributions: np.ndarray) -> None:
-        reference = self.profile.attribution
-        width = 0 if reference is None else len(reference.features)
-        if reference is None or np.shape(attributions)[1:] != (width,):
-            raise ValueError(
-                f"attributions of shape {np.shape(attributions)}; the profile has "
-                f"{width} attribution features"
-            )
-        if self.attribution is None:
-            self.attribution = AttributionSample(self.reservoir_size, width)
-        self.attribution.update(keys, attributions)
 
     def _update_numeric(self, columns: Mapping[str, Any], n: int, rows: np.ndarray) -> np.ndarray:
         """Count, sum and bin every numeric feature, one column at a time.
@@ -351,11 +341,7 @@ class WindowSketch:
             if name in extra or len(extra) < MAX_EXTRA_COLUMNS:
                 extra[name] = extra.get(name, 0) + count
         out.extra_columns = extra
-        sides = [sk.attribution for sk in (self, other) if sk.attribution is not None]
-        if sides:
-            out.attribution = sides[0].merge(
-                sides[1] if len(sides) > 1 else AttributionSample(sides[0].k, sides[0].width)
-            )
+        out.attribution = AttributionSample.merged(self.attribution, other.attribution)
         out._keep_smallest(
             np.concatenate([self.res_keys, other.res_keys]),
             np.concatenate([self.res_numeric, other.res_numeric]),
@@ -489,9 +475,7 @@ class WindowSketch:
         """
         if self.rows != other.rows or self.extra_columns != other.extra_columns:
             return False
-        if (self.attribution is None) != (other.attribution is None) or (
-            self.attribution is not None and not self.attribution.equal(other.attribution)
-        ):
+        if not AttributionSample.same(self.attribution, other.attribution):
             return False
         for name in self._ARRAYS:
             if not np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True):
