@@ -21,6 +21,7 @@ from dashboards.model_attribution import attribution_row
 from dashboards.model_drift import prediction_drift_row, reference_drift_row
 from dashboards.model_multivariate import multivariate_row
 from dashboards.model_performance import performance_row
+from dashboards.model_sequential import sequential_row
 from dashboards.panels import (
     DATASOURCE,
     FLAG_DRIFT,
@@ -228,6 +229,7 @@ def policy_row(layout: Layout, runbook_base: str) -> None:
 ROWS: tuple[Callable[[Layout, str], None], ...] = (
     reference_drift_row,
     prediction_drift_row,
+    sequential_row,
     attribution_row,
     multivariate_row,
     performance_row,

@@ -516,3 +516,34 @@ def labels_by_outcome(model: str | Match) -> str:
 def kpi_family(defn: m.MetricDef, model: str | Match, version: str | Match) -> str:
     """A per-KPI gauge of one version, one series per KPI."""
     return f"max {by(defn, 'kpi')} ({series(defn, model=model, model_version=version)})"
+
+
+_SEQUENTIAL = ("feature",)
+
+
+def sequential_alarms_held(model: str | Match, version: str | Match) -> str:
+    """Columns (and the dataset detector) whose sequential alarm is held now."""
+    col, ds = m.SEQUENTIAL_ALARM, m.DATASET_SEQUENTIAL_ALARM
+    matchers: dict[str, str | Match] = {"model": model, "model_version": version}
+    return (
+        or_zero(f"sum({series(col, **matchers)})")
+        + f" + {or_zero(f'max({series(ds, **matchers)})')}"
+    )
+
+
+def sequential_evidence(model: str | Match, version: str | Match, feature: str | Match) -> str:
+    """Each column's CUSUM over its threshold (1: the detector fires)."""
+    matchers: dict[str, str | Match] = {
+        "model": model,
+        "model_version": version,
+        "feature": feature,
+    }
+    stat, thr = m.SEQUENTIAL_STATISTIC, m.SEQUENTIAL_THRESHOLD
+    per_column = by(stat, *_SEQUENTIAL)
+    evidence = f"max {per_column} ({series(stat, **matchers)})"
+    return f"{evidence} / max {per_column} ({series(thr, **matchers)})"
+
+
+def dataset_sequential(defn: m.MetricDef, model: str | Match, version: str | Match) -> str:
+    """The dataset-level sequential detector's statistic or threshold of one version."""
+    return f"max {by(defn, *_VERSION)} ({series(defn, model=model, model_version=version)})"
