@@ -90,9 +90,9 @@ def make_explainer(
     threads: int | None = None,
 ) -> Explainer:
     """The explainer for ``loaded`` (module docstring); ``background`` holds reference rows
-    with the model's features (linear and model-agnostic explainers integrate over it).
-    ``threads`` caps XGBoost's and LightGBM's threads (None: the library's default, every
-    core)."""
+    with the model's features (linear and model-agnostic explainers integrate over it;
+    the tree kernel is checked on it). ``threads`` caps TreeSHAP's threads, the kernel's
+    and XGBoost's and LightGBM's own (None: every core)."""
     if method not in METHODS:
         raise ModelLoadError(f"explain.explainer: {method!r} is not one of {list(METHODS)}")
     if device not in DEVICES:
