@@ -76,6 +76,11 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 
             progress.update(task, description=f"logged attributions in {args.attributions}")
             profile = with_logged_attributions(profile, logged, args)
+            kept = profile.attribution.rows if profile.attribution is not None else 0
+            err.print(
+                f"attributions: {kept:,} rows with readable ones in {args.attributions} "
+                f"({len(logged) - kept:,} left out: missing or malformed)"
+            )
     if args.labels:
         profile = _with_performance(profile, frame, args)
     if profile.inference:
