@@ -357,11 +357,15 @@ class WindowManager:
         idx, seg, pane = idx[order], seg[order], pane[order]
         change = np.flatnonzero((seg[1:] != seg[:-1]) | (pane[1:] != pane[:-1])) + 1
         bounds = [0, *change.tolist(), len(idx)]
+        whole = len(idx) == len(t) and len(bounds) == 2 and bool((idx == np.arange(len(t))).all())
         for a, b in itertools.pairwise(bounds):
             rows = idx[a:b]
             target = self._pane(segments[int(seg[a])], int(pane[a]))
             target.sketch.update(
-                {name: col[rows] for name, col in batch.columns.items()},
+                # a batch all of one pane (the usual case) is read in place, not copied
+                batch.columns
+                if whole
+                else {name: col[rows] for name, col in batch.columns.items()},
                 row_keys=batch.row_key[rows],
                 attributions=None if batch.attributions is None else batch.attributions[rows],
             )
