@@ -43,6 +43,8 @@ from monitor.outputs.exporter import Exporter
 from monitor.outputs.server import AgentServer
 from monitor.outputs.sinks import FileSink, KafkaSink, ReportSink, StreamSink
 from monitor.runtime.aggregated_performance import RevisableWindows, merged_performance
+from monitor.runtime.aggregator_state import AggregatorChangelog
+from monitor.runtime.changelog import ChangelogError, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.merging import DueWindow, MergeState
@@ -155,6 +157,10 @@ class Aggregator:
         self.group_id = config.aggregation.group_id or f"{self.kafka_cfg.group_id}-aggregator"
         self.sinks: list[ReportSink] = list(sinks) if sinks is not None else self._sinks()
         self.store = CheckpointStore(config.state.dir / "aggregator")
+        # its checkpoints in the changelog too, per partials partition (aggregator_state.py)
+        self.changelog = AggregatorChangelog.for_aggregator(
+            config, self.group_id, self.topic, self.profile.content_hash
+        )
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-agg")
         self.state: MergeState | None = None
         self.latest: dict[str, WindowReport] = {}
@@ -191,7 +197,13 @@ class Aggregator:
             return {}
         if checkpoint is None:
             return {}
-        self._restored = checkpoint.windows
+        self._apply(checkpoint)
+        return dict(checkpoint.offsets)
+
+    def _apply(self, checkpoint: Checkpoint) -> None:
+        """Take up a checkpoint's state (the disk's, or the changelog's on assignment)."""
+        self._restored, self.state = checkpoint.windows, None
+        self._held.clear()
         sequential = self.pipeline.evaluator.sequential
         if sequential is not None:
             sequential.restore(checkpoint.extra.get("sequential"))
@@ -204,7 +216,6 @@ class Aggregator:
         for a, b, version, source, origin, topic, part, offset in checkpoint.extra.get("held", []):
             key = ((float(a), float(b)), str(version), int(source), int(origin))
             self._held[key] = (topic, part, offset)
-        return dict(checkpoint.offsets)
 
     async def _partitions(self) -> int | None:
         """Partitions of the source topics (the largest count, partitions being numbers)."""
@@ -268,6 +279,10 @@ class Aggregator:
             update={"topics": [self.topic], "group_id": self.group_id, "dead_letter_topic": None}
         )
         self.source = KafkaSource(cfg, start_offsets, on_revoke=self._on_revoke)
+        if self.changelog is not None:
+            await restore(self.changelog, self.profile.content_hash, stop, lambda: None)
+            self.changelog.bind(self.source, self._apply)
+            self.changelog.local = dict(start_offsets)
         try:
             if not await self.source.start(stop):
                 return
@@ -468,6 +483,13 @@ class Aggregator:
             except OSError as exc:
                 log.error("aggregator checkpoint not written to %s: %s", self.store.path, exc)
                 return
+            if self.changelog is not None:  # offsets committed once it is acknowledged
+                try:
+                    await self.changelog.save(snapshot)
+                except ChangelogError as exc:
+                    log.error("aggregator checkpoint not written: %s; offsets not committed", exc)
+                    return
+                self.changelog.local = dict(snapshot.offsets)  # the state in memory
             self.exporter.set_checkpoint(snapshot.created_at)
             if self.source is not None:
                 await self.source.commit(snapshot.offsets)
@@ -485,6 +507,8 @@ class Aggregator:
             await self.source.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.changelog is not None:
+            await self.changelog.close()
         for sink in self.sinks:
             sink.close()
         self.engine.close(timeout=10)

@@ -131,38 +131,7 @@ class PartitionChangelog(Changelog):
     async def ensure_topic(self) -> None:
         """Create the topic, compacted, with a partition per source partition (the
         largest count of the row topics), when it does not exist."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        admin = AIOKafkaAdminClient(
-            request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(self.kafka)
-        )
-        try:
-            await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
-            counts = await self._counts(admin)
-            if self.topic not in counts:
-                wanted = max([counts.get(t, 0) for t in self.row_topics] + [1])
-                new = NewTopic(
-                    self.topic, wanted, self.replication, topic_configs=dict(TOPIC_CONFIG)
-                )
-                response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
-                for topic, code, *_ in response.topic_errors:
-                    if code not in (0, _TOPIC_ALREADY_EXISTS):
-                        raise ChangelogError(f"cannot create {topic}: error code {code}")
-                deadline = time.monotonic() + REQUEST_TIMEOUT
-                while self.topic not in counts and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
-                    counts = await self._counts(admin)
-            self.log.partitions = max(1, counts.get(self.topic, 1))
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise ChangelogUnreachable(f"cannot create {self.topic}: {type(exc).__name__}") from exc
-        finally:
-            await admin.close()
-
-    @staticmethod
-    async def _counts(admin: Any) -> dict[str, int]:
-        """Topic -> partitions, asking for all topics (asking by name may create one)."""
-        topics = await asyncio.wait_for(admin.describe_topics(), REQUEST_TIMEOUT)
-        return {t["topic"]: len(t["partitions"]) for t in topics if t["partitions"]}
+        await ensure_partitioned(self, self.log, self.row_topics)
 
     async def load(self, timeout: float = 60.0) -> Checkpoint | None:
         """Nothing to restore before the group assigns partitions: the topic is made
@@ -360,3 +329,42 @@ class PartitionChangelog(Changelog):
 def _source_origin(source: Any, key: Key) -> Origin | None:
     origin = getattr(source, "origins", {}).get(key)
     return None if origin is None else (int(origin[0]), bool(origin[1]))
+
+
+async def ensure_partitioned(changelog: Changelog, log: PartitionLog, topics: set[str]) -> None:
+    """Create ``changelog``'s topic, compacted, with as many partitions as the largest of
+    ``topics`` when it does not exist; tell ``log`` how many partitions it has."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(
+        request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(changelog.kafka)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
+        counts = await _counts(admin)
+        if changelog.topic not in counts:
+            wanted = max([counts.get(t, 0) for t in topics] + [1])
+            new = NewTopic(
+                changelog.topic, wanted, changelog.replication, topic_configs=dict(TOPIC_CONFIG)
+            )
+            response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
+            for topic, code, *_ in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise ChangelogError(f"cannot create {topic}: error code {code}")
+            deadline = time.monotonic() + REQUEST_TIMEOUT
+            while changelog.topic not in counts and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                counts = await _counts(admin)
+        log.partitions = max(1, counts.get(changelog.topic, 1))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise ChangelogUnreachable(
+            f"cannot create {changelog.topic}: {type(exc).__name__}"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+async def _counts(admin: Any) -> dict[str, int]:
+    """Topic -> partitions, asking for all topics (asking by name may create one)."""
+    topics = await asyncio.wait_for(admin.describe_topics(), REQUEST_TIMEOUT)
+    return {t["topic"]: len(t["partitions"]) for t in topics if t["partitions"]}

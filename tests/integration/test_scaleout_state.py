@@ -1,11 +1,12 @@
 """Scale-out with state lost: three agents and an aggregator on a real broker; one agent
-and the aggregator are killed with SIGKILL mid-stream, while records are being read, and
-the agent's state directory is deleted (a pod rescheduled onto a node with no disk). The
-agent comes back with no identity of its own (a new id: a new pod); the partition it had
-is restored from the changelog, where its state is kept per source partition, by whoever
-the group assigns it to. The aggregated windows must equal those of one agent reading the
-same topic alone: rows, late and duplicate counts, every statistic to 1e-9 and every
-verdict, with full coverage and no partial window.
+and the aggregator are killed with SIGKILL mid-stream, while records are being read and a
+window holds committed rows, and both state directories are deleted (pods rescheduled
+onto nodes with no disk). The agent comes back with no identity of its own (a new id: a
+new pod); the partition it had is restored from the changelog, where its state is kept per
+source partition, by whoever the group assigns it to, and the aggregator restores its own
+state (the windows it judged) from there too. The aggregated windows must equal those of
+one agent reading the same topic alone: rows, late and duplicate counts, every statistic
+to 1e-9 and every verdict, with full coverage and no partial window.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ KafkaTopicFactory = Callable[..., str]
 
 
 def phases() -> list[list[Message]]:
-    """Windows 0-2, then windows 3-4 (read when the kill comes), then window 5 and a
-    flush record per partition (produced after the restart)."""
+    """Windows 0-2; window 3 and the first 60% of window 4 (committed before the kill:
+    window 4 is then open with committed rows in it, which a restart from the committed
+    offset alone would miss); the rest of window 4 and the first 30% of window 5 (read
+    when the kill comes, window 4 possibly closed and sent, not necessarily checkpointed);
+    the rest of window 5 and a flush record per partition."""
     windows = window_traffic(
         windows=len(ROWS), rows=list(ROWS), size=SIZE, drift_from=DRIFT_FROM, seed=31
     )
@@ -57,10 +61,13 @@ def phases() -> list[list[Message]]:
         {**windows[0][0], "request_id": f"flush-{p}", "timestamp": FLUSH_AT}
         for p in range(PARTITIONS)
     ]
+    four, five = windows[4], windows[5]
+    a, b = int(0.6 * len(four)), int(0.3 * len(five))
     return [
         as_messages([r for w in windows[:3] for r in w]),
-        as_messages([r for w in windows[3:5] for r in w]),
-        as_messages(windows[5]) + as_messages(flush),
+        as_messages(windows[3] + four[:a]),
+        as_messages(four[a:] + five[:b]),
+        as_messages(five[b:]) + as_messages(flush),
     ]
 
 
@@ -83,7 +90,7 @@ def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agen
     agg_cfg = config(
         tmp_path / "aggregator", bootstrap, topic, group, {**scale, "role": "aggregator"}
     )
-    first, middle, last = phases()
+    first, committed, read, last = phases()
     procs = [AgentProcess(alone_cfg), *(AgentProcess(c) for c in agent_cfgs)]
     aggregator = AgentProcess(agg_cfg)
     restarted: list[AgentProcess] = []
@@ -105,14 +112,21 @@ def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agen
             "the first phase committed",
             timeout=30.0,
         )
+        high = produce_aiokafka(bootstrap, topic, committed, partitions=PARTITIONS).high
+        wait_for(
+            lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high,
+            "window 3 and part of window 4 committed",
+            timeout=30.0,
+        )
         victim = procs[1]
         before = victim.decoded()
-        produce_aiokafka(bootstrap, topic, middle, partitions=PARTITIONS)
-        wait_for(lambda: victim.decoded() > before, "the agent reading the middle phase", 30.0)
+        produce_aiokafka(bootstrap, topic, read, partitions=PARTITIONS)
+        wait_for(lambda: victim.decoded() > before, "the agent reading on", 30.0)
         # mid-stream: killed while reading, checkpoints and commits of it possibly not made
         victim.kill()
         aggregator.kill()
-        shutil.rmtree(agent_cfgs[0].parent / "state")  # the new node has no disk
+        shutil.rmtree(agent_cfgs[0].parent / "state")  # the new nodes have no disk
+        shutil.rmtree(agg_cfg.parent / "state")
         restarted = [AgentProcess(agent_cfgs[0]).start(), AgentProcess(agg_cfg).start()]
         produce_aiokafka(bootstrap, topic, last, partitions=PARTITIONS)
         wait_for(lambda: len(reports(alone_reports)) == len(ROWS), "the lone agent's windows", 60.0)
@@ -126,11 +140,13 @@ def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agen
         agents = [*procs[2:], restarted[0]]
         restored = sum(p.log().count("window state restored from the changelog") for p in agents)
         lost = sum(p.metric("driftline_state_lost_partitions_total") for p in agents)
+        aggregator_restored = "aggregator state restored from the changelog" in restarted[1].log()
     finally:
         for p in [*procs, aggregator, *restarted]:
             p.stop()
     assert restored >= 1, "the victim's partition was restored from the changelog"
     assert lost == 0
+    assert aggregator_restored, "the aggregator's state came back from the changelog"
     alone, merged = reports(alone_reports), reports(agg_reports)
     assert sorted(alone) == sorted(merged)
     assert [alone[k].rows for k in sorted(alone)] == list(ROWS)

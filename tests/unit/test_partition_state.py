@@ -13,7 +13,8 @@ import numpy as np
 
 from detectors.profile import Profile
 from monitor.config.loader import parse_config
-from monitor.runtime.checkpoint import Checkpoint, decode
+from monitor.runtime.aggregator_state import AggregatorChangelog
+from monitor.runtime.checkpoint import Checkpoint, decode, encode
 from monitor.runtime.partition_changelog import PartitionLog, PartitionManifest, writer_name
 from monitor.runtime.partition_state import PartitionChangelog
 from monitor.runtime.partitioned import PartitionedWindows
@@ -206,3 +207,36 @@ def test_a_write_never_reuses_the_last_slot_nor_the_committed_one() -> None:
     assert log._slot(base, committed=180) == 0
     manifest = PartitionManifest(base, "t", 4, 180, 2, (7, 8), 10, "ff", 1.0, "agent one", 3)
     assert PartitionManifest.from_bytes(manifest.to_bytes()) == manifest
+
+
+def test_the_aggregator_restores_its_state_unless_its_own_ends_at_the_commit(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(
+        {
+            "model": "m",
+            "reference": "ref.json",
+            "source": {
+                "kind": "kafka",
+                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
+            },
+            "aggregation": {"role": "aggregator"},
+            "state": {"dir": str(tmp_path)},
+        }
+    )
+    changelog = AggregatorChangelog(config, "g-agg", "p", "ref")
+    assert changelog.log.base("p", 0) == "g-agg/p/0"
+    log = MemoryLog()
+    changelog.log = log  # type: ignore[assignment]
+    applied: list[Checkpoint] = []
+    source = FakeSource()
+    changelog.bind(source, applied.append)
+    state = Checkpoint({("p", 0): 40}, b"merge state", "ref", 2.0, {"held": []})
+    log.states[("p", 0, 40)] = encode(state)
+    changelog.local = {("p", 0): 40}  # the disk's checkpoint ends at the commit: kept
+    assert asyncio.run(changelog.on_assign({("p", 0): 40})) == {} and log.reads == 0
+    changelog.local = {}  # no disk: the changelog's state, and its offset
+    assert asyncio.run(changelog.on_assign({("p", 0): 40})) == {("p", 0): 40}
+    assert [c.windows for c in applied] == [b"merge state"]
+    assert changelog.local == {("p", 0): 40}
+    assert asyncio.run(changelog.on_assign({("p", 0): 41})) == {}  # none there: read again
