@@ -362,9 +362,15 @@ _COMPILED: list[Any] = []
 
 
 def _kernel() -> Any:
+    """The compiled row kernel, cached on disk where numba finds a writable place (next
+    to this file, or its user cache directory); on a read-only filesystem it is compiled
+    again at each start (about a second)."""
     if not _COMPILED:
         numba = importlib.import_module("numba")
-        _COMPILED.append(numba.njit(nogil=True, cache=True)(_rows))
+        try:
+            _COMPILED.append(numba.njit(nogil=True, cache=True)(_rows))
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            _COMPILED.append(numba.njit(nogil=True)(_rows))
     return _COMPILED[0]
 
 

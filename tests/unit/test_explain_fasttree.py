@@ -181,3 +181,34 @@ def test_a_kernel_that_disagrees_with_the_booster_is_not_used(
     native = xgb.Booster(model_file=str(tmp_path / "m.json"))
     theirs = native.predict(xgb.DMatrix(x.head(50)), pred_contribs=True)
     np.testing.assert_allclose(explainer.explain(x.head(50)), theirs[:, :-1], atol=1e-6)
+
+
+def test_without_a_writable_cache_the_kernel_compiles_uncached_and_without_numba_the_library_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numba
+
+    x, y = _data(12, 1000)
+    model = xgb.XGBRegressor(n_estimators=10, max_depth=4).fit(x, y)
+    model.save_model(tmp_path / "m.json")
+    native = model.get_booster().predict(xgb.DMatrix(x.head(100)), pred_contribs=True)[:, :-1]
+    njit = numba.njit
+
+    def read_only_filesystem(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function '_rows': no locator available")
+        return njit(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", read_only_filesystem)
+    monkeypatch.setattr(fasttree, "_COMPILED", [])
+    explainer = make_explainer(load_model(tmp_path / "m.json"), x, device="cpu")
+    assert explainer.engine == "fasttree"
+    np.testing.assert_allclose(explainer.explain(x.head(100)), native, rtol=0, atol=1e-5)
+
+    def no_numba() -> None:
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(fasttree, "_kernel", no_numba)
+    explainer = make_explainer(load_model(tmp_path / "m.json"), x, device="cpu")
+    assert explainer.engine == "xgboost"
+    np.testing.assert_allclose(explainer.explain(x.head(100)), native, rtol=0, atol=1e-6)
