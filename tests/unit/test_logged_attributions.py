@@ -16,6 +16,7 @@ from sklearn.ensemble import GradientBoostingRegressor  # noqa: E402
 
 from detectors.profile import build_profile, load_profile  # noqa: E402
 from detectors.results import WindowReport  # noqa: E402
+from detectors.settings import DriftSettings  # noqa: E402
 from detectors.sketch import WindowSketch  # noqa: E402
 from monitor.cli import main  # noqa: E402
 from monitor.config.model import MonitorConfig  # noqa: E402
@@ -492,3 +493,45 @@ def test_a_restart_from_the_checkpoint_judges_the_same_attributions(case: dict) 
         assert a is not None and b is not None
         assert b.rows == a.rows and b.ndcg == a.ndcg
         assert [c.window_mean_abs for c in b.columns] == [c.window_mean_abs for c in a.columns]
+
+
+def test_the_aggregator_judges_the_merged_partials_as_one_agent(case: dict) -> None:
+    from monitor.explain.logged import LoggedAttributor
+    from monitor.runtime.aggregator import merge_window
+    from monitor.runtime.merging import DueWindow
+    from monitor.runtime.partials import Partial
+
+    profile = build_profile(case["ref"], prediction=["prediction"])
+    profile = with_logged_reference(profile, case["ref_logged"], "attributions")
+    rng = np.random.default_rng(4)
+    x = _data(rng, 3000, {"x1": 0.5}).assign(prediction=0.0)
+    phi = np.array([[r[f] for f in FEATURES] for r in case["ref_logged"]["attributions"]])
+    phi = phi + rng.normal(0, 0.01, phi.shape)
+    keys = rng.integers(0, 2**63, size=3000, dtype=np.uint64)
+    alone = WindowSketch(profile)
+    alone.update(x, row_keys=keys, attributions=phi)
+    parts = []
+    for agent, rows in (("a", slice(0, 1300)), ("b", slice(1300, 3000))):  # two partitions
+        sk = WindowSketch(profile)
+        sk.update(x.iloc[rows], row_keys=keys[rows], attributions=phi[rows])
+        p = Partial(
+            kind="window",
+            model="m",
+            agent_id=agent,
+            epoch=1,
+            generation=1,
+            reference_hash=profile.content_hash,
+            window=(0.0, 60.0),
+            model_version="v1",
+            rows=sk.rows,
+            sketch=sk.to_bytes(),
+        )
+        parts.append(Partial.from_bytes(p.to_bytes()))  # as it travels on the topic
+    due = DueWindow((0.0, 60.0), tuple(parts), None, True, False, 0.0)  # type: ignore[arg-type]
+    (merged,) = merge_window(profile, due)
+    judge = LoggedAttributor(profile, ExplainSettings(source="record"))
+    drift = DriftSettings()
+    a, b = judge.evaluate(alone, drift, None), judge.evaluate(merged.sketch, drift, None)
+    assert a is not None and b is not None and b.rows == a.rows == 1024
+    assert b.ndcg == a.ndcg and b.drifted == a.drifted
+    assert [c.window_mean_abs for c in b.columns] == [c.window_mean_abs for c in a.columns]
