@@ -268,7 +268,11 @@ class KafkaSource:
                 continue
             committed[(tp.topic, tp.partition)] = got
         self._restoring = set(committed)
-        return await self.on_assign(committed)
+        try:
+            return await self.on_assign(committed)
+        except Exception:  # the partitions are read from the committed offsets regardless
+            log.exception("restoring the assigned partitions' state failed")
+            return {}
 
     async def _note_origins(self, assigned: set[TopicPartition]) -> None:
         """Where each assigned partition starts, and whether that is its beginning (no

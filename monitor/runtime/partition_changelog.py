@@ -53,6 +53,8 @@ SLOTS = 3
 FIRST_SCAN = 64
 #: Seconds a restore of one partition may take before it counts as failed.
 READ_TIMEOUT = 30.0
+#: Milliseconds the broker may hold a fetch of the restore's reader for more records.
+FETCH_WAIT_MS = 20
 
 
 def writer_name(agent_id: str, epoch: int) -> str:
@@ -212,6 +214,8 @@ class PartitionLog:
             reader = AIOKafkaConsumer(
                 group_id=None,
                 enable_auto_commit=False,
+                # a fetch at the end of the log would hold the next seek for 500 ms
+                fetch_max_wait_ms=FETCH_WAIT_MS,
                 max_partition_fetch_bytes=max(MAX_REQUEST_BYTES, 2 * self.chunk_bytes),
                 **client_settings(self.kafka),
             )
