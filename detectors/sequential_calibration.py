@@ -37,7 +37,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,15 +76,23 @@ def good_turing_unseen_rates(profile: Profile, reference: pd.DataFrame) -> dict[
         if name not in reference.columns:
             continue
         strings, miss = category_strings(reference[name].to_numpy())
-        present = pd.Series(strings[~miss])
-        if present.empty:
-            continue
-        freq = present.value_counts()
-        singletons = float((freq == 1).sum())
-        known = set(profile.categorical[name].known)
-        outside = float(freq[[c not in known for c in freq.index]].sum())
-        out[name] = max(singletons, outside) / len(present)
+        freq = pd.Series(strings[~miss]).value_counts()
+        rate = unseen_rate_of_counts(freq.to_dict(), profile.categorical[name].known)
+        if rate is not None:
+            out[name] = rate
     return out
+
+
+def unseen_rate_of_counts(freq: Mapping[str, int], known: Iterable[str]) -> float | None:
+    """:func:`good_turing_unseen_rates` of one column from its category counts (what a
+    distributed build merges); None for a column with no present value."""
+    present = sum(int(v) for v in freq.values())
+    if present == 0:
+        return None
+    singletons = sum(1 for v in freq.values() if int(v) == 1)
+    known_set = set(known)
+    outside = sum(int(v) for k, v in freq.items() if k not in known_set)
+    return max(singletons, outside) / present
 
 
 def calibrate_sequential(

@@ -47,7 +47,7 @@ def build(args: argparse.Namespace, schema: Schema | None) -> Profile:
         import distributed
     except ImportError:
         raise DaskBuildError("--dask needs Dask: pip install 'driftline[distributed]'") from None
-    from monitor.offline.distributed_profile import build_profile_dask
+    from monitor.offline.distributed_profile import reference_profile_dask
 
     bad = refused(args)
     if bad:
@@ -64,9 +64,11 @@ def build(args: argparse.Namespace, schema: Schema | None) -> Profile:
     else:
         cluster, client = None, distributed.Client(args.dask)
     try:
-        return build_profile_dask(
+        return reference_profile_dask(
             read(args.data),  # type: ignore[arg-type]
             schema,
+            pane_rows=args.sequential_pane_rows,
+            panes=args.sequential_panes,
             prediction=prediction,
             bins=args.bins,
             top_k=args.top_k,

@@ -40,6 +40,7 @@ from detectors.column_profiles import (
 )
 from detectors.profile import DEFAULT_SAMPLE_ROWS, Profile, ProfileError
 from detectors.schema import Kind, Schema, SchemaError, as_float_array, infer_schema
+from detectors.sequential_calibration import unseen_rate_of_counts
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -156,6 +157,54 @@ def build_profile_dask(
     Without ``schema`` it is inferred from the first partition. ``compute`` defaults to
     ``dask.compute`` (the current client's scheduler when one is set up).
     """
+    profile, _ = profile_and_unseen_rates(
+        data,
+        schema,
+        prediction=prediction,
+        bins=bins,
+        top_k=top_k,
+        sample_rows=sample_rows,
+        max_known_categories=max_known_categories,
+        seed=seed,
+        compute=compute,
+    )
+    return profile
+
+
+def reference_profile_dask(
+    data: dd.DataFrame,
+    schema: Schema | None = None,
+    *,
+    pane_rows: int,
+    panes: int,
+    **build: Any,
+) -> Profile:
+    """What ``reference build`` stores, built on Dask: the profile, its sequential
+    calibration and the laws that depend on it alone, the same as a build in one process
+    on the same data (the calibration needs the data only for its category counts, which
+    the build merges exactly)."""
+    from detectors.reference_laws import with_reference_laws
+    from detectors.sequential_calibration import calibrate_sequential
+
+    profile, rates = profile_and_unseen_rates(data, schema, **build)
+    seq = calibrate_sequential(profile, pane_rows=pane_rows, panes=panes, unseen_rate=rates)
+    return with_reference_laws(profile.with_sequential(seq))
+
+
+def profile_and_unseen_rates(
+    data: dd.DataFrame,
+    schema: Schema | None = None,
+    *,
+    prediction: list[str] | None = None,
+    bins: int = DEFAULT_BINS,
+    top_k: int = DEFAULT_TOP_K,
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    max_known_categories: int = DEFAULT_MAX_KNOWN_CATEGORIES,
+    seed: int = 0,
+    compute: Callable[..., tuple[Any, ...]] | None = None,
+) -> tuple[Profile, dict[str, float]]:
+    """:func:`build_profile_dask`, and each categorical column's Good–Turing rate of
+    unseen categories from its merged counts."""
     import dask
 
     run = compute or dask.compute
@@ -240,11 +289,17 @@ def build_profile_dask(
             std=float(np.sqrt(m["m2"] / (m["count"] - 1))) if m["count"] > 1 else 0.0,
             bin_means=bin_means,
         )
+    category_counts = {
+        name: _merge_counts([s["categorical"][name] for s in stats]) for name in categorical
+    }
     categorical_profiles = {
-        name: _categorical(
-            name, [s["categorical"][name] for s in stats], top_k, max_known_categories
-        )
-        for name in categorical
+        name: _categorical(name, merged, top_k, max_known_categories)
+        for name, merged in category_counts.items()
+    }
+    rates = {
+        name: rate
+        for name, (freq, _) in category_counts.items()
+        if (rate := unseen_rate_of_counts(freq, categorical_profiles[name].known)) is not None
     }
     sample: dict[str, np.ndarray] = {}
     for c in schema.columns:
@@ -254,7 +309,7 @@ def build_profile_dask(
         else:
             strings, miss = category_strings(col)
             sample[c.name] = np.where(miss, MISSING, strings).astype(object)
-    return Profile(
+    profile = Profile(
         schema=schema,
         numeric=numeric_profiles,
         categorical=categorical_profiles,
@@ -264,6 +319,7 @@ def build_profile_dask(
         sample=sample,
         inference={},
     )
+    return profile, rates
 
 
 def _descend(
@@ -297,11 +353,19 @@ def _merge_numeric(pieces: list[dict]) -> dict:
     return out
 
 
-def _categorical(name: str, pieces: list[dict], top_k: int, max_known: int) -> CategoricalProfile:
+def _merge_counts(pieces: list[dict]) -> tuple[dict[str, int], int]:
+    """A categorical column's category counts and missing count over all partitions."""
     freq: dict[str, int] = {}
     for p in pieces:
         for k, v in p["counts"].items():
             freq[k] = freq.get(k, 0) + int(v)
+    return freq, sum(p["missing"] for p in pieces)
+
+
+def _categorical(
+    name: str, merged: tuple[dict[str, int], int], top_k: int, max_known: int
+) -> CategoricalProfile:
+    freq, missing = merged
     order = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
     other = int(sum(v for _, v in order[top_k:]))
     return CategoricalProfile(
@@ -310,5 +374,5 @@ def _categorical(name: str, pieces: list[dict], top_k: int, max_known: int) -> C
         counts=np.array([*(int(v) for _, v in order[:top_k]), other, 0], dtype=np.int64),
         known=tuple(str(k) for k, _ in order[:max_known]),
         count=sum(freq.values()),
-        missing=sum(p["missing"] for p in pieces),
+        missing=missing,
     )

@@ -121,6 +121,13 @@ def test_reference_build_dask_local_writes_the_same_edges_and_counts(
     assert {n: c.to_dict() for n, c in a.categorical.items()} == {
         n: c.to_dict() for n, c in b.categorical.items()
     }
+    # the sequential calibration and the bridge law are stored as by a build in one
+    # process (the same rates of unseen categories, from the merged counts), so the agent
+    # simulates nothing at start-up; floats within the profiles' own 1e-12
+    assert a.sequential is not None and b.sequential is not None
+    assert a.bridge_law is not None and b.bridge_law is not None
+    _assert_close(a.sequential.to_dict(), b.sequential.to_dict())
+    _assert_close(a.bridge_law.to_dict(), b.bridge_law.to_dict())
     # what needs the whole frame in one process is refused with the reason, exit 2
     code = main(
         [
@@ -136,3 +143,19 @@ def test_reference_build_dask_local_writes_the_same_edges_and_counts(
         ]
     )
     assert code == 2 and "--calibrate-window" in capsys.readouterr().err
+
+
+def _assert_close(a: object, b: object, path: str = "") -> None:
+    """Equal structures; numbers within a relative 1e-9."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for k in a:
+            _assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)) or isinstance(a, np.ndarray):
+        assert len(a) == len(b), path  # type: ignore[arg-type]
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):  # type: ignore[call-overload]
+            _assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, (int, float, np.number)) and not isinstance(a, bool):
+        np.testing.assert_allclose(float(b), float(a), rtol=1e-9, atol=1e-12, err_msg=path)  # type: ignore[arg-type]
+    else:
+        assert a == b, path
