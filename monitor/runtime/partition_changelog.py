@@ -24,6 +24,11 @@ there. So the restorer reads the changelog partition backwards from its end, in 
 growing four-fold, until it meets a manifest of that source partition ending at the
 committed offset, then reads that manifest's chunks by their offsets. A state some other
 writer left ending elsewhere (written, not committed) is never used.
+
+Each writer's keys stay until compaction removes them, so a writer that restored another
+writer's state sends tombstones for that writer's keys of the partition once its own
+commit has passed the restored state: the topic holds about one writer's three slots per
+partition, not one per process that ever owned it.
 """
 
 from __future__ import annotations
@@ -122,6 +127,9 @@ class PartitionLog:
         self._written: dict[str, dict[int, tuple[int, int, int]]] = {}
         self._writes = 0
         self._last_slot: dict[str, int] = {}
+        # base -> the manifest of another writer's state restored here: its keys get
+        # tombstones once this writer's commit has passed it (nothing restores it again)
+        self._retire: dict[str, PartitionManifest] = {}
         self._reader: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
@@ -152,6 +160,10 @@ class PartitionLog:
         """Write ``(topic, partition, offset, state)`` entries: all chunks, then the
         manifests, each acknowledged (``acks=all``) before this returns."""
         send = producer.send  # type: ignore[attr-defined]
+        deletions = [
+            await send(self.topic, value=None, key=key, partition=part)
+            for part, key in self._tombstones(committed)
+        ]
         plans = []
         for topic, partition, offset, data in states:
             base = self.base(topic, partition)
@@ -188,11 +200,29 @@ class PartitionLog:
             name = f"{base}#{self.writer}#m{slot}".encode()
             value = manifest.to_bytes()
             manifests.append(await send(self.topic, value=value, key=name, partition=tp.partition))
-        await asyncio.gather(*manifests)
+        await asyncio.gather(*manifests, *deletions)
         self._writes += 1
         for _t, _p, offset, _, base, slot, _, futures in plans:
             self._written.setdefault(base, {})[slot] = (offset, len(futures), self._writes)
             self._last_slot[base] = slot
+
+    def _tombstones(self, committed: dict[tuple[str, int], int]) -> list[tuple[int, bytes]]:
+        """(changelog partition, key) of the retired writers' records whose partition
+        this writer has committed past their state, so compaction removes them."""
+        out: list[tuple[int, bytes]] = []
+        for base, m in list(self._retire.items()):
+            acked = committed.get((m.topic, m.partition))
+            if acked is None or acked <= m.offset:
+                continue
+            del self._retire[base]
+            writer = writer_name(m.agent_id, m.epoch)
+            log.info("changelog: deleting the records of %s by %s (state passed)", base, writer)
+            part = self.where(m.topic, m.partition).partition
+            for slot in range(SLOTS):  # chunk counts of the other slots: about the same
+                out.append((part, f"{base}#{writer}#m{slot}".encode()))
+                keys = [f"{base}#{writer}#{slot}#{i}" for i in range(len(m.chunk_at) + 2)]
+                out += [(part, k.encode()) for k in keys]
+        return out
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -264,7 +294,10 @@ class PartitionLog:
                     at,
                     manifest.agent_id,
                 )
-                return await self._assemble(reader, tp, manifest)
+                checkpoint = await self._assemble(reader, tp, manifest)
+                if writer_name(manifest.agent_id, manifest.epoch) != self.writer:
+                    self._retire[base] = manifest
+                return checkpoint
             if start == 0:
                 return None
             stop, step = start, step * 4

@@ -248,8 +248,11 @@ class PartitionChangelog(Changelog):
             del self._parked[key]  # another member's now: it restores from the changelog
             self._forget_performance(key[1])
         for key, offset in sorted(committed.items(), key=lambda kv: kv[0]):
-            if key[0] not in self.row_topics or key[1] in windows.by_partition:
+            if key[0] not in self.row_topics:
                 continue
+            if key[1] in windows.by_partition or key[1] in windows.known_origins:
+                windows.take(key[1])  # left by a revocation whose checkpoint failed: the
+                # committed state wins, and the records after it are read again
             self._owned.add(key)
             self._written.pop(key, None)
             parked = self._parked.pop(key, None)

@@ -240,3 +240,32 @@ def test_the_aggregator_restores_its_state_unless_its_own_ends_at_the_commit(
     assert [c.windows for c in applied] == [b"merge state"]
     assert changelog.local == {("p", 0): 40}
     assert asyncio.run(changelog.on_assign({("p", 0): 41})) == {}  # none there: read again
+
+
+def test_a_restored_writers_keys_get_tombstones_once_the_commit_passed_its_state() -> None:
+    log = PartitionLog(
+        parse_config(
+            {
+                "model": "m",
+                "reference": "r.json",
+                "source": {
+                    "kind": "kafka",
+                    "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
+                },
+            }
+        ).source.kafka,  # type: ignore[arg-type]
+        "c",
+        1024,
+        "b",
+        1,
+    )
+    log.partitions = 3
+    old = PartitionManifest("g/t/4", "t", 4, 180, 1, (7, 8), 10, "ff", 1.0, "a", 2)
+    log._retire["g/t/4"] = old
+    assert log._tombstones({("t", 4): 180}) == [], "the committed state may still be a's"
+    keys = log._tombstones({("t", 4): 250})
+    assert {part for part, _ in keys} == {4 % 3}
+    names = {k.decode() for _, k in keys}
+    assert {"g/t/4#a.2#m0", "g/t/4#a.2#m1", "g/t/4#a.2#m2", "g/t/4#a.2#1#1"} <= names
+    assert not any(n.startswith("g/t/4#b.1") for n in names), "never its own keys"
+    assert log._retire == {} and log._tombstones({("t", 4): 300}) == []
