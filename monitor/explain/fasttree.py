@@ -71,7 +71,7 @@ class FastTrees:
     leaf_z: np.ndarray
     leaf_value: np.ndarray
     # what the kernel looks up: a leaf, or two sibling leaves at once (``unit_sib``, the
-    # second leaf's node; ``unit_bit``, their parent's feature bit), by one table entry
+    # second leaf's node; ``unit_bit``: see _pair_siblings), by one table entry
     unit_leaf: np.ndarray  # index of the (first) leaf
     unit_sib: np.ndarray  # -1: one leaf
     unit_bit: np.ndarray
@@ -150,7 +150,7 @@ def build(
     max_nodes = left_all.shape[1]
     internal: list[int] = []
     leaves: list[tuple[int, list[int], list[float], float]] = []
-    siblings: list[tuple[int, int, int]] = []  # two leaves under one parent, its feature bit
+    siblings: list[tuple[int, int, int, bool]] = []  # two leaves under one parent (_pair_siblings)
     bits = np.zeros(left_all.size, dtype=np.int64)
     expected = float(np.asarray(ensemble.base_offset, dtype=np.float64).reshape(-1)[output])
     for t in range(left_all.shape[0]):
@@ -173,7 +173,7 @@ def build(
             bits[base + node] = k
             lo, hi = int(left_all[t, node]), int(right_all[t, node])
             if left_all[t, lo] < 0 and left_all[t, hi] < 0:
-                siblings.append((base + lo, base + hi, k))
+                siblings.append((base + lo, base + hi, k, k == len(feats)))
             parent_w = weights_all[t, node]
             for child in (left_all[t, node], right_all[t, node]):
                 z = weights_all[t, child] / parent_w if parent_w > 0 else 0.0
@@ -232,36 +232,38 @@ def build(
 
 
 def _pair_siblings(
-    siblings: list[tuple[int, int, int]],
+    siblings: list[tuple[int, int, int, bool]],
     leaf_node: np.ndarray,
     leaf_d: np.ndarray,
     table_off: np.ndarray,
     tables: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The kernel's lookups. Two sibling leaves (``siblings``: left node, right node, their
-    parent's feature bit) share their path's features, and a row's patterns for them differ
-    only in the parent's bit, so one table indexed by the left leaf's pattern and the right
-    leaf's bit (bit d) holds both leaves' sum: one lookup of d values instead of two. Other
-    leaves keep their own tables, or none (integrated per row)."""
+    parent's feature bit, whether that feature is new on the path) share their path's
+    features, and a row's patterns for them differ only in the parent's bit, so one table
+    holds both leaves' sum: one lookup of d values instead of two. Under a new feature the
+    row satisfies exactly one of the two splits, so the left leaf's pattern says it all
+    (2^d entries); under a feature already on the path both can fail, and the right leaf's
+    bit goes above it (bit d, 2^(d+1) entries; ``unit_bit`` says which bit, -1 for the
+    others). Other leaves keep their own tables, or none (integrated per row)."""
     index = {int(n): i for i, n in enumerate(leaf_node)}
-    found = [(index.get(lo), index.get(hi), bit) for lo, hi, bit in siblings]
-    pairs = [
-        (lo, hi, bit)
-        for lo, hi, bit in found
-        if lo is not None and hi is not None and table_off[lo] >= 0 and table_off[hi] >= 0
-    ]
-    a = np.array([lo for lo, _, _ in pairs], dtype=np.int64)
-    b = np.array([hi for _, hi, _ in pairs], dtype=np.int64)
+    pairs = []
+    for lo, hi, bit, new in siblings:
+        first, second = index.get(lo, -1), index.get(hi, -1)
+        if min(first, second) >= 0 and min(table_off[first], table_off[second]) >= 0:
+            pairs.append((first, second, bit, new))
+    a = np.array([p[0] for p in pairs], dtype=np.int64)
+    b = np.array([p[1] for p in pairs], dtype=np.int64)
+    pair_bit = np.array([p[2] for p in pairs], dtype=np.int64)
+    wide = np.array([not p[3] for p in pairs], dtype=bool)
     paired = np.zeros(len(leaf_node), dtype=bool)
     paired[a] = paired[b] = True
     single = np.flatnonzero(~paired)
     unit_leaf = np.concatenate([a, single])
     unit_sib = np.concatenate([leaf_node[b], np.full(len(single), -1, dtype=np.int64)])
-    unit_bit = np.concatenate(
-        [np.array([bit for _, _, bit in pairs], dtype=np.int64), np.zeros(len(single), np.int64)]
-    )
+    unit_bit = np.concatenate([np.where(wide, pair_bit, -1), np.full(len(single), -1)])
     d_unit = leaf_d[unit_leaf]
-    sizes = np.where(table_off[unit_leaf] >= 0, d_unit << (d_unit + (unit_sib >= 0)), 0)
+    sizes = np.where(table_off[unit_leaf] >= 0, d_unit << (d_unit + (unit_bit >= 0)), 0)
     unit_table = np.where(table_off[unit_leaf] >= 0, np.cumsum(sizes) - sizes, -1)
     out = np.zeros(int(sizes.sum()))
     for u in np.flatnonzero((unit_sib < 0) & (unit_table >= 0)):
@@ -269,18 +271,23 @@ def _pair_siblings(
         start = table_off[unit_leaf[u]]
         out[unit_table[u] : unit_table[u] + n] = tables[start : start + n]
     for d in np.unique(leaf_d[a]):
-        idx = np.arange(2 << d)
-        p_first = idx & ((1 << d) - 1)
         k = np.arange(d)
-        same = np.flatnonzero(leaf_d[a] == d)  # pairs come first among the units
-        for start in range(0, len(same), max(1, (1 << 20) // (d << (d + 1)))):
-            units = same[start : start + max(1, (1 << 20) // (d << (d + 1)))]
-            bit = unit_bit[units][:, None]
-            p_second = (p_first & ~(1 << bit)) | ((idx >> d) << bit)  # (m, 2^(d+1))
-            mine = tables[table_off[a[units]][:, None, None] + p_first[None, :, None] * d + k]
-            theirs = tables[table_off[b[units]][:, None, None] + p_second[:, :, None] * d + k]
-            where = unit_table[units][:, None] + np.arange(d << (d + 1))
-            out[where] = (mine + theirs).reshape(len(units), -1)
+        for is_wide in (False, True):
+            same = np.flatnonzero((leaf_d[a] == d) & (wide == is_wide))  # pairs come first
+            idx = np.arange((2 if is_wide else 1) << d)
+            p_first = idx & ((1 << d) - 1)
+            step = max(1, (1 << 20) // (d * len(idx)))
+            for chunk in range(0, len(same), step):
+                units = same[chunk : chunk + step]
+                flag = pair_bit[units][:, None]
+                if is_wide:
+                    p_second = (p_first & ~(1 << flag)) | ((idx >> d) << flag)
+                else:
+                    p_second = p_first ^ (1 << flag)
+                mine = tables[table_off[a[units]][:, None, None] + p_first[None, :, None] * d + k]
+                theirs = tables[table_off[b[units]][:, None, None] + p_second[:, :, None] * d + k]
+                where = unit_table[units][:, None] + np.arange(d * len(idx))
+                out[where] = (mine + theirs).reshape(len(units), -1)
     return unit_leaf, unit_sib, unit_bit, unit_table, out
 
 
@@ -430,7 +437,7 @@ def _rows(
                 j = unit_leaf[u]
                 d = leaf_d[j]
                 pattern = ~fail[leaf_node[j]] & ((np.int64(1) << d) - 1)
-                if unit_sib[u] >= 0:  # the right sibling's bit, above the left's pattern
+                if unit_bit[u] >= 0:  # the right sibling's bit, above the left's pattern
                     pattern |= ((~fail[unit_sib[u]] >> unit_bit[u]) & 1) << d
                 patterns[r - start, u] = pattern
         for u in range(len(unit_leaf)):

@@ -106,10 +106,11 @@ def test_lightgbm_deep_leafwise_trees_equal_lightgbms_tabulated_or_per_row(
     assert full is not None and mixed is not None and none is not None
     assert int(full.leaf_d.max()) > 6  # leaf-wise growth: long paths
     assert full.tabulated_leaves == len(full.leaf_d)
-    # sibling leaves looked up together, also under a split on a feature already on the path
+    # sibling leaves looked up together, under a split on a new feature and on one already
+    # on the path (the wider table); other leaves alone
     pairs = full.unit_sib >= 0
     assert pairs.any() and (~pairs).any()
-    assert np.any(pairs & (full.unit_bit < full.leaf_d[full.unit_leaf] - 1))
+    assert np.any(pairs & (full.unit_bit < 0)) and np.any(pairs & (full.unit_bit >= 0))
     assert 0 < mixed.tabulated_leaves < len(mixed.leaf_d) and none.tabulated_leaves == 0
     values = rows.to_numpy()
     for trees in (full, mixed, none):
