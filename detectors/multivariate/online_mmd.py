@@ -165,6 +165,37 @@ class OnlineMMD:
         out.reset()
         return out
 
+    def state(self) -> dict[str, object]:
+        """The run so far (the last ``W - 1`` rows, their reference terms, the step) as
+        plain values, for a checkpoint: a restart goes on with the same run instead of
+        waiting ``W`` rows for a full window and restarting its calibrated steps."""
+        return {
+            "window": self.window,
+            "expected_run_time": self.expected_run_time,
+            "dims": int(self.reference.shape[1]),
+            "steps": int(self.steps),
+            "rows": self._rows.tolist(),
+            "cross": self._cross.tolist(),
+            "statistic": self.statistic,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Go on with a run saved by :meth:`state`; ``ValueError`` when it comes from a
+        detector of another window, run time or width (its steps would mean other
+        thresholds), and this detector then stays at the start of a run."""
+        same = (state.get("window"), state.get("expected_run_time"), state.get("dims"))
+        if same != (self.window, self.expected_run_time, int(self.reference.shape[1])):
+            raise ValueError(f"online MMD state of another detector {same}")
+        rows = np.asarray(state["rows"], dtype=np.float64).reshape(-1, self.reference.shape[1])
+        cross = np.asarray(state["cross"], dtype=np.float64)
+        steps = int(state["steps"])  # type: ignore[call-overload]
+        if len(rows) != len(cross) or len(rows) > self.window - 1 or len(rows) > steps:
+            raise ValueError("online MMD state whose rows do not match its step")
+        statistic = state.get("statistic")
+        self.reset()
+        self.steps, self._rows, self._cross = steps, rows, cross
+        self.statistic = None if statistic is None else float(statistic)  # type: ignore[arg-type]
+
     def threshold_at(self, step: int) -> float:
         """Threshold of the check at ``step`` (the first full window is step ``W - 1``)."""
         return float(self.thresholds[min(step - (self.window - 1), len(self.thresholds) - 1)])

@@ -54,6 +54,7 @@ from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
+from monitor.runtime.side_state import restore_side_state, side_state
 from monitor.runtime.state_loss import StateLoss
 from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import ClosedWindow
@@ -228,16 +229,7 @@ class Agent:
         except SnapshotError as exc:
             log.warning("checkpoint window state unusable (%s); starting windows afresh", exc)
             return {}
-        tracker, saved = self.pipeline.performance, checkpoint.extra.get("performance")
-        if tracker is not None and saved is not None:
-            try:
-                tracker.restore(saved)
-            except (KeyError, TypeError, ValueError) as exc:
-                # the windows resume; only the labels joined so far are lost
-                log.warning("checkpoint performance state unusable (%s); starting it afresh", exc)
-        sequential = self.pipeline.evaluator.sequential
-        if sequential is not None and sequential.restore(checkpoint.extra.get("sequential")):
-            self.exporter.set_sequential_alarms(sequential.alarms())
+        restore_side_state(self.pipeline, checkpoint.extra, self.exporter)
         log.info(
             "restored checkpoint from %.0f with %d partitions",
             checkpoint.created_at,
@@ -452,7 +444,7 @@ class Agent:
                 windows=self.pipeline.windows.snapshot(),
                 reference_hash=self.profile.content_hash,
                 created_at=time.time(),
-                extra=self._checkpoint_extra(),
+                extra=side_state(self.pipeline),
             )
             try:
                 await asyncio.to_thread(self.store.save, snapshot)
@@ -491,17 +483,6 @@ class Agent:
                     sink.write(report)
                 except Exception:
                     log.exception("report sink %s failed", type(sink).__name__)
-
-    def _checkpoint_extra(self) -> dict[str, object]:
-        """State checkpointed beside the windows: the sequential detectors' CUSUMs, and
-        the label join with the windows' performance state."""
-        sequential = self.pipeline.evaluator.sequential
-        extra: dict[str, object] = {}
-        if sequential is not None:
-            extra["sequential"] = sequential.snapshot()
-        if self.pipeline.performance is not None:
-            extra["performance"] = self.pipeline.performance.snapshot()
-        return extra
 
     def _durable_offsets(self) -> dict[tuple[str, int], int]:
         """Next offsets whose records are all in the window state.

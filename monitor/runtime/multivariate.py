@@ -91,6 +91,32 @@ class MultivariateMonitor:
             stat = hit.statistic if hit is not None else detector.statistic
             self.on_online(version, stat, detector.threshold_at(step), hit is not None)
 
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, object]:
+        """Each version's online run and its verdicts not yet on a report, for the
+        checkpoint (docs/agent.md, "State")."""
+        with self._lock:
+            pending = {v: verdict.to_dict() for v, verdict in self._pending.items()}
+        return {"online": {v: d.state() for v, d in self._online.items()}, "pending": pending}
+
+    def restore(self, saved: object) -> None:
+        """Go on with the runs of a checkpoint; a version whose saved run does not fit this
+        detector (another window or run time) starts a new run, with a warning."""
+        if self._online_template is None or not isinstance(saved, dict):
+            return
+        for version, state in dict(saved.get("online") or {}).items():
+            detector = self._online_template.copy()
+            try:
+                detector.restore(state)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("online MMD of version %s starts a new run: %s", version, exc)
+                continue
+            self._online[str(version)] = detector
+        with self._lock:
+            for version, verdict in dict(saved.get("pending") or {}).items():
+                self._pending.setdefault(str(version), OnlineVerdict.from_dict(verdict))
+
     # -- the window (worker) ---------------------------------------------------------------
 
     def attach(self, w: ClosedWindow, report: WindowReport) -> WindowReport:

@@ -78,3 +78,42 @@ def test_thresholds_are_calibrated_per_step_and_settle(detector: OnlineMMD) -> N
 def test_a_reference_too_small_for_the_window_is_named() -> None:
     with pytest.raises(ValueError, match="too small for a window"):
         OnlineMMD(np.zeros((50, 2)), window=40)
+
+
+def test_a_run_saved_and_restored_detects_where_the_uninterrupted_run_does(
+    detector: OnlineMMD,
+) -> None:
+    """A checkpoint in the middle of a run (through JSON, as the agent's checkpoint holds
+    it): the restored detector fires at the same step with the same statistic."""
+    import json
+
+    rng = np.random.default_rng(10)
+    before, after = rng.normal(size=(45, 4)), _correlated(rng, 300)
+    detector.reset()
+    whole = detector.update(np.concatenate([before, after]))
+    assert whole is not None and whole.index >= len(before)
+
+    detector.reset()
+    assert detector.update(before) is None
+    saved = json.loads(json.dumps(detector.state()))
+    restored = detector.copy()
+    assert restored.steps == 0
+    restored.restore(saved)
+    hit = restored.update(after)
+    assert hit is not None
+    assert hit.step == whole.step
+    assert hit.statistic == pytest.approx(whole.statistic, rel=1e-12)
+    # without the saved run the detector starts again and cannot fire at that step
+    fresh = detector.copy().update(after)
+    assert fresh is None or fresh.step != whole.step
+
+
+def test_a_run_of_another_detector_is_refused(detector: OnlineMMD) -> None:
+    detector.reset()
+    detector.update(np.random.default_rng(11).normal(size=(30, 4)))
+    saved = detector.state()
+    for key, value in (("window", 21), ("expected_run_time", 50), ("dims", 3)):
+        with pytest.raises(ValueError, match="another detector"):
+            detector.copy().restore({**saved, key: value})
+    with pytest.raises(ValueError, match="do not match"):
+        detector.copy().restore({**saved, "steps": 3})

@@ -247,3 +247,61 @@ def test_html_report_shows_the_block_and_the_separating_pair(replayed) -> None:
     skipped = replace(report, multivariate=None, multivariate_skipped_reason="time budget")
     page = render_report(skipped, profile, sketch=sketch, evidently=False)
     assert "skipped this window: time budget" in page
+
+
+def test_the_agents_checkpoint_carries_the_online_run_and_its_pending_verdict() -> None:
+    """The online MMD's run and a verdict not yet on a report survive a restart (the
+    agent's checkpoint ``extra``, through JSON): the restored monitor fires on the same
+    row as the uninterrupted one, and hands the earlier verdict to its window."""
+    from monitor.ingest.batch import DecodedBatch
+    from monitor.runtime.multivariate import MultivariateMonitor
+
+    profile = build_profile(_frame(3000, 0), sample_rows=2000)
+    from detectors.multivariate.settings import OnlineSettings
+
+    online = OnlineSettings(
+        enabled=True,
+        window=40,
+        expected_run_time=2000,
+        simulations=4000,
+        sample_fraction=1.0,
+        reference_rows=1000,
+    )
+    settings = MultivariateSettings(enabled=True, test="mmd", device="numpy", online=online)
+
+    def batch(frame: pd.DataFrame, first: int) -> DecodedBatch:
+        n = len(frame)
+        return DecodedBatch(
+            columns={c: frame[c].to_numpy() for c in frame.columns},
+            event_time=np.arange(first, first + n, dtype=np.float64),
+            request_id=np.array([None] * n, dtype=object),
+            row_key=np.arange(first, first + n, dtype=np.uint64),
+            model_version=np.array(["v1"] * n, dtype=object),
+            traceparent=np.array([None] * n, dtype=object),
+            partition=np.zeros(n, dtype=np.int32),
+            offset=np.arange(first, first + n, dtype=np.int64),
+        )
+
+    quiet, changed = _frame(60, 5), _frame(400, 6, rho=0.95)
+    changed["f0"] += 1.5
+    fired: list[tuple[float | None, bool]] = []
+    whole = MultivariateMonitor(
+        profile, settings, on_online=lambda v, s, t, hit: fired.append((s, hit))
+    )
+    whole.observe(batch(quiet, 0))
+    whole.observe(batch(changed, 60))
+    want = whole.snapshot()["pending"]
+    assert want, "the uninterrupted run fires on the changed rows"
+
+    first = MultivariateMonitor(profile, settings)
+    first.observe(batch(quiet, 0))
+    saved = json.loads(json.dumps(first.snapshot()))
+    again = MultivariateMonitor(profile, settings)
+    again.restore(saved)
+    again.observe(batch(changed, 60))
+    assert again.snapshot()["pending"] == want
+
+    # a pending verdict itself is carried: restored, it reaches the window holding it
+    carried = MultivariateMonitor(profile, settings)
+    carried.restore(json.loads(json.dumps(whole.snapshot())))
+    assert carried.snapshot()["pending"] == want
