@@ -61,7 +61,12 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 def agent_identity(state_dir: Path, configured: str | None) -> tuple[str, int]:
     """(agent id, epoch): the id made once per state directory, the epoch one more than
-    at the last start. Both are written (and fsynced) before anything is published."""
+    at the last start. Both are written (and fsynced) before anything is published.
+
+    A configured id outlives the directory (a pod restarted on a node with no disk keeps
+    its name): with no epoch file it starts at the wall clock's seconds, above any epoch an
+    earlier process of that name counted to, whose partials would otherwise make this
+    one's stale."""
     state_dir.mkdir(parents=True, exist_ok=True)
     id_path, epoch_path = state_dir / "agent-id", state_dir / "agent-epoch"
     agent_id = configured
@@ -76,7 +81,7 @@ def agent_identity(state_dir: Path, configured: str | None) -> tuple[str, int]:
     try:
         epoch = int(epoch_path.read_text().strip()) + 1
     except (FileNotFoundError, ValueError):
-        epoch = 1
+        epoch = 1 if configured is None else int(time.time())
     write_durably(epoch_path, str(epoch).encode())
     return agent_id, epoch
 

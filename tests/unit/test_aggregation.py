@@ -5,6 +5,7 @@ idempotent, fenced, following hand-offs between owners)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -367,6 +368,11 @@ def test_agent_identity_is_kept_and_the_epoch_grows(tmp_path: Path) -> None:
     assert agent_identity(tmp_path, "pod-7")[0] == "pod-7"
     b, e = agent_identity(tmp_path / "fresh", None)
     assert b != a1 and e == 1
+    # a configured name whose directory is gone: above what its last process counted to
+    before = time.time()
+    name, epoch = agent_identity(tmp_path / "no-disk", "pod-7")
+    assert name == "pod-7" and epoch >= int(before) > 1_000_000
+    assert agent_identity(tmp_path / "no-disk", "pod-7")[1] == epoch + 1
 
 
 def test_publisher_sends_in_order_and_retries_until_acknowledged() -> None:
