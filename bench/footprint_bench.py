@@ -5,10 +5,15 @@ window, and the agent's resident memory idle and under a steady 10k records/s.
   of 1,000,000 rows fed to :class:`detectors.sketch.WindowSketch` in 100k-row batches and
   tested (``evaluate_window``), best of ``--repeat``; sketch µs/record is the update time
   over the rows, and a cProfile of one update says where the time goes;
+* ``imports``: where an idle agent's memory goes: in fresh interpreters, the resident
+  memory each library adds when imported in the agent's order, then what the agent's own
+  modules add, and which heavy libraries importing the agent loads;
 * ``rss``: the real agent (``python3 -m monitor.cli run``) against an embedded Tansu
   broker, once per Kafka client: resident memory (VmRSS) after start-up with no traffic,
   then while records arrive at ``--rate`` a second for ``--seconds`` (10 s windows), and
-  the records it decoded, from its own ``/metrics``.
+  the records it decoded, from its own ``/metrics``. The reference is built as
+  ``driftline reference build`` builds it (with its run-length calibration and no-change
+  laws), so the agent does not simulate them at start-up.
 
 The library code comes from ``PYTHONPATH``, so running this file against another checkout
 (``PYTHONPATH=/path/to/old python3 /path/to/new/bench/footprint_bench.py``) gives that
@@ -88,6 +93,49 @@ def window(repeat: int) -> dict[str, Any]:
     return {**best, "columns": len(arrays), "rows": WINDOW_ROWS, "profile": lines}
 
 
+# Imported in this order, each in the same fresh interpreter after the ones before it: the
+# libraries of the agent's running path, then the agent itself (docs/architecture.md,
+# "Imports on the agent's path").
+IMPORT_STEPS = (
+    ("python", ()),
+    ("numpy", ("numpy",)),
+    ("scipy.special", ("scipy.special",)),
+    ("msgspec, aiokafka", ("msgspec", "aiokafka")),
+    ("prometheus_client", ("prometheus_client",)),
+    ("pydantic, yaml, orjson", ("pydantic", "yaml", "orjson")),
+    ("driftline's modules", ("monitor.cli", "monitor.runtime.aggregator", "monitor.runtime.agent")),
+)
+HEAVY = ("pandas", "pyarrow", "scipy.stats", "opentelemetry", "evidently", "confluent_kafka")
+
+_IMPORTS_SCRIPT = """
+import importlib, json, sys
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+out = []
+for label, modules in json.loads(sys.argv[1]):
+    for m in modules:
+        importlib.import_module(m)
+    out.append([label, rss()])
+heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
+print(json.dumps({"steps": out, "heavy": heavy}))
+"""
+
+
+def imports() -> dict[str, Any]:
+    """Resident memory after each step of ``IMPORT_STEPS`` (KiB), in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_SCRIPT, json.dumps(IMPORT_STEPS), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+        cwd=tempfile.gettempdir(),  # not a checkout: the library comes from PYTHONPATH
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -116,10 +164,15 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
 
     from bench import agent_bench, data
     from detectors.profile import build_profile
+    from detectors.reference_laws import with_reference_laws
+    from detectors.sequential_calibration import calibrate_sequential
     from monitor.demo.broker import TansuBroker, free_port
 
     work = Path(tempfile.mkdtemp(prefix="driftline-footprint-"))
-    profile = build_profile(data.reference(), schema=data.schema()).save(work / "ref.json")
+    frame = data.reference()
+    built = build_profile(frame, schema=data.schema())
+    built = with_reference_laws(built.with_sequential(calibrate_sequential(built, frame)))
+    profile = built.save(work / "ref.json")
     port = free_port()
     with TansuBroker() as broker:
         topic = "predictions"
@@ -148,6 +201,7 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
             stdout=subprocess.DEVNULL,
             stderr=open(work / "agent.log", "wb"),  # noqa: SIM115 - the child owns it
             env=dict(os.environ),
+            cwd=work,  # not a checkout: the library comes from PYTHONPATH
         )
         try:
             deadline = time.monotonic() + 120
@@ -243,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="aiokafka,confluent")
     p.add_argument("--skip-window", action="store_true")
     p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--skip-imports", action="store_true")
     p.add_argument("--output", type=Path)
     p.add_argument("--baseline", metavar="COMMIT", help="compare the window with COMMIT's code")
     p.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each code")
@@ -264,6 +319,15 @@ def main(argv: list[str] | None = None) -> int:
             f"({w['update_wall'] + w['evaluate_wall']:.3f} s wall)"
         )
         print("\n".join(w["profile"]))
+    if not args.skip_imports:
+        imp = imports()
+        out["imports"] = imp
+        print("resident memory while importing the agent's path (fresh interpreter):")
+        before = 0
+        for label, kib in imp["steps"]:
+            print(f"  {label:<24} +{(kib - before) / 1024:6.1f} MiB  = {kib / 1024:6.1f} MiB")
+            before = kib
+        print(f"  heavy libraries loaded: {', '.join(imp['heavy']) or 'none'}")
     if not args.skip_rss:
         out["rss"] = []
         for client in [c for c in args.clients.split(",") if c]:

@@ -75,9 +75,9 @@ class InjectorSettings(_Section):
     metrics_port: int = Field(9108, ge=1, le=65535)
     resources: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {
-            # measured (docs/benchmarks.md, "Throughput and footprint"); the chart's defaults too
-            "requests": {"cpu": "200m", "memory": "320Mi"},
-            "limits": {"cpu": "1", "memory": "512Mi"},
+            # measured (docs/benchmarks.md, "Footprint"); the chart's defaults too
+            "requests": {"cpu": "200m", "memory": "160Mi"},
+            "limits": {"cpu": "1", "memory": "320Mi"},
         }
     )
     init_resources: dict[str, dict[str, str]] = Field(
