@@ -224,7 +224,10 @@ def _fast(
         return None
     if trees is None:
         return None
-    rows = background.head(_CHECK_ROWS)
+    rows = background
+    if loaded.library == "lightgbm":  # rows with missing values go to LightGBM (below)
+        rows = rows.dropna()
+    rows = rows.head(_CHECK_ROWS)
     if len(rows) == 0:
         rows = pd.DataFrame(np.zeros((1, len(loaded.features))), columns=loaded.features)
     theirs, base = native.compute(rows)
