@@ -20,6 +20,7 @@ import pytest
 
 from monitor.config.aggregation import partials_topic_for
 from monitor.demo.broker import TansuBroker
+from tests.integration import agent_helpers
 from tests.integration.agent_helpers import (
     BASE_TIME,
     MODEL,
@@ -71,9 +72,16 @@ def phases() -> list[list[Message]]:
     ]
 
 
+@pytest.mark.parametrize("client", ["aiokafka", "confluent"])
 def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agent(
-    tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
+    tmp_path: Path,
+    kafka_topic: KafkaTopicFactory,
+    broker_session: TansuBroker,
+    client: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # both clients restore a newly assigned partition before handing out its records
+    monkeypatch.setattr(agent_helpers, "CLIENT", client)
     bootstrap = broker_session.bootstrap
     topic = kafka_topic(PARTITIONS)
     partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
