@@ -89,10 +89,6 @@ class ColumnarReader:
         columns = list(dict.fromkeys(self._features + self._predictions))
         attrs = {name: f"c{i}" for i, name in enumerate(columns)}
         self._columns = columns
-        # One row of the batch's table: float64 for the numeric features, objects for the
-        # rest (text, and a prediction column that is only a feature's fallback)
-        numeric = {n for n in self._features if self._kinds[n] is Kind.NUMERIC}
-        self._row = np.dtype([(attrs[n], float if n in numeric else object) for n in columns])
 
         def typed(name: str) -> Any:
             return float | None if self._kinds[name] is Kind.NUMERIC else str | None
@@ -199,7 +195,11 @@ class ColumnarReader:
         n_messages: int,
     ) -> DecodedBatch:
         n = len(structs)
-        by_name = self._by_column(structs)
+        # one tuple per record, transposed: a column per struct field, in field order
+        # (about twice as fast as one attribute getter per column)
+        records = map(astuple, map(_F, structs))
+        fields = list(zip(*records, strict=True)) or [()] * len(self._columns)
+        by_name = dict(zip(self._columns, fields, strict=True))
         columns: dict[str, np.ndarray] = {}
         for name in self._features:
             column = _column(by_name[name], self._kinds[name])
@@ -250,19 +250,6 @@ class ColumnarReader:
             logged = list(map(_A, structs))
             batch.attributions, batch.attribution_codes = self.attributions.convert_typed(logged)
         return batch
-
-    def _by_column(self, structs: list[Any]) -> dict[str, Any]:
-        """Each column's values by name. Usually one table of the batch, numpy filling its
-        float64 fields from the struct tuples in C (null becomes NaN); where a numeric key is
-        absent from some record (UNSET fits no float), the tuples transposed instead."""
-        try:
-            table = np.fromiter(map(astuple, map(_F, structs)), self._row, len(structs))
-        except (TypeError, ValueError):
-            # one tuple per record, transposed: a column per struct field, in field order
-            records = map(astuple, map(_F, structs))
-            fields = list(zip(*records, strict=True)) or [()] * len(self._columns)
-            return dict(zip(self._columns, fields, strict=True))
-        return {name: table[f"c{i}"] for i, name in enumerate(self._columns)}
 
 
 def _column(values: Sequence[Any], kind: Kind) -> np.ndarray | None:

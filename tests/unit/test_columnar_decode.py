@@ -181,8 +181,8 @@ def test_a_shape_other_than_the_default_has_no_columnar_path() -> None:
 
 @st.composite
 def full_record(draw: st.DrawFn) -> bytes:
-    """A clean record naming every numeric feature (a number or null): the batch table's
-    path, where numpy fills the float64 columns."""
+    """A clean record naming every numeric feature (a number or null): every column of
+    the batch present, the columnar path's usual case."""
     features: dict[str, Any] = {"age": draw(NUMBERS), "income": draw(NUMBERS)}
     if draw(st.booleans()):
         features["country"] = draw(st.none() | st.sampled_from(["DE", "FR", ""]))
@@ -196,20 +196,7 @@ def full_record(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(full_record(), min_size=1, max_size=40))
-def test_the_batch_table_and_the_general_reader_agree(values: list[bytes]) -> None:
+def test_clean_full_records_and_the_general_reader_agree(values: list[bytes]) -> None:
     messages = [RawMessage(value=v, partition=0, offset=i) for i, v in enumerate(values)]
     fast, general = both(messages)
     assert fast == general
-
-
-def test_the_batch_table_is_taken_unless_a_numeric_key_is_absent() -> None:
-    reader = Decoder(RecordConfig(), SCHEMA).columnar
-    assert reader is not None
-    full = [b'{"features": {"age": 1, "income": null, "country": "DE"}, "prediction": 0.5}']
-    full.append(b'{"features": {"age": 2.5, "income": 3}}')
-    columns = reader._by_column([reader._decode(v) for v in full])
-    assert isinstance(columns["age"], np.ndarray) and columns["age"].dtype == np.float64
-    np.testing.assert_array_equal(columns["income"], [np.nan, 3.0])
-    lacking = [*full, b'{"features": {"age": 4}}']  # no income: the tuples, as before
-    columns = reader._by_column([reader._decode(v) for v in lacking])
-    assert isinstance(columns["age"], tuple)
