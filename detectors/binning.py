@@ -19,6 +19,9 @@ a lower cell is below the value and an edge in a higher cell is above it; only t
 sharing the value's cell need comparing, and those comparisons are exact. Values in the
 rare cells holding more than two edges (quantiles of a very heavy tail crowded together)
 take the binary search, so every input gets the searchsorted answer whatever the edges.
+The tables take 16–24 KiB a column with 1,028 cells (enough for the benchmark data's
+columns), at most about 1.6 MiB with 65,540 (quantiles crowded into a tiny part of the
+range); each is built once per profile and column.
 """
 
 from __future__ import annotations
