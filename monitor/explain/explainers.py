@@ -207,6 +207,8 @@ def _fast(
     splits, or the two disagree with ``native`` (the library's own TreeSHAP, shap's for
     scikit-learn) on reference rows. The expected value is ``native``'s (a booster's
     intercept is not in shap's parse of every version)."""
+    if "c" in (getattr(loaded.model, "feature_types", None) or ()):
+        return None  # XGBoost's categorical splits: shap's parse reads them as thresholds
     try:
         shap = importlib.import_module("shap")
         ensemble = shap.TreeExplainer(loaded.model).model

@@ -215,3 +215,18 @@ def test_without_a_writable_cache_the_kernel_compiles_uncached_and_without_numba
     explainer = make_explainer(load_model(tmp_path / "m.json"), x, device="cpu")
     assert explainer.engine == "xgboost"
     np.testing.assert_allclose(explainer.explain(x.head(100)), native, rtol=0, atol=1e-6)
+
+
+def test_xgboost_categorical_splits_stay_with_xgboost(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    x = pd.DataFrame({"a": rng.normal(size=2000), "c": pd.Categorical(rng.integers(0, 5, 2000))})
+    y = x.a + 2.0 * (x.c.cat.codes == 2)
+    model = xgb.XGBRegressor(n_estimators=10, max_depth=3, enable_categorical=True)
+    model.fit(x, y).save_model(tmp_path / "m.json")
+    codes = pd.DataFrame({"a": x.a, "c": x.c.cat.codes.astype(float)})
+    explainer = make_explainer(load_model(tmp_path / "m.json"), codes, device="cpu")
+    assert explainer.engine == "xgboost"
+    native = model.get_booster().predict(
+        xgb.DMatrix(x.head(50), enable_categorical=True), pred_contribs=True
+    )
+    np.testing.assert_allclose(explainer.explain(codes.head(50)), native[:, :-1], atol=1e-6)
