@@ -222,7 +222,7 @@ def _fast(
     except ModelLoadError:
         raise
     except Exception as exc:  # shap's parser or numba: the library's own path still works
-        log.info("%s: fast TreeSHAP unavailable (%s); using %s", loaded.path, exc, native)
+        log.info("%s: fast TreeSHAP unavailable (%s); using %s's", loaded.path, exc, native.engine)
         return None
     if trees is None:
         return None
