@@ -163,7 +163,7 @@ def window_bins(reference: AttributionProfile, shap_values: np.ndarray) -> Numer
         ref[j, : p.bins] = p.counts
         ref_means[j, : p.bins] = p.bin_means
         edges[j, : len(p.edges)] = p.edges
-        slot = np.searchsorted(p.edges, phi[:, j], side="left")
+        slot = edge_bins(p.edges, phi[:, j])
         counts = np.bincount(slot, minlength=p.bins)
         sums = np.bincount(slot, weights=phi[:, j], minlength=p.bins)
         cur[j, : p.bins] = counts
@@ -184,6 +184,30 @@ def window_bins(reference: AttributionProfile, shap_values: np.ndarray) -> Numer
         ref_means=ref_means,
         cur_means=cur_means,
     )
+
+
+#: Relative distance (to the edges' scale) within which a SHAP value is taken to be the
+#: edge itself. A tree model's SHAP values are few distinct numbers and the reference's
+#: quantile edges are among them; the same value computed in another summation order (a
+#: window's explainer, or the model server's own) lands 1e-15 away, on either side.
+EDGE_TOLERANCE = 1e-9
+
+
+def edge_bins(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Bins ``(e[i-1], e[i]]`` of ``values`` on a profile's ``edges``, as
+    ``searchsorted(side="left")`` but with values within :data:`EDGE_TOLERANCE` of a
+    reference value counted as that value: rounding must not move attributions between
+    bins. The edges are reference values except the first, one ulp below the minimum
+    (``numeric_edges``), so a value just below the minimum counts as the minimum."""
+    slot = np.searchsorted(edges, values, side="left")
+    if len(edges) < 2:
+        return slot
+    scale = float(np.max(np.abs(edges[np.isfinite(edges)]), initial=0.0)) or 1.0
+    tol = EDGE_TOLERANCE * scale
+    below = np.maximum(slot - 1, 1)
+    down = (slot >= 2) & (values - edges[below] <= tol)  # just above a reference value
+    up = (slot == 0) & (np.nextafter(edges[0], np.inf) - values <= tol)  # just below the min
+    return np.where(down, slot - 1, np.where(up, 1, slot))
 
 
 def distribution_tests(

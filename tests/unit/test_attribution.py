@@ -14,6 +14,7 @@ from detectors.attribution import (
     attribution_profile,
     bootstrap_change,
     drift_ratio,
+    edge_bins,
     impact,
     ndcg,
     window_bins,
@@ -219,3 +220,23 @@ def test_attribution_block_round_trips_in_the_window_report() -> None:
     old = report.to_dict()
     del old["attribution"]
     assert WindowReport.from_dict(old).attribution is None
+
+
+def test_a_value_an_ulp_from_an_edge_is_binned_as_the_edge() -> None:
+    """SHAP values equal up to summation order stay in their bin (the reference's
+    minimum included); all others are binned as ``searchsorted(side="left")`` bins them."""
+    from detectors.column_profiles import numeric_edges
+
+    rng = np.random.default_rng(3)
+    reference = np.round(rng.normal(0, 2, 3000), 2)  # few distinct values, as a tree's
+    edges = numeric_edges(reference, 20)
+    exact = np.searchsorted(edges, reference, side="left")
+    for jitter in (4e-16, -4e-16, 2e-15, -2e-15):
+        assert np.array_equal(edge_bins(edges, reference * (1 + jitter) + jitter), exact)
+    assert np.array_equal(edge_bins(edges, np.nextafter(reference, np.inf)), exact)
+    assert np.array_equal(edge_bins(edges, np.nextafter(reference, -np.inf)), exact)
+    other = rng.normal(0, 3, 2000)  # away from every edge: searchsorted's bins
+    other = other[np.min(np.abs(other[:, None] - edges[None, :]), axis=1) > 1e-6]
+    assert np.array_equal(edge_bins(edges, other), np.searchsorted(edges, other, side="left"))
+    below = reference.min() - 1e-3  # truly below the minimum: the first bin
+    assert edge_bins(edges, np.array([below]))[0] == 0
