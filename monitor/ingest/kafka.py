@@ -129,6 +129,9 @@ class KafkaSource:
         # Partitions whose state on_assign is restoring: their records, fetched meanwhile,
         # are not handed out (they are read again from where the state ends).
         self._restoring: set[tuple[str, int]] = set()
+        # The first offset of each such partition's records set aside, so a partition whose
+        # state is not restored (a labels topic's, one with no state) is read again there.
+        self._set_aside: Offsets = {}
         self._probe: asyncio.Task[None] | None = None
 
     async def start(self, stop: asyncio.Event) -> bool:
@@ -208,10 +211,12 @@ class KafkaSource:
         """
         assert self.consumer is not None
         restored = await self._restore_assigned(assigned)
+        sought: set[tuple[str, int]] = set()
         for tp in assigned:
             key = (tp.topic, tp.partition)
             if key in restored:
                 self.consumer.seek(tp, restored[key])
+                sought.add(key)
                 continue
             want = self.start_offsets.pop(key, None)
             if want is not None:
@@ -242,7 +247,13 @@ class KafkaSource:
                     continue
                 want, why = own, "last checkpointed offset (not committed)"
             self.consumer.seek(tp, want)
+            sought.add(key)
             log.info("partition %s-%d resumes at %s %d", tp.topic, tp.partition, why, want)
+        for tp in assigned:  # records poll set aside during the restore, not sought past
+            first = self._set_aside.get((tp.topic, tp.partition))
+            if first is not None and (tp.topic, tp.partition) not in sought:
+                self.consumer.seek(tp, first)
+        self._set_aside.clear()
         # The checkpoint speaks for the first assignment only: a partition it names that
         # another member got is that member's now, and is sought back to only if its
         # committed offset is behind what this agent's state holds (the branch above).
@@ -305,7 +316,9 @@ class KafkaSource:
             self.up = True  # else the probe decides: an empty fetch proves nothing
         out: list[SourceMessage] = []
         for tp, msgs in records.items():
-            if msgs and (tp.topic, tp.partition) not in self._restoring:
+            if msgs and (tp.topic, tp.partition) in self._restoring:
+                self._set_aside.setdefault((tp.topic, tp.partition), msgs[0].offset)
+            elif msgs:
                 out.extend(msgs)
                 self.polled[(tp.topic, tp.partition)] = msgs[-1].offset + 1
         self.positions.update(self.polled)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.integration.agent_helpers import (
     AgentProcess,
     Message,
     as_messages,
+    committed_offsets,
     read_reports,
     reference_profile,
     wait_for,
@@ -102,18 +104,48 @@ def same_block(got: PerformanceResult, want: PerformanceResult) -> None:
         assert math.isclose(x, y, rel_tol=TOL, abs_tol=TOL), (name, x, y)
 
 
-def test_aggregated_windows_carry_the_lone_agents_performance_and_revisions(
+@dataclass
+class Scenario:
+    """Three agents, an aggregator and a lone agent on a predictions topic and a labels
+    topic of PARTITIONS partitions each, with their traffic."""
+
+    bootstrap: str
+    preds: str
+    labels_topic: str
+    alone: Path
+    agents: list[Path]
+    aggregator: Path
+    group: str
+    records: list[dict[str, Any]]
+    labels: list[dict[str, Any]]
+    part: list[int]
+    flush: list[dict[str, Any]]
+
+    def send_predictions(self, idx: Sequence[int]) -> None:
+        """Records ``idx``, record i to partition ``i % PARTITIONS``."""
+        msgs = as_messages([self.records[i] for i in idx])
+        produce(self.bootstrap, self.preds, msgs, [self.part[i] for i in idx])
+
+    def send_labels(self, idx: Sequence[int]) -> None:
+        """Their labels, each to its prediction's partition."""
+        msgs = as_messages([self.labels[i] for i in idx])
+        produce(self.bootstrap, self.labels_topic, msgs, [self.part[i] for i in idx])
+
+    def send_flush(self) -> None:
+        produce(self.bootstrap, self.preds, as_messages(self.flush), list(range(PARTITIONS)))
+
+
+def scenario(
     tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
-) -> None:
+) -> Scenario:
     bootstrap = broker_session.bootstrap
     preds, labels_topic = kafka_topic(PARTITIONS), kafka_topic(PARTITIONS)
     partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
     broker_session.create_topic(partials, 1)
     # one labelled profile for every process (the same reference hash)
     frame = synthetic.reference_frame(20_000, seed=0)
-    frame["outcome"] = (np.random.default_rng(5).random(len(frame)) < frame["prediction"]).astype(
-        int
-    )
+    outcome = np.random.default_rng(5).random(len(frame)) < frame["prediction"]
+    frame["outcome"] = outcome.astype(int)
     profile = reference_profile()
     reference = replace(profile, performance=learn_performance(profile, frame, "outcome")).save(
         tmp_path / "reference.json"
@@ -133,22 +165,15 @@ def test_aggregated_windows_carry_the_lone_agents_performance_and_revisions(
         data = yaml.safe_load(files.config.read_text())
         data["reference"] = str(reference)
         data["aggregation"] = aggregation
-        data["state"]["changelog_name"] = name
         data["labels"] = {"source": "kafka", "topic": labels_topic, "wait_for_prediction": "1h"}
         data["kpis"] = [{"name": "revenue", "from": "labels"}]
         files.config.write_text(yaml.safe_dump(data, sort_keys=False))
         return files.config
 
-    alone_cfg = config("alone", f"alone-{run}", {"role": "none"})
-    agent_cfgs = [
-        config(f"agent{i}", f"agents-{run}", {**scale, "role": "agent"}) for i in range(3)
-    ]
-    agg_cfg = config("aggregator", f"agents-{run}", {**scale, "role": "aggregator"})
-
+    group = f"agents-{run}"
     windows = window_traffic(windows=len(ROWS), rows=list(ROWS), size=SIZE, seed=51)
     rng = np.random.default_rng(52)
     records = [r for w in windows for r in w]
-    part = [i % PARTITIONS for i in range(len(records))]
     labels = [
         {
             "request_id": r["request_id"],
@@ -158,56 +183,153 @@ def test_aggregated_windows_carry_the_lone_agents_performance_and_revisions(
         }
         for r in records
     ]
-    flush = [
-        {**records[0], "request_id": f"flush-{p}", "timestamp": FLUSH_AT} for p in range(PARTITIONS)
-    ]
+    return Scenario(
+        bootstrap=bootstrap,
+        preds=preds,
+        labels_topic=labels_topic,
+        alone=config("alone", f"alone-{run}", {"role": "none"}),
+        agents=[config(f"agent{i}", group, {**scale, "role": "agent"}) for i in range(3)],
+        aggregator=config("aggregator", group, {**scale, "role": "aggregator"}),
+        group=group,
+        records=records,
+        labels=labels,
+        part=[i % PARTITIONS for i in range(len(records))],
+        flush=[
+            {**records[0], "request_id": f"flush-{p}", "timestamp": FLUSH_AT}
+            for p in range(PARTITIONS)
+        ],
+    )
+
+
+def start(s: Scenario) -> list[AgentProcess]:
+    """The lone agent, the three agents and the aggregator, once each holds its share."""
+    procs = [AgentProcess(c).start() for c in [s.alone, *s.agents, s.aggregator]]
+    wait_for(
+        lambda: all(p.assignments() and p.assignments()[-1] for p in procs[1:4]),
+        "three agents with a partition each",
+        timeout=40.0,
+    )
+    wait_for(lambda: procs[4].assignments(), "the aggregator's assignment", timeout=30.0)
+    return procs
+
+
+def compare(tmp_path: Path, coverage_waits: bool = False) -> dict[float, WindowReport]:
+    """Every window's latest aggregated block equals the lone agent's; the aggregated.
+    ``coverage_waits``: a window may have been judged at the deadline, with every row
+    (a partition's coverage was not known in time: that is about windows, not labels)."""
+    alone = latest(tmp_path / "alone" / "reports.jsonl")
+    merged = latest(tmp_path / "aggregator" / "reports.jsonl")
+    assert sorted(alone) == sorted(merged)
+    for start_, want in alone.items():
+        got = merged[start_]
+        assert got.rows == want.rows
+        assert not got.partial or (coverage_waits and got.partial_reason == "coverage")
+        assert got.performance is not None and want.performance is not None
+        same_block(got.performance, want.performance)
+    w0 = BASE_TIME
+    for side in (merged[w0].performance, alone[w0].performance):
+        assert side is not None and side.revised  # window 0: revised by its late labels
+    return merged
+
+
+def test_aggregated_windows_carry_the_lone_agents_performance_and_revisions(
+    tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
+) -> None:
+    s = scenario(tmp_path, kafka_topic, broker_session)
     first = sum(ROWS[:2])  # windows 0 and 1
     held = [i for i in range(ROWS[0]) if i % 3 == 0]  # a third of window 0's labels: late
     early = [i for i in range(first) if i not in set(held)]
-
-    def send_labels(idx: list[int]) -> None:  # each to its prediction's partition
-        produce(
-            bootstrap, labels_topic, as_messages([labels[i] for i in idx]), [part[i] for i in idx]
-        )
-
-    procs = [AgentProcess(c) for c in [alone_cfg, *agent_cfgs, agg_cfg]]
+    agg_reports = tmp_path / "aggregator" / "reports.jsonl"
+    alone_reports = tmp_path / "alone" / "reports.jsonl"
+    procs: list[AgentProcess] = []
     try:
-        for p in procs:
-            p.start()
-        wait_for(
-            lambda: all(p.assignments() and p.assignments()[-1] for p in procs[1:4]),
-            "three agents with a partition each",
-            timeout=40.0,
-        )
-        wait_for(lambda: procs[4].assignments(), "the aggregator's assignment", timeout=30.0)
+        procs = start(s)
         # windows 0-1 and their labels (but the held third), then windows 2-3 close 0-1
-        produce(bootstrap, preds, as_messages(records[:first]), part[:first])
-        send_labels(early)
-        produce(bootstrap, preds, as_messages(records[first:]), part[first:])
-        agg_reports = tmp_path / "aggregator" / "reports.jsonl"
-        alone_reports = tmp_path / "alone" / "reports.jsonl"
+        s.send_predictions(range(first))
+        s.send_labels(early)
+        s.send_predictions(range(first, len(s.records)))
         wait_for(lambda: BASE_TIME in latest(agg_reports), "aggregated window 0", 60.0)
         wait_for(lambda: BASE_TIME in latest(alone_reports), "the lone agent's window 0", 60.0)
         # the held labels of window 0 (after it closed), the rest, then the flush records
-        rest = held + list(range(first, len(records)))
-        send_labels(rest)
-        produce(bootstrap, preds, as_messages(flush), list(range(PARTITIONS)))
+        s.send_labels(held + list(range(first, len(s.records))))
+        s.send_flush()
         wait_for(lambda: fully_labelled(alone_reports), "the lone agent's labelled windows", 90.0)
         wait_for(lambda: fully_labelled(agg_reports), "the aggregated labelled windows", 90.0)
     finally:
         for p in procs:
             p.stop()
-    alone, merged = latest(alone_reports), latest(agg_reports)
-    assert sorted(alone) == sorted(merged)
-    for start, want in alone.items():
-        got = merged[start]
-        assert got.rows == want.rows and not got.partial
-        assert got.performance is not None and want.performance is not None
-        same_block(got.performance, want.performance)
-    # window 0 was revised by its late labels, on both sides
-    w0 = BASE_TIME
-    first_reports = [r for r in read_reports(agg_reports) if r.window_start == w0]
+    compare(tmp_path)
+    first_reports = [r for r in read_reports(agg_reports) if r.window_start == BASE_TIME]
     assert first_reports[0].performance is not None
     assert first_reports[0].performance.labeled_rows < ROWS[0]
-    for side in (merged[w0].performance, alone[w0].performance):
-        assert side is not None and side.revised
+
+
+def test_an_agent_killed_with_its_disk_gone_loses_no_label(
+    tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
+) -> None:
+    """An agent killed with SIGKILL once its predictions and labels of windows 0-1 are
+    committed, its state directory deleted, comes back with a new identity: the
+    partition's state restored from the changelog holds its predictions still waiting for
+    a label, so the labels sent after the restart join there, and every window ends with
+    the lone agent's block."""
+    s = scenario(tmp_path, kafka_topic, broker_session)
+    first = sum(ROWS[:2])
+    held = [i for i in range(first) if i % 3 == 0]  # a third of windows 0-1: after the kill
+    early = [i for i in range(first) if i % 3 != 0]
+    agg_reports = tmp_path / "aggregator" / "reports.jsonl"
+    alone_reports = tmp_path / "alone" / "reports.jsonl"
+    procs: list[AgentProcess] = []
+    restarted: list[AgentProcess] = []
+    try:
+        procs = start(s)
+        s.send_predictions(range(first))
+        s.send_labels(early)
+        want_preds = _high(s.part, range(first))
+        want_labels = _high(s.part, early)
+        wait_for(
+            lambda: (
+                committed_offsets(s.bootstrap, s.group, s.preds, PARTITIONS) == want_preds
+                and committed_offsets(s.bootstrap, s.group, s.labels_topic, PARTITIONS)
+                == want_labels
+            ),
+            "windows 0-1 and their labels committed",
+            timeout=40.0,
+        )
+        victim = procs[1]
+        victim.kill()
+        shutil.rmtree(s.agents[0].parent / "state")  # the new node has no disk
+        restarted = [AgentProcess(s.agents[0]).start()]
+        s.send_predictions(range(first, len(s.records)))
+        s.send_labels(held + list(range(first, len(s.records))))
+        s.send_flush()
+        wait_for(lambda: fully_labelled(alone_reports), "the lone agent's labelled windows", 90.0)
+        try:  # (up to aggregation.deadline more when a partition's coverage waits)
+            wait_for(lambda: fully_labelled(agg_reports), "the aggregated labelled windows", 150.0)
+        except AssertionError:
+            for p in [*procs[2:4], *restarted]:
+                joined = p.metric("driftline_labels_total", outcome="joined")
+                missing = p.metric("driftline_labels_total", outcome="no_prediction")
+                print(p.log_path, "joined", joined, "no_prediction", missing)
+                for (name, lab), v in p.metrics().items():
+                    if any(w in name for w in ("label", "records_total", "lag", "partials")):
+                        print("   ", name, sorted(lab), v)
+            raise
+        agents = [*procs[2:4], *restarted]
+        no_prediction = sum(
+            p.metric("driftline_labels_total", outcome="no_prediction") for p in agents
+        )
+        restored = sum(p.log().count("window state restored from the changelog") for p in agents)
+    finally:
+        for p in [*procs, *restarted]:
+            p.stop()
+    assert restored >= 1, "the victim's partition was restored from the changelog"
+    assert no_prediction == 0
+    compare(tmp_path, coverage_waits=True)
+
+
+def _high(part: list[int], idx: Sequence[int] | range) -> dict[int, int]:
+    """Next offset per partition once records ``idx`` (sent first, in order) are in."""
+    out: dict[int, int] = {}
+    for i in idx:
+        out[part[i]] = out.get(part[i], 0) + 1
+    return out
