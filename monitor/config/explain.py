@@ -43,6 +43,9 @@ class ExplainConfig(Section):
     trust_pickle: bool = False
     trusted_types: list[str] = Field(default_factory=list)
     threads: int | None = Field(None, ge=1)
+    # auto: driftline's TreeSHAP kernel where it applies (fast, loads shap and numba);
+    # library: the model library's own TreeSHAP (slower, less memory for boosters)
+    tree_kernel: Literal["auto", "library"] = "auto"
     ndcg_threshold: float = Field(DEFAULT_NDCG_THRESHOLD, gt=0, le=1)
     min_share: float = Field(DEFAULT_MIN_SHARE, ge=0, lt=1)
     bootstrap: int = Field(DEFAULT_BOOTSTRAP, ge=10)
@@ -94,6 +97,7 @@ class ExplainConfig(Section):
             trust_pickle=self.trust_pickle,
             trusted_types=tuple(self.trusted_types),
             threads=self.threads,
+            tree_kernel=self.tree_kernel,
             attribution=AttributionSettings(
                 ndcg_threshold=self.ndcg_threshold,
                 min_share=self.min_share,

@@ -41,6 +41,7 @@ from monitor.explain.loader import LoadedModel, ModelLoadError
 
 METHODS = ("auto", "tree", "linear", "permutation", "kernel")
 DEVICES = ("auto", "cpu", "cuda")
+TREE_KERNELS = ("auto", "library")
 # Rows of the reference sample the interventional explainers integrate over.
 DEFAULT_BACKGROUND_ROWS = 100
 # Reference rows on which the fast kernel must agree with a booster's own TreeSHAP, and by
@@ -88,13 +89,19 @@ def make_explainer(
     output: int | None = None,
     max_evals: int | None = None,
     threads: int | None = None,
+    tree_kernel: str = "auto",
 ) -> Explainer:
     """The explainer for ``loaded`` (module docstring); ``background`` holds reference rows
     with the model's features (linear and model-agnostic explainers integrate over it;
     the tree kernel is checked on it). ``threads`` caps TreeSHAP's threads, the kernel's
-    and XGBoost's and LightGBM's own (None: every core)."""
+    and XGBoost's and LightGBM's own (None: every core). ``tree_kernel`` "library" keeps
+    to the library's own TreeSHAP: no shap or numba for a booster, less memory."""
     if method not in METHODS:
         raise ModelLoadError(f"explain.explainer: {method!r} is not one of {list(METHODS)}")
+    if tree_kernel not in TREE_KERNELS:
+        raise ModelLoadError(
+            f"explain.tree_kernel: {tree_kernel!r} is not one of {list(TREE_KERNELS)}"
+        )
     if device not in DEVICES:
         raise ModelLoadError(f"explain.device: {device!r} is not one of {list(DEVICES)}")
     chosen = {"tree": "tree", "linear": "linear"}.get(loaded.kind, "permutation")
@@ -118,15 +125,21 @@ def make_explainer(
         )
     features = loaded.features
     bg = background[list(features)].head(DEFAULT_BACKGROUND_ROWS)
+
+    def fast(native: Explainer) -> Explainer:
+        if tree_kernel == "library":
+            return native
+        return _fast(loaded, bg, output, threads, native) or native
+
     if chosen == "tree" and loaded.library == "xgboost":
         native = _xgboost(loaded, device, output, threads)
         if native.device == "cuda":
             return native
-        return _fast(loaded, bg, output, threads, native) or native
+        return fast(native)
     if chosen == "tree" and loaded.library == "lightgbm":
         contribs = _lightgbm(loaded, output, threads)
         native = Explainer("tree", "cpu", features, contribs, output=output, engine="lightgbm")
-        return _fast(loaded, bg, output, threads, native) or native
+        return fast(native)
     shap = _shap(loaded.path)
     if chosen == "tree":
         explainer = shap.TreeExplainer(loaded.model)
@@ -136,7 +149,7 @@ def make_explainer(
             return _one_output(values, output, loaded), _base(explainer.expected_value, output)
 
         native = Explainer("tree", "cpu", features, tree, output=output, engine="shap")
-        return _fast(loaded, bg, output, threads, native) or native
+        return fast(native)
     if chosen == "linear":
         linear = shap.LinearExplainer(loaded.model, _numeric(bg, loaded))
 

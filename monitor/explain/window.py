@@ -54,6 +54,7 @@ class ExplainSettings:
     trust_pickle: bool = False
     trusted_types: tuple[str, ...] = ()
     threads: int | None = None
+    tree_kernel: str = "auto"
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
 
 
@@ -77,6 +78,7 @@ def load_for_profile(settings: ExplainSettings, profile: Profile) -> tuple[Loade
         output=settings.output,
         max_evals=settings.max_evals,
         threads=settings.threads,
+        tree_kernel=settings.tree_kernel,
     )
     return loaded, explainer
 

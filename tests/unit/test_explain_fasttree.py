@@ -25,7 +25,7 @@ from sklearn.ensemble import (  # noqa: E402
 
 from monitor.explain import fasttree  # noqa: E402
 from monitor.explain.explainers import make_explainer  # noqa: E402
-from monitor.explain.loader import load_model  # noqa: E402
+from monitor.explain.loader import ModelLoadError, load_model  # noqa: E402
 
 FEATURES = [f"x{i}" for i in range(8)]
 
@@ -230,3 +230,38 @@ def test_xgboost_categorical_splits_stay_with_xgboost(tmp_path: Path) -> None:
         xgb.DMatrix(x.head(50), enable_categorical=True), pred_contribs=True
     )
     np.testing.assert_allclose(explainer.explain(codes.head(50)), native[:, :-1], atol=1e-6)
+
+
+def test_tree_kernel_library_keeps_a_booster_to_its_own_treeshap_without_shap_or_numba(
+    tmp_path: Path,
+) -> None:
+    """``explain.tree_kernel: library``: XGBoost's own TreeSHAP, the same values, and
+    neither shap nor numba imported (the memory the kernel costs, docs/explainability.md)."""
+    import subprocess
+    import sys
+
+    x, y = _data(5, 1500, missing=0.0)
+    model = xgb.XGBRegressor(n_estimators=20, max_depth=4).fit(x, y)
+    model.save_model(tmp_path / "m.json")
+    x.head(200).to_csv(tmp_path / "rows.csv", index=False)
+    lib = make_explainer(load_model(tmp_path / "m.json"), x, device="cpu", tree_kernel="library")
+    ours = make_explainer(load_model(tmp_path / "m.json"), x, device="cpu")
+    assert (lib.engine, ours.engine) == ("xgboost", "fasttree")
+    rows = x.head(200)
+    np.testing.assert_allclose(lib.explain(rows), ours.explain(rows), rtol=0, atol=1e-5)
+    with pytest.raises(ModelLoadError, match="tree_kernel"):
+        make_explainer(load_model(tmp_path / "m.json"), x, tree_kernel="fast")
+    script = (
+        "import sys, pandas as pd\n"
+        "from monitor.explain.explainers import make_explainer\n"
+        "from monitor.explain.loader import load_model\n"
+        f"rows = pd.read_csv({str(tmp_path / 'rows.csv')!r})\n"
+        f"e = make_explainer(load_model({str(tmp_path / 'm.json')!r}), rows, device='cpu', "
+        "tree_kernel='library')\n"
+        "e.explain(rows)\n"
+        "print(sorted(m for m in ('shap', 'numba') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
