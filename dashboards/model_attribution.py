@@ -17,7 +17,7 @@ from dashboards.panels import (
     thresholds,
     ts,
 )
-from dashboards.style import BLUE, COUNT, GREEN, ORANGE, RED, YELLOW
+from dashboards.style import BLUE, COUNT, GREEN, ORANGE, RECORDS_PER_SECOND, RED, YELLOW
 from monitor.outputs import metrics as m
 
 # SageMaker Clarify's nDCG threshold, the default of explain.ndcg_threshold; the time
@@ -100,7 +100,7 @@ def attribution_row(layout: Layout, runbook_base: str) -> None:
             ],
             unit="none",
             steps=thresholds((None, BLUE)),
-            span=16,
+            span=12,
             height=8,
             links=links,
         )
@@ -114,7 +114,22 @@ def attribution_row(layout: Layout, runbook_base: str) -> None:
             [target(q.attribution_skipped(model), "{{reason}}")],
             unit=COUNT,
             steps=thresholds((None, GREEN), (1, ORANGE)),
-            span=8,
+            span=6,
+            height=8,
+            links=links,
+        )
+    )
+    layout.add(
+        ts(
+            "Records with unreadable attributions",
+            "Records whose logged attributions (explain.source: record) could not be read, "
+            "per second, by reason: missing, bad_type, wrong_length, missing_feature, "
+            "not_numeric. The records still count for feature drift; a rise means the model "
+            "server changed what it logs. Empty with explain.source: model.",
+            [target(q.attribution_invalid(model), "{{reason}}")],
+            unit=RECORDS_PER_SECOND,
+            steps=thresholds((None, GREEN), (0.01, ORANGE)),
+            span=6,
             height=8,
             links=links,
         )

@@ -494,6 +494,12 @@ def attribution_skipped(model: str | Match) -> str:
     return f"sum {by(d, 'reason')} (increase({series(d, model=model)}[{RANGE}]))"
 
 
+def attribution_invalid(model: str | Match) -> str:
+    """Records whose logged attributions could not be read, per second, by reason."""
+    d = m.ATTRIBUTION_RECORDS_INVALID
+    return f"sum {by(d, 'reason')} ({rate(d, model=model)})"
+
+
 # -- model performance (labels:, kpis:) ------------------------------------------------------
 
 

@@ -369,6 +369,7 @@ def _fed_prometheus(
             exporter.set_online_mmd(CANARY, 0.004 if seg == 0 else 0.05, 0.02, seg == 1)
             exporter.count_multivariate_skipped("too_few_rows")
             exporter.count_attribution_skipped("budget")
+            exporter.count_attribution_invalid("wrong_length", 3 * (seg + 1))
             if seg in (1, SEGMENTS - 1):  # the policy acts on the drifting canary, twice
                 exporter.count_rollback(CANARY, "rollback", "succeeded")
                 fed.rollbacks.append(time.time())
