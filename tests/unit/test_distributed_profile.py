@@ -151,7 +151,7 @@ def _assert_close(a: object, b: object, path: str = "") -> None:
         assert isinstance(b, dict) and a.keys() == b.keys(), path
         for k in a:
             _assert_close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)) or isinstance(a, np.ndarray):
+    elif isinstance(a, (list, tuple, np.ndarray)):
         assert len(a) == len(b), path  # type: ignore[arg-type]
         for i, (x, y) in enumerate(zip(a, b, strict=True)):  # type: ignore[call-overload]
             _assert_close(x, y, f"{path}[{i}]")
