@@ -75,6 +75,7 @@ class PerformanceTracker:
         self.kpis_from_labels = tuple(k.name for k in kpis if k.from_ == "labels")
         self.kpis_from_predictions = {k.name: k.path for k in kpis if k.from_ == "predictions"}
         self.kpi_names = tuple(k.name for k in kpis)
+        self.kpis = tuple(kpis)
         self.metrics = set(labels.metrics)
         self.join = LabelJoin(
             len(ref.score_columns),
@@ -143,6 +144,17 @@ class PerformanceTracker:
             )
             return self._file_labels(joined, values, kpis)
         return []
+
+    def empty_like(self) -> PerformanceTracker:
+        """A tracker with the same settings and no state (to read an older snapshot)."""
+        return PerformanceTracker(
+            self.ref,
+            self.config,
+            self.kpis,
+            pane_length=self.pane_length,
+            panes_per_window=self.k,
+            row_windows=self.row_windows,
+        )
 
     def _pane(self, segment: str, pane: int) -> PerformanceState:
         state = self.panes.get((segment, pane))

@@ -401,7 +401,8 @@ class AgentPartials:
             if committed is not None and committed != at:
                 older = self._checkpointed(windows, p, key, committed)
                 if older is not None:
-                    windows.by_partition[p], windows.origins[p] = older
+                    windows.by_partition[p], windows.origins[p], performance = older
+                    self._rewind_performance(p, performance)
                     at = committed
                     if positions is not None:
                         positions[key] = committed
@@ -431,9 +432,9 @@ class AgentPartials:
 
     def _checkpointed(
         self, windows: PartitionedWindows, p: int, key: tuple[str, int], offset: int
-    ) -> tuple[WindowManager, Origin] | None:
+    ) -> tuple[WindowManager, Origin, Any] | None:
         """Partition ``p``'s windows from the checkpoint file (newest, then previous) whose
-        offset for it is ``offset``, if one is."""
+        offset for it is ``offset``, if one is, and that file's performance state."""
         if self.state_dir is None:
             return None
         store = CheckpointStore(self.state_dir)
@@ -447,8 +448,23 @@ class AgentPartials:
             except (OSError, CheckpointError, SnapshotError):
                 continue
             if p in older.by_partition:
-                return older.by_partition[p], older.origins[p]
+                return older.by_partition[p], older.origins[p], checkpoint.extra.get("performance")
         return None
+
+    def _rewind_performance(self, p: int, saved: Any) -> None:
+        """Partition ``p``'s performance state as the checkpoint file that its windows now
+        come from had it (what is in memory also holds rows after it, which the next owner
+        reads again)."""
+        if self.performance is None or saved is None:
+            return
+        then = self.performance.empty_like()
+        try:
+            then.restore(saved)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("partition %d handed off with its performance state in memory: %s", p, exc)
+            return
+        self.performance.partition_state(p, remove=True)
+        self.performance.restore_partition(then.partition_state(p))
 
 
 async def _committed(source: Any, key: tuple[str, int]) -> int | None:

@@ -780,3 +780,77 @@ def test_a_partition_restored_from_the_changelog_brings_its_performance_state(
     # partition 1 is assigned elsewhere: A drops what it kept of it
     run(a.on_assign({("t", 0): at[("t", 0)], ("t", 2): at[("t", 2)]}))
     assert not [k for k in tr_a.panes if k[0].endswith("\x1f1")]
+
+
+def test_a_hand_off_at_an_older_checkpoint_carries_that_checkpoints_performance(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """Changelog off, a commit that did not get through: partition 0 is handed off with
+    the checkpoint file's windows that end at the committed offset, and with that file's
+    performance state, not the one in memory (whose later rows the next owner reads
+    again)."""
+    from monitor.config.windows import WindowsConfig
+    from monitor.runtime.checkpoint import Checkpoint, CheckpointStore
+    from monitor.runtime.publishing import AgentPartials
+
+    assert profile.performance is not None
+    data = traffic(3000, seed=7)
+    rows0 = np.flatnonzero(data["partition"] == 0)
+    early = labels(data, rows0[data["when"][rows0] == "early"])
+    tr, w = tracker(profile.performance), PartitionedWindows(profile, **PARAMS)
+    w.origin_of = lambda p: (0, True)
+    tr.add_labels(early)
+    feed(data, rows0[:400], w, tr)
+    CheckpointStore(tmp_path).save(
+        Checkpoint(
+            {("t", 0): 400},
+            w.snapshot(),
+            profile.content_hash,
+            1.0,
+            extra={"performance": orjson.loads(orjson.dumps(tr.snapshot()))},
+        )
+    )
+    feed(data, rows0[400:700], w, tr)  # in memory, never committed
+    control, cw = tracker(profile.performance), PartitionedWindows(profile, **PARAMS)
+    cw.origin_of = lambda p: (0, True)
+    control.add_labels(early)
+    feed(data, rows0[:400], cw, control)
+    want = cw.flush()
+    control.on_closed(want)
+
+    class Consumer:
+        async def committed(self, tp: object) -> int:
+            return 400
+
+    class Source:
+        consumer = Consumer()
+
+        def assigned(self) -> set[tuple[str, int]]:
+            return {("t", 1)}
+
+    sent: list[bytes] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> None:
+        sent.append(value)
+
+    agent_ = AgentPartials(
+        PartialPublisher(
+            model="m", topic="t", reference_hash="r", agent_id="a", epoch=1, send=send
+        ),
+        WindowsConfig(size=10.0),
+        tmp_path,
+    )
+    agent_.performance = tr
+    w.release({0})
+    asyncio.run(agent_.progress(Source(), w, {("t", 0): 700}, 0.0, {("t", 0): 700}))
+    pieces = [m for m in map(Partial.from_bytes, sent) if m.kind == "window" and m.handoff]
+    assert [p.window for p in pieces] == [(x.start, x.end) for x in want] and pieces
+    for piece, x in zip(pieces, want, strict=True):
+        got = PerformanceState.from_bytes(profile.performance, piece.performance)
+        assert isinstance(x.performance, PerformanceState)
+        assert (got.rows, got.labeled) == (x.performance.rows, x.performance.labeled)
+        assert got.rows == x.rows
+        assert_same_block(
+            evaluate_performance(profile.performance, got, window_rows=x.rows),
+            evaluate_performance(profile.performance, x.performance, window_rows=x.rows),
+        )
