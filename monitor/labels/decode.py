@@ -45,6 +45,8 @@ class LabelBatch:
     event_time: np.ndarray
     kpis: dict[str, np.ndarray] = field(default_factory=dict)
     failures: list[LabelFailure] = field(default_factory=list)
+    # each label's labels topic partition (None: not read from Kafka)
+    partition: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -57,6 +59,7 @@ class LabelBatch:
             self.label[idx],
             self.event_time[idx],
             {k: v[idx] for k, v in self.kpis.items()},
+            partition=None if self.partition is None else self.partition[idx],
         )
 
     @classmethod
@@ -94,6 +97,7 @@ class LabelDecoder:
         times: list[float] = []
         kpis: dict[str, list[float]] = {k: [] for k in self.kpis}
         failures: list[LabelFailure] = []
+        parts: list[int] = []
         for msg in messages:
 
             def fail(reason: str, detail: str, msg: SourceMessage = msg) -> None:
@@ -128,12 +132,14 @@ class LabelDecoder:
                 ids.append(str(rid))
                 labels.append(label)
                 times.append(t)
+                parts.append(msg.partition)
                 for name, path in self.kpis.items():
                     v = _get(item, path)
                     ok = isinstance(v, (int, float)) and not isinstance(v, bool)
                     kpis[name].append(float(v) if ok else math.nan)
         batch = LabelBatch.from_columns(ids, labels, times, kpis)
         batch.failures = failures
+        batch.partition = np.asarray(parts, dtype=np.int64)
         return batch
 
 

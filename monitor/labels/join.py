@@ -77,6 +77,9 @@ class LabelJoin:
         self._oldest = 0  # slots before this are all dead
         # labels waiting for their prediction: key -> (label, label time, kpi values)
         self._held: dict[int, tuple[Any, float, tuple[float, ...]]] = {}
+        # the labels topic's partition of a held label, when known (it moves with the
+        # prediction partition of the same number: docs/agent.md "Scaling out")
+        self._held_partition: dict[int, int] = {}
         # requests joined within the horizon: key -> prediction event time
         self._joined: dict[int, float] = {}
         self.watermark = -math.inf
@@ -110,6 +113,7 @@ class LabelJoin:
             labels, kpis = [], []
             for i in idx.tolist():
                 label, _, kv = self._held.pop(key_list[i])
+                self._held_partition.pop(key_list[i], None)
                 labels.append(label)
                 kpis.append(kv)
                 self._joined[key_list[i]] = float(t[i])
@@ -195,9 +199,15 @@ class LabelJoin:
     # -- labels ----------------------------------------------------------------------------
 
     def add_labels(
-        self, keys: np.ndarray, labels: np.ndarray, time: np.ndarray, kpis: np.ndarray
+        self,
+        keys: np.ndarray,
+        labels: np.ndarray,
+        time: np.ndarray,
+        kpis: np.ndarray,
+        partition: np.ndarray | None = None,
     ) -> Joined:
-        """Join labels (``kpis``: rows × KPI names); the unmatched ones are held."""
+        """Join labels (``kpis``: rows × KPI names; ``partition``: each one's labels
+        topic partition, if known); the unmatched ones are held."""
         keys = np.asarray(keys, dtype=np.uint64)
         slots = np.array([self._index.get(k, -1) for k in keys.tolist()], dtype=np.int64)
         # a request labelled twice in one batch: the first label wins
@@ -225,11 +235,33 @@ class LabelJoin:
                 self.counts["duplicate"] += 1
                 continue
             self._held[k] = (labels[i], float(time[i]), tuple(kpis[i].tolist()))
+            if partition is not None:
+                self._held_partition[k] = int(partition[i])
         over = len(self._held) - self.max_labels
         if over > 0:
             for k in list(self._held)[:over]:
                 del self._held[k]
             self.counts["no_prediction"] += over
+        self._prune_held_partition()
+        return out
+
+    def _prune_held_partition(self) -> None:
+        if len(self._held_partition) > 2 * len(self._held) + 1024:
+            self._held_partition = {
+                k: p for k, p in self._held_partition.items() if k in self._held
+            }
+
+    def held_of(self, partition: int, *, remove: bool = False) -> list[list[Any]]:
+        """The held labels of a labels topic partition, as ``[key, label, time, kpis]``
+        (JSON-able), for ``add_labels`` elsewhere; ``remove`` drops them here."""
+        keys = [k for k, p in self._held_partition.items() if p == partition and k in self._held]
+        out = []
+        for k in keys:
+            v, t, kv = self._held[k]
+            out.append([str(k), _jsonable(v), t if math.isfinite(t) else None, list(kv)])
+            if remove:
+                del self._held[k]
+                del self._held_partition[k]
         return out
 
     def _bound_joined(self) -> None:
@@ -259,11 +291,13 @@ class LabelJoin:
         for k in stale:
             del self._held[k]
         self.counts["no_prediction"] += len(stale)
+        self._prune_held_partition()
 
     def finish(self) -> None:
         """End of input (replay): every label still waiting has no prediction."""
         self.counts["no_prediction"] += len(self._held)
         self._held.clear()
+        self._held_partition.clear()
 
     @property
     def pending_predictions(self) -> int:
@@ -333,6 +367,9 @@ class LabelJoin:
                 for k, (v, t, kv) in self._held.items()
             ],
             "joined": [[str(k), t] for k, t in self._joined.items()],
+            "held_partition": [
+                [str(k), p] for k, p in self._held_partition.items() if k in self._held
+            ],
         }
         return meta, buf.getvalue()
 
@@ -348,6 +385,7 @@ class LabelJoin:
             for k, v, t, kv in meta["held"]
         }
         self._joined = {int(k): float(t) for k, t in meta["joined"]}
+        self._held_partition = {int(k): int(p) for k, p in meta.get("held_partition", [])}
         self._used = self._oldest = 0
         self._index.clear()
         self.pending_by_pane.clear()

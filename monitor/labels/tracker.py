@@ -177,7 +177,9 @@ class PerformanceTracker:
             if self.kpis_from_labels
             else np.zeros((batch.rows, 0))
         )
-        joined = self.join.add_labels(batch.row_key, batch.label, batch.event_time, kpis)
+        joined = self.join.add_labels(
+            batch.row_key, batch.label, batch.event_time, kpis, batch.partition
+        )
         if not joined.rows:
             return []
         return self._file_labels(joined, batch.label[joined.label_index], kpis[joined.label_index])
@@ -328,6 +330,7 @@ class PerformanceTracker:
         np.savez(buf, key=keys, pane=panes, time=times, scores=scores)
         out = {
             "format": SNAPSHOT_FORMAT,
+            "partition": partition,
             "panes": [
                 [s, p, base64.b64encode(st.to_bytes()).decode()]
                 for (s, p), st in self.panes.items()
@@ -339,6 +342,8 @@ class PerformanceTracker:
             "sent": [[s, p, info] for (s, p), info in self.sent.items() if s in segs],
             "pending_segments": names.tolist(),
             "pending": base64.b64encode(buf.getvalue()).decode(),
+            # labels of the same-numbered labels topic partition waiting for a prediction
+            "held": self.join.held_of(partition, remove=remove),
         }
         if remove:
             for table in (self.panes, self.reports, self.sent):
@@ -372,13 +377,28 @@ class PerformanceTracker:
         joined = self.join.add_predictions(
             data["key"], segments, data["pane"], data["time"], data["scores"]
         )
-        if not joined.rows:
-            return []
-        values = np.asarray(joined.held_labels, dtype=object)
-        kpis = np.asarray(joined.held_kpis, dtype=np.float64).reshape(
-            joined.rows, len(self.kpis_from_labels)
-        )
-        return self._file_labels(joined, values, kpis)
+        revised = []
+        if joined.rows:
+            values = np.asarray(joined.held_labels, dtype=object)
+            kpis = np.asarray(joined.held_kpis, dtype=np.float64).reshape(
+                joined.rows, len(self.kpis_from_labels)
+            )
+            revised += self._file_labels(joined, values, kpis)
+        held = d.get("held", [])
+        if held:
+            n = len(self.kpis_from_labels)
+            hk = np.array([int(k) for k, _, _, _ in held], dtype=np.uint64)
+            hv = np.array([v for _, v, _, _ in held], dtype=object)
+            ht = np.array([math.nan if t is None else float(t) for _, _, t, _ in held])
+            hkpi = np.array([list(kv) for _, _, _, kv in held], dtype=np.float64).reshape(
+                len(held), n
+            )
+            parts = np.full(len(held), int(d.get("partition", -1)), dtype=np.int64)
+            joined = self.join.add_labels(hk, hv, ht, hkpi, parts)
+            if joined.rows:
+                idx = joined.label_index
+                revised += self._file_labels(joined, hv[idx], hkpi[idx])
+        return revised
 
     # -- checkpoint ------------------------------------------------------------------------
 

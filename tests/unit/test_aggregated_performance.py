@@ -289,12 +289,15 @@ def batch(data: dict[str, np.ndarray], idx: np.ndarray) -> DecodedBatch:
 
 
 def labels(data: dict[str, np.ndarray], idx: np.ndarray) -> LabelBatch:
-    return LabelBatch.from_columns(
+    """Labels of rows ``idx``, each from the labels topic partition of its prediction's."""
+    batch = LabelBatch.from_columns(
         data["id"][idx].tolist(),
         data["y"][idx].tolist(),
         data["t"][idx] + 0.5,
         {"revenue": 10.0 * data["y"][idx] + data["x1"][idx]},
     )
+    batch.partition = data["partition"][idx]
+    return batch
 
 
 def tracker(ref: PerformanceReference, slide: float | None = None) -> PerformanceTracker:
@@ -747,6 +750,11 @@ def test_a_partition_restored_from_the_changelog_brings_its_performance_state(
     a.source.owned = {("t", p) for p in range(3)}
     half = np.arange(1500)
     tr_a.add_labels(labels(data, half[when[half] == "early"]))
+    later = one[one >= 1500]
+    # the labels of B's rows come early, to A: they wait there for their predictions
+    tr_a.add_labels(labels(data, later[when[later] == "early"]))
+    waiting = tr_a.join.pending_labels
+    assert waiting >= int(np.sum(when[later] == "early")) > 0
     closed_a = feed(data, half, wa, tr_a)
     for w in closed_a:
         tr_a.note_partial(w, 0, True)
@@ -760,8 +768,7 @@ def test_a_partition_restored_from_the_changelog_brings_its_performance_state(
     b.performance = tr_b
     assert run(b.on_assign({("t", 1): at[("t", 1)]})) == {("t", 1): at[("t", 1)]}
     assert tr_b.join.pending_predictions > 0  # A's predictions of partition 1, waiting
-    later = one[one >= 1500]
-    tr_b.add_labels(labels(data, later[when[later] == "early"]))
+    assert tr_b.join.pending_labels == int(np.sum(when[later] == "early"))  # moved to B
     closed_b = feed(data, later, wb, tr_b)
     rest = wb.flush()
     tr_b.on_closed(rest)
@@ -780,6 +787,7 @@ def test_a_partition_restored_from_the_changelog_brings_its_performance_state(
     # partition 1 is assigned elsewhere: A drops what it kept of it
     run(a.on_assign({("t", 0): at[("t", 0)], ("t", 2): at[("t", 2)]}))
     assert not [k for k in tr_a.panes if k[0].endswith("\x1f1")]
+    assert tr_a.join.pending_labels == 0  # its held labels went with it
 
 
 def test_a_hand_off_at_an_older_checkpoint_carries_that_checkpoints_performance(
