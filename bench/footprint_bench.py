@@ -144,6 +144,13 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def decoded(port: int) -> float:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
@@ -209,6 +216,7 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
                 time.sleep(0.5)
             time.sleep(idle)
             idle_kib = rss_kib(agent.pid)
+            cpu_start = cpu_seconds(agent.pid)
             producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
             records = (
                 r for chunk in agent_bench.record_chunks(10**9, 11, rate) for r in chunk
@@ -229,6 +237,7 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
             time.sleep(2)
             samples.append(rss_kib(agent.pid))
             got = decoded(port)
+            cpu = cpu_seconds(agent.pid) - cpu_start
         finally:
             agent.terminate()
             agent.wait(60)
@@ -240,6 +249,7 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
         "soak_max_kib": samples[-1],
         "sent": sent,
         "decoded": got,
+        "cpu_s": cpu,
         "rate": rate,
         "seconds": seconds,
     }
@@ -336,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{client}: RSS idle {r['idle_kib'] / 1024:.0f} MiB; at {r['rate']:,.0f} records/s "
                 f"median {r['soak_median_kib'] / 1024:.0f} MiB, max {r['soak_max_kib'] / 1024:.0f} "
-                f"MiB; {r['decoded']:,.0f} of {r['sent']:,} records decoded"
+                f"MiB; {r['decoded']:,.0f} of {r['sent']:,} records decoded, "
+                f"{r['cpu_s']:.1f} CPU s ({r['cpu_s'] / max(r['decoded'], 1) * 1e6:.1f} µs/record)"
             )
     out["load_end"] = load()
     print(f"load average {out['load_start']} at the start, {out['load_end']} at the end")

@@ -14,7 +14,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.config.errors import ConfigError
     from monitor.config.loader import load_config
     from monitor.runtime.aggregator import run
+    from monitor.runtime.allocator import tune_allocator
 
+    tune_allocator()  # before any thread: freed batches go back to the system
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

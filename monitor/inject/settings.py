@@ -76,8 +76,8 @@ class InjectorSettings(_Section):
     resources: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {
             # measured (docs/benchmarks.md, "Footprint"); the chart's defaults too
-            "requests": {"cpu": "200m", "memory": "160Mi"},
-            "limits": {"cpu": "1", "memory": "320Mi"},
+            "requests": {"cpu": "200m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
         }
     )
     init_resources: dict[str, dict[str, str]] = Field(
