@@ -19,6 +19,14 @@ Rules (docs/agent.md, "Scaling out"):
   is in by then. Windows starting ``allowed_lateness`` after the owner's first row
   cannot hold earlier owners' rows and need no hand-off; windows the previous owner had
   closed before handing off (its ``horizon``) are covered by the hand-off alone.
+* A partition claimed in a later generation (or by a later epoch of its agent) by an
+  owner going on with the same line of state (same origin: restored from the changelog)
+  keeps the horizon its previous owner had reported (``carried``): the pieces of those
+  windows were sent before that progress. The new owner resumes at the committed offset
+  with the state written there, which may predate windows the previous owner closed and
+  sent since (it was killed before its next checkpoint), and reads those records again;
+  the windows need not wait for it. Claims from an earlier generation (a zombie's) carry
+  nothing.
 * A window is judged once: when every source partition is covered, or ``deadline``
   seconds (processing time) after its first piece; then the report says ``partial:
   true`` and which partitions it had. A piece arriving after its window was judged is
@@ -98,6 +106,8 @@ class MergeState:
         self.handoffs: dict[tuple[int, int], Partial] = {}  # (partition, at) -> hand-off
         self.evaluated: dict[Bounds, float] = {}
         self.counts: Counter[str] = Counter()
+        # partition -> (origin, fresh, horizon) its earlier owners of that line reached
+        self.carried: dict[int, tuple[int, bool, float]] = {}
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -115,6 +125,8 @@ class MergeState:
         status = self.agents.get(p.agent_id)
         if status is not None and p.epoch < status.epoch:
             return "stale"
+        if p.kind == "progress":  # (before a new epoch's status replaces the old claims)
+            self._carry(p)
         if status is None or p.epoch > status.epoch:
             status = AgentStatus(p.agent_id, p.epoch, p.generation, {}, now)
             self.agents[p.agent_id] = status
@@ -176,6 +188,42 @@ class MergeState:
                     out[part] = (status, progress)
         return out
 
+    def _carry(self, claim: Partial) -> None:
+        """Before ``claim`` (a progress) is filed: for each partition it takes over from an
+        owner of an earlier generation (or epoch) on the same line of state, keep the
+        furthest horizon that line reached; a partition going on with another line
+        drops it."""
+        owners = self.owners()
+        for part, prog in claim.owned.items():
+            cur = owners.get(part)
+            if cur is None:
+                continue
+            status, before = cur
+            later = claim.generation > status.generation or (
+                claim.agent_id == status.agent_id and claim.epoch > status.epoch
+            )
+            if not later:
+                continue  # its own progress again, or a zombie's: nothing to carry
+            line = (before.origin, before.fresh)
+            if (prog.origin, prog.fresh) != line:
+                self.carried.pop(part, None)
+                continue
+            reached = [h for h in (before.horizon, self._carried(part, line)) if h is not None]
+            if reached:
+                self.carried[part] = (line[0], line[1], max(reached))
+
+    def _carried(self, part: int, line: tuple[int, bool]) -> float | None:
+        kept = self.carried.get(part)
+        return kept[2] if kept is not None and (kept[0], kept[1]) == line else None
+
+    def _horizon(self, part: int, prog: PartitionProgress) -> float | None:
+        """How far the partition's line of state is closed: its owner's word, or further
+        where an earlier owner of the line had said so."""
+        kept = self._carried(part, (prog.origin, prog.fresh))
+        if kept is None or (prog.horizon is not None and prog.horizon >= kept):
+            return prog.horizon
+        return kept
+
     def _covered(self, part: int, bounds: Bounds, owners: dict) -> bool:
         owner = owners.get(part)
         if owner is None:
@@ -184,7 +232,8 @@ class MergeState:
         handoff = None if prog.fresh else self.handoffs.get((part, prog.origin))
         if handoff is not None and handoff.horizon is not None and handoff.horizon >= bounds[1]:
             return True  # closed by the previous owner, sent before its hand-off
-        if not (prog.idle or (prog.horizon is not None and prog.horizon >= bounds[1])):
+        horizon = self._horizon(part, prog)
+        if not (prog.idle or (horizon is not None and horizon >= bounds[1])):
             return False
         if prog.fresh or handoff is not None:
             return True
@@ -210,8 +259,9 @@ class MergeState:
                 parts.append(f"{p}: no owner")
                 continue
             prog = owner[1]
-            if not (prog.idle or (prog.horizon is not None and prog.horizon >= bounds[1])):
-                parts.append(f"{p}: {owner[0].agent_id} closed to {prog.horizon}")
+            horizon = self._horizon(p, prog)
+            if not (prog.idle or (horizon is not None and horizon >= bounds[1])):
+                parts.append(f"{p}: {owner[0].agent_id} closed to {horizon}")
             else:
                 parts.append(f"{p}: hand-off at offset {prog.origin} not seen")
         return "; ".join(parts)
@@ -260,6 +310,7 @@ class MergeState:
             ],
             "evaluated": [[*b, t] for b, t in self.evaluated.items()],
             "counts": dict(self.counts),
+            "carried": [[p, *kept] for p, kept in self.carried.items()],
         }
         buf = io.BytesIO()
         head = json.dumps(meta, separators=(",", ":")).encode()
@@ -301,6 +352,9 @@ class MergeState:
         }
         self.evaluated = {(float(a), float(b)): float(t) for a, b, t in meta["evaluated"]}
         self.counts = Counter({str(k): int(v) for k, v in meta["counts"].items()})
+        self.carried = {  # (absent from an older aggregator's state)
+            int(p): (int(o), bool(f), float(h)) for p, o, f, h in meta.get("carried", [])
+        }
 
 
 def _overlap(pieces: Iterable[Partial]) -> bool:
