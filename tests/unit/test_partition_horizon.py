@@ -277,3 +277,42 @@ def test_a_partition_left_by_a_failed_revocation_comes_back_with_its_horizon(
     assert sent.owned[0].horizon == committed_horizon
     merge.receive(sent, 1.0)
     assert complete(merge, sorted({(w.start, w.end) for w in closed}))
+
+
+def test_a_restored_state_without_rows_reports_its_origin_and_goes_idle(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """A partition read with no row reaching the windows (its records set aside) has a
+    state with no windows at all (``adopt(p, None, ...)``): its next owner reports the
+    line's origin, closed to None, idle after ``idle_timeout``, which covers the windows
+    of the other partitions."""
+    log = MemoryLog()
+    a, _ = member(profile, log, tmp_path / "a", 1)
+    asyncio.run(a.on_assign({KEY: None}))
+    a.source.origins = {KEY: (0, True)}
+    asyncio.run(a.save(checkpoint({KEY: 5})))  # five records read, none a row
+    assert log.writes == [("t", 0, 5)]
+    b, hb = member(profile, log, tmp_path / "b", 2)
+    assert asyncio.run(b.on_assign({KEY: 5})) == {KEY: 5}
+    assert b.windows.by_partition == {} and b.windows.known_origins == {0: (0, True)}
+    now = 100.0
+    first = progress(hb, b.source, b.windows, now)
+    assert first.owned[0] == PartitionProgress(0, True, None, False, None)
+    data = traffic(900)
+    data["partition"] = np.ones(900, dtype=np.int64)
+    other = PartitionedWindows(profile, **PARAMS)
+    other.origin_of = lambda p: (0, True)
+    closed = other.add(batch(data, np.arange(900)), now=0.0).closed + other.flush()
+    merge = MergeState("m", "ref", 2, deadline=60.0, allowed_lateness=1.0)
+    pub = publisher("c")
+    msgs = pub.window_partials(closed, 1, dict(other.origins))
+    msgs.append(pub.progress({1: PartitionProgress(0, True, closed[-1].end, True, 0.0)}, 2))
+    for m in [*msgs, first]:
+        merge.receive(m, 0.0)
+    assert merge.due(1.0) == []
+    assert "0: b closed to None" in merge.waiting_for(next(iter(merge.windows)))
+    idle = progress(hb, b.source, b.windows, now + IDLE)
+    assert idle.owned[0].idle
+    merge.receive(idle, 1.0)
+    due = merge.due(1.0)
+    assert len(due) == len(closed) and all(d.complete for d in due)
