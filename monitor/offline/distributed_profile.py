@@ -140,35 +140,10 @@ def _histograms(
 # -- the driver ---------------------------------------------------------------------------
 
 
-def build_profile_dask(
-    data: dd.DataFrame,
-    schema: Schema | None = None,
-    *,
-    prediction: list[str] | None = None,
-    bins: int = DEFAULT_BINS,
-    top_k: int = DEFAULT_TOP_K,
-    sample_rows: int = DEFAULT_SAMPLE_ROWS,
-    max_known_categories: int = DEFAULT_MAX_KNOWN_CATEGORIES,
-    seed: int = 0,
-    compute: Callable[..., tuple[Any, ...]] | None = None,
-) -> Profile:
-    """``build_profile`` over a Dask DataFrame, in five passes over its partitions.
-
-    Without ``schema`` it is inferred from the first partition. ``compute`` defaults to
-    ``dask.compute`` (the current client's scheduler when one is set up).
-    """
-    profile, _ = profile_and_unseen_rates(
-        data,
-        schema,
-        prediction=prediction,
-        bins=bins,
-        top_k=top_k,
-        sample_rows=sample_rows,
-        max_known_categories=max_known_categories,
-        seed=seed,
-        compute=compute,
-    )
-    return profile
+def build_profile_dask(data: dd.DataFrame, schema: Schema | None = None, **options: Any) -> Profile:
+    """``build_profile`` over a Dask DataFrame, in five passes over its partitions; the
+    options are :func:`profile_and_unseen_rates`'s."""
+    return profile_and_unseen_rates(data, schema, **options)[0]
 
 
 def reference_profile_dask(
@@ -203,8 +178,13 @@ def profile_and_unseen_rates(
     seed: int = 0,
     compute: Callable[..., tuple[Any, ...]] | None = None,
 ) -> tuple[Profile, dict[str, float]]:
-    """:func:`build_profile_dask`, and each categorical column's Good–Turing rate of
-    unseen categories from its merged counts."""
+    """The profile of ``data`` built as ``build_profile`` builds it, in five passes over
+    its partitions, and each categorical column's Good–Turing rate of unseen categories
+    from its merged counts.
+
+    Without ``schema`` it is inferred from the first partition. ``compute`` defaults to
+    ``dask.compute`` (the current client's scheduler when one is set up).
+    """
     import dask
 
     run = compute or dask.compute
