@@ -9,7 +9,11 @@ Rules (docs/agent.md, "Scaling out"):
   origin). The same key again replaces it only from a later epoch of the agent (a
   restarted agent closing the window again from its checkpoint, or handing it off);
   the same piece again is a *repeat* and one from an earlier epoch is *stale*: both are
-  ignored, so reading the partials topic twice changes nothing.
+  ignored, so reading the partials topic twice changes nothing. From another agent (the
+  partition's state moved to it, and the previous owner, a zombie, sent the window too)
+  the piece reaching further along the partition wins: both read the same line of state
+  in order, so the one that read less of the window (a zombie closing it as idle on
+  waking) is *stale*.
 * A partition's owner is the agent whose latest progress claims it with the highest
   group generation. The partition is *covered* for a window when its owner has closed
   past the window's end (``horizon``) or is idle, and — unless the owner's state began
@@ -149,9 +153,16 @@ class MergeState:
         key = (str(p.model_version), p.partition, p.origin)
         old = held.get(key)
         if old is not None:
-            if old.epoch > p.epoch:
+            if old.agent_id != p.agent_id:
+                # one line of state read by two members: a zombie (an evicted owner not
+                # yet aware of it) closes the window on the rows it had read
+                if _reach(p) < _reach(old):
+                    return "stale"
+                if _reach(p) == _reach(old) and old.sketch == p.sketch:
+                    return "repeated"
+            elif old.epoch > p.epoch:
                 return "stale"
-            if old.epoch == p.epoch and old.sketch == p.sketch and old.offsets == p.offsets:
+            elif old.epoch == p.epoch and old.sketch == p.sketch and old.offsets == p.offsets:
                 return "repeated"
         held[key] = p
         self.first_seen.setdefault(p.window, now)
@@ -355,6 +366,11 @@ class MergeState:
         self.carried = {  # (absent from an older aggregator's state)
             int(p): (int(o), bool(f), float(h)) for p, o, f, h in meta.get("carried", [])
         }
+
+
+def _reach(p: Partial) -> int:
+    """The last offset of a piece's rows (-1: none)."""
+    return -1 if p.offsets is None else p.offsets[1]
 
 
 def _overlap(pieces: Iterable[Partial]) -> bool:

@@ -1,16 +1,20 @@
 """Scale-out with a zombie: three agents and an aggregator on a real broker; one agent is
-frozen (SIGSTOP) mid-stream, holding open windows with records read after its last
-commit, for longer than the group's session timeout. The group evicts it and another
-member restores its partition's state from the changelog (the state ending at the
-group's committed offset) and reads on, committing past where the frozen agent was. Then
-the agent is thawed (SIGCONT): it wakes still believing it owns the partition, with its
-windows open, and may close windows, send partials, write its partition state to the
-changelog and try to commit before it notices the rebalance.
+frozen (SIGSTOP) mid-stream, holding open windows, for longer than the group's session
+timeout and its own ``idle_timeout``. The group evicts it and another member restores
+its partition's state from the changelog (the state ending at the group's committed
+offset), reads on, closes the last data window of the partition and sends its piece,
+while the other partitions hold that window open at the aggregator. Then the agent is
+thawed (SIGCONT): it wakes still believing it owns the partition, finds it idle for
+longer than ``idle_timeout`` and closes its open windows with the rows it had, sends
+those pieces, writes its partition state to the changelog and tries to commit, before
+it notices the rebalance.
 
 The aggregated windows must still equal those of one agent reading the same topic alone
 (rows, late and duplicate counts, every statistic to 1e-9, every verdict), none partial or
-``overlap``; the group's committed offsets must be the new owner's (the zombie's commits
-are refused), and no restore may use the zombie's late state.
+``overlap``; the zombie's commits are refused and the group's offsets never go back (not
+even once the zombie, back in the group, is given its partition again); no restore uses
+a state the zombie wrote after its freeze that ends before the new owner's commit; and
+the aggregator counts the zombie's truncated window piece ``stale``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tests.integration.agent_helpers import (
     BASE_TIME,
     MODEL,
     AgentProcess,
+    Message,
     committed_offsets,
     produce_aiokafka,
     same_window,
@@ -56,9 +61,34 @@ KafkaTopicFactory = Callable[..., str]
 _FOUND = re.compile(
     r"state of (\S+)-(\d+) at offset (\d+) found at changelog offset (\d+) \(written by (\S+)\)"
 )
+#: The zombie's idle timeout: it is frozen for longer (the other agents' is 60 s).
+ZOMBIE_IDLE = 6.0
+
 _AGENT_ID = re.compile(r"publishing partials as agent (\S+), epoch (\d+)")
 
 Restore = tuple[int, int, int, str]  # partition, offset, changelog offset, writer
+
+
+def produce_to(bootstrap: str, topic: str, messages: list[Message], only: set[int]) -> None:
+    """Send the messages :func:`produce_aiokafka` would put on the partitions ``only``
+    (message ``i`` on partition ``i % PARTITIONS``), to those partitions, in order."""
+
+    async def send() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(topic, value=v, key=k, partition=i % PARTITIONS)
+                for i, (k, v, _) in enumerate(messages)
+                if i % PARTITIONS in only
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(asyncio.wait_for(send(), 30.0))
 
 
 def restores(p: AgentProcess) -> list[Restore]:
@@ -134,9 +164,11 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
         tmp_path / "aggregator", bootstrap, topic, group, {**scale, "role": "aggregator"}
     )
     changelog = f"driftline.{MODEL}.changelog-{run}"  # one partition per source partition
-    for path in agent_cfgs:
+    for i, path in enumerate(agent_cfgs):
         data = yaml.safe_load(path.read_text())
         data["state"]["changelog_topic"] = changelog
+        if i == 0:
+            data["windows"]["idle_timeout"] = ZOMBIE_IDLE
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     first, committed, read, last = phases()
     alone = AgentProcess(alone_cfg)
@@ -170,9 +202,14 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
         )
         [victim_part] = sorted(zombie.assignments()[-1])
         before = zombie.decoded()
-        high = produce_aiokafka(bootstrap, topic, read, partitions=PARTITIONS).high
-        wait_for(lambda: zombie.decoded() > before, "the agent reading on", 30.0)
-        # frozen while it reads: window 4 open with rows neither checkpointed nor committed
+        sent = produce_aiokafka(bootstrap, topic, read, partitions=PARTITIONS)
+        high = sent.high
+        wait_for(
+            lambda: zombie.decoded() >= before + sent.count[victim_part],
+            "the agent reading its partition's records",
+            30.0,
+        )
+        # frozen with window 5 open (its rows possibly not yet checkpointed nor committed)
         zombie.signal(signal.SIGSTOP)
         frozen_at, frozen_log = time.time(), len(zombie.log())
         # evicted (session timeout), its partition restored elsewhere and read to the end
@@ -187,6 +224,20 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
             timeout=30.0,
         )
         taken_over = committed_offsets(bootstrap, group, topic, PARTITIONS)
+        # where each partition ends once the last phase is in (offsets are consecutive)
+        high = {p: h + sum(i % PARTITIONS == p for i in range(len(last))) for p, h in high.items()}
+        # the new owner closes window 5 of the partition and sends it; the other
+        # partitions keep it open at the aggregator
+        produce_to(bootstrap, topic, last, {victim_part})
+        wait_for(
+            lambda: (
+                committed_offsets(bootstrap, group, topic, PARTITIONS)[victim_part]
+                == high[victim_part]
+            ),
+            "the new owner reading the rest of the partition",
+            timeout=30.0,
+        )
+        wait_for(lambda: time.time() > frozen_at + ZOMBIE_IDLE + 1.0, "the idle timeout")
         zombie.signal(signal.SIGCONT)
         # it wakes believing it owns the partition; it notices at its next heartbeat
         wait_for(
@@ -196,8 +247,9 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
         )
         woke = zombie.log()[frozen_log:]
         # the zombie's commits never moved the group's offsets back
-        assert committed_offsets(bootstrap, group, topic, PARTITIONS) == taken_over
-        high = produce_aiokafka(bootstrap, topic, last, partitions=PARTITIONS).high
+        back = committed_offsets(bootstrap, group, topic, PARTITIONS)
+        assert back == {**taken_over, victim_part: high[victim_part]}, (back, taken_over)
+        produce_to(bootstrap, topic, last, set(range(PARTITIONS)) - {victim_part})
         wait_for(lambda: len(reports(alone_reports)) == len(ROWS), "the lone agent's windows", 60.0)
         try:
             wait_for(lambda: len(reports(agg_reports)) == len(ROWS), "six aggregated windows", 60.0)
@@ -220,6 +272,8 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
         lost = sum(p.metric("driftline_state_lost_partitions_total") for p in agents)
         logs = {p.log_path.name: p.log() for p in [*agents, aggregator]}
         written = manifests(bootstrap, changelog)
+        # still there: no member (the zombie back with the partition) moved it back since
+        final = committed_offsets(bootstrap, group, topic, PARTITIONS)
     finally:
         for p in [alone, *agents, aggregator]:
             if p.alive():
@@ -235,6 +289,12 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
     ]
     print("the zombie's partition states written after its freeze:", late)
     assert lost == 0
+    assert final == high
+    # its window 5, closed on waking with the rows it had, reached the aggregator while
+    # the window waited for the other partitions, and was refused: the owner's piece
+    # reads further along the same line of state (the thaw's first loop closes it, a
+    # heartbeat's round trip before the agent learns it was evicted)
+    assert received.get("stale", 0) >= 1, received
     # Kafka's fence: the zombie's commits were refused (nothing committed went back), and
     # the frozen agent's partition came back from the changelog at the committed offset:
     # the state it had committed, restored by the new owner, never one the zombie wrote
@@ -260,7 +320,7 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
         got = merged[key]
         assert not got.partial, (key, got.partial_reason)
         assert got.coverage is not None and got.coverage.reported == (0, 1, 2), key
-        assert same_window(got, want, tol=1e-9), key
+        assert same_window(got, want, tol=1e-9), (key, got.rows, want.rows)
     assert "overlap" not in "".join(logs.values())
     drifted = [
         k
