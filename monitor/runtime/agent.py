@@ -52,6 +52,7 @@ from monitor.runtime.changelog import Changelog, ChangelogError, newest, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
+from monitor.runtime.loop_gap import LoopGap
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
 from monitor.runtime.side_state import restore_side_state, side_state
@@ -309,9 +310,14 @@ class Agent:
     async def _consume(self, stop: asyncio.Event) -> None:
         assert self.source is not None
         interval = self.config.state.checkpoint_interval
+        gaps = LoopGap(poll_timeout=0.2)  # a turn far longer than a poll: frozen
         while not stop.is_set():
             messages = await self.source.poll(timeout_ms=200)
             now = time.time()
+            if gap := gaps.observe(now):  # time not run is no partition's silence
+                self.pipeline.windows.shift(gap)
+                if self.partials is not None:
+                    self.partials.shift(gap)
             if self.state_loss.check(getattr(self.source, "origins", {})):
                 self.exporter.count_state_lost(len(self.state_loss.lost))
             self.health.tick()

@@ -117,6 +117,10 @@ class PartitionedWindows(WindowManager):
                 out.append(w)
         return out
 
+    def shift(self, gap: float) -> None:
+        for m in self.by_partition.values():
+            m.shift(gap)
+
     def flush(self) -> list[ClosedWindow]:
         out: list[ClosedWindow] = []
         for p, m in self.by_partition.items():

@@ -249,6 +249,12 @@ class AgentPartials:
         self.changelog: PartitionChangelog | None = None
         self._performance: PerformanceTracker | None = None
 
+    def shift(self, gap: float) -> None:
+        """The agent did not run for ``gap`` seconds (loop_gap.py): a partition without
+        windows is not idle for that time either."""
+        for p in self._assigned_since:
+            self._assigned_since[p] += gap
+
     @property
     def performance(self) -> PerformanceTracker | None:
         """The agent's performance tracker, set by the agent when its profile learnt from

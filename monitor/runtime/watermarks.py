@@ -115,6 +115,13 @@ class PartitionClock:
         """Each known partition's progress (largest event time; -inf before its first row)."""
         return {p: part.progress for p, part in sorted(self._parts.items())}
 
+    def shift(self, gap: float) -> None:
+        """Move every idle clock forward by ``gap`` seconds the agent did not run
+        (loop_gap.py): time nobody watched is not a partition's silence."""
+        for part in self._parts.values():
+            if math.isfinite(part.last_seen):
+                part.last_seen += gap
+
     def idle(self, now: float) -> set[int]:
         """Known partitions (owned ones, when ownership is known) that are idle now."""
         return {

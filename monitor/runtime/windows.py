@@ -493,6 +493,13 @@ class WindowManager:
         """Close every open window now (partial row windows included)."""
         return self._close_all()
 
+    def shift(self, gap: float) -> None:
+        """The agent did not run for ``gap`` seconds (loop_gap.py): its idle clocks move
+        forward by it, so the pause closes no window and idles no partition."""
+        self._clock.shift(gap)
+        if self._last_activity is not None:
+            self._last_activity += gap
+
     # -- checkpoints -----------------------------------------------------------------------
 
     def _params(self) -> dict[str, Any]:
