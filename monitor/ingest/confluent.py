@@ -133,6 +133,7 @@ class ConfluentSource:
         self.origins: dict[tuple[str, int], tuple[int, bool]] = {}
         self.foreign_commits = False  # as in KafkaSource
         self.acked: Offsets = {}  # as in KafkaSource
+        self.resumed: dict[tuple[str, int], int | None] = {}  # as in KafkaSource
         # as in KafkaSource: restores newly assigned partitions before they are read
         self.on_assign: Callable[[dict[tuple[str, int], int | None]], Awaitable[Offsets]] | None = (
             None
@@ -219,7 +220,7 @@ class ConfluentSource:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if key in restored:
-                tp.offset = self.positions[key] = restored[key]
+                tp.offset = self.positions[key] = self.resumed[key] = restored[key]
                 continue
             want = self.start_offsets.pop(key, None)
             why = "checkpoint offset"
@@ -227,6 +228,9 @@ class ConfluentSource:
             if want is None:
                 own = self.durable.get(key)
                 if own is None or committed is None or committed >= own:
+                    # resumes at the committed offset (none: unknown until read)
+                    none = committed is None or committed < 0
+                    self.resumed[key] = None if none else committed
                     if committed is not None:
                         self.origins[key] = (max(committed, 0), committed < 0)
                     continue
@@ -235,7 +239,7 @@ class ConfluentSource:
                 want, why = committed, FOREIGN_AHEAD  # see KafkaSource.seek_assigned
             tp.offset = want
             # the position until records come: lets a log lost since be noticed
-            self.positions[key] = want
+            self.positions[key] = self.resumed[key] = want
             self.origins[key] = (want, committed is not None and committed < 0)
             log.info("partition %s-%d resumes at %s %d", tp.topic, tp.partition, why, want)
         # The checkpoint speaks for the first assignment only (as in the aiokafka source).

@@ -120,6 +120,9 @@ class KafkaSource:
         self.foreign_commits = False
         # Offsets the group acknowledged a commit of (the last per partition).
         self.acked: Offsets = {}
+        # Where each partition assigned since the agent last took them resumes (None:
+        # unknown); the agent's offsets of them are replaced (monitor/runtime/resumed.py).
+        self.resumed: dict[tuple[str, int], int | None] = {}
         # Called with the committed offset of each newly assigned partition before it is
         # read; returns where the partitions whose state it restored resume
         # (monitor/runtime/partition_state.py).
@@ -262,7 +265,7 @@ class KafkaSource:
                 self.durable.setdefault(key, offset)
             self.start_offsets.clear()
         self._restoring.clear()
-        await self._note_origins(assigned)
+        await self._note_origins(assigned, sought)
 
     async def _restore_assigned(self, assigned: set[TopicPartition]) -> Offsets:
         """``on_assign`` given the committed offsets (None: none committed; a partition
@@ -285,17 +288,24 @@ class KafkaSource:
             log.exception("restoring the assigned partitions' state failed")
             return {}
 
-    async def _note_origins(self, assigned: set[TopicPartition]) -> None:
+    async def _note_origins(
+        self, assigned: set[TopicPartition], sought: set[tuple[str, int]]
+    ) -> None:
         """Where each assigned partition starts, and whether that is its beginning (no
-        committed offset): what a partial says of the state it comes from."""
+        committed offset): what a partial says of the state it comes from. Also where the
+        agent's offset of it now is (:attr:`resumed`): the one sought to, or the committed
+        one (none committed and none sought: unknown until its records are read)."""
         assert self.consumer is not None
         for tp in assigned:
+            self.resumed[(tp.topic, tp.partition)] = None  # until its position is known
             try:
                 committed = await asyncio.wait_for(self.consumer.committed(tp), PROBE_TIMEOUT)
                 position = await asyncio.wait_for(self.consumer.position(tp), PROBE_TIMEOUT)
             except (KafkaError, OSError, TimeoutError):
                 continue
             self.origins[(tp.topic, tp.partition)] = (position, committed is None)
+            if committed is not None or (tp.topic, tp.partition) in sought:
+                self.resumed[(tp.topic, tp.partition)] = position
 
     async def poll(self, timeout_ms: int = 200) -> list[SourceMessage]:
         """The next messages of all assigned partitions (possibly none): aiokafka's

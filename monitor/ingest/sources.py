@@ -31,6 +31,7 @@ class Source(Protocol):
     up: bool
     polled: Offsets
     foreign_commits: bool
+    resumed: dict[tuple[str, int], int | None]
 
     async def start(self, stop: asyncio.Event) -> bool: ...
     async def poll(self, timeout_ms: int = 200) -> list[SourceMessage]: ...

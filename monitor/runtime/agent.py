@@ -55,6 +55,7 @@ from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.loop_gap import LoopGap
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
+from monitor.runtime.resumed import take_resumed
 from monitor.runtime.side_state import restore_side_state, side_state
 from monitor.runtime.state_loss import StateLoss
 from monitor.runtime.window_snapshot import SnapshotError
@@ -313,6 +314,7 @@ class Agent:
         gaps = LoopGap(poll_timeout=0.2)  # a turn far longer than a poll: frozen
         while not stop.is_set():
             messages = await self.source.poll(timeout_ms=200)
+            take_resumed(self.offsets, self.source)  # before this poll's records' offsets
             now = time.time()
             if gap := gaps.observe(now):  # time not run is no partition's silence
                 self.pipeline.windows.shift(gap)
@@ -435,6 +437,8 @@ class Agent:
         race on the store's temporary file.
         """
         async with self._checkpoint_lock:
+            # a partition assigned in the poll now under way resumes where the source put it
+            take_resumed(self.offsets, self.source)
             await self.drain()
             if self.partials is not None:  # hand-offs, then owned partitions' progress
                 await self.partials.progress(
