@@ -20,13 +20,14 @@ import base64
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from detectors.performance import PerformanceReference, PerformanceResult, PerformanceState
 from detectors.results import WindowReport
 from monitor.ingest.kafka import MAX_REQUEST_BYTES
+from monitor.runtime.merging import revision_is_stale
 from monitor.runtime.partials import Partial
 
 log = logging.getLogger(__name__)
@@ -91,13 +92,23 @@ def merged_performance(
     return merged
 
 
+class _Piece(NamedTuple):
+    """One partition's state in a judged window, and who set it last (its sender or its
+    latest reviser: ``revision_is_stale`` weighs a revision against them)."""
+
+    agent: str
+    epoch: int
+    generation: int
+    rows: int  # the window piece's rows
+    state: bytes
+
+
 @dataclass
 class _Judged:
     """One judged window of one version: its pieces' states and its latest report."""
 
     report: WindowReport
-    # agent, its epoch, the state
-    pieces: dict[PieceKey, tuple[str, int, bytes]] = field(default_factory=dict)
+    pieces: dict[PieceKey, _Piece] = field(default_factory=dict)
 
 
 class RevisableWindows:
@@ -125,26 +136,32 @@ class RevisableWindows:
         judged = _Judged(report)
         for p in pieces:
             if str(p.model_version) == report.model_version and p.partition is not None:
-                judged.pieces[(p.partition, p.origin)] = (p.agent_id, p.epoch, p.performance)
+                judged.pieces[(p.partition, p.origin)] = _Piece(
+                    p.agent_id, p.epoch, p.generation, p.rows, p.performance
+                )
         self.windows[(bounds, report.model_version)] = judged
         self._trim(report.window_end)
 
     def revise(self, p: Partial) -> tuple[str, WindowReport | None]:
         """Apply a revision partial of a judged window: (outcome, the revised report).
         ``late`` when the window is no longer kept or the piece is not one it was merged
-        from; ``stale`` from an older epoch; ``repeated`` when nothing changed."""
+        from; ``stale`` when ``revision_is_stale`` (an older epoch of the agent that set
+        the piece's state, or another agent's of an earlier generation or fewer rows: a
+        zombie's); ``repeated`` when nothing changed."""
         if p.window is None or p.partition is None:
             return "foreign", None
         judged = self.windows.get((p.window, str(p.model_version)))
         piece = None if judged is None else judged.pieces.get((p.partition, p.origin))
         if judged is None or piece is None:
             return "late", None
-        if piece[0] == p.agent_id and p.epoch < piece[1]:
-            return "stale", None  # (another agent's: the partition's state moved to it)
-        if piece[2] == p.performance:
+        if revision_is_stale(piece.agent, piece.epoch, piece.generation, piece.rows, p):
+            return "stale", None
+        if piece.state == p.performance:
             return "repeated", None
-        judged.pieces[(p.partition, p.origin)] = (p.agent_id, p.epoch, p.performance)
-        states = [PerformanceState.from_bytes(self.ref, b) for _, _, b in judged.pieces.values()]
+        judged.pieces[(p.partition, p.origin)] = _Piece(
+            p.agent_id, p.epoch, p.generation, piece.rows, p.performance
+        )
+        states = [PerformanceState.from_bytes(self.ref, x.state) for x in judged.pieces.values()]
         merged = states[0]
         for s in states[1:]:
             merged = merged.merge(s)
@@ -168,8 +185,8 @@ class RevisableWindows:
         out: list[Any] = []
         for j in self.windows.values():
             pieces = [
-                [part, origin, agent, epoch, base64.b64encode(b).decode()]
-                for (part, origin), (agent, epoch, b) in j.pieces.items()
+                [part, origin, x.agent, x.epoch, _b64(x.state), x.generation, x.rows]
+                for (part, origin), x in j.pieces.items()
             ]
             out.append([orjson.loads(j.report.to_json()), pieces])
         return out
@@ -180,8 +197,15 @@ class RevisableWindows:
         for report_dict, pieces in saved:
             report = WindowReport.from_dict(report_dict)
             judged = _Judged(report)
-            for part, origin, agent, epoch, b64 in pieces:
-                key = (int(part), int(origin))
-                judged.pieces[key] = (str(agent), int(epoch), base64.b64decode(b64))
+            for part, origin, agent, epoch, b64, *rest in pieces:
+                # (an older aggregator's state has no generation and rows: none known)
+                generation, rows = (int(rest[0]), int(rest[1])) if rest else (-1, 0)
+                judged.pieces[(int(part), int(origin))] = _Piece(
+                    str(agent), int(epoch), generation, rows, base64.b64decode(b64)
+                )
             windows[((report.window_start, report.window_end), report.model_version)] = judged
         self.windows = windows
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -38,7 +38,12 @@ Rules (docs/agent.md, "Scaling out"):
 * A *revision* partial (labels that came after the piece was sent) replaces its piece's
   performance state while the window waits; once it is judged, ``receive`` says
   ``revise`` and the aggregator re-evaluates the judged window
-  (``monitor/runtime/aggregated_performance.py``).
+  (``monitor/runtime/aggregated_performance.py``). Either way the piece's state answers
+  to whoever set it last (its sender, then its latest reviser): a revision from that
+  agent replaces it unless from an earlier epoch; one from another agent (the
+  partition's state moved to it, or a zombie revising what it had read) only from the
+  same or a later group generation and over at least the piece's rows, so a zombie's
+  revision never replaces its new owner's state (``revision_is_stale``).
 * Two pieces of one partition from different lines of state covering the same offsets
   would count records twice (an agent that died between its checkpoint and its commit,
   whose partition another agent read again from the older commit); the window is then
@@ -177,11 +182,18 @@ class MergeState:
         old = self.windows.get(p.window, {}).get(key)
         if old is None:
             return "late"  # no piece it revises (a stale piece was refused before it)
-        if old.agent_id == p.agent_id and old.epoch > p.epoch:
-            return "stale"  # (another agent's: the partition's state moved to it)
+        if revision_is_stale(old.agent_id, old.epoch, old.generation, old.rows, p):
+            return "stale"
         if old.performance == p.performance:
             return "repeated"
-        self.windows[p.window][key] = replace(old, performance=p.performance)
+        # the piece's state is now the reviser's: later revisions answer to it
+        self.windows[p.window][key] = replace(
+            old,
+            performance=p.performance,
+            agent_id=p.agent_id,
+            epoch=p.epoch,
+            generation=p.generation,
+        )
         return "accepted"
 
     # -- judging -----------------------------------------------------------------------------
@@ -366,6 +378,19 @@ class MergeState:
         self.carried = {  # (absent from an older aggregator's state)
             int(p): (int(o), bool(f), float(h)) for p, o, f, h in meta.get("carried", [])
         }
+
+
+def revision_is_stale(agent_id: str, epoch: int, generation: int, rows: int, p: Partial) -> bool:
+    """Whether revision ``p`` must not replace a piece's performance state that ``agent_id``
+    set last (the piece's sender or latest reviser) at ``epoch`` and group ``generation``,
+    over ``rows`` rows of the window. From that agent: an earlier epoch. From another,
+    the partition's state moved to it (a later generation, the same window's rows) or it
+    is a zombie, an owner evicted while frozen that still revises the windows it had
+    read: its generation is earlier and its window may have fewer rows. A generation
+    below 0 (not in a group, or rejoining) is unknown and decides nothing."""
+    if p.agent_id == agent_id:
+        return p.epoch < epoch
+    return 0 <= p.generation < generation or p.rows < rows
 
 
 def _reach(p: Partial) -> int:

@@ -862,3 +862,44 @@ def test_a_hand_off_at_an_older_checkpoint_carries_that_checkpoints_performance(
             evaluate_performance(profile.performance, got, window_rows=x.rows),
             evaluate_performance(profile.performance, x.performance, window_rows=x.rows),
         )
+
+
+def test_a_zombies_revision_of_a_judged_window_does_not_replace_the_owners(
+    profile: Profile,
+) -> None:
+    """Partition 0's window was judged with the piece of its owner ``b`` (generation 2).
+    The agent evicted from it while frozen (``z``, generation 1, part of the window's
+    rows) wakes and revises it: refused, the report keeps the owner's block; the owner's
+    revision applies, a restarted owner's (later epoch) too, and a checkpointed aggregator
+    (or one restoring an older release's checkpoint) answers the same."""
+    assert profile.performance is not None
+    agg = tracker(profile.performance)
+    revisable = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
+    msgs, revisions = agent(profile, traffic(1500, seed=3), {0}, "b")
+    rev = next(iter(revisions()))
+    piece = next(m for m in msgs if m.kind == "window" and m.window == rev.window)
+    assert piece.window is not None and rev.performance != piece.performance
+    perf = agg.evaluate(PerformanceState.from_bytes(agg.ref, piece.performance), piece.rows)
+    report = replace(BARE, window_start=piece.window[0], window_end=piece.window[1])
+    revisable.keep(replace(report, performance=perf), [replace(piece, generation=2)])
+
+    def zombie(p: Partial) -> Partial:
+        return replace(p, kind="revision", agent_id="z", generation=1, rows=piece.rows // 2)
+
+    assert revisable.revise(zombie(rev)) == ("stale", None)
+    held = revisable.windows[(piece.window, "v1")]
+    assert held.report.performance == perf and held.pieces[(0, 0)].agent == "b"
+    outcome, revised = revisable.revise(replace(rev, generation=2))
+    assert outcome == "accepted" and revised is not None and revised.performance != perf
+    assert revised.performance is not None and revised.performance.revised
+    # the zombie's state again (other bytes): still refused, after a restart too
+    assert revisable.revise(zombie(piece)) == ("stale", None)
+    again = RevisableWindows(agg.ref, agg.evaluate, max_windows=100, horizon=3600.0)
+    again.restore(orjson.loads(orjson.dumps(revisable.snapshot())))
+    assert again.revise(zombie(piece)) == ("stale", None)
+    restarted = replace(piece, kind="revision", epoch=2, generation=3)
+    assert again.revise(restarted)[0] == "accepted"
+    # an older release's checkpoint (no generation, no rows): another agent's applies
+    old = [[r, [x[:5] for x in pieces]] for r, pieces in revisable.snapshot()]
+    again.restore(old)
+    assert again.revise(zombie(piece))[0] == "accepted"
