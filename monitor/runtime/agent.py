@@ -510,13 +510,12 @@ class Agent:
         if self.partials is not None:  # their windows are handed off first
             self.partials.release(self.pipeline.windows, partitions)
         await self.checkpoint()
-        # No longer read here: a later checkpoint must not commit this offset again. If
-        # the partition comes back after another member read on and committed further
-        # (this agent a zombie whose commit above was refused, or a plain rebalance), it
-        # would move the group's offset back, and with per-partition state label the
-        # restored windows with it; its offset returns with its next records.
-        for key in partitions:
-            self.offsets.pop(key, None)
+        # The revoked partitions' offsets stay: the windows still hold their records, and
+        # a restart must resume after them. They are not committed while not assigned, and
+        # if a partition comes back after another member read on and committed further
+        # (this agent a zombie whose commit above was refused, or a plain rebalance), the
+        # source says where it resumes and that replaces the offset before any commit
+        # (monitor/runtime/resumed.py), so the group's offset never moves back.
         # Held KServe halves of those partitions: committed below them, so re-read and
         # paired by the next owner; forgotten here, not expired as unpaired.
         self.pipeline.decoder.kserve.release(partitions)

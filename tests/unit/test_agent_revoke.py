@@ -27,13 +27,20 @@ def test_a_revoked_partitions_offset_is_not_committed_again(tmp_path: Path) -> N
     asyncio.run(agent._on_revoke({("t", 1)}))
     # the revocation commits where this agent's state ends, both partitions included
     assert source.commits == [{("t", 0): 42, ("t", 1): 17}]
-
-    # the partition is assigned again, another member having committed 30: nothing read
-    # since, so the next checkpoint has no offset of it to commit (not 17)
+    # while t-1 is not assigned its offset stays in the checkpoint: the windows still
+    # hold its records, and a restart must resume after them (the sources commit only
+    # assigned partitions)
     asyncio.run(agent.checkpoint())
-    assert source.commits[-1] == {("t", 0): 42}
     restored = agent.store.load()
-    assert restored is not None and restored.offsets == {("t", 0): 42}
+    assert restored is not None and restored.offsets == {("t", 0): 42, ("t", 1): 17}
+
+    # t-1 is assigned again, another member having read on and committed 30: the source
+    # says it resumes there, and no checkpoint commits 17 again
+    source.resumed = {("t", 1): 30}  # type: ignore[attr-defined]
+    asyncio.run(agent.checkpoint())
+    assert source.commits[-1] == {("t", 0): 42, ("t", 1): 30}
+    restored = agent.store.load()
+    assert restored is not None and restored.offsets == {("t", 0): 42, ("t", 1): 30}
     agent.executor.shutdown()
 
 
