@@ -35,8 +35,9 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -189,24 +190,7 @@ class Changelog:
     async def ensure_topic(self) -> None:
         """Create the topic, compacted, when it does not exist (one partition: one key
         per agent, a few records each)."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        admin = AIOKafkaAdminClient(
-            request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(self.kafka)
-        )
-        try:
-            await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
-            if self.topic in await asyncio.wait_for(admin.list_topics(), REQUEST_TIMEOUT):
-                return
-            new = NewTopic(self.topic, 1, self.replication, topic_configs=dict(TOPIC_CONFIG))
-            response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
-            for topic, code, *_ in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise ChangelogError(f"cannot create {topic}: error code {code}")
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise ChangelogUnreachable(f"cannot create {self.topic}: {type(exc).__name__}") from exc
-        finally:
-            await admin.close()
+        await ensure_compacted(self.kafka, self.topic, self.replication)
 
     async def load(self, timeout: float = 60.0) -> Checkpoint | None:
         """The newest checkpoint in the topic, or None when it holds none for this key.
@@ -374,3 +358,41 @@ async def restore(
         log.warning("the changelog's checkpoint was built on another reference; not used")
         return None, True
     return checkpoint, True
+
+
+async def ensure_compacted(
+    kafka: KafkaSourceConfig, topic: str, replication: int, like: Iterable[str] = ()
+) -> int:
+    """Create ``topic``, compacted, when it does not exist, with as many partitions as the
+    largest of the topics ``like`` (one when none is given); its partition count.
+    ``ChangelogUnreachable`` when the brokers do not answer."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(
+        request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(kafka)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
+        counts = await _counts(admin)
+        if topic not in counts:
+            wanted = max([counts.get(t, 0) for t in like] + [1])
+            new = NewTopic(topic, wanted, replication, topic_configs=dict(TOPIC_CONFIG))
+            response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise ChangelogError(f"cannot create {name}: error code {code}")
+            deadline = time.monotonic() + REQUEST_TIMEOUT
+            while topic not in counts and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                counts = await _counts(admin)
+        return max(1, counts.get(topic, 1))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise ChangelogUnreachable(f"cannot create {topic}: {type(exc).__name__}") from exc
+    finally:
+        await admin.close()
+
+
+async def _counts(admin: Any) -> dict[str, int]:
+    """Topic -> partitions, asking for all topics (asking by name may create one)."""
+    topics = await asyncio.wait_for(admin.describe_topics(), REQUEST_TIMEOUT)
+    return {t["topic"]: len(t["partitions"]) for t in topics if t["partitions"]}

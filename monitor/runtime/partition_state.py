@@ -46,13 +46,11 @@ from aiokafka.errors import KafkaError
 
 from monitor.config.model import MonitorConfig
 from monitor.config.record import pairs_topic_for
-from monitor.ingest.kafka import client_settings
 from monitor.runtime.changelog import (
     REQUEST_TIMEOUT,
-    TOPIC_CONFIG,
     Changelog,
     ChangelogError,
-    ChangelogUnreachable,
+    ensure_compacted,
 )
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore, encode
 from monitor.runtime.partition_changelog import PartitionLog
@@ -337,37 +335,6 @@ def _source_origin(source: Any, key: Key) -> Origin | None:
 async def ensure_partitioned(changelog: Changelog, log: PartitionLog, topics: set[str]) -> None:
     """Create ``changelog``'s topic, compacted, with as many partitions as the largest of
     ``topics`` when it does not exist; tell ``log`` how many partitions it has."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(
-        request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(changelog.kafka)
+    log.partitions = await ensure_compacted(
+        changelog.kafka, changelog.topic, changelog.replication, topics
     )
-    try:
-        await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
-        counts = await _counts(admin)
-        if changelog.topic not in counts:
-            wanted = max([counts.get(t, 0) for t in topics] + [1])
-            new = NewTopic(
-                changelog.topic, wanted, changelog.replication, topic_configs=dict(TOPIC_CONFIG)
-            )
-            response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
-            for topic, code, *_ in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise ChangelogError(f"cannot create {topic}: error code {code}")
-            deadline = time.monotonic() + REQUEST_TIMEOUT
-            while changelog.topic not in counts and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                counts = await _counts(admin)
-        log.partitions = max(1, counts.get(changelog.topic, 1))
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise ChangelogUnreachable(
-            f"cannot create {changelog.topic}: {type(exc).__name__}"
-        ) from exc
-    finally:
-        await admin.close()
-
-
-async def _counts(admin: Any) -> dict[str, int]:
-    """Topic -> partitions, asking for all topics (asking by name may create one)."""
-    topics = await asyncio.wait_for(admin.describe_topics(), REQUEST_TIMEOUT)
-    return {t["topic"]: len(t["partitions"]) for t in topics if t["partitions"]}
