@@ -33,6 +33,8 @@ import numpy as np
 from msgspec import UNSET, UnsetType
 from msgspec.structs import astuple
 
+from monitor.ingest.values import at_path
+
 if TYPE_CHECKING:
     import pandas as pd  # an annotation only: the agent's path stays without pandas
 
@@ -67,27 +69,14 @@ class AttributionField:
         return tuple(self.path.split(".")[1:])
 
     def getter(self) -> Callable[[Any], Any]:
-        """Reads the field from a decoded record (a dict); None where any step is missing."""
+        """Reads the field from a decoded record; None where any step is missing or the
+        record is not an object."""
         parts = tuple(self.path.split("."))
-
-        def get(record: Any) -> Any:
-            cur = record
-            for p in parts:
-                if type(cur) is not dict:
-                    return None
-                cur = cur.get(p)
-            return cur
-
-        return get
+        return lambda record: at_path(record, parts)
 
     def below_head(self, value: Any) -> Any:
         """The field from the value under :attr:`head` (a struct decoder reads the head)."""
-        cur = value
-        for p in self.rest:
-            if type(cur) is not dict:
-                return None
-            cur = cur.get(p)
-        return cur
+        return at_path(value, self.rest)
 
     @cached_property
     def typed(self) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from operator import attrgetter, itemgetter, methodcaller
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -30,7 +30,7 @@ from monitor.ingest.attributions import AttributionField
 from monitor.ingest.batch import DecodeFailure, SourceMessage
 from monitor.ingest.rows import Read, Rows, mark
 from monitor.ingest.traceparent import message_traceparent
-from monitor.ingest.values import type_name
+from monitor.ingest.values import path_getter, type_name
 
 
 class DriftlineJsonReader:
@@ -270,21 +270,7 @@ class DriftlineJsonReader:
 
 def _getter(path: str) -> Callable[[dict], Any] | None:
     """A function reading a dotted path from a dict (None where any step is missing)."""
-    if not path:
-        return None
-    parts = tuple(path.split("."))
-    if len(parts) == 1:
-        return methodcaller("get", parts[0])
-
-    def get(d: dict) -> Any:
-        cur: Any = d
-        for p in parts:
-            if type(cur) is not dict:
-                return None
-            cur = cur.get(p)
-        return cur
-
-    return get
+    return path_getter(path) if path else None
 
 
 def _required_getter(path: str) -> Callable[[dict], Any]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -130,3 +131,23 @@ def categorical_column(values: Sequence[Any], types: set[type]) -> np.ndarray:
     if types <= TEXT_TYPES:
         return objects(values)
     return objects([v if v is None or type(v) is str else text(v) for v in values])
+
+
+def at_path(value: Any, parts: Sequence[str]) -> Any:
+    """The value under the keys ``parts`` of nested dicts; None where a step is missing
+    or not a dict (the record field paths of docs/configuration.md, split on dots)."""
+    cur = value
+    for p in parts:
+        if type(cur) is not dict:
+            return None
+        cur = cur.get(p)
+    return cur
+
+
+def path_getter(path: str) -> Callable[[dict], Any]:
+    """A function reading the dotted ``path`` from a record object (:func:`at_path`); one
+    key is a plain ``dict.get``."""
+    parts = tuple(path.split("."))
+    if len(parts) == 1:
+        return methodcaller("get", parts[0])
+    return lambda record: at_path(record, parts)
