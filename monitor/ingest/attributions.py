@@ -138,30 +138,13 @@ class AttributionField:
         if n == 0:
             return out, codes
         # the common case: every record an array of d numbers, one conversion in C
-        if all(type(v) is list and len(v) == d for v in values):
-            try:
-                arr = np.array(values, dtype=np.float64)
-            except (TypeError, ValueError):
-                pass
-            else:
-                if not _has_bool(values):
-                    finite = np.isfinite(arr).all(axis=1)
-                    out[finite] = arr[finite]
-                    codes[~finite] = _NOT_NUMERIC
-                    return out, codes
+        if all(type(v) is list and len(v) == d for v in values) and _fill_clean(values, out, codes):
+            return out, codes
         features = self.features
         if all(type(v) is dict for v in values):  # objects: one conversion in C when clean
             rows = [list(map(v.get, features)) for v in values]
-            try:
-                arr = np.array(rows, dtype=np.float64)  # a None (absent) or text raises
-            except (TypeError, ValueError):
-                pass
-            else:
-                if not _has_bool(rows):
-                    finite = np.isfinite(arr).all(axis=1)
-                    out[finite] = arr[finite]
-                    codes[~finite] = _NOT_NUMERIC
-                    return out, codes
+            if _fill_clean(rows, out, codes):  # a None (absent) or text is not clean
+                return out, codes
         for i, v in enumerate(values):
             row, code = _one(v, features, d)
             if row is None:
@@ -169,6 +152,21 @@ class AttributionField:
             else:
                 out[i] = row
         return out, codes
+
+
+def _fill_clean(rows: Sequence[Any], out: np.ndarray, codes: np.ndarray) -> bool:
+    """Rows of numbers (no booleans) into ``out`` in one conversion, non-finite rows coded
+    ``not_numeric``; False, and nothing written, when any value is not a number."""
+    try:
+        arr = np.array(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if _has_bool(rows):
+        return False
+    finite = np.isfinite(arr).all(axis=1)
+    out[finite] = arr[finite]
+    codes[~finite] = _NOT_NUMERIC
+    return True
 
 
 def _one(v: Any, features: tuple[str, ...], d: int) -> tuple[np.ndarray | None, int]:
