@@ -72,6 +72,9 @@ DEAD_LETTER_SHUTDOWN_WAIT = 20.0
 
 # /readyz's reason when the agent is ready (documented in docs/agent.md)
 READY = "ready"
+# Seconds one poll of the source waits for records; a turn of the loop far longer than
+# this is time the agent did not run (monitor/runtime/loop_gap.py).
+POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -311,9 +314,9 @@ class Agent:
     async def _consume(self, stop: asyncio.Event) -> None:
         assert self.source is not None
         interval = self.config.state.checkpoint_interval
-        gaps = LoopGap(poll_timeout=0.2)  # a turn far longer than a poll: frozen
+        gaps = LoopGap(poll_timeout=POLL_SECONDS)  # a turn far longer than a poll: frozen
         while not stop.is_set():
-            messages = await self.source.poll(timeout_ms=200)
+            messages = await self.source.poll(timeout_ms=int(POLL_SECONDS * 1000))
             take_resumed(self.offsets, self.source)  # before this poll's records' offsets
             now = time.time()
             if gap := gaps.observe(now):  # time not run is no partition's silence
