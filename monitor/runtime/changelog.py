@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -46,6 +45,7 @@ from monitor.config.source import KafkaSourceConfig
 from monitor.config.state import StateConfig
 from monitor.ingest.kafka import MAX_REQUEST_BYTES, client_settings
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, decode, encode
+from monitor.runtime.topics import TopicError, TopicUnreachable, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 NAME_ENV = "DRIFTLINE_CHANGELOG_NAME"
 #: Seconds a metadata request, a topic creation or a send may take.
 REQUEST_TIMEOUT = 10.0
-_TOPIC_ALREADY_EXISTS = 36
 
 
 class ChangelogError(Exception):
@@ -365,34 +364,13 @@ async def ensure_compacted(
 ) -> int:
     """Create ``topic``, compacted, when it does not exist, with as many partitions as the
     largest of the topics ``like`` (one when none is given); its partition count.
-    ``ChangelogUnreachable`` when the brokers do not answer."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(
-        request_timeout_ms=int(REQUEST_TIMEOUT * 1000), **client_settings(kafka)
-    )
+    ``ChangelogUnreachable`` when the brokers do not answer, ``ChangelogError`` when they
+    refuse to create it."""
     try:
-        await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT)
-        counts = await _counts(admin)
-        if topic not in counts:
-            wanted = max([counts.get(t, 0) for t in like] + [1])
-            new = NewTopic(topic, wanted, replication, topic_configs=dict(TOPIC_CONFIG))
-            response = await asyncio.wait_for(admin.create_topics([new]), REQUEST_TIMEOUT)
-            for name, code, *_ in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise ChangelogError(f"cannot create {name}: error code {code}")
-            deadline = time.monotonic() + REQUEST_TIMEOUT
-            while topic not in counts and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                counts = await _counts(admin)
-        return max(1, counts.get(topic, 1))
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise ChangelogUnreachable(f"cannot create {topic}: {type(exc).__name__}") from exc
-    finally:
-        await admin.close()
-
-
-async def _counts(admin: Any) -> dict[str, int]:
-    """Topic -> partitions, asking for all topics (asking by name may create one)."""
-    topics = await asyncio.wait_for(admin.describe_topics(), REQUEST_TIMEOUT)
-    return {t["topic"]: len(t["partitions"]) for t in topics if t["partitions"]}
+        return await ensure_topic(
+            kafka, topic, replication=replication, configs=TOPIC_CONFIG, like=like
+        )
+    except TopicUnreachable as exc:
+        raise ChangelogUnreachable(str(exc)) from exc
+    except TopicError as exc:
+        raise ChangelogError(str(exc)) from exc
