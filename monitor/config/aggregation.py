@@ -38,6 +38,8 @@ class AggregationConfig(Section):
     deadline: Duration = 30.0
     agent_id: str | None = None  # default: generated once and kept with the window state
     source_partitions: int | None = Field(None, ge=1)  # default: from the topics' metadata
+    # create the partials topic at start when missing (false: topic creation is locked down)
+    create_topic: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> AggregationConfig:

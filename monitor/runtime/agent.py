@@ -53,6 +53,7 @@ from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointSt
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
 from monitor.runtime.loop_gap import LoopGap
+from monitor.runtime.partials_topic import ensure_partials_topic
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
 from monitor.runtime.resumed import take_resumed
@@ -280,6 +281,8 @@ class Agent:
                 await self.pairs.ensure_topic()
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("cannot check the pairs topic %s (%s)", self.pairs.topic, exc)
+        if self.partials is not None:  # before the first partial goes out
+            await ensure_partials_topic(self.config)
         extra = [self.labels_topic, self.pairs.topic if self.pairs is not None else None]
         self.source = make_source(
             self.kafka_cfg,

@@ -50,6 +50,7 @@ from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.merging import DueWindow, MergeState
 from monitor.runtime.panes import MAX_TRACEPARENTS, ClosedWindow, merge_offsets
 from monitor.runtime.partials import Partial, PartialError
+from monitor.runtime.partials_topic import ensure_partials_topic
 from monitor.runtime.pipeline import Pipeline, window_label
 
 log = logging.getLogger(__name__)
@@ -278,6 +279,7 @@ class Aggregator:
         cfg = self.kafka_cfg.model_copy(
             update={"topics": [self.topic], "group_id": self.group_id, "dead_letter_topic": None}
         )
+        await ensure_partials_topic(self.config)  # before subscribing to it
         self.source = KafkaSource(cfg, start_offsets, on_revoke=self._on_revoke)
         if self.changelog is not None:
             await restore(self.changelog, self.profile.content_hash, stop, lambda: None)
