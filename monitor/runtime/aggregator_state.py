@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 from monitor.config.model import MonitorConfig
 from monitor.runtime.changelog import Changelog, ChangelogError
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, encode
 from monitor.runtime.partition_changelog import PartitionLog
 from monitor.runtime.partition_state import ensure_partitioned
+from monitor.runtime.restore_retry import RestoreRetry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class AggregatorChangelog(Changelog):
         self.key = f"{group_id}/{partials_topic}/<partition>"
         self.partials_topic = partials_topic
         self.reference_hash = reference_hash
+        # An assignment's reads the brokers do not answer are tried again, briefly
+        self.retry = RestoreRetry.for_session(kafka.session_timeout_ms)
         self.local: dict[Key, int] = {}  # offsets of the checkpoint restored from the disk
         self.apply: Callable[[Checkpoint], None] = lambda checkpoint: None
         self.source: object = None
@@ -107,12 +111,16 @@ class AggregatorChangelog(Changelog):
     async def on_assign(self, committed: dict[Key, int | None]) -> dict[Key, int]:
         """The state ending at a newly assigned partials partition's committed offset,
         given to ``apply`` (unless the disk's checkpoint ends there already)."""
+        self.retry.start()
         for key, offset in sorted(committed.items(), key=lambda kv: kv[0]):
             if offset is None or self.local.get(key) == offset:
                 continue
             try:
-                checkpoint = await self.log.read(key[0], key[1], offset)
-            except (ChangelogError, CheckpointError) as exc:
+                checkpoint = await self.retry.read(
+                    f"aggregator state of {key[0]}-{key[1]}",
+                    partial(self.log.read, key[0], key[1], offset),
+                )
+            except (ChangelogError, CheckpointError) as exc:  # unanswered past the retries too
                 log.warning("aggregator state not restored from the changelog: %s", exc)
                 continue
             if checkpoint is None:

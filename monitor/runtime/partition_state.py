@@ -39,6 +39,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -55,6 +56,7 @@ from monitor.runtime.changelog import (
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore, encode
 from monitor.runtime.partition_changelog import PartitionLog
 from monitor.runtime.partitioned import Origin, PartitionedWindows
+from monitor.runtime.restore_retry import RestoreRetry
 from monitor.runtime.window_snapshot import SnapshotError
 from monitor.runtime.windows import WindowManager
 
@@ -93,6 +95,8 @@ class PartitionChangelog(Changelog):
         )
         self.state_dir = config.state.dir
         self.reference_hash = reference_hash
+        # An assignment's reads the brokers do not answer are tried again, briefly
+        self.retry = RestoreRetry.for_session(kafka.session_timeout_ms)
         pairs = config.record.kserve_pairs_topic or pairs_topic_for(config.model)
         self.row_topics = {pairs} if config.record.kserve_repartition else set(kafka.topics)
         self.windows: PartitionedWindows | None = None
@@ -242,6 +246,7 @@ class PartitionChangelog(Changelog):
         assert windows is not None
         out: dict[Key, int] = {}
         lost = []
+        self.retry.start()
         for key in [k for k in self._parked if k not in committed]:
             del self._parked[key]  # another member's now: it restores from the changelog
             self._forget_performance(key[1])
@@ -282,8 +287,10 @@ class PartitionChangelog(Changelog):
         self, key: Key, offset: int
     ) -> tuple[WindowManager | None, Origin, float | None] | None:
         try:
-            checkpoint = await self.log.read(key[0], key[1], offset)
-        except (ChangelogError, CheckpointError) as exc:
+            checkpoint = await self.retry.read(
+                f"state of {key[0]}-{key[1]}", partial(self.log.read, key[0], key[1], offset)
+            )
+        except (ChangelogError, CheckpointError) as exc:  # unanswered past the retries too
             log.warning("state of %s-%d not restored: %s", key[0], key[1], exc)
             return None
         if checkpoint is None:
