@@ -21,6 +21,10 @@ ANNOTATION_REFERENCE_CONFIGMAP = PREFIX + "reference-configmap"
 ANNOTATION_REFERENCE_SHA256 = PREFIX + "reference-sha256"
 ANNOTATION_RECORD_FORMAT = PREFIX + "record-format"
 ANNOTATION_WINDOW = PREFIX + "window"
+# "both": the sidecars of a model elect one judge (aggregation.role both); "none": each
+# judges its own partitions (docs/kubernetes.md, "Several replicas of a model").
+ANNOTATION_AGGREGATION = PREFIX + "aggregation"
+AGGREGATION_ROLES = ("none", "both")
 # Annotations that build monitor.yaml; ignored (with a warning) next to driftline.io/config.
 CONFIG_ANNOTATIONS = (
     ANNOTATION_MODEL,
@@ -31,6 +35,7 @@ CONFIG_ANNOTATIONS = (
     ANNOTATION_REFERENCE_SHA256,
     ANNOTATION_RECORD_FORMAT,
     ANNOTATION_WINDOW,
+    ANNOTATION_AGGREGATION,
 )
 # Labels that name the model when driftline.io/model does not (KServe sets the second).
 MODEL_LABELS = ("app.kubernetes.io/name", "serving.kserve.io/inferenceservice", "app")

@@ -94,6 +94,9 @@ class InjectorSettings(_Section):
     # The label ``driftline.io/injected: "true"``, which the chart's PodMonitor selects.
     pod_label: bool = True
     kafka: KafkaDefaults = Field(default_factory=KafkaDefaults)
+    # aggregation.role of the sidecars a pod's driftline.io/aggregation does not choose:
+    # "both" gives a model one verdict per window however many replicas it has.
+    aggregation: Literal["none", "both"] = "both"
     # Environment variables added to every sidecar, e.g. an OTLP endpoint's headers from
     # a Secret: plain Kubernetes EnvVar objects.
     extra_env: list[dict[str, Any]] = Field(default_factory=list)

@@ -43,6 +43,8 @@ from monitor.config.errors import ConfigError
 from monitor.config.loader import parse_config
 from monitor.inject.containers import _init_container, _sidecar, _sidecar_env
 from monitor.inject.names import (
+    AGGREGATION_ROLES,
+    ANNOTATION_AGGREGATION,
     ANNOTATION_BOOTSTRAP,
     ANNOTATION_CONFIG,
     ANNOTATION_ERROR,
@@ -291,7 +293,28 @@ def _config_from_annotations(
         data["windows"] = {"size": window}
     data["exporter"] = {"host": "0.0.0.0", "port": settings.metrics_port}
     data["state"] = {"dir": STATE_DIR}
+    if _aggregation(annotations, settings) == "both":
+        # Every replica's sidecar publishes its partitions' partial windows and joins the
+        # model's aggregator group (<group>-aggregator); the one Kafka gives the partials
+        # partition judges each window for the whole model (docs/agent.md, "Scaling out").
+        # Its state is under state.dir/aggregator, in this pod's own volume.
+        data["aggregation"] = {"role": "both"}
     return data, reference
+
+
+def _aggregation(annotations: dict[str, str], settings: InjectorSettings) -> str:
+    """The sidecar's ``aggregation.role``: the pod's annotation, else the injector's."""
+    value = annotations.get(ANNOTATION_AGGREGATION)
+    if value is None:
+        return settings.aggregation
+    role = value.strip().lower()
+    if role not in AGGREGATION_ROLES:
+        raise _PodProblem(
+            f'{ANNOTATION_AGGREGATION}: {value!r} is neither "both" nor "none"; "both" (the '
+            "chart's default) has the sidecars of the model's replicas elect one that judges "
+            'each window for all of them, "none" has each sidecar judge only its own partitions'
+        )
+    return role
 
 
 def _validate(data: dict[str, Any], namespace: str, meta: dict[str, Any]) -> None:
