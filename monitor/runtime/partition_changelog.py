@@ -249,7 +249,15 @@ class PartitionLog:
                 max_partition_fetch_bytes=max(MAX_REQUEST_BYTES, 2 * self.chunk_bytes),
                 **client_settings(self.kafka),
             )
-            await asyncio.wait_for(reader.start(), REQUEST_TIMEOUT)
+            try:
+                await asyncio.wait_for(reader.start(), REQUEST_TIMEOUT)
+            except BaseException:  # refused, timed out or cancelled: stopped, or its client
+                # would outlive it, one more at each retry (monitor/runtime/restore_retry.py)
+                try:
+                    await asyncio.wait_for(reader.stop(), REQUEST_TIMEOUT)
+                except (KafkaError, OSError, TimeoutError):
+                    log.debug("changelog reader not started nor stopped cleanly", exc_info=True)
+                raise
             self._reader = reader
         return self._reader
 

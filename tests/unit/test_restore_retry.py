@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from aiokafka.errors import KafkaConnectionError
 
 from detectors.profile import Profile
 from monitor.config.loader import parse_config
+from monitor.runtime import partition_changelog
 from monitor.runtime.aggregator_state import AggregatorChangelog
 from monitor.runtime.changelog import ChangelogError, ChangelogUnreachable
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, encode
+from monitor.runtime.partition_changelog import PartitionLog
 from monitor.runtime.partition_state import PartitionChangelog
 from monitor.runtime.partitioned import PartitionedWindows
 from monitor.runtime.restore_retry import RESTORE_RETRY_BUDGET, RestoreRetry
@@ -233,3 +236,42 @@ def test_the_aggregator_retries_an_unanswered_read_within_the_budget(tmp_path: P
     reads = log.reads
     assert asyncio.run(changelog.on_assign({("p", 0): 40})) == {}
     assert log.reads == reads + 1 and len(clock.sleeps) == 5, "not retried"
+
+
+def test_a_reader_that_did_not_start_is_stopped_before_the_read_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each retry of an unanswered read makes a new reader: one that failed to start is
+    stopped, so its client does not outlive it."""
+    made: list[RefusedReader] = []
+
+    class RefusedReader:
+        def __init__(self, **settings: object) -> None:
+            self.stopped = False
+            made.append(self)
+
+        async def start(self) -> None:
+            raise KafkaConnectionError("refused")
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(partition_changelog, "AIOKafkaConsumer", RefusedReader)
+    kafka = parse_config(
+        {
+            "model": "m",
+            "reference": "r.json",
+            "source": {
+                "kind": "kafka",
+                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
+            },
+        }
+    ).source.kafka
+    assert kafka is not None
+    log = PartitionLog(kafka, "c", 1000, "a", 1)
+    clock = FakeClock()
+    retry = RestoreRetry(RESTORE_RETRY_BUDGET, clock=clock, sleep=clock.sleep)
+    with pytest.raises(ChangelogUnreachable, match="KafkaConnectionError"):
+        asyncio.run(retry.read("state of t-0", partial(log.read, "t", 0, 10)))
+    assert len(made) == 4 and all(r.stopped for r in made)
+    assert log._reader is None
