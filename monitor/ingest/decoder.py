@@ -96,6 +96,10 @@ class Decoder:
         """The lowest offset of a held (not yet paired) message per (topic, partition)."""
         return self.kserve.pending_offsets()
 
+    def shift(self, gap: float) -> None:
+        """The agent did not run for ``gap`` seconds: KServe halves wait that much longer."""
+        self.kserve.shift(gap)
+
     def expire(self, now: float | None = None) -> list[DecodeFailure]:
         """Drop halves older than the pairing TTL; each becomes an ``unpaired`` failure.
 

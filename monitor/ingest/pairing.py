@@ -65,6 +65,13 @@ class KServePairing:
             del self._pending[k]
         return len(gone)
 
+    def shift(self, gap: float) -> None:
+        """The agent did not run for ``gap`` seconds (monitor/runtime/loop_gap.py): the
+        held halves' TTL clocks move forward by it, so a pause is not taken for a partner
+        that never came (it is likely in the backlog the agent reads next)."""
+        for half in self._pending.values():
+            half.arrived += gap
+
     def expire(self, now: float | None = None) -> list[DecodeFailure]:
         """Drop halves older than the pairing TTL; each becomes an ``unpaired`` failure.
 

@@ -323,7 +323,7 @@ class Agent:
             take_resumed(self.offsets, self.source)  # before this poll's records' offsets
             now = time.time()
             if gap := gaps.observe(now):  # time not run is no partition's silence
-                self.pipeline.windows.shift(gap)
+                self.pipeline.shift(gap)
                 if self.partials is not None:
                     self.partials.shift(gap)
             if self.state_loss.check(getattr(self.source, "origins", {})):

@@ -157,6 +157,12 @@ class Pipeline:
         self.set_aside(ahead)
         return self.ingest_batch(batch, now)
 
+    def shift(self, gap: float) -> None:
+        """The agent did not run for ``gap`` seconds (loop_gap.py): the processing-time
+        clocks (window idle timeouts, the KServe pairing TTL) do not count that time."""
+        self.windows.shift(gap)
+        self.decoder.shift(gap)
+
     def expire(self, now: float) -> None:
         """Report request/response halves whose partner never came (KServe pairing)."""
         self.set_aside(self.decoder.expire(now))

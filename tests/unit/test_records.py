@@ -682,6 +682,28 @@ def test_unpaired_halves_expire_after_the_ttl() -> None:
     assert dec.pending == 0 and dec.pending_offsets() == {}
 
 
+def test_a_pause_of_the_agent_does_not_expire_a_waiting_half() -> None:
+    """Frozen for longer than the TTL, the agent finds the partner in its backlog: the
+    pause (monitor/runtime/loop_gap.py) moves the held half's clock, so the pair is made;
+    a half still alone a TTL of running time later is reported as before."""
+    dec = Decoder(RecordConfig(format="kserve_v2", kserve_pair_ttl="30s"), SCHEMA)
+    dec.decode([kmsg(v2_request([(1, 1.0, "DE")]), "held", CE_REQUEST, 3)], now=1000.0)
+    dec.shift(120.0)  # the agent did not run from 1005 to 1125
+    b = dec.decode([kmsg(v2_response([0.5]), "held", CE_RESPONSE, 4)], now=1126.0)
+    assert not b.failures and b.rows == 1 and dec.pending == 0
+    dec.decode([kmsg(v2_request([(2, 2.0, "DE")]), "alone", CE_REQUEST, 5)], now=1126.0)
+    dec.shift(120.0)
+    assert dec.expire(now=1126.0 + 120.0 + 29.0) == []
+    late = dec.expire(now=1126.0 + 120.0 + 31.0)
+    assert [(f.reason, f.message.offset) for f in late] == [("model_error", 5)]
+    # without the shift the same pause expires the first half: what the shift prevents
+    plain = Decoder(RecordConfig(format="kserve_v2", kserve_pair_ttl="30s"), SCHEMA)
+    plain.decode([kmsg(v2_request([(1, 1.0, "DE")]), "held", CE_REQUEST, 3)], now=1000.0)
+    b = plain.decode([kmsg(v2_response([0.5]), "held", CE_RESPONSE, 4)], now=1126.0)
+    assert [f.reason for f in b.failures] == ["model_error"] and b.rows == 0
+    assert plain.pending == 1  # the response now waits for a request already set aside
+
+
 def test_pending_halves_are_bounded() -> None:
     dec = Decoder(RecordConfig(format="kserve_v2", kserve_max_pending=2), SCHEMA)
     messages = [kmsg(v2_request([(i, i, "DE")]), f"id{i}", CE_REQUEST, i) for i in range(3)]
