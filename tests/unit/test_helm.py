@@ -117,6 +117,7 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
             "injector": {
                 "replicas": 1,
                 "failurePolicy": "Fail",
+                "sidecar": {"aggregation": "none"},
                 "timeoutSeconds": 3,
                 "certManager": {
                     "enabled": True,
@@ -437,13 +438,12 @@ def test_pods_are_locked_down_and_sized(helm: Path, case: str) -> None:
             for port in c.get("ports", []):
                 # Not in the OpenAPI schema, refused by the API server all the same.
                 assert IANA_SVC_NAME.match(port["name"]), port["name"]
-    # The Kubernetes API token only where a rollback action needs it.
+    # The Kubernetes API token only where a rollback action needs it: the agents and the
+    # aggregator, which runs the policies when there is one.
     rollback = any(d["kind"] == "Role" for d in docs)
     for _, template in specs:
-        expected = (
-            rollback
-            and template["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
-        )
+        component = template["metadata"]["labels"].get("app.kubernetes.io/component")
+        expected = rollback and component in ("agent", "aggregator")
         assert template["spec"]["automountServiceAccountToken"] is expected
     for sa in of_kind(docs, "ServiceAccount"):
         assert sa["automountServiceAccountToken"] is False
@@ -605,11 +605,13 @@ def test_injector_settings_carry_the_values(helm: Path, tmp_path: Path) -> None:
     settings = _settings(manifests(helm, "injector"), tmp_path)
     assert settings.image == "ghcr.io/driftline/driftline:0.1.0"
     assert settings.failure_policy == "Ignore"
+    assert settings.aggregation == "both"  # the sidecars of a model elect one judge
     assert settings.kafka.password_secret is None
 
     docs = manifests(helm, "injector-cluster-issuer-fail-sasl-rollback")
     settings = _settings(docs, tmp_path)
     assert settings.failure_policy == "Fail"
+    assert settings.aggregation == "none"
     (webhook,) = one(docs, "MutatingWebhookConfiguration")["webhooks"]
     assert webhook["failurePolicy"] == settings.failure_policy
     assert settings.kafka.bootstrap_servers == "kafka.streaming:9093"
@@ -641,7 +643,8 @@ def test_agent_config_loads_and_matches_its_pod(helm: Path, case: str) -> None:
     cfg = parse_config(yaml.safe_load(cm["data"]["monitor.yaml"]), source=case)
     assert cfg.model == "fraud-scorer"
     pod, agent = _agent(docs)
-    assert agent["args"] == ["run", "-c", "/etc/driftline/monitor.yaml"]
+    # Each case can have more than one agent: they publish partials to an aggregator.
+    assert agent["args"] == ["run", "-c", "/etc/driftline/monitor.yaml", "--role", "agent"]
     assert cfg.exporter.port == agent["ports"][0]["containerPort"]
     mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
     assert str(cfg.state.dir) in mounts and not mounts[str(cfg.state.dir)].get("readOnly")
@@ -890,6 +893,8 @@ def test_dashboard_configmaps_keep_any_content_exactly(helm: Path, tmp_path: Pat
         ({"reports": {"html": {"baseUrl": "reports.example.com"}}}, "/reports/html/baseUrl"),
         ({"reports": {"html": {"size": "a lot"}}}, "/reports/html/size"),
         ({"reports": {"html": {"dir": "/tmp"}}}, "'dir' not allowed"),
+        ({"agent": {"aggregator": {"enabled": "yes"}}}, "/agent/aggregator/enabled"),
+        ({"injector": {"sidecar": {"aggregation": "agent"}}}, "/injector/sidecar/aggregation"),
     ],
 )
 def test_schema_rejects_bad_values_clearly(
@@ -963,8 +968,91 @@ def test_aggregator_role_runs_beside_the_agents(helm: Path) -> None:
     assert volumes["config"] == agent_volumes["config"]  # one monitor.yaml for both roles
     monitors = {d["metadata"]["name"] for d in of_kind(docs, "ServiceMonitor")}
     assert len(monitors) == 2
-    plain = manifests(helm, "standalone-hpa-servicemonitor")
-    assert not [d for d in of_kind(plain, "Deployment") if "aggregator" in d["metadata"]["name"]]
+
+
+def _aggregators(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "aggregator"
+    ]
+
+
+def _agent_args(docs: list[dict[str, Any]]) -> list[str]:
+    agents = one(docs, "Deployment", "agent")
+    args: list[str] = agents["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def _standalone(agent: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mode": "standalone",
+        "agent": {
+            "config": AGENT_CONFIG,
+            "reference": {"existingConfigMap": "fraud-scorer-reference"},
+            **agent,
+        },
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("agent", "aggregated"),
+    [
+        ({}, True),  # the defaults: two replicas, enabled auto
+        ({"replicas": 1}, False),
+        ({"aggregator": {"enabled": False}}, False),
+        ({"replicas": 1, "autoscaling": {"enabled": True}}, True),
+        ({"replicas": 1, "keda": {"enabled": True}}, True),
+        ({"replicas": 1, "autoscaling": {"enabled": True, "maxReplicas": 1}}, False),
+        ({"replicas": 1, "aggregator": {"enabled": True}}, True),
+    ],
+)
+def test_aggregator_runs_whenever_there_can_be_more_than_one_agent(
+    helm: Path, agent: dict[str, Any], aggregated: bool
+) -> None:
+    """agent.aggregator.enabled auto (the default): several agents of one group publish
+    partials and one aggregator judges, so the model gets one verdict per window."""
+    values = _standalone(agent)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert (
+        defaults["agent"]["replicas"] == 2 and defaults["agent"]["aggregator"]["enabled"] == "auto"
+    )
+    docs = render(helm, values, release=RELEASE, namespace=NAMESPACE)
+    aggregators = _aggregators(docs)
+    args = _agent_args(docs)
+    if aggregated:
+        assert args[-2:] == ["--role", "agent"]
+        deployment = one(docs, "Deployment", "aggregator")
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == [
+            "--role",
+            "aggregator",
+        ]
+        assert {d["kind"] for d in aggregators} == {"Deployment", "Service", "ServiceMonitor"}
+    else:
+        assert "--role" not in args  # each agent judges what it reads
+        assert not aggregators
+
+
+def test_install_notes_warn_when_several_agents_judge_alone(helm: Path) -> None:
+    def notes(agent: dict[str, Any]) -> str:
+        result = run_helm(
+            helm,
+            "install",
+            RELEASE,
+            "--dry-run=client",
+            "--namespace",
+            NAMESPACE,
+            values=_standalone(agent),
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("NOTES:", 1)[1]
+
+    split = notes({"aggregator": {"enabled": False}})
+    assert re.search(r"WARNING: .*more than one agent: each agent\s+judges only", split), split
+    assert "aggregator judges each window once" in notes({})
+    lone = notes({"replicas": 1, "aggregator": {"enabled": False}})
+    assert "WARNING" not in lone and "aggregator" not in lone
 
 
 def test_readme_documents_every_value() -> None:

@@ -90,6 +90,29 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if or .Values.rollback.argoRollouts.enabled .Values.rollback.kserve.enabled }}true{{ end }}
 {{- end }}
 
+{{/* "true" when there can be more than one standalone agent: agent.replicas, or an
+autoscaler allowed to add replicas. */}}
+{{- define "driftline.manyAgents" -}}
+{{- $a := .Values.agent }}
+{{- $hpa := and $a.autoscaling.enabled (gt (int $a.autoscaling.maxReplicas) 1) }}
+{{- $keda := and $a.keda.enabled (gt (int $a.keda.maxReplicaCount) 1) }}
+{{- if or (gt (int $a.replicas) 1) $hpa $keda }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the standalone agents publish partials to an aggregator Deployment
+(agent.aggregator.enabled; auto: whenever there can be more than one agent, so the model
+gets one verdict per window, not one per agent; docs/kubernetes.md, "Scaling out"). Every
+template that depends on the aggregator reads this, never the value itself. */}}
+{{- define "driftline.aggregatorEnabled" -}}
+{{- $on := .Values.agent.aggregator.enabled }}
+{{- if kindIs "string" $on }}
+{{- if ne $on "auto" }}
+{{- fail (printf "agent.aggregator.enabled is %q; use auto, true or false" $on) }}
+{{- end }}
+{{- include "driftline.manyAgents" . }}
+{{- else if $on }}true{{ end }}
+{{- end }}
+
 {{/* Environment variables from existing Secrets (never values in the chart). */}}
 {{- define "driftline.secretEnv" -}}
 {{- range $name := list "kafkaPassword" "alertToken" "webhookSecret" }}
