@@ -47,6 +47,7 @@ from monitor.runtime.aggregator_state import AggregatorChangelog
 from monitor.runtime.changelog import ChangelogError, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
+from monitor.runtime.loop_gap import LoopGap
 from monitor.runtime.merging import DueWindow, MergeState
 from monitor.runtime.panes import MAX_TRACEPARENTS, ClosedWindow, merge_offsets
 from monitor.runtime.partials import Partial, PartialError
@@ -61,6 +62,9 @@ JUDGED = "aggregator"
 METADATA_INTERVAL = 30.0
 #: Seconds between log lines saying what the oldest open window waits for.
 WAIT_LOG_INTERVAL = 10.0
+#: Seconds one poll of the partials topic waits; a turn of the loop far longer than
+#: this is time the aggregator did not run (monitor/runtime/loop_gap.py).
+POLL_SECONDS = 0.2
 
 
 def merge_window(profile: Profile, due: DueWindow) -> list[ClosedWindow]:
@@ -303,12 +307,16 @@ class Aggregator:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         assert self.source is not None
+        gaps = LoopGap(poll_timeout=POLL_SECONDS)  # a turn far longer than a poll: frozen
         while not stop.is_set():
-            messages = await self.source.poll(timeout_ms=200)
+            messages = await self.source.poll(timeout_ms=int(POLL_SECONDS * 1000))
             if not await self._refresh_partitions():
                 await asyncio.sleep(0.5)
                 continue
             now = time.time()
+            assert self.state is not None  # set by _refresh_partitions
+            if gap := gaps.observe(now):  # time not run does not count toward a deadline
+                self.state.shift(gap)
             for m in messages:
                 self._receive(m.value, (m.topic, m.partition, m.offset), now)
             self._position.update(self.source.polled)

@@ -301,6 +301,15 @@ class MergeState:
             out.append(DueWindow(bounds, pieces, coverage, complete, _overlap(pieces), first))
         return out
 
+    def shift(self, gap: float) -> None:
+        """The aggregator did not run for ``gap`` seconds (monitor/runtime/loop_gap.py):
+        the windows' deadline clocks move forward by it. Woken from a pause, it reads the
+        pieces that arrived meanwhile before a deadline can judge a window without them."""
+        for bounds in self.first_seen:
+            self.first_seen[bounds] += gap
+        for bounds in self.evaluated:
+            self.evaluated[bounds] += gap
+
     def done(self, bounds: Bounds, now: float) -> None:
         """Forget a judged window's pieces; its late pieces will be dropped."""
         self.windows.pop(bounds, None)

@@ -294,6 +294,26 @@ def test_a_partition_not_reported_holds_the_window_until_the_deadline(profile: P
     assert r.partial and r.partial_reason == "coverage" and r.coverage == due[0].coverage
 
 
+def test_a_pause_of_the_aggregator_does_not_run_down_a_deadline(profile: Profile) -> None:
+    """Frozen for longer than the deadline, the aggregator reads the piece that arrived
+    meanwhile before judging: the pause (monitor/runtime/loop_gap.py) moves the deadline
+    clocks; a piece still missing a deadline of running time later is judged without."""
+    data = traffic(3000)
+    pieces = [run_agent(profile, data, {p}, agent)[0] for p, agent in enumerate("abc")]
+    paused, plain = state(deadline=30.0), state(deadline=30.0)
+    for merge in (paused, plain):
+        for msgs in pieces[:2]:  # partition 2's piece is still on its way
+            feed(merge, msgs, now=100.0)
+    paused.shift(60.0)  # did not run from 105 to 165
+    # without the shift the pause runs the deadline down: judged without partition 2
+    assert plain.due(now=166.0) and not any(d.complete for d in plain.due(now=166.0))
+    assert paused.due(now=166.0) == []  # 6 s of running time since the first pieces
+    assert paused.due(now=189.0) == [] and paused.due(now=191.0)  # then the deadline holds
+    feed(paused, pieces[2], now=166.0)  # read from the backlog on waking
+    due = paused.due(now=166.0)
+    assert due and all(d.complete and d.coverage.reported == (0, 1, 2) for d in due)
+
+
 def test_an_empty_owned_partition_is_reported_by_progress(profile: Profile) -> None:
     data = traffic(3000)
     data["partition"] = np.where(data["partition"] == 2, 0, data["partition"])  # 2 is empty
