@@ -11,7 +11,7 @@ JSONPatch (RFC 6902):
   or a ``monitor.yaml`` built from the pod's annotations, validated here with the agent's
   own config model and written into an ``emptyDir`` by the init container
   ``driftline-config`` (``driftline inject prepare``), which also fetches an http(s)
-  reference profile; a built one has ``aggregation: {role: both}`` unless
+  reference profile; the built ``monitor.yaml`` has ``aggregation: {role: both}`` unless
   ``driftline.io/aggregation`` (or the injector's ``aggregation``) says ``none``, so the
   sidecars of a model's replicas elect one that judges each window for the model;
 * its state directory (``emptyDir`` at ``/var/lib/driftline``);
