@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 MIN_RETENTION_MS = 3_600_000
 #: A partial carries a window sketch and its performance state: room for the largest.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: (brokers, topic) whose refusal this process logged: with ``role: both`` the agent and
+#: the aggregator both ask, and one error says it.
+_REFUSED: set[tuple[str, str]] = set()
 
 
 def retention_ms(windows: WindowsConfig, aggregation: AggregationConfig) -> int:
@@ -74,7 +77,10 @@ async def ensure_partials_topic(config: MonitorConfig) -> bool:
         await ensure_topic(kafka, topic, replication=replication, configs=configs, partitions=1)
         return True
     except TopicRefused as exc:
-        log.error(
+        seen = (str(kafka.bootstrap_servers), topic) in _REFUSED
+        _REFUSED.add((str(kafka.bootstrap_servers), topic))
+        log.log(
+            logging.DEBUG if seen else logging.ERROR,
             "the partials topic %s does not exist and the brokers refused to create it (%s); "
             'create it (docs/kubernetes.md, "Scaling out"): %s; until it exists the '
             "agents retry their partials and the aggregator has none to read",
@@ -91,5 +97,5 @@ async def ensure_partials_topic(config: MonitorConfig) -> bool:
             exc.reason,
         )
     except Exception as exc:  # never out of the agent: sends retry and report the rest
-        log.warning("cannot make sure the partials topic %s exists (%s)", topic, exc)
+        log.warning("cannot make sure the partials topic %s exists (%s)", topic, type(exc).__name__)
     return False

@@ -151,6 +151,7 @@ def test_a_refusal_is_one_error_with_the_command_to_run(
     topic = "driftline.fraud-scorer.partials"
     refused = TopicRefused(topic, "TopicAuthorizationFailedError (error code 29)")
     monkeypatch.setattr(partials_topic, "ensure_topic", Recorder(refused))
+    monkeypatch.setattr(partials_topic, "_REFUSED", set())
     c = config()
     with caplog.at_level(logging.INFO, logger=partials_topic.__name__):
         assert asyncio.run(ensure_partials_topic(c)) is False
@@ -166,6 +167,22 @@ def test_a_refusal_is_one_error_with_the_command_to_run(
     assert words[words.index("--replication-factor") + 1] == "3"
     settings = [words[i + 1] for i, w in enumerate(words) if w == "--config"]
     assert settings == [f"{k}={v}" for k, v in topic_configs(c).items()]
+
+
+def test_the_agent_and_aggregator_of_one_process_log_one_refusal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = TopicRefused("driftline.fraud-scorer.partials", "PolicyViolationError")
+    monkeypatch.setattr(partials_topic, "ensure_topic", Recorder(refused))
+    monkeypatch.setattr(partials_topic, "_REFUSED", set())
+    c = config(role="both")
+
+    async def both() -> list[bool]:
+        return list(await asyncio.gather(ensure_partials_topic(c), ensure_partials_topic(c)))
+
+    with caplog.at_level(logging.INFO, logger=partials_topic.__name__):
+        assert asyncio.run(both()) == [False, False]
+    assert [r.levelno for r in caplog.records] == [logging.ERROR]
 
 
 @pytest.mark.parametrize(
