@@ -400,6 +400,23 @@ class Exporter:
         }
         self._inc(m.ROLLBACK_DECISIONS, labels, 1.0)
 
+    def drop_judged_series(self) -> None:
+        """Drop the gauges of judged windows (every gauge with a ``window`` label, and the
+        aggregation coverage): another member judges the model now (runtime/judging.py).
+        The agent's own health series and all counters stay."""
+        with self._lock:
+            for defn in m.ALL_METRICS:
+                judged = "window" in defn.labels or defn is m.AGGREGATION_COVERAGE
+                if defn.kind != "gauge" or not judged:
+                    continue
+                keys = {
+                    tuple(sample.labels[k] for k in defn.labels)
+                    for family in self._metrics[defn.name].collect()
+                    for sample in family.samples
+                }
+                for key in keys:
+                    self._remove(defn, key)
+
     # -- internals --------------------------------------------------------------------------
     def _observe_untracked(self, report: WindowReport, evaluation_seconds: float) -> None:
         """A window of a version beyond the limit: counted, no per-window series."""

@@ -47,6 +47,7 @@ from monitor.runtime.aggregator_state import AggregatorChangelog
 from monitor.runtime.changelog import ChangelogError, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
+from monitor.runtime.judging import JudgeSeries
 from monitor.runtime.loop_gap import LoopGap
 from monitor.runtime.merging import DueWindow, MergeState
 from monitor.runtime.panes import MAX_TRACEPARENTS, ClosedWindow, merge_offsets
@@ -183,6 +184,8 @@ class Aggregator:
         self._last_checkpoint = time.monotonic()
         self._last_metadata = -METADATA_INTERVAL
         self._last_wait_log = time.monotonic()
+        # only the member holding the partials partition exports the judged gauges
+        self.judging = JudgeSeries(self.exporter.drop_judged_series)
 
     def _sinks(self) -> list[ReportSink]:
         sinks: list[ReportSink] = []
@@ -315,6 +318,7 @@ class Aggregator:
                 continue
             now = time.time()
             assert self.state is not None  # set by _refresh_partitions
+            self.judging.observe(bool(self.source.assigned()))
             if gap := gaps.observe(now):  # time not run does not count toward a deadline
                 self.state.shift(gap)
             for m in messages:
@@ -440,6 +444,7 @@ class Aggregator:
     def _publish(self, result: EvaluatedWindow) -> None:
         report = result.report
         self.exporter.observe_report(report, result.seconds)
+        self.judging.judged()
         if report.baseline == "reference":
             self.latest[report.model_version] = report
         self.engine.observe_report(report)
