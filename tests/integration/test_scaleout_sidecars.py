@@ -5,6 +5,8 @@ Kafka gives the partials partition to one of them, which judges every window for
 whole model. The judging sidecar is killed (SIGKILL) mid-stream with its state directory
 deleted (a rescheduled pod with an ``emptyDir``); another sidecar takes the judging
 over, and the lost one comes back with a new identity and restores from the changelog.
+Nothing is created by hand: the sidecars create the partials topic as they start
+(``aggregation.create_topic``), as injected sidecars must.
 
 Together the three must report exactly the windows of one agent reading the same topic
 alone (rows, late and duplicate counts, every statistic to 1e-9, every verdict), each
@@ -76,7 +78,6 @@ def test_sidecars_with_role_both_judge_each_window_once_through_a_killed_judge(
     bootstrap = broker_session.bootstrap
     topic = kafka_topic(PARTITIONS)
     partials = f"{partials_topic_for('m')}-{uuid.uuid4().hex[:8]}"
-    broker_session.create_topic(partials, 1)
     run = uuid.uuid4().hex[:8]
     group = f"sidecars-{run}"
     alone_cfg = config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"})
