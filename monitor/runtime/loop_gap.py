@@ -9,8 +9,9 @@ and then count the backlog it reads for them as late. The agent's loop turns eve
 ``poll_timeout`` or so; a gap between two turns far larger than that (more than
 ``max(2 × poll_timeout, min_gap)``) is time nobody watched, and the windows' idle clocks
 are moved forward by it (``WindowManager.shift``), as are the KServe halves' pairing
-TTLs (``Pipeline.shift``): a partner in the backlog is not one that never came. A partition really quiet while the
-loop keeps turning still goes idle after ``idle_timeout``.
+TTLs (``Pipeline.shift``): a partner in the backlog is not one that never came. A
+partition really quiet while the loop keeps turning still goes idle after
+``idle_timeout``.
 """
 
 from __future__ import annotations
