@@ -970,6 +970,29 @@ def test_aggregator_role_runs_beside_the_agents(helm: Path) -> None:
     assert len(monitors) == 2
 
 
+def test_the_aggregator_is_fenced_and_kept_like_the_agents(helm: Path) -> None:
+    """The aggregator judges the model and runs its rollbacks: the same NetworkPolicy as
+    the agents (metrics in; Kafka, the API and OTLP out) and a PodDisruptionBudget that
+    keeps its standby while the judge is evicted."""
+    docs = manifests(helm, "standalone-aggregator")
+    aggregator = one(docs, "Deployment", "aggregator")
+    labels = aggregator["spec"]["template"]["metadata"]["labels"]
+    agent_np, agg_np = (one(docs, "NetworkPolicy", c) for c in ("agent", "aggregator"))
+    assert selects(agg_np["spec"]["podSelector"], labels)
+    assert not selects(agent_np["spec"]["podSelector"], labels)
+    assert agg_np["spec"]["ingress"] == agent_np["spec"]["ingress"]
+    assert agg_np["spec"]["egress"] == agent_np["spec"]["egress"]
+    port = aggregator["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert agg_np["spec"]["ingress"][0]["ports"][0]["port"] == port
+    pdb = one(docs, "PodDisruptionBudget", "aggregator")
+    assert selects(pdb["spec"]["selector"], labels) and pdb["spec"]["maxUnavailable"] == 1
+    # one aggregator: nothing to keep while it is evicted, no budget
+    values = _standalone({"replicas": 3, "aggregator": {"replicas": 1}})
+    single = render(helm, values, release=RELEASE, namespace=NAMESPACE)
+    assert _aggregators(of_kind(single, "PodDisruptionBudget")) == []
+    assert len(_aggregators(of_kind(single, "NetworkPolicy"))) == 1
+
+
 def _aggregators(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         d
@@ -1028,7 +1051,10 @@ def test_aggregator_runs_whenever_there_can_be_more_than_one_agent(
             "--role",
             "aggregator",
         ]
-        assert {d["kind"] for d in aggregators} == {"Deployment", "Service", "ServiceMonitor"}
+        kinds = {"Deployment", "Service", "ServiceMonitor", "NetworkPolicy"}
+        if deployment["spec"]["replicas"] > 1:  # a standby to keep while the judge goes
+            kinds.add("PodDisruptionBudget")
+        assert {d["kind"] for d in aggregators} == kinds
     else:
         assert "--role" not in args  # each agent judges what it reads
         assert not aggregators
