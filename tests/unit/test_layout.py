@@ -147,3 +147,12 @@ def test_modules_stay_readable() -> None:
         and m not in LONG_MODULES
     }
     assert long == {}, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by their base name (the test folders are not
+    packages): two files of one name make the whole run stop at collection."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        other = seen.setdefault(path.name, path)
+        assert other == path, f"{path.relative_to(ROOT)} and {other.relative_to(ROOT)}"
