@@ -186,10 +186,15 @@ class ConfluentSource:
         from confluent_kafka import KafkaException
 
         try:
-            await asyncio.to_thread(consumer.list_topics, timeout=PROBE_TIMEOUT)
-            return True
+            metadata = await asyncio.to_thread(consumer.list_topics, timeout=PROBE_TIMEOUT)
         except KafkaException:
             return False
+        self._counts = {
+            t: len(metadata.topics[t].partitions)
+            for t in self.cfg.topics
+            if t in metadata.topics and metadata.topics[t].partitions
+        }
+        return True
 
     async def _watch(self) -> None:
         while True:
@@ -390,6 +395,10 @@ class ConfluentSource:
 
     def assigned(self) -> set[tuple[str, int]]:
         return set(self._assignment) if self.consumer is not None else set()
+
+    def partition_count(self, topic: str) -> int | None:
+        """Partitions of a subscribed topic, from the last metadata probe (None: unknown)."""
+        return getattr(self, "_counts", {}).get(topic)
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the partition's high watermark, per assigned partition."""

@@ -382,6 +382,13 @@ class KafkaSource:
             return set()
         return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
 
+    def partition_count(self, topic: str) -> int | None:
+        """Partitions of a subscribed topic, from the client's metadata (None: unknown)."""
+        if self.consumer is None:
+            return None
+        parts = self.consumer.partitions_for_topic(topic)
+        return len(parts) if parts else None
+
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the partition's high watermark, per assigned partition."""
         if self.consumer is None:

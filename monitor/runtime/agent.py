@@ -57,6 +57,7 @@ from monitor.runtime.partials_topic import ensure_partials_topic
 from monitor.runtime.pipeline import Pipeline, window_label
 from monitor.runtime.publishing import AgentPartials
 from monitor.runtime.resumed import take_resumed
+from monitor.runtime.shared_group import SharedGroupCheck
 from monitor.runtime.side_state import restore_side_state, side_state
 from monitor.runtime.state_loss import StateLoss
 from monitor.runtime.window_snapshot import SnapshotError
@@ -183,6 +184,7 @@ class Agent:
         self.publisher: KafkaPublisher | None = None
         self.dead_letters: DeadLetters | None = None
         self.source: Source | None = None
+        self.shared: SharedGroupCheck | None = None  # role none in a shared group
         self.server: AgentServer | None = None
         self._serve_http = serve_http
         self._evaluations: set[asyncio.Task[None]] = set()
@@ -294,6 +296,8 @@ class Agent:
         self.source.foreign_commits = self._from_changelog
         if self.partials is not None:
             self.partials.bind(self.pipeline.windows, self.source)
+        else:  # a lone agent: say so if other members read some of the topic
+            self.shared = SharedGroupCheck(self.kafka_cfg.topics, self.source.partition_count)
         self.exporter.set_source_up(False)
         try:
             if not await self.source.start(stop):
@@ -333,6 +337,8 @@ class Agent:
             self.exporter.set_source_up(self.source.up)
             # owned partitions hold the watermark back; revoked ones stop (watermarks.py)
             self.pipeline.windows.assign(self._row_partitions(), now)
+            if self.shared is not None:
+                self.shared.observe(self.source.assigned())
             labels = [m for m in messages if m.topic == self.labels_topic]
             if labels:
                 messages = [m for m in messages if m.topic != self.labels_topic]

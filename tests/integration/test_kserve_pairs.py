@@ -138,6 +138,9 @@ def test_halves_split_across_partitions_all_pair_with_two_agents(
             if s.get("outcome") == "decoded"
         }
         assert versions == {"http://credit-scorer-predictor-00007/"}
+        # two lone agents (role none) share the group: each says it judges a share
+        for a in agents:
+            assert "reads 1 of the 2 partitions" in a.log(), a.log_path
     finally:
         for a in agents:
             a.stop()
