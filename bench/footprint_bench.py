@@ -164,8 +164,12 @@ def decoded(port: int) -> float:
     return total
 
 
-def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any]:
-    """The agent with ``client``: RSS idle, then under ``rate`` records a second."""
+def soak(
+    client: str, rate: float, seconds: float, idle: float, role: str = "none"
+) -> dict[str, Any]:
+    """The agent with ``client``: RSS idle, then under ``rate`` records a second. With
+    ``role`` both, the sidecar the injector makes: it publishes its partials and judges
+    them too (the partials topic, created at start, round trip included)."""
     import yaml
     from confluent_kafka import Producer
 
@@ -192,7 +196,7 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
                 "kafka": {
                     "bootstrap_servers": broker.bootstrap,
                     "topics": [topic],
-                    "group_id": f"footprint-{client}",
+                    "group_id": f"footprint-{client}-{role}",
                     # the key only where needed: older checkouts do not know it
                     **({"client": client} if client != "aiokafka" else {}),
                 },
@@ -202,6 +206,8 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
             "reports": {"log": False, "file": str(work / "reports.jsonl")},
             "state": {"dir": str(work / "state")},
         }
+        if role != "none":  # the key only where needed: older checkouts do not know it
+            config["aggregation"] = {"role": role}
         (work / "monitor.yaml").write_text(yaml.safe_dump(config))
         agent = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "run", "-c", str(work / "monitor.yaml")],
@@ -244,6 +250,7 @@ def soak(client: str, rate: float, seconds: float, idle: float) -> dict[str, Any
     samples.sort()
     return {
         "client": client,
+        "role": role,
         "idle_kib": idle_kib,
         "soak_median_kib": samples[len(samples) // 2],
         "soak_max_kib": samples[-1],
@@ -305,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--idle", type=float, default=10.0)
     p.add_argument("--clients", default="aiokafka,confluent")
+    p.add_argument("--roles", default="none", help="aggregation roles to soak: none,both")
     p.add_argument("--skip-window", action="store_true")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--skip-imports", action="store_true")
@@ -340,11 +348,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  heavy libraries loaded: {', '.join(imp['heavy']) or 'none'}")
     if not args.skip_rss:
         out["rss"] = []
-        for client in [c for c in args.clients.split(",") if c]:
-            r = soak(client, args.rate, args.seconds, args.idle)
+        runs = [
+            (client, role)
+            for role in args.roles.split(",")
+            if role
+            for client in args.clients.split(",")
+            if client
+        ]
+        for client, role in runs:
+            r = soak(client, args.rate, args.seconds, args.idle, role)
             out["rss"].append(r)
             print(
-                f"{client}: RSS idle {r['idle_kib'] / 1024:.0f} MiB; at {r['rate']:,.0f} records/s "
+                f"{client}, role {role}: RSS idle {r['idle_kib'] / 1024:.0f} MiB; "
+                f"at {r['rate']:,.0f} records/s "
                 f"median {r['soak_median_kib'] / 1024:.0f} MiB, max {r['soak_max_kib'] / 1024:.0f} "
                 f"MiB; {r['decoded']:,.0f} of {r['sent']:,} records decoded, "
                 f"{r['cpu_s']:.1f} CPU s ({r['cpu_s'] / max(r['decoded'], 1) * 1e6:.1f} µs/record)"
