@@ -24,9 +24,8 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
@@ -52,6 +51,7 @@ from monitor.runtime.changelog import Changelog, ChangelogError, newest, restore
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from monitor.runtime.evaluation import EvaluatedWindow
 from monitor.runtime.failed_windows import FailedWindows
+from monitor.runtime.health import Health
 from monitor.runtime.loop_gap import LoopGap
 from monitor.runtime.partials_topic import ensure_partials_topic
 from monitor.runtime.pipeline import Pipeline, window_label
@@ -72,42 +72,9 @@ DEAD_LETTER_REASON_HEADER = REASON_HEADER
 # Seconds a SIGTERM waits for dead letters on their way before the final checkpoint.
 DEAD_LETTER_SHUTDOWN_WAIT = 20.0
 
-# /readyz's reason when the agent is ready (documented in docs/agent.md)
-READY = "ready"
 # Seconds one poll of the source waits for records; a turn of the loop far longer than
 # this is time the agent did not run (monitor/runtime/loop_gap.py).
 POLL_SECONDS = 0.2
-
-
-@dataclass
-class Health:
-    """What /healthz and /readyz answer from: the loop's last turn and readiness.
-
-    ``clock`` is monotonic seconds, the clock the HTTP server measures the tick's age
-    with (injectable, so tests need not sleep).
-    """
-
-    reference_loaded: bool = False
-    consuming: bool = False
-    clock: Callable[[], float] = time.monotonic
-    last_tick: float = field(default=float("nan"))
-
-    def __post_init__(self) -> None:
-        if self.last_tick != self.last_tick:  # NaN: not given
-            self.last_tick = self.clock()
-
-    def tick(self) -> None:
-        """Called on every turn of the loop: the proof of liveness."""
-        self.last_tick = self.clock()
-
-    def ready(self) -> tuple[bool, str]:
-        """(ready, reason): the reference loaded and the source consuming, else why not."""
-        reasons: list[str] = []
-        if not self.reference_loaded:
-            reasons.append("reference profile not loaded")
-        if not self.consuming:
-            reasons.append("source not consuming")
-        return not reasons, "; ".join(reasons) or READY
 
 
 class Agent:

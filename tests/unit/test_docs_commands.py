@@ -90,7 +90,7 @@ def test_the_documented_broker_command_is_the_one_the_demo_runs() -> None:
 
 @pytest.mark.parametrize("doc", ["agent.md", "kubernetes.md"])
 def test_the_docs_show_readyz_answers_the_agent_gives(doc: str) -> None:
-    from monitor.runtime.agent import Health
+    from monitor.runtime.health import Health
 
     text = (ROOT / "docs" / doc).read_text()
     shown = set(re.findall(r'"ready": (?:true|false), "reason": "([^"]*)"', text))

@@ -26,7 +26,7 @@ from monitor.outputs.server import (
     Response,
     require_bearer_token,
 )
-from monitor.runtime.agent import READY, Health
+from monitor.runtime.health import READY, Health
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
