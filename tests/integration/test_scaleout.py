@@ -108,6 +108,20 @@ def reports(path: Path) -> dict[ReportKey, Any]:
     return {k: r for k, r in unique_reports(read_reports(path)).items() if k[1] < FLUSH_AT}
 
 
+def assert_merged_as_alone(
+    merged: dict[ReportKey, Any], alone: dict[ReportKey, Any], rows: tuple[int, ...] = ROWS
+) -> None:
+    """The merged windows are the lone agent's, each with every partition covered:
+    rows, counts, every statistic to 1e-9 and every verdict."""
+    assert sorted(alone) == sorted(merged)
+    assert [alone[k].rows for k in sorted(alone)] == list(rows)
+    for key, want in alone.items():
+        got = merged[key]
+        assert not got.partial and got.coverage is not None, key
+        assert got.coverage.reported == tuple(range(PARTITIONS)), key
+        assert same_window(got, want, tol=1e-9), key
+
+
 def test_three_agents_and_an_aggregator_killed_midstream_report_as_one_agent(
     tmp_path: Path, kafka_topic: KafkaTopicFactory, broker_session: TansuBroker
 ) -> None:
@@ -187,13 +201,7 @@ def test_three_agents_and_an_aggregator_killed_midstream_report_as_one_agent(
             p.stop()
     alone = reports(alone_reports)
     merged = reports(agg_reports)
-    assert sorted(alone) == sorted(merged)
-    assert [alone[k].rows for k in sorted(alone)] == list(ROWS)
-    for key, want in alone.items():
-        got = merged[key]
-        assert not got.partial and got.coverage is not None, key
-        assert got.coverage.reported == (0, 1, 2), key
-        assert same_window(got, want, tol=1e-9), key
+    assert_merged_as_alone(merged, alone)
     # the drift injected from window 3 on is found in the merged windows too
     drifted = [
         k

@@ -33,7 +33,6 @@ from tests.integration.agent_helpers import (
     ReportKey,
     committed_offsets,
     read_reports,
-    same_window,
     unique_reports,
     wait_for,
 )
@@ -41,8 +40,10 @@ from tests.integration.test_scaleout import (
     FLUSH_AT,
     PARTITIONS,
     ROWS,
+    assert_merged_as_alone,
     config,
     produce,
+    reports,
     scale_out_counts,
     traffic,
 )
@@ -127,7 +128,7 @@ def test_sidecars_with_role_both_judge_each_window_once_through_a_killed_judge(
         )
         # ... and the lost one comes back as a new pod, its disk empty
         comeback = AgentProcess(sidecar_cfgs[judge]).start()
-        wait_for(lambda: len(read_reports_of(alone_reports)) == len(ROWS), "the lone agent", 60.0)
+        wait_for(lambda: len(reports(alone_reports)) == len(ROWS), "the lone agent", 60.0)
         try:
             wait_for(lambda: len(merged_reports(report_files)) == len(ROWS), "six windows", 90.0)
         except AssertionError:
@@ -145,16 +146,4 @@ def test_sidecars_with_role_both_judge_each_window_once_through_a_killed_judge(
             p.stop()
     print("first judge:", judge, "judges after it:", judges)
     assert judged_first >= 1
-    lone = read_reports_of(alone_reports)
-    merged = merged_reports(report_files)
-    assert sorted(lone) == sorted(merged)
-    assert [lone[k].rows for k in sorted(lone)] == list(ROWS)
-    for key, want in lone.items():
-        got = merged[key]
-        assert not got.partial and got.coverage is not None, key
-        assert got.coverage.reported == tuple(range(PARTITIONS)), key
-        assert same_window(got, want, tol=1e-9), key
-
-
-def read_reports_of(path: Path) -> dict[ReportKey, WindowReport]:
-    return {k: r for k, r in unique_reports(read_reports(path)).items() if k[1] < FLUSH_AT}
+    assert_merged_as_alone(merged_reports(report_files), reports(alone_reports))

@@ -10,7 +10,6 @@ import pytest
 
 from detectors.results import DriftResult, QualityResult, WindowReport
 from monitor.config.errors import ConfigError
-from monitor.config.loader import parse_config
 from monitor.config.state import StateConfig, changelog_topic_for
 from monitor.runtime.changelog import (
     Changelog,
@@ -22,6 +21,7 @@ from monitor.runtime.changelog import (
 )
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, encode
 from monitor.runtime.state_loss import REASON, StateLoss
+from tests.unit.kafka_configs import kafka_config
 
 
 def _checkpoint(size: int, created_at: float = 1.0) -> Checkpoint:
@@ -60,17 +60,7 @@ def test_newest_of_the_local_cache_and_the_changelog() -> None:
 
 
 def _config(state: dict[str, Any]) -> Any:
-    return parse_config(
-        {
-            "model": "fraud scorer",
-            "reference": "ref.json",
-            "source": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-            },
-            "state": state,
-        }
-    )
+    return kafka_config(model="fraud scorer", state=state)
 
 
 def test_the_changelog_is_on_by_default_keyed_by_group_and_named_after_the_model() -> None:

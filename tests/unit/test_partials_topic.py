@@ -13,7 +13,6 @@ import pytest
 
 from monitor.config.aggregation import AggregationConfig
 from monitor.config.errors import ConfigError
-from monitor.config.loader import parse_config
 from monitor.config.model import MonitorConfig
 from monitor.config.windows import WindowsConfig
 from monitor.runtime import partials_topic
@@ -26,23 +25,17 @@ from monitor.runtime.partials_topic import (
     topic_configs,
 )
 from monitor.runtime.topics import TopicRefused, TopicUnreachable, ensure_topic
+from tests.unit.kafka_configs import kafka_config
 
 HOUR_MS = 3_600_000
 
 
 def config(**aggregation: Any) -> MonitorConfig:
-    return parse_config(
-        {
-            "model": "fraud scorer",
-            "reference": "ref.json",
-            "source": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-            },
-            "windows": {"size": "30m", "allowed_lateness": "1m"},
-            "aggregation": {"role": "agent", "deadline": "2m", **aggregation},
-            "state": {"changelog_replication": 3},
-        }
+    return kafka_config(
+        model="fraud scorer",
+        windows={"size": "30m", "allowed_lateness": "1m"},
+        aggregation={"role": "agent", "deadline": "2m", **aggregation},
+        state={"changelog_replication": 3},
     )
 
 

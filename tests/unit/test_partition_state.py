@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from detectors.profile import Profile
-from monitor.config.loader import parse_config
 from monitor.runtime.aggregator_state import AggregatorChangelog
 from monitor.runtime.checkpoint import Checkpoint, decode, encode
 from monitor.runtime.partition_changelog import PartitionLog, PartitionManifest, writer_name
 from monitor.runtime.partition_state import PartitionChangelog
 from monitor.runtime.partitioned import PartitionedWindows
 from monitor.runtime.windows import ClosedWindow
+from tests.unit.kafka_configs import kafka_config, kafka_source
 from tests.unit.test_aggregation import PARAMS, batch, profile, traffic
 
 __all__ = ["profile"]  # the module-scoped fixture, shared
@@ -69,18 +69,7 @@ class Lost:
 
 
 def agent(profile: Profile, log: MemoryLog, tmp_path: Path) -> tuple[Any, PartitionedWindows]:
-    config = parse_config(
-        {
-            "model": "m",
-            "reference": "ref.json",
-            "source": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-            },
-            "aggregation": {"role": "agent"},
-            "state": {"dir": str(tmp_path)},
-        }
-    )
+    config = kafka_config(aggregation={"role": "agent"}, state={"dir": str(tmp_path)})
     changelog = PartitionChangelog(config, "a", 1, "ref")
     changelog.log = log  # type: ignore[assignment]
 
@@ -178,16 +167,7 @@ def test_windows_set_aside_come_back_without_a_read_and_a_missing_state_is_count
 
 def test_a_write_never_reuses_the_last_slot_nor_the_committed_one() -> None:
     log = PartitionLog(
-        parse_config(
-            {
-                "model": "m",
-                "reference": "r.json",
-                "source": {
-                    "kind": "kafka",
-                    "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-                },
-            }
-        ).source.kafka,  # type: ignore[arg-type]
+        kafka_source(),
         "c",
         1024,
         "agent one",
@@ -212,18 +192,7 @@ def test_a_write_never_reuses_the_last_slot_nor_the_committed_one() -> None:
 def test_the_aggregator_restores_its_state_unless_its_own_ends_at_the_commit(
     tmp_path: Path,
 ) -> None:
-    config = parse_config(
-        {
-            "model": "m",
-            "reference": "ref.json",
-            "source": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-            },
-            "aggregation": {"role": "aggregator"},
-            "state": {"dir": str(tmp_path)},
-        }
-    )
+    config = kafka_config(aggregation={"role": "aggregator"}, state={"dir": str(tmp_path)})
     changelog = AggregatorChangelog(config, "g-agg", "p", "ref")
     assert changelog.log.base("p", 0) == "g-agg/p/0"
     log = MemoryLog()
@@ -244,16 +213,7 @@ def test_the_aggregator_restores_its_state_unless_its_own_ends_at_the_commit(
 
 def test_a_restored_writers_keys_get_tombstones_once_the_commit_passed_its_state() -> None:
     log = PartitionLog(
-        parse_config(
-            {
-                "model": "m",
-                "reference": "r.json",
-                "source": {
-                    "kind": "kafka",
-                    "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-                },
-            }
-        ).source.kafka,  # type: ignore[arg-type]
+        kafka_source(),
         "c",
         1024,
         "b",

@@ -16,7 +16,6 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from detectors.profile import Profile
-from monitor.config.loader import parse_config
 from monitor.runtime import partition_changelog
 from monitor.runtime.aggregator_state import AggregatorChangelog
 from monitor.runtime.changelog import ChangelogError, ChangelogUnreachable
@@ -25,6 +24,7 @@ from monitor.runtime.partition_changelog import PartitionLog
 from monitor.runtime.partition_state import PartitionChangelog
 from monitor.runtime.partitioned import PartitionedWindows
 from monitor.runtime.restore_retry import RESTORE_RETRY_BUDGET, RestoreRetry
+from tests.unit.kafka_configs import kafka_config, kafka_source
 from tests.unit.test_aggregation import batch, traffic
 from tests.unit.test_partition_state import (
     FakeSource,
@@ -180,17 +180,10 @@ def test_no_state_or_another_references_state_is_not_retried(
 
 def test_the_budget_is_cut_to_half_a_shorter_session_timeout(tmp_path: Path) -> None:
     def config(session_ms: int) -> Any:
-        kafka = {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"}
-        kafka["session_timeout_ms"] = session_ms  # type: ignore[assignment]
-        kafka["heartbeat_interval_ms"] = 1000  # type: ignore[assignment]
-        return parse_config(
-            {
-                "model": "m",
-                "reference": "ref.json",
-                "source": {"kind": "kafka", "kafka": kafka},
-                "aggregation": {"role": "agent"},
-                "state": {"dir": str(tmp_path)},
-            }
+        return kafka_config(
+            kafka={"session_timeout_ms": session_ms, "heartbeat_interval_ms": 1000},
+            aggregation={"role": "agent"},
+            state={"dir": str(tmp_path)},
         )
 
     assert PartitionChangelog(config(10000), "a", 1, "ref").retry.budget == RESTORE_RETRY_BUDGET
@@ -199,18 +192,7 @@ def test_the_budget_is_cut_to_half_a_shorter_session_timeout(tmp_path: Path) -> 
 
 
 def aggregator(tmp_path: Path, log: MemoryLog) -> tuple[AggregatorChangelog, list, FakeClock]:
-    config = parse_config(
-        {
-            "model": "m",
-            "reference": "ref.json",
-            "source": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-            },
-            "aggregation": {"role": "aggregator"},
-            "state": {"dir": str(tmp_path)},
-        }
-    )
+    config = kafka_config(aggregation={"role": "aggregator"}, state={"dir": str(tmp_path)})
     changelog = AggregatorChangelog(config, "g-agg", "p", "ref")
     changelog.log = log  # type: ignore[assignment]
     applied: list[Checkpoint] = []
@@ -257,17 +239,7 @@ def test_a_reader_that_did_not_start_is_stopped_before_the_read_is_tried_again(
             self.stopped = True
 
     monkeypatch.setattr(partition_changelog, "AIOKafkaConsumer", RefusedReader)
-    kafka = parse_config(
-        {
-            "model": "m",
-            "reference": "r.json",
-            "source": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": "k:9092", "topics": ["t"], "group_id": "g"},
-            },
-        }
-    ).source.kafka
-    assert kafka is not None
+    kafka = kafka_source()
     log = PartitionLog(kafka, "c", 1000, "a", 1)
     clock = FakeClock()
     retry = RestoreRetry(RESTORE_RETRY_BUDGET, clock=clock, sleep=clock.sleep)
