@@ -30,12 +30,12 @@ from aiokafka.errors import KafkaError
 from monitor.config.source import KafkaSourceConfig
 from monitor.ingest.batch import SourceMessage
 from monitor.ingest.kafka import client_settings
+from monitor.ingest.topics import TopicError, ensure_topic
 
 log = logging.getLogger(__name__)
 
 #: Seconds a forward of one poll's messages may take before it is tried again.
 FORWARD_TIMEOUT = 10.0
-_TOPIC_ALREADY_EXISTS = 36
 
 
 def ce_id(message: SourceMessage) -> str | None:
@@ -67,31 +67,14 @@ class PairsRepartition:
 
     async def ensure_topic(self) -> None:
         """Create the pairs topic when missing, with as many partitions as the source
-        topic (so the pairs spread over the same number of agents)."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        admin = AIOKafkaAdminClient(
-            request_timeout_ms=int(FORWARD_TIMEOUT * 1000), **client_settings(self.kafka)
-        )
+        topic (so the pairs spread over the same number of agents). A broker that will
+        not create it, or does not answer, is a warning: the agent reads on."""
         try:
-            await asyncio.wait_for(admin.start(), FORWARD_TIMEOUT)
-            described = await asyncio.wait_for(
-                admin.describe_topics(sorted(self.source_topics | {self.topic})), FORWARD_TIMEOUT
+            await ensure_topic(
+                self.kafka, self.topic, replication=1, configs={}, like=self.source_topics
             )
-            sizes = {
-                d["topic"]: len(d["partitions"]) for d in described if d.get("error_code") == 0
-            }
-            if self.topic in sizes:
-                return
-            partitions = max([sizes[t] for t in self.source_topics if t in sizes] or [1])
-            response = await asyncio.wait_for(
-                admin.create_topics([NewTopic(self.topic, partitions, 1)]), FORWARD_TIMEOUT
-            )
-            for topic, code, *_ in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    log.warning("cannot create the pairs topic %s: error code %d", topic, code)
-        finally:
-            await admin.close()
+        except TopicError as exc:
+            log.warning("cannot create the pairs topic %s: %s", self.topic, exc.reason)
 
     def split(
         self, messages: Sequence[SourceMessage]

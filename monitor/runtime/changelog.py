@@ -44,8 +44,8 @@ from aiokafka.errors import KafkaError
 from monitor.config.source import KafkaSourceConfig
 from monitor.config.state import StateConfig
 from monitor.ingest.kafka import MAX_REQUEST_BYTES, client_settings
+from monitor.ingest.topics import TopicError, TopicUnreachable, ensure_topic
 from monitor.runtime.checkpoint import Checkpoint, CheckpointError, decode, encode
-from monitor.runtime.topics import TopicError, TopicUnreachable, ensure_topic
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import shlex
 from monitor.config.aggregation import AggregationConfig
 from monitor.config.model import MonitorConfig
 from monitor.config.windows import WindowsConfig
-from monitor.runtime.topics import TopicRefused, TopicUnreachable, ensure_topic
+from monitor.ingest.topics import TopicRefused, TopicUnreachable, ensure_topic
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,6 @@ from monitor.runtime.windows import WindowManager
 
 log = logging.getLogger(__name__)
 
-_TOPIC_ALREADY_EXISTS = 36
 Key = tuple[str, int]
 
 

@@ -15,6 +15,7 @@ from monitor.config.aggregation import AggregationConfig
 from monitor.config.errors import ConfigError
 from monitor.config.model import MonitorConfig
 from monitor.config.windows import WindowsConfig
+from monitor.ingest.topics import TopicRefused, TopicUnreachable, ensure_topic
 from monitor.runtime import partials_topic
 from monitor.runtime.changelog import ChangelogError, ChangelogUnreachable, ensure_compacted
 from monitor.runtime.partials_topic import (
@@ -24,7 +25,6 @@ from monitor.runtime.partials_topic import (
     retention_ms,
     topic_configs,
 )
-from monitor.runtime.topics import TopicRefused, TopicUnreachable, ensure_topic
 from tests.unit.kafka_configs import kafka_config
 
 HOUR_MS = 3_600_000

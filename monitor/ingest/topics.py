@@ -1,5 +1,6 @@
 """Topics the agent creates for itself when they are missing: the compacted changelog
-(changelog.py) and the partials topic (partials_topic.py).
+(monitor/runtime/changelog.py), the partials topic (monitor/runtime/partials_topic.py)
+and the KServe pairs topic (repartition.py).
 
 A topic that exists is left exactly as it is: its partitions and settings are the
 operator's, never altered. A broker that will not create it (ACLs, a creation policy)
