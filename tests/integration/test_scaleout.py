@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,68 @@ def config(
     return files.config
 
 
+@dataclass
+class ScaleOut:
+    """The configurations of a scale-out test: a lone agent in a group of its own, three
+    agents publishing partials in ``group``, and their aggregator."""
+
+    group: str
+    alone: Path
+    agents: list[Path]
+    aggregator: Path
+    alone_reports: Path
+    agg_reports: Path
+
+
+def scale_out(
+    tmp_path: Path, broker: TansuBroker, topic: str, changelog_names: bool = False
+) -> ScaleOut:
+    """Write the configurations under ``tmp_path``, on a partials topic of their own
+    (``changelog_names``: each agent keeps its state under a name of its own)."""
+    bootstrap = broker.bootstrap
+    partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(partials, 1)
+    run = uuid.uuid4().hex[:8]
+    group = f"agents-{run}"
+    scale = {"partials_topic": partials, "deadline": "60s"}
+    agents = [
+        config(
+            tmp_path / f"agent{i}",
+            bootstrap,
+            topic,
+            group,
+            {**scale, "role": "agent"},
+            changelog_name=f"agent{i}" if changelog_names else None,
+        )
+        for i in range(3)
+    ]
+    return ScaleOut(
+        group=group,
+        alone=config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"}),
+        agents=agents,
+        aggregator=config(
+            tmp_path / "aggregator", bootstrap, topic, group, {**scale, "role": "aggregator"}
+        ),
+        alone_reports=tmp_path / "alone" / "reports.jsonl",
+        agg_reports=tmp_path / "aggregator" / "reports.jsonl",
+    )
+
+
+def start_scale_out(
+    agents: list[AgentProcess], aggregator: AgentProcess, *others: AgentProcess
+) -> None:
+    """Start them all; return once every agent holds a partition and the aggregator
+    its partials partition, before any traffic."""
+    for p in [*others, *agents, aggregator]:
+        p.start()
+    wait_for(
+        lambda: all(p.assignments() and p.assignments()[-1] for p in agents),
+        "three agents with a partition each",
+        timeout=40.0,
+    )
+    wait_for(lambda: aggregator.assignments(), "the aggregator's assignment", timeout=30.0)
+
+
 def scale_out_counts(p: AgentProcess) -> dict[str, float]:
     words = ("partials", "records_total", "aggregation")
     return {
@@ -127,58 +190,31 @@ def test_three_agents_and_an_aggregator_killed_midstream_report_as_one_agent(
 ) -> None:
     bootstrap = broker_session.bootstrap
     topic = kafka_topic(PARTITIONS)
-    partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
-    broker_session.create_topic(partials, 1)
-    run = uuid.uuid4().hex[:8]
-    scale = {"partials_topic": partials, "deadline": "60s"}
-    alone_cfg = config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"})
-    agent_cfgs = [
-        config(
-            tmp_path / f"agent{i}",
-            bootstrap,
-            topic,
-            f"agents-{run}",
-            {**scale, "role": "agent"},
-            changelog_name=f"agent{i}",
-        )
-        for i in range(3)
-    ]
-    agg_cfg = config(
-        tmp_path / "aggregator", bootstrap, topic, f"agents-{run}", {**scale, "role": "aggregator"}
-    )
+    files = scale_out(tmp_path, broker_session, topic, changelog_names=True)
     first, second = traffic()
-    procs = [AgentProcess(alone_cfg), *(AgentProcess(c) for c in agent_cfgs)]
-    aggregator = AgentProcess(agg_cfg)
+    procs = [AgentProcess(files.alone), *(AgentProcess(c) for c in files.agents)]
+    aggregator = AgentProcess(files.aggregator)
     restarted: list[AgentProcess] = []
     try:
-        for p in [*procs, aggregator]:
-            p.start()
         # every agent of the group holds a partition before traffic starts
-        wait_for(
-            lambda: all(p.assignments() and p.assignments()[-1] for p in procs[1:]),
-            "three agents with a partition each",
-            timeout=40.0,
-        )
-        wait_for(lambda: aggregator.assignments(), "the aggregator's assignment", timeout=30.0)
+        start_scale_out(procs[1:], aggregator, procs[0])
         delivered = produce(bootstrap, topic, first)
-        agg_reports = tmp_path / "aggregator" / "reports.jsonl"
+        agg_reports = files.agg_reports
         wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", timeout=40.0)
         # Kill once the agents' checkpoints are committed: what is guaranteed exactly. (A
         # crash between a checkpoint and its commit, or after commits failed during a
         # rebalance, makes the next owner read records again: reported as an overlap.)
         wait_for(
-            lambda: (
-                committed_offsets(bootstrap, f"agents-{run}", topic, PARTITIONS) == delivered.high
-            ),
+            lambda: committed_offsets(bootstrap, files.group, topic, PARTITIONS) == delivered.high,
             "the first half committed",
             timeout=30.0,
         )
         # kill -9 an agent and the aggregator mid-stream, restart both from their state
         procs[1].kill()
         aggregator.kill()
-        restarted = [AgentProcess(agent_cfgs[0]).start(), AgentProcess(agg_cfg).start()]
+        restarted = [AgentProcess(files.agents[0]).start(), AgentProcess(files.aggregator).start()]
         produce(bootstrap, topic, second)
-        alone_reports = tmp_path / "alone" / "reports.jsonl"
+        alone_reports = files.alone_reports
         wait_for(
             lambda: len(reports(alone_reports)) == len(ROWS),
             "the lone agent's six windows",

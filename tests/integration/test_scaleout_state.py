@@ -12,18 +12,15 @@ to 1e-9 and every verdict, with full coverage and no partial window.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from monitor.config.aggregation import partials_topic_for
 from monitor.demo.broker import TansuBroker
 from tests.integration import agent_helpers
 from tests.integration.agent_helpers import (
     BASE_TIME,
-    MODEL,
     AgentProcess,
     Message,
     as_messages,
@@ -39,9 +36,10 @@ from tests.integration.test_scaleout import (
     PARTITIONS,
     ROWS,
     SIZE,
-    config,
     reports,
+    scale_out,
     scale_out_counts,
+    start_scale_out,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,35 +82,16 @@ def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agen
     monkeypatch.setattr(agent_helpers, "CLIENT", client)
     bootstrap = broker_session.bootstrap
     topic = kafka_topic(PARTITIONS)
-    partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
-    broker_session.create_topic(partials, 1)
-    run = uuid.uuid4().hex[:8]
-    group = f"agents-{run}"
-    scale = {"partials_topic": partials, "deadline": "60s"}
-    alone_cfg = config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"})
     # no state.changelog_name: the changelog keys each partition's state, not each agent's
-    agent_cfgs = [
-        config(tmp_path / f"agent{i}", bootstrap, topic, group, {**scale, "role": "agent"})
-        for i in range(3)
-    ]
-    agg_cfg = config(
-        tmp_path / "aggregator", bootstrap, topic, group, {**scale, "role": "aggregator"}
-    )
+    files = scale_out(tmp_path, broker_session, topic)
+    group, agent_cfgs, agg_cfg = files.group, files.agents, files.aggregator
     first, committed, read, last = phases()
-    procs = [AgentProcess(alone_cfg), *(AgentProcess(c) for c in agent_cfgs)]
+    procs = [AgentProcess(files.alone), *(AgentProcess(c) for c in agent_cfgs)]
     aggregator = AgentProcess(agg_cfg)
     restarted: list[AgentProcess] = []
-    agg_reports = tmp_path / "aggregator" / "reports.jsonl"
-    alone_reports = tmp_path / "alone" / "reports.jsonl"
+    agg_reports, alone_reports = files.agg_reports, files.alone_reports
     try:
-        for p in [*procs, aggregator]:
-            p.start()
-        wait_for(
-            lambda: all(p.assignments() and p.assignments()[-1] for p in procs[1:]),
-            "three agents with a partition each",
-            timeout=40.0,
-        )
-        wait_for(lambda: aggregator.assignments(), "the aggregator's assignment", timeout=30.0)
+        start_scale_out(procs[1:], aggregator, procs[0])
         high = produce_aiokafka(bootstrap, topic, first, partitions=PARTITIONS).high
         wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", 40.0)
         wait_for(

@@ -26,14 +26,12 @@ import asyncio
 import re
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from monitor.config.aggregation import partials_topic_for
 from monitor.demo.broker import TansuBroker
 from monitor.runtime.partition_changelog import PartitionManifest
 from tests.integration import agent_helpers
@@ -50,9 +48,10 @@ from tests.integration.agent_helpers import (
 from tests.integration.test_scaleout import (
     PARTITIONS,
     ROWS,
-    config,
     reports,
+    scale_out,
     scale_out_counts,
+    start_scale_out,
 )
 from tests.integration.test_scaleout_state import phases
 
@@ -156,42 +155,24 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
     monkeypatch.setattr(agent_helpers, "CLIENT", client)
     bootstrap = broker_session.bootstrap
     topic = kafka_topic(PARTITIONS)
-    partials = f"{partials_topic_for(MODEL)}-{uuid.uuid4().hex[:8]}"
-    broker_session.create_topic(partials, 1)
-    run = uuid.uuid4().hex[:8]
-    group = f"agents-{run}"
-    scale = {"partials_topic": partials, "deadline": "60s"}
-    alone_cfg = config(tmp_path / "alone", bootstrap, topic, f"alone-{run}", {"role": "none"})
-    agent_cfgs = [  # 3 s sessions (AIOKAFKA_FAST_GROUP): a freeze of ~4 s evicts
-        config(tmp_path / f"agent{i}", bootstrap, topic, group, {**scale, "role": "agent"})
-        for i in range(3)
-    ]
-    agg_cfg = config(
-        tmp_path / "aggregator", bootstrap, topic, group, {**scale, "role": "aggregator"}
-    )
-    changelog = f"driftline.{MODEL}.changelog-{run}"  # one partition per source partition
-    for i, path in enumerate(agent_cfgs):
+    # 3 s sessions (AIOKAFKA_FAST_GROUP): a freeze of ~4 s evicts
+    files = scale_out(tmp_path, broker_session, topic)
+    group = files.group
+    changelog = f"driftline.{MODEL}.changelog-{group}"  # one partition per source partition
+    for i, path in enumerate(files.agents):
         data = yaml.safe_load(path.read_text())
         data["state"]["changelog_topic"] = changelog
         if i == 0:
             data["windows"]["idle_timeout"] = ZOMBIE_IDLE
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     first, committed, read, last = phases()
-    alone = AgentProcess(alone_cfg)
-    agents = [AgentProcess(c) for c in agent_cfgs]
+    alone = AgentProcess(files.alone)
+    agents = [AgentProcess(c) for c in files.agents]
     zombie, others = agents[0], agents[1:]
-    aggregator = AgentProcess(agg_cfg)
-    agg_reports = tmp_path / "aggregator" / "reports.jsonl"
-    alone_reports = tmp_path / "alone" / "reports.jsonl"
+    aggregator = AgentProcess(files.aggregator)
+    agg_reports, alone_reports = files.agg_reports, files.alone_reports
     try:
-        for p in [alone, *agents, aggregator]:
-            p.start()
-        wait_for(
-            lambda: all(p.assignments() and p.assignments()[-1] for p in agents),
-            "three agents with a partition each",
-            timeout=40.0,
-        )
-        wait_for(lambda: aggregator.assignments(), "the aggregator's assignment", timeout=30.0)
+        start_scale_out(agents, aggregator, alone)
         zombie_id = agent_id(zombie)
         high = produce_aiokafka(bootstrap, topic, first, partitions=PARTITIONS).high
         wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", 40.0)

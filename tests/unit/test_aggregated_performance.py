@@ -42,6 +42,7 @@ from monitor.runtime.partials import Partial, PartitionProgress
 from monitor.runtime.partitioned import PartitionedWindows
 from monitor.runtime.publishing import PartialPublisher
 from monitor.runtime.windows import ClosedWindow, WindowManager
+from tests.unit.test_aggregation import HandoffSource, Sent
 
 BASE = 1_700_000_000.0
 PARTS = 3
@@ -826,32 +827,18 @@ def test_a_hand_off_at_an_older_checkpoint_carries_that_checkpoints_performance(
     want = cw.flush()
     control.on_closed(want)
 
-    class Consumer:
-        async def committed(self, tp: object) -> int:
-            return 400
-
-    class Source:
-        consumer = Consumer()
-
-        def assigned(self) -> set[tuple[str, int]]:
-            return {("t", 1)}
-
-    sent: list[bytes] = []
-
-    async def send(topic: str, key: bytes, value: bytes) -> None:
-        sent.append(value)
-
+    sent = Sent()
     agent_ = AgentPartials(
         PartialPublisher(
-            model="m", topic="t", reference_hash="r", agent_id="a", epoch=1, send=send
+            model="m", topic="t", reference_hash="r", agent_id="a", epoch=1, send=sent
         ),
         WindowsConfig(size=10.0),
         tmp_path,
     )
     agent_.performance = tr
     w.release({0})
-    asyncio.run(agent_.progress(Source(), w, {("t", 0): 700}, 0.0, {("t", 0): 700}))
-    pieces = [m for m in map(Partial.from_bytes, sent) if m.kind == "window" and m.handoff]
+    asyncio.run(agent_.progress(HandoffSource(), w, {("t", 0): 700}, 0.0, {("t", 0): 700}))
+    pieces = [m for m in map(Partial.from_bytes, sent.values) if m.kind == "window" and m.handoff]
     assert [p.window for p in pieces] == [(x.start, x.end) for x in want] and pieces
     for piece, x in zip(pieces, want, strict=True):
         got = PerformanceState.from_bytes(profile.performance, piece.performance)

@@ -417,6 +417,31 @@ def test_publisher_sends_in_order_and_retries_until_acknowledged() -> None:
     assert [Partial.from_bytes(v).owned[0].horizon for v in sent] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+class _CommittedAt400:
+    async def committed(self, tp: object) -> int:
+        return 400
+
+
+class HandoffSource:
+    """The source of an agent handing partition 0 off: the group committed it at offset
+    400 (the agent's checkpoint), and the agent keeps partition 1."""
+
+    consumer = _CommittedAt400()
+
+    def assigned(self) -> set[tuple[str, int]]:
+        return {("t", 1)}
+
+
+class Sent:
+    """A partials send function that keeps what it was given, in order."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+        self.values.append(value)
+
+
 def test_a_hand_off_follows_the_committed_offset(profile: Profile, tmp_path: Path) -> None:
     """A commit that did not get through: the partition is handed off at the committed
     offset with the checkpoint file's state that ends there, and the agent's offsets go
@@ -441,27 +466,13 @@ def test_a_hand_off_follows_the_committed_offset(profile: Profile, tmp_path: Pat
     at_commit = sum(x.rows for x in PartitionedWindows.restore(profile, saved, **PARAMS).flush())
     assert in_memory != at_commit
 
-    class Consumer:
-        async def committed(self, tp: object) -> int:
-            return 400
-
-    class Source:
-        consumer = Consumer()
-
-        def assigned(self) -> set[tuple[str, int]]:
-            return {("t", 1)}
-
-    sent: list[bytes] = []
-
-    async def send(topic: str, key: bytes, value: bytes) -> None:
-        sent.append(value)
-
+    sent = Sent()
     agent = AgentPartials(publisher("a"), WindowsConfig(size=10.0), tmp_path)
-    agent.publisher._send = send
+    agent.publisher._send = sent
     w.release({0})
     positions = {("t", 0): 700}
-    asyncio.run(agent.progress(Source(), w, {("t", 0): 700}, 0.0, positions))
-    msgs = [Partial.from_bytes(v) for v in sent]
+    asyncio.run(agent.progress(HandoffSource(), w, {("t", 0): 700}, 0.0, positions))
+    msgs = [Partial.from_bytes(v) for v in sent.values]
     (handoff,) = [m for m in msgs if m.kind == "handoff"]
     assert handoff.at == 400 and positions == {("t", 0): 400}
     pieces = [m for m in msgs if m.kind == "window" and m.handoff]
