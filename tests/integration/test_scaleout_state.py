@@ -70,6 +70,25 @@ def phases() -> list[list[Message]]:
     ]
 
 
+def send_committed_phases(
+    bootstrap: str, topic: str, group: str, phases: list[list[Message]], agg_reports: Path
+) -> None:
+    """Send each phase and wait until the agents have committed all of it (the first
+    closes a window: its report comes first): the state every later fault starts from."""
+    for i, messages in enumerate(phases):
+        high = produce_aiokafka(bootstrap, topic, messages, partitions=PARTITIONS).high
+        if i == 0:
+            wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", 40.0)
+        wait_committed(bootstrap, group, topic, high, f"phase {i + 1} committed")
+
+
+def wait_committed(bootstrap: str, group: str, topic: str, high: dict[int, int], what: str) -> None:
+    """Until the group's committed offsets are ``high`` on every partition."""
+    wait_for(
+        lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high, what, timeout=30.0
+    )
+
+
 @pytest.mark.parametrize("client", ["aiokafka", "confluent"])
 def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agent(
     tmp_path: Path,
@@ -92,19 +111,7 @@ def test_agent_and_aggregator_killed_with_the_agent_disk_gone_report_as_one_agen
     agg_reports, alone_reports = files.agg_reports, files.alone_reports
     try:
         start_scale_out(procs[1:], aggregator, procs[0])
-        high = produce_aiokafka(bootstrap, topic, first, partitions=PARTITIONS).high
-        wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", 40.0)
-        wait_for(
-            lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high,
-            "the first phase committed",
-            timeout=30.0,
-        )
-        high = produce_aiokafka(bootstrap, topic, committed, partitions=PARTITIONS).high
-        wait_for(
-            lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high,
-            "window 3 and part of window 4 committed",
-            timeout=30.0,
-        )
+        send_committed_phases(bootstrap, topic, group, [first, committed], agg_reports)
         victim = procs[1]
         before = victim.decoded()
         produce_aiokafka(bootstrap, topic, read, partitions=PARTITIONS)

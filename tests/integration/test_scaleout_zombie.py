@@ -53,7 +53,7 @@ from tests.integration.test_scaleout import (
     scale_out_counts,
     start_scale_out,
 )
-from tests.integration.test_scaleout_state import phases
+from tests.integration.test_scaleout_state import phases, send_committed_phases
 
 pytestmark = pytest.mark.integration
 
@@ -174,19 +174,7 @@ def test_a_frozen_agent_evicted_and_thawed_changes_no_window(
     try:
         start_scale_out(agents, aggregator, alone)
         zombie_id = agent_id(zombie)
-        high = produce_aiokafka(bootstrap, topic, first, partitions=PARTITIONS).high
-        wait_for(lambda: len(reports(agg_reports)) >= 1, "a first aggregated window", 40.0)
-        wait_for(
-            lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high,
-            "the first phase committed",
-            timeout=30.0,
-        )
-        high = produce_aiokafka(bootstrap, topic, committed, partitions=PARTITIONS).high
-        wait_for(
-            lambda: committed_offsets(bootstrap, group, topic, PARTITIONS) == high,
-            "window 3 and part of window 4 committed",
-            timeout=30.0,
-        )
+        send_committed_phases(bootstrap, topic, group, [first, committed], agg_reports)
         [victim_part] = sorted(zombie.assignments()[-1])
         before = zombie.decoded()
         sent = produce_aiokafka(bootstrap, topic, read, partitions=PARTITIONS)
