@@ -28,8 +28,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from aiokafka.errors import KafkaError
-
 from detectors.profile import Profile, load_profile
 from detectors.results import WindowReport
 from monitor.actions.policy import PolicyEngine
@@ -245,11 +243,8 @@ class Agent:
         needs_publisher = (
             self.kafka_cfg.dead_letter_topic or self.config.reports.kafka_topic or self.partials
         )
-        if self.pairs is not None:
-            try:
-                await self.pairs.ensure_topic()
-            except (KafkaError, OSError, TimeoutError) as exc:
-                log.warning("cannot check the pairs topic %s (%s)", self.pairs.topic, exc)
+        if self.pairs is not None:  # a broker refusing or silent is a warning there
+            await self.pairs.ensure_topic()
         if self.partials is not None:  # before the first partial goes out
             await ensure_partials_topic(self.config)
         extra = [self.labels_topic, self.pairs.topic if self.pairs is not None else None]
