@@ -134,6 +134,7 @@ class ConfluentSource:
         self.foreign_commits = False  # as in KafkaSource
         self.acked: Offsets = {}  # as in KafkaSource
         self.resumed: dict[tuple[str, int], int | None] = {}  # as in KafkaSource
+        self._counts: dict[str, int] = {}  # partitions per topic, from the last probe
         # as in KafkaSource: restores newly assigned partitions before they are read
         self.on_assign: Callable[[dict[tuple[str, int], int | None]], Awaitable[Offsets]] | None = (
             None
@@ -398,7 +399,7 @@ class ConfluentSource:
 
     def partition_count(self, topic: str) -> int | None:
         """Partitions of a subscribed topic, from the last metadata probe (None: unknown)."""
-        return getattr(self, "_counts", {}).get(topic)
+        return self._counts.get(topic)
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the partition's high watermark, per assigned partition."""
