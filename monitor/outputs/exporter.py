@@ -409,12 +409,7 @@ class Exporter:
                 judged = "window" in defn.labels or defn is m.AGGREGATION_COVERAGE
                 if defn.kind != "gauge" or not judged:
                     continue
-                keys = {
-                    tuple(sample.labels[k] for k in defn.labels)
-                    for family in self._metrics[defn.name].collect()
-                    for sample in family.samples
-                }
-                for key in keys:
+                for key in self._series_keys(defn):
                     self._remove(defn, key)
 
     # -- internals --------------------------------------------------------------------------
@@ -440,17 +435,21 @@ class Exporter:
             self._inc(m.MODEL_VERSIONS_EXPIRED, {"model": self.model}, float(len(gone)))
         self._set(m.MODEL_VERSIONS_TRACKED, {"model": self.model}, float(len(self.versions)))
 
+    def _series_keys(self, defn: m.MetricDef, **match: str) -> set[LabelValues]:
+        """The label values of every series of ``defn`` whose labels include ``match``."""
+        return {
+            tuple(sample.labels[k] for k in defn.labels)
+            for family in self._metrics[defn.name].collect()
+            for sample in family.samples
+            if all(sample.labels.get(k) == v for k, v in match.items())
+        }
+
     def _drop_version(self, version: str) -> None:
         for defn in m.ALL_METRICS:
             if "model_version" not in defn.labels:
                 continue
             metric = self._metrics[defn.name]
-            keys: set[LabelValues] = set()
-            for family in metric.collect():
-                for sample in family.samples:
-                    if sample.labels.get("model_version") == version:
-                        keys.add(tuple(sample.labels[k] for k in defn.labels))
-            for key in keys:
+            for key in self._series_keys(defn, model_version=version):
                 if defn.kind == "gauge":
                     self._remove(defn, key)
                 else:
